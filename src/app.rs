@@ -1,0 +1,174 @@
+//! Wiring: opens the store and recorder, builds the proxy and API routers, binds the
+//! listeners, and shuts down in order (stop accepting, let calls finish for a grace
+//! period, then drain the recorder so every queued record is committed).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::proxy::{self, ProxyConfig, ProxyState};
+use crate::quality::QualityRules;
+use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
+
+/// How long in-flight calls may run on after a shutdown signal before they are cut (and
+/// recorded as cancelled).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the store {path}: {source}")]
+    Store {
+        /// The database path.
+        path: String,
+        /// SQLite's reason.
+        source: crate::store::StoreError,
+    },
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS's reason.
+        source: std::io::Error,
+    },
+    /// The configuration is not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A started sidecar.
+pub struct Running {
+    /// Where the proxy (and, without a separate API address, the API) listens.
+    pub proxy_addr: SocketAddr,
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// The recorder handle (tests flush it).
+    pub recorder: Recorder,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    recorder_task: RecorderTask,
+}
+
+impl Running {
+    /// Stops the sidecar: stop accepting, let calls finish (up to the grace period),
+    /// commit every queued record.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for server in self.servers {
+            let _ = server.await;
+        }
+        let task = self.recorder_task;
+        let _ = tokio::task::spawn_blocking(move || task.shutdown()).await;
+    }
+}
+
+/// Starts the sidecar on the configured addresses.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let quality = Arc::new(
+        QualityRules::new(&config.quality_rules)
+            .map_err(|problems| StartError::Config(problems.join("; ")))?,
+    );
+    let (recorder, recorder_task) = recorder::start(
+        &config.db_path,
+        RecorderConfig {
+            queue_capacity: config.queue_capacity,
+            batch_size: config.batch_size,
+            flush_interval: config.flush_interval,
+            max_records_per_model: config.max_records_per_model,
+            max_age: Duration::from_secs(config.max_age_days * 86_400),
+            retention_interval: config.retention_interval,
+        },
+        None,
+    )
+    .map_err(|source| StartError::Store { path: config.db_path.display().to_string(), source })?;
+    let proxy_state = ProxyState::new(
+        &ProxyConfig {
+            upstream: config.upstream.clone(),
+            connect_timeout: config.connect_timeout,
+            operation_header: config.operation_header.clone(),
+            max_body_bytes: config.max_body_bytes,
+            quality_capture_bytes: config.quality_capture_bytes,
+            max_parse_bytes: config.max_parse_bytes,
+        },
+        recorder.clone(),
+        quality,
+    )
+    .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    let api_router = api::router(ApiState {
+        recorder: recorder.clone(),
+        proxy: proxy_state.clone(),
+        db_path: Arc::new(config.db_path.clone()),
+        started: Instant::now(),
+    });
+    let proxy_router = Router::new().fallback(proxy::handle).with_state(proxy_state);
+
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let proxy_listener = bind(config.listen).await?;
+    let proxy_addr = proxy_listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let mut servers = Vec::new();
+    let api_addr = match config.api_listen {
+        Some(addr) => {
+            let api_listener = bind(addr).await?;
+            let api_addr =
+                api_listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            servers.push(serve(api_listener, api_router, shutdown_rx.clone()));
+            servers.push(serve(proxy_listener, proxy_router, shutdown_rx));
+            api_addr
+        }
+        None => {
+            servers.push(serve(proxy_listener, api_router.merge(proxy_router), shutdown_rx));
+            proxy_addr
+        }
+    };
+    tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream, db = %config.db_path.display(), "ollameter listening");
+    Ok(Running { proxy_addr, api_addr, recorder, shutdown, servers, recorder_task })
+}
+
+/// Serves until the shutdown signal, then gives open calls `SHUTDOWN_GRACE` to finish.
+fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut signal = shutdown.clone();
+        let graceful = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+        });
+        tokio::select! {
+            result = graceful => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "server stopped with an error");
+                }
+            }
+            _ = async {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("grace period over: cutting the calls still open");
+            }
+        }
+    })
+}
+
+/// Runs the sidecar until `signal` resolves, then shuts down in order.
+pub async fn run(config: Config, signal: impl Future<Output = ()>) -> Result<(), StartError> {
+    let running = start(config).await?;
+    signal.await;
+    tracing::info!("shutting down: finishing open calls and writing queued records");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

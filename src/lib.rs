@@ -1,0 +1,26 @@
+//! ollameter: a transparent reverse proxy in front of Ollama that measures every
+//! inference call, stores each record, and tells its users which model to use.
+//!
+//! How the crate is laid out (dependencies flow down this list, never up):
+//!
+//! - [`app`]: wiring: store, recorder, routers, listeners, ordered shutdown.
+//! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`].
+//! - [`api`]: the sidecar's own routes under `/api/model-performance/` (health, ...).
+//! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
+//!   meter that watches each answer and finishes its record.
+//! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
+//!   answers: any split of the bytes gives the same facts.
+//! - [`quality`]: configurable rules that read a quality score from an answer.
+//! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
+//! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
+//! - [`record`]: the record of one call, shared by all of the above.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod decode;
+pub mod proxy;
+pub mod quality;
+pub mod record;
+pub mod recorder;
+pub mod store;

@@ -1,0 +1,328 @@
+//! The meter of one instrumented call: it owns the record from the moment the request
+//! arrives until it is handed to the recorder. It watches the response body chunk by
+//! chunk (stamping the first content chunk, feeding a copy to the decoder) and finishes
+//! the record at the end of the body, on an upstream failure, or when dropped unfinished
+//! (the client went away: `client_cancelled`). The bytes themselves pass untouched.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::decode::{Api, Decoder, Format, ResponseFacts};
+use crate::quality::QualityRules;
+use crate::record::{ErrorKind, Record};
+use crate::recorder::Recorder;
+
+/// Error messages kept in a record are cut to this many bytes.
+const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// How the body ended.
+enum End {
+    /// The upstream finished the body.
+    Complete,
+    /// The upstream connection broke mid-body.
+    UpstreamBroke(String),
+    /// Dropped before the end: the client disconnected.
+    Dropped,
+}
+
+/// Owns one call's record until it is submitted.
+pub struct Meter {
+    record: Option<Record>,
+    recorder: Recorder,
+    quality: Arc<QualityRules>,
+    started: Instant,
+    api: Api,
+    /// The client named its operation; a load-only call keeps it then.
+    operation_explicit: bool,
+    decoder: Option<Decoder>,
+    format: Format,
+    first_content: Option<Instant>,
+    last_content: Option<Instant>,
+}
+
+/// Limits for decoding an answer.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Answer text kept for quality rules.
+    pub capture_bytes: usize,
+    /// Largest JSON answer parsed.
+    pub parse_bytes: usize,
+}
+
+impl Meter {
+    /// Starts metering a call whose request arrived at `started`.
+    pub fn new(
+        record: Record,
+        recorder: Recorder,
+        quality: Arc<QualityRules>,
+        started: Instant,
+        api: Api,
+        operation_explicit: bool,
+    ) -> Meter {
+        Meter {
+            record: Some(record),
+            recorder,
+            quality,
+            started,
+            api,
+            operation_explicit,
+            decoder: None,
+            format: Format::Other,
+            first_content: None,
+            last_content: None,
+        }
+    }
+
+    /// The record's id, for the `X-Ollameter-Record-Id` header.
+    pub fn id(&self) -> &str {
+        self.record.as_ref().map_or("", |r| r.id.as_str())
+    }
+
+    /// The upstream's response headers arrived: prepare to read its body.
+    pub fn response_started(&mut self, status: u16, content_type: Option<&str>, limits: DecodeLimits) {
+        self.format = Format::from_content_type(content_type);
+        let Some(record) = self.record.as_mut() else { return };
+        record.http_status = Some(status);
+        record.stream = matches!(self.format, Format::Ndjson | Format::Sse);
+        let capture = if self.quality.applies(&record.operation, &record.model) {
+            limits.capture_bytes
+        } else {
+            0
+        };
+        self.decoder = Some(Decoder::new(self.api, self.format, capture, limits.parse_bytes));
+    }
+
+    /// The call failed before any response: record why, with the status the client got.
+    pub fn fail(mut self, kind: ErrorKind, status: u16, message: String) {
+        if let Some(mut record) = self.record.take() {
+            record.http_status = Some(status);
+            record.success = false;
+            record.error_kind = Some(kind);
+            record.error_message = Some(truncate(message));
+            record.processing_time_ms = ms_since(self.started);
+            self.submit(record);
+        }
+    }
+
+    /// A chunk of the answer passed to the client.
+    fn on_chunk(&mut self, chunk: &[u8]) {
+        if let Some(record) = self.record.as_mut() {
+            record.response_bytes += chunk.len() as u64;
+        }
+        if let Some(decoder) = self.decoder.as_mut()
+            && decoder.feed(chunk) > 0
+        {
+            let now = Instant::now();
+            self.first_content.get_or_insert(now);
+            self.last_content = Some(now);
+        }
+    }
+
+    fn finish(&mut self, end: End) {
+        let Some(mut record) = self.record.take() else { return };
+        let now = Instant::now();
+        record.processing_time_ms = ms_between(self.started, now);
+        let facts = self.decoder.take().map(Decoder::finish).unwrap_or_default();
+        apply_facts(&mut record, &facts);
+        if record.stream
+            && let Some(first) = self.first_content
+        {
+            record.ttft_ms = Some(ms_between(self.started, first));
+        }
+        if record.tokens_per_second.is_none()
+            && record.stream
+            && let (Some(first), Some(last), Some(tokens)) =
+                (self.first_content, self.last_content, record.output_tokens)
+        {
+            // No upstream timings (OpenAI-compatible routes): measure generation speed at
+            // the proxy, between the first and the last content chunk.
+            let secs = (last - first).as_secs_f64();
+            if tokens >= 2 && secs > 0.0 {
+                record.tokens_per_second = Some((tokens - 1) as f64 / secs);
+            }
+        }
+        let status = record.http_status.unwrap_or(0);
+        let clean = facts.error_message.is_none();
+        let (success, kind, message) = if !(200..300).contains(&status) {
+            let message = facts.error_message.clone().unwrap_or_else(|| format!("HTTP {status}"));
+            (false, Some(ErrorKind::UpstreamError), Some(message))
+        } else {
+            match end {
+                End::Dropped if facts.completed && clean => (true, None, None),
+                End::Dropped => (
+                    false,
+                    Some(ErrorKind::ClientCancelled),
+                    Some("the client closed the connection before the answer was complete".into()),
+                ),
+                End::UpstreamBroke(e) => (
+                    false,
+                    Some(ErrorKind::UpstreamDisconnected),
+                    Some(format!("the upstream connection broke mid-answer: {e}")),
+                ),
+                End::Complete if !clean => {
+                    let kind =
+                        if record.stream { ErrorKind::MidstreamError } else { ErrorKind::UpstreamError };
+                    (false, Some(kind), facts.error_message.clone())
+                }
+                End::Complete if record.stream && !facts.completed => (
+                    false,
+                    Some(ErrorKind::MidstreamError),
+                    Some("the stream ended without its final object".into()),
+                ),
+                End::Complete => (true, None, parse_note(&facts)),
+            }
+        };
+        record.success = success;
+        record.error_kind = kind;
+        record.error_message = message.map(truncate);
+        if success && !facts.text.is_empty() {
+            record.quality_score = self.quality.extract(&record.operation, &record.model, &facts.text);
+        }
+        if !self.operation_explicit
+            && let Some(reason @ ("load" | "unload")) = record.done_reason.as_deref()
+        {
+            // A generate with no prompt only loads or unloads a model: counting it as a
+            // generation would skew the model's timings.
+            record.operation = reason.to_string();
+        }
+        self.submit(record);
+    }
+
+    fn submit(&self, record: Record) {
+        tracing::info!(
+            record_id = %record.id,
+            model = %record.model,
+            endpoint = %record.endpoint,
+            status = record.http_status,
+            success = record.success,
+            error_kind = record.error_kind.map(ErrorKind::as_str),
+            processing_time_ms = record.processing_time_ms,
+            ttft_ms = record.ttft_ms,
+            tokens_per_second = record.tokens_per_second,
+            "inference call"
+        );
+        if !self.recorder.submit(record) {
+            tracing::warn!("recorder queue full: record dropped");
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Unfinished when dropped: the response (or the handler) was abandoned because the
+        // client went away.
+        self.finish(End::Dropped);
+    }
+}
+
+/// Copies the upstream's own numbers into the record, nanoseconds to milliseconds.
+fn apply_facts(record: &mut Record, facts: &ResponseFacts) {
+    let ms = |ns: Option<u64>| ns.map(|v| v as f64 / 1e6);
+    record.total_duration_ms = ms(facts.total_duration_ns);
+    record.load_duration_ms = ms(facts.load_duration_ns);
+    record.prompt_eval_duration_ms = ms(facts.prompt_eval_duration_ns);
+    record.eval_duration_ms = ms(facts.eval_duration_ns);
+    record.prompt_tokens = facts.prompt_eval_count;
+    record.output_tokens = facts.eval_count;
+    record.tokens_estimated = facts.tokens_estimated;
+    record.tokens_per_second = rate(facts.eval_count, facts.eval_duration_ns);
+    record.prompt_tokens_per_second = rate(facts.prompt_eval_count, facts.prompt_eval_duration_ns);
+    record.done_reason = facts.done_reason.clone();
+}
+
+/// Tokens per second from a count and a duration in nanoseconds.
+fn rate(count: Option<u64>, duration_ns: Option<u64>) -> Option<f64> {
+    match (count, duration_ns) {
+        (Some(c), Some(d)) if c > 0 && d > 0 => Some(c as f64 / d as f64 * 1e9),
+        _ => None,
+    }
+}
+
+fn parse_note(facts: &ResponseFacts) -> Option<String> {
+    (facts.parse_errors > 0).then(|| {
+        format!(
+            "answer passed through, but {} part(s) could not be parsed: {}",
+            facts.parse_errors,
+            facts.first_parse_error.as_deref().unwrap_or("unknown")
+        )
+    })
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut cut = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
+fn ms_since(start: Instant) -> f64 {
+    ms_between(start, Instant::now())
+}
+
+fn ms_between(start: Instant, end: Instant) -> f64 {
+    end.saturating_duration_since(start).as_secs_f64() * 1e3
+}
+
+/// The upstream's body, passed through unchanged while the meter watches it.
+pub struct MeteredStream<S> {
+    inner: S,
+    meter: Meter,
+}
+
+impl<S> MeteredStream<S> {
+    /// Wraps an upstream body stream.
+    pub fn new(inner: S, meter: Meter) -> MeteredStream<S> {
+        MeteredStream { inner, meter }
+    }
+}
+
+impl<S> Stream for MeteredStream<S>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.meter.on_chunk(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let message = error_chain(&e);
+                this.meter.finish(End::UpstreamBroke(message.clone()));
+                Poll::Ready(Some(Err(std::io::Error::other(message))))
+            }
+            Poll::Ready(None) => {
+                this.meter.finish(End::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,256 @@
+//! The record of one inference call: the one type shared by the proxy, the recorder, the
+//! store, the statistics and the export. Field names are the same everywhere (store
+//! columns, API JSON, CSV header, docs).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why a call failed. Stored and served as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Ollama answered with an error status before the first chunk (4xx/5xx).
+    UpstreamError,
+    /// The stream started (status 200) and then carried an error object, or ended
+    /// without its final `done` object.
+    MidstreamError,
+    /// The upstream could not be reached (connection refused, DNS, reset before headers).
+    UpstreamUnreachable,
+    /// Connecting to the upstream took longer than the connect timeout.
+    Timeout,
+    /// The client went away before the answer was complete.
+    ClientCancelled,
+    /// The request body was over the configured limit (413).
+    RequestTooLarge,
+    /// The upstream connection broke in the middle of the answer.
+    UpstreamDisconnected,
+}
+
+impl ErrorKind {
+    /// The snake_case name used in the store, the API and the export.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::UpstreamError => "upstream_error",
+            ErrorKind::MidstreamError => "midstream_error",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::ClientCancelled => "client_cancelled",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::UpstreamDisconnected => "upstream_disconnected",
+        }
+    }
+
+    /// Parses the snake_case name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<ErrorKind> {
+        [
+            ErrorKind::UpstreamError,
+            ErrorKind::MidstreamError,
+            ErrorKind::UpstreamUnreachable,
+            ErrorKind::Timeout,
+            ErrorKind::ClientCancelled,
+            ErrorKind::RequestTooLarge,
+            ErrorKind::UpstreamDisconnected,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Measured by the proxy on a call it forwarded.
+    #[default]
+    Proxy,
+    /// Written through `POST /api/model-performance/record`.
+    Manual,
+    /// Loaded by `POST /api/model-performance/import` or `ollameter import`.
+    Import,
+}
+
+impl Source {
+    /// The snake_case name used in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Proxy => "proxy",
+            Source::Manual => "manual",
+            Source::Import => "import",
+        }
+    }
+
+    /// Parses the snake_case name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Source> {
+        match name {
+            "proxy" => Some(Source::Proxy),
+            "manual" => Some(Source::Manual),
+            "import" => Some(Source::Import),
+            _ => None,
+        }
+    }
+}
+
+/// One inference call, measured. Durations are milliseconds (`f64`, so sub-millisecond
+/// precision survives), token counts are plain counts, memory is MiB ("MB" in names, as
+/// the earlier system called it). `None` means unknown, never zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// UUIDv7, or the client's `X-Request-Id` when it sent one.
+    pub id: String,
+    /// When the proxy received the request (UTC).
+    pub timestamp: DateTime<Utc>,
+    /// The `model` of the request body (empty when the body named none).
+    pub model: String,
+    /// From the operation header (default `X-Operation`), else the endpoint's kind
+    /// (`generate`, `chat`, `embed`, ...).
+    pub operation: String,
+    /// The request path, e.g. `/api/chat`.
+    pub endpoint: String,
+    /// Whether the answer was streamed (NDJSON or SSE).
+    pub stream: bool,
+    /// True only when the upstream answered 2xx and the body completed without an error.
+    pub success: bool,
+    /// The status the client received; `None` when no response was produced.
+    pub http_status: Option<u16>,
+    /// Why the call failed; `None` on success.
+    pub error_kind: Option<ErrorKind>,
+    /// The error text (upstream's message or the proxy's own), truncated.
+    pub error_message: Option<String>,
+    /// Wall time at the proxy, from request received to last byte sent.
+    pub processing_time_ms: f64,
+    /// Wall time from request received to the first chunk carrying generated content.
+    pub ttft_ms: Option<f64>,
+    /// Ollama's `total_duration`.
+    pub total_duration_ms: Option<f64>,
+    /// Ollama's `load_duration` (queueing plus model load).
+    pub load_duration_ms: Option<f64>,
+    /// Ollama's `prompt_eval_duration`.
+    pub prompt_eval_duration_ms: Option<f64>,
+    /// Ollama's `eval_duration`.
+    pub eval_duration_ms: Option<f64>,
+    /// Ollama's `prompt_eval_count`, or the OpenAI/Anthropic usage input tokens.
+    pub prompt_tokens: Option<u64>,
+    /// Ollama's `eval_count`, or the usage output tokens.
+    pub output_tokens: Option<u64>,
+    /// True when the token counts were estimated from content chunks because the
+    /// stream carried no usage.
+    pub tokens_estimated: bool,
+    /// `eval_count / eval_duration` in tokens per second.
+    pub tokens_per_second: Option<f64>,
+    /// `prompt_eval_count / prompt_eval_duration` in tokens per second.
+    pub prompt_tokens_per_second: Option<f64>,
+    /// Ollama's `done_reason` or the OpenAI `finish_reason`.
+    pub done_reason: Option<String>,
+    /// Bytes of the request body.
+    pub request_bytes: u64,
+    /// Bytes of the response body passed to the client.
+    pub response_bytes: u64,
+    /// Quality of the answer on the 1 to 5 scale, when a rule could read it.
+    pub quality_score: Option<f64>,
+    /// RSS of the model's runner plus the Ollama server, in MiB.
+    pub ollama_rss_mb: Option<f64>,
+    /// GPU memory used by the model's runner (NVML), in MiB.
+    pub gpu_memory_mb: Option<f64>,
+    /// The model's `size_vram` from `/api/ps`, in MiB.
+    pub vram_mb: Option<f64>,
+    /// Where the record came from.
+    #[serde(default)]
+    pub source: Source,
+}
+
+impl Record {
+    /// A record with every measurement unknown, for the proxy and tests to fill in.
+    pub fn new(id: String, timestamp: DateTime<Utc>, model: String, operation: String, endpoint: String) -> Record {
+        Record {
+            id,
+            timestamp,
+            model,
+            operation,
+            endpoint,
+            stream: false,
+            success: false,
+            http_status: None,
+            error_kind: None,
+            error_message: None,
+            processing_time_ms: 0.0,
+            ttft_ms: None,
+            total_duration_ms: None,
+            load_duration_ms: None,
+            prompt_eval_duration_ms: None,
+            eval_duration_ms: None,
+            prompt_tokens: None,
+            output_tokens: None,
+            tokens_estimated: false,
+            tokens_per_second: None,
+            prompt_tokens_per_second: None,
+            done_reason: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            quality_score: None,
+            ollama_rss_mb: None,
+            gpu_memory_mb: None,
+            vram_mb: None,
+            source: Source::Proxy,
+        }
+    }
+}
+
+/// The record's field names in store/export order: the CSV header and the column list.
+pub const FIELD_NAMES: &[&str] = &[
+    "id",
+    "timestamp",
+    "model",
+    "operation",
+    "endpoint",
+    "stream",
+    "success",
+    "http_status",
+    "error_kind",
+    "error_message",
+    "processing_time_ms",
+    "ttft_ms",
+    "total_duration_ms",
+    "load_duration_ms",
+    "prompt_eval_duration_ms",
+    "eval_duration_ms",
+    "prompt_tokens",
+    "output_tokens",
+    "tokens_estimated",
+    "tokens_per_second",
+    "prompt_tokens_per_second",
+    "done_reason",
+    "request_bytes",
+    "response_bytes",
+    "quality_score",
+    "ollama_rss_mb",
+    "gpu_memory_mb",
+    "vram_mb",
+    "source",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_match_serialized_keys() {
+        let r = Record::new("a".into(), Utc::now(), "m".into(), "chat".into(), "/api/chat".into());
+        let v = serde_json::to_value(&r).expect("serializes");
+        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        let mut sorted_fields: Vec<&str> = FIELD_NAMES.to_vec();
+        sorted_fields.sort_unstable();
+        let mut sorted_keys = keys.clone();
+        sorted_keys.sort_unstable();
+        assert_eq!(sorted_fields, sorted_keys);
+    }
+
+    #[test]
+    fn error_kind_names_round_trip() {
+        for k in [ErrorKind::UpstreamError, ErrorKind::ClientCancelled, ErrorKind::Timeout] {
+            assert_eq!(ErrorKind::parse(k.as_str()), Some(k));
+            let json = serde_json::to_string(&k).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+        assert_eq!(ErrorKind::parse("nope"), None);
+    }
+}

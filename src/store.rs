@@ -1,0 +1,407 @@
+//! The embedded SQLite store: schema and migrations, batched inserts, retention, and the
+//! read queries the API uses. Timestamps are stored as Unix milliseconds (UTC) in the
+//! `timestamp` column; every other column has the record field's own name.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, Row, params};
+
+use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no (locked, read-only, full disk, corrupt file, ...).
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer ollameter.
+    #[error("store: schema version {found} is newer than this ollameter understands ({known})")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Latest version this build knows.
+        known: i64,
+    },
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the records table.
+    "CREATE TABLE records (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        stream INTEGER NOT NULL,
+        success INTEGER NOT NULL,
+        http_status INTEGER,
+        error_kind TEXT,
+        error_message TEXT,
+        processing_time_ms REAL NOT NULL,
+        ttft_ms REAL,
+        total_duration_ms REAL,
+        load_duration_ms REAL,
+        prompt_eval_duration_ms REAL,
+        eval_duration_ms REAL,
+        prompt_tokens INTEGER,
+        output_tokens INTEGER,
+        tokens_estimated INTEGER NOT NULL DEFAULT 0,
+        tokens_per_second REAL,
+        prompt_tokens_per_second REAL,
+        done_reason TEXT,
+        request_bytes INTEGER NOT NULL DEFAULT 0,
+        response_bytes INTEGER NOT NULL DEFAULT 0,
+        quality_score REAL,
+        ollama_rss_mb REAL,
+        gpu_memory_mb REAL,
+        vram_mb REAL,
+        source TEXT NOT NULL DEFAULT 'proxy'
+    );
+    CREATE INDEX records_model_time ON records(model, timestamp);
+    CREATE INDEX records_time ON records(timestamp);
+    CREATE INDEX records_id ON records(id);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A connection to the store. The recorder owns the one writer; readers open their own.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, switches it to WAL and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        Ok(Store { conn, path: path.to_path_buf() })
+    }
+
+    /// Opens a read-only connection for queries.
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Store { conn, path: path.to_path_buf() })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inserts records in one transaction: all or none.
+    pub fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(INSERT_SQL.as_str())?;
+            for r in records {
+                stmt.execute(params![
+                    r.id,
+                    r.timestamp.timestamp_millis(),
+                    r.model,
+                    r.operation,
+                    r.endpoint,
+                    r.stream,
+                    r.success,
+                    r.http_status,
+                    r.error_kind.map(ErrorKind::as_str),
+                    r.error_message,
+                    r.processing_time_ms,
+                    r.ttft_ms,
+                    r.total_duration_ms,
+                    r.load_duration_ms,
+                    r.prompt_eval_duration_ms,
+                    r.eval_duration_ms,
+                    r.prompt_tokens.map(clamp_i64),
+                    r.output_tokens.map(clamp_i64),
+                    r.tokens_estimated,
+                    r.tokens_per_second,
+                    r.prompt_tokens_per_second,
+                    r.done_reason,
+                    clamp_i64(r.request_bytes),
+                    clamp_i64(r.response_bytes),
+                    r.quality_score,
+                    r.ollama_rss_mb,
+                    r.gpu_memory_mb,
+                    r.vram_mb,
+                    r.source.as_str(),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes records older than `max_age` and, per model, all but the newest
+    /// `max_per_model`. Returns how many rows went.
+    pub fn apply_retention(
+        &mut self,
+        now: DateTime<Utc>,
+        max_age: Duration,
+        max_per_model: u64,
+    ) -> Result<u64, StoreError> {
+        let cutoff = now.timestamp_millis() - max_age.as_millis() as i64;
+        let tx = self.conn.transaction()?;
+        let mut removed = tx.execute("DELETE FROM records WHERE timestamp < ?1", [cutoff])? as u64;
+        let over: Vec<(String, i64)> = {
+            let mut stmt = tx.prepare(
+                "SELECT model, COUNT(*) FROM records GROUP BY model HAVING COUNT(*) > ?1",
+            )?;
+            stmt.query_map([clamp_i64(max_per_model)], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (model, _) in over {
+            // The newest N by (timestamp, seq) stay; the index makes this a range scan.
+            removed += tx.execute(
+                "DELETE FROM records WHERE model = ?1 AND seq NOT IN (
+                     SELECT seq FROM records WHERE model = ?1
+                     ORDER BY timestamp DESC, seq DESC LIMIT ?2)",
+                params![model, clamp_i64(max_per_model)],
+            )? as u64;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Number of stored records.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Records in insertion order, optionally of one model and since a time. For tests,
+    /// export and the statistics cache's warm-up; `f` sees each record in turn so nothing
+    /// is built in memory.
+    pub fn for_each_record(
+        &self,
+        model: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        mut f: impl FnMut(Record) -> bool,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT {} FROM records WHERE (?1 IS NULL OR model = ?1) AND timestamp >= ?2 ORDER BY seq",
+            FIELD_NAMES.join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(params![model, since.map_or(i64::MIN, |t| t.timestamp_millis())])?;
+        while let Some(row) = rows.next()? {
+            if !f(record_from_row(row)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// All records of a model (or all), in insertion order.
+    pub fn records(&self, model: Option<&str>) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_record(model, None, |r| {
+            out.push(r);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// The record with this id (the newest one if a client reused an id).
+    pub fn record_by_id(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM records WHERE id = ?1 ORDER BY seq DESC LIMIT 1",
+            FIELD_NAMES.join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(record_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs SQLite's own consistency check; `Ok(true)` when it answers "ok".
+    pub fn integrity_ok(&self) -> Result<bool, StoreError> {
+        let answer: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok(answer == "ok")
+    }
+
+    /// Whether a write would succeed now: a write transaction that changes nothing.
+    pub fn probe_writable(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+
+    /// The raw connection, for the query modules.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The raw connection, for the write modules.
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+static INSERT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=FIELD_NAMES.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO records ({}) VALUES ({})",
+        FIELD_NAMES.join(", "),
+        placeholders.join(", ")
+    )
+});
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    // WAL: readers never block the writer. synchronous=NORMAL: a committed transaction
+    // survives a process crash (SIGKILL); only an OS crash can lose the last commits.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found: version, known: SCHEMA_VERSION });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Rebuilds a record from a row selected with `FIELD_NAMES` in order.
+fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
+    let ts_ms: i64 = row.get(1)?;
+    let error_kind: Option<String> = row.get(8)?;
+    let source: String = row.get(28)?;
+    let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
+    };
+    Ok(Record {
+        id: row.get(0)?,
+        timestamp: Utc.timestamp_millis_opt(ts_ms).single().unwrap_or_default(),
+        model: row.get(2)?,
+        operation: row.get(3)?,
+        endpoint: row.get(4)?,
+        stream: row.get(5)?,
+        success: row.get(6)?,
+        http_status: row.get(7)?,
+        error_kind: error_kind.as_deref().and_then(ErrorKind::parse),
+        error_message: row.get(9)?,
+        processing_time_ms: row.get(10)?,
+        ttft_ms: row.get(11)?,
+        total_duration_ms: row.get(12)?,
+        load_duration_ms: row.get(13)?,
+        prompt_eval_duration_ms: row.get(14)?,
+        eval_duration_ms: row.get(15)?,
+        prompt_tokens: opt_u64(16)?,
+        output_tokens: opt_u64(17)?,
+        tokens_estimated: row.get(18)?,
+        tokens_per_second: row.get(19)?,
+        prompt_tokens_per_second: row.get(20)?,
+        done_reason: row.get(21)?,
+        request_bytes: row.get::<_, i64>(22)?.max(0) as u64,
+        response_bytes: row.get::<_, i64>(23)?.max(0) as u64,
+        quality_score: row.get(24)?,
+        ollama_rss_mb: row.get(25)?,
+        gpu_memory_mb: row.get(26)?,
+        vram_mb: row.get(27)?,
+        source: Source::parse(&source).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, model: &str, ts_ms: i64) -> Record {
+        let mut r = Record::new(
+            id.into(),
+            Utc.timestamp_millis_opt(ts_ms).single().expect("ts"),
+            model.into(),
+            "chat".into(),
+            "/api/chat".into(),
+        );
+        r.processing_time_ms = 12.5;
+        r.success = true;
+        r.output_tokens = Some(18);
+        r.tokens_per_second = Some(342.9);
+        r.error_kind = Some(ErrorKind::MidstreamError);
+        r
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("open");
+        let r = record("a", "llama3.2:latest", 1_700_000_000_123);
+        store.insert_batch(std::slice::from_ref(&r)).expect("insert");
+        let back = store.records(None).expect("read");
+        assert_eq!(back, vec![r]);
+        assert!(store.integrity_ok().expect("check"));
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let mut store = Store::open(&path).expect("open");
+            store.insert_batch(&[record("a", "m", 1)]).expect("insert");
+        }
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.count().expect("count"), 1);
+        let v: i64 =
+            store.connection().pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        Store::open(&path)
+            .expect("open")
+            .connection()
+            .pragma_update(None, "user_version", 99)
+            .expect("bump");
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    }
+
+    #[test]
+    fn retention_keeps_newest_per_model_and_drops_old() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("open");
+        let now = Utc::now();
+        let day = 86_400_000;
+        let now_ms = now.timestamp_millis();
+        let mut batch = Vec::new();
+        for i in 0..5 {
+            batch.push(record(&format!("a{i}"), "a", now_ms - i * 1000));
+        }
+        batch.push(record("old", "b", now_ms - 100 * day));
+        batch.push(record("new", "b", now_ms));
+        store.insert_batch(&batch).expect("insert");
+        let removed =
+            store.apply_retention(now, Duration::from_secs(90 * 86_400), 3).expect("retention");
+        assert_eq!(removed, 3, "one too old, two over the per-model cap");
+        let mut ids: Vec<String> = store.records(None).expect("read").into_iter().map(|r| r.id).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["a0", "a1", "a2", "new"]);
+    }
+}
