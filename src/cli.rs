@@ -21,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar: the proxy in front of Ollama and the API.
     Serve(ServeArgs),
+    /// Exit 0 when the sidecar on the configured address answers its health route
+    /// (for container health checks).
+    Healthcheck(ServeArgs),
     /// Inspect the configuration.
     Config {
         /// What to do with it.

@@ -34,6 +34,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Healthcheck(args) => {
+            let config = match load(cli.config.as_deref(), &args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            healthcheck(&config)
+        }
         Command::Config { action: ConfigAction::Check(args) } => {
             match load(cli.config.as_deref(), &args) {
                 Ok(config) => match toml::to_string_pretty(&config) {
@@ -66,6 +73,43 @@ fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, Exit
         eprintln!("ollameter: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Asks the running sidecar's health route; any answer from it means the process serves.
+fn healthcheck(config: &Config) -> ExitCode {
+    let addr = config.api_listen.unwrap_or(config.listen);
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let url = format!("http://{host}/api/model-performance/health");
+    let result = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| {
+        rt.block_on(async {
+            reqwest::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_secs(4))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+        })
+    });
+    match result {
+        Ok(Ok(resp)) if resp.status().is_success() => ExitCode::SUCCESS,
+        Ok(Ok(resp)) => {
+            eprintln!("ollameter: {url} answered {}", resp.status());
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("ollameter: {url}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing(config: &Config) {

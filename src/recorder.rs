@@ -16,8 +16,18 @@ use tokio::sync::oneshot;
 use crate::record::Record;
 use crate::store::{Store, StoreError};
 
-/// Called on the writer thread with each batch right after it committed.
-pub type CommitHook = Arc<dyn Fn(&[Record]) + Send + Sync>;
+/// Told on the writer thread what the store now holds: each batch right after it
+/// committed, and each retention pass after it ran (so an in-memory view stays in step).
+pub trait StoreListener: Send + Sync {
+    /// These records were committed.
+    fn committed(&self, records: &[Record]);
+    /// Retention deleted records older than `cutoff_ms` and all but the newest
+    /// `max_per_model` of each model.
+    fn retained(&self, cutoff_ms: i64, max_per_model: u64);
+}
+
+/// A shared listener.
+pub type CommitHook = Arc<dyn StoreListener>;
 
 /// How the writer batches and keeps the store in bounds.
 #[derive(Debug, Clone)]
@@ -296,7 +306,7 @@ impl Writer {
                 if let Some(hook) = &self.on_commit
                     && !records.is_empty()
                 {
-                    hook(&records);
+                    hook.committed(&records);
                 }
                 for (tx, n) in waiters {
                     let _ = tx.send(Ok(n));
@@ -323,15 +333,17 @@ impl Writer {
     }
 
     fn retention(&mut self) {
-        match self.store.apply_retention(
-            chrono::Utc::now(),
-            self.config.max_age,
-            self.config.max_records_per_model,
-        ) {
-            Ok(0) => {}
+        let now = chrono::Utc::now();
+        let cutoff_ms = now.timestamp_millis() - self.config.max_age.as_millis() as i64;
+        match self.store.apply_retention(now, self.config.max_age, self.config.max_records_per_model) {
             Ok(n) => {
-                self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
-                tracing::info!(removed = n, "retention removed old records");
+                if n > 0 {
+                    self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
+                    tracing::info!(removed = n, "retention removed old records");
+                    if let Some(hook) = &self.on_commit {
+                        hook.retained(cutoff_ms, self.config.max_records_per_model);
+                    }
+                }
             }
             Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
         }

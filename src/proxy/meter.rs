@@ -148,7 +148,14 @@ impl Meter {
         }
         let status = record.http_status.unwrap_or(0);
         let clean = facts.error_message.is_none();
-        let (success, kind, message) = if !(200..300).contains(&status) {
+        let (success, kind, message) = if record.http_status.is_none() {
+            // No response yet: the handler was dropped while waiting for the upstream.
+            (
+                false,
+                Some(ErrorKind::ClientCancelled),
+                Some("the client closed the connection before the upstream answered".into()),
+            )
+        } else if !(200..300).contains(&status) {
             let message = facts.error_message.clone().unwrap_or_else(|| format!("HTTP {status}"));
             (false, Some(ErrorKind::UpstreamError), Some(message))
         } else {

@@ -1,0 +1,215 @@
+//! The in-memory history the API reads: per model, the compact [`Sample`]s of its records
+//! sorted by time, so a window is a binary search and a statistic one scan. It is loaded
+//! from the store at start and kept in step with it: the writer appends each committed
+//! batch, and deletions (retention, clear) apply the same rules here.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::record::Record;
+use crate::recorder::StoreListener;
+use crate::stats::Sample;
+use crate::store::{Store, StoreError};
+
+/// The history of every model.
+#[derive(Default)]
+pub struct History {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    models: HashMap<String, Vec<Sample>>,
+    operation_names: Vec<String>,
+    operation_ids: HashMap<String, u32>,
+}
+
+impl Inner {
+    fn operation_id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.operation_ids.get(name) {
+            return *id;
+        }
+        let id = self.operation_names.len() as u32;
+        self.operation_names.push(name.to_string());
+        self.operation_ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn insert(&mut self, record: &Record) {
+        let op = self.operation_id(&record.operation);
+        let sample = Sample::from_record(record, op);
+        let samples = self.models.entry(record.model.clone()).or_default();
+        // Records arrive nearly in order (a call is stamped when it starts and committed
+        // when it ends), so the insertion point is almost always the end.
+        let at = samples.partition_point(|s| s.timestamp_ms <= sample.timestamp_ms);
+        samples.insert(at, sample);
+    }
+}
+
+impl History {
+    /// Loads every stored record.
+    pub fn load(store: &Store) -> Result<History, StoreError> {
+        let history = History::default();
+        {
+            let mut inner = history.write();
+            store.for_each_record(None, None, |r| {
+                inner.insert(&r);
+                true
+            })?;
+        }
+        Ok(history)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave samples half-written in a way that
+        // matters more than losing the API: keep serving.
+        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds committed records.
+    pub fn append(&self, records: &[Record]) {
+        let mut inner = self.write();
+        for r in records {
+            inner.insert(r);
+        }
+    }
+
+    /// The interned id of an operation name, if any record has it.
+    pub fn operation_id(&self, name: &str) -> Option<u32> {
+        self.read().operation_ids.get(name).copied()
+    }
+
+    /// Every model with at least one record, sorted by name.
+    pub fn models(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().models.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Whether the model has any record.
+    pub fn has_model(&self, model: &str) -> bool {
+        self.read().models.contains_key(model)
+    }
+
+    /// Runs `f` over a model's samples (time-sorted) under the read lock.
+    pub fn with_model<R>(&self, model: &str, f: impl FnOnce(&[Sample]) -> R) -> Option<R> {
+        let inner = self.read();
+        inner.models.get(model).map(|s| f(s))
+    }
+
+    /// Runs `f` over every model's samples under one read lock.
+    pub fn with_all<R>(&self, f: impl FnOnce(&HashMap<String, Vec<Sample>>) -> R) -> R {
+        f(&self.read().models)
+    }
+
+    /// Forgets a model (after it was cleared from the store).
+    pub fn remove_model(&self, model: &str) -> usize {
+        self.write().models.remove(model).map_or(0, |s| s.len())
+    }
+
+    /// Forgets records before `cutoff_ms` and all but the newest `max_per_model` of each
+    /// model: the store's retention rule, applied to the same records.
+    pub fn retain(&self, cutoff_ms: i64, max_per_model: usize) {
+        let mut inner = self.write();
+        for samples in inner.models.values_mut() {
+            let old = samples.partition_point(|s| s.timestamp_ms < cutoff_ms);
+            let over = samples.len().saturating_sub(old).saturating_sub(max_per_model);
+            samples.drain(..old + over);
+        }
+        inner.models.retain(|_, s| !s.is_empty());
+    }
+
+    /// Sets the quality of the sample that stands for `record`.
+    pub fn set_quality(&self, record: &Record, quality: f64) {
+        let mut inner = self.write();
+        if let Some(samples) = inner.models.get_mut(&record.model) {
+            let ts = record.timestamp.timestamp_millis();
+            let time = record.processing_time_ms as f32;
+            let start = samples.partition_point(|s| s.timestamp_ms < ts);
+            if let Some(s) = samples[start..]
+                .iter_mut()
+                .take_while(|s| s.timestamp_ms == ts)
+                .find(|s| s.processing_time_ms == time)
+            {
+                s.quality_score = quality as f32;
+            }
+        }
+    }
+
+    /// Number of samples held.
+    pub fn len(&self) -> usize {
+        self.read().models.values().map(Vec::len).sum()
+    }
+
+    /// Whether no sample is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl StoreListener for History {
+    fn committed(&self, records: &[Record]) {
+        self.append(records);
+    }
+
+    fn retained(&self, cutoff_ms: i64, max_per_model: u64) {
+        self.retain(cutoff_ms, usize::try_from(max_per_model).unwrap_or(usize::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn record(model: &str, ts_ms: i64, op: &str) -> Record {
+        let mut r = Record::new(
+            format!("{model}-{ts_ms}"),
+            Utc.timestamp_millis_opt(ts_ms).single().expect("ts"),
+            model.into(),
+            op.into(),
+            "/api/chat".into(),
+        );
+        r.processing_time_ms = ts_ms as f64;
+        r
+    }
+
+    #[test]
+    fn out_of_order_appends_stay_sorted_and_operations_are_interned() {
+        let h = History::default();
+        h.append(&[record("a", 30, "chat"), record("a", 10, "embed"), record("a", 20, "chat")]);
+        let times = h.with_model("a", |s| s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>());
+        assert_eq!(times, Some(vec![10, 20, 30]));
+        assert_eq!(h.operation_id("chat"), Some(0));
+        assert_eq!(h.operation_id("embed"), Some(1));
+        assert_eq!(h.operation_id("nope"), None);
+    }
+
+    #[test]
+    fn retain_applies_the_stores_rule() {
+        let h = History::default();
+        let batch: Vec<Record> = (0..10).map(|i| record("a", i * 10, "chat")).collect();
+        h.append(&batch);
+        h.append(&[record("b", 5, "chat")]);
+        h.retain(25, 4);
+        let times = h.with_model("a", |s| s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>());
+        assert_eq!(times, Some(vec![60, 70, 80, 90]));
+        assert!(!h.has_model("b"), "b's only record was too old");
+    }
+
+    #[test]
+    fn quality_is_set_on_the_matching_sample() {
+        let h = History::default();
+        let r = record("a", 10, "chat");
+        h.append(&[record("a", 10, "chat"), record("a", 11, "chat")]);
+        h.set_quality(&r, 4.5);
+        let q = h.with_model("a", |s| s.iter().map(|s| s.quality_score).collect::<Vec<_>>());
+        let q = q.expect("model");
+        assert_eq!(q[0], 4.5);
+        assert!(q[1].is_nan());
+    }
+}

@@ -1,0 +1,62 @@
+//! The binary: start-up refusals and `config check`.
+
+use std::process::Command;
+
+fn ollameter() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ollameter"));
+    // The tests' own environment must not leak settings in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OLLAMETER_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn serve_refuses_to_proxy_to_itself() {
+    let out = ollameter()
+        .args(["serve", "--listen", "127.0.0.1:18999", "--upstream", "http://127.0.0.1:18999"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("own listen address"), "{err}");
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[recorder]\nbatch_size = 64\n").expect("write");
+    let out = ollameter()
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .env("OLLAMETER_UPSTREAM", "http://ollama:11434")
+        .args(["--db", "/data/x.db"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("batch_size = 64"), "{text}");
+    assert!(text.contains("upstream = \"http://ollama:11434\""), "{text}");
+    assert!(text.contains("db_path = \"/data/x.db\""), "{text}");
+}
+
+#[test]
+fn config_check_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[recorder]\nbatch_size = 0\nflush_interval_ms = 0\n").expect("write");
+    let out = ollameter()
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .env("OLLAMETER_LOG_FORMAT", "yaml")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["recorder.batch_size", "recorder.flush_interval_ms", "log.format"] {
+        assert!(err.contains(key), "{key} missing: {err}");
+    }
+}

@@ -1,0 +1,87 @@
+//! Starts the real sidecar on port 0 in front of a given upstream, with its own store in
+//! a temporary directory, and reads back what it recorded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ollameter::app::{self, Running};
+use ollameter::config::{self, Config, Overrides};
+use ollameter::record::Record;
+use ollameter::store::Store;
+
+/// A running sidecar and its store.
+pub struct TestApp {
+    /// The sidecar's base URL.
+    pub url: String,
+    /// The store's file.
+    pub db: PathBuf,
+    running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+/// The test configuration: port 0, a temporary store, a short flush interval.
+pub fn test_config(upstream: &str, dir: &tempfile::TempDir) -> Config {
+    let flags = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        upstream: Some(upstream.into()),
+        db: Some(dir.path().join("ollameter.db").display().to_string()),
+        ..Overrides::default()
+    };
+    let mut config = config::load(None, &[], &flags).expect("valid test config");
+    config.flush_interval = Duration::from_millis(10);
+    config
+}
+
+impl TestApp {
+    /// Starts the sidecar in front of `upstream`.
+    pub async fn start(upstream: &str) -> TestApp {
+        TestApp::start_with(upstream, |_| {}).await
+    }
+
+    /// Starts the sidecar after `tweak` has adjusted the configuration.
+    pub async fn start_with(upstream: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(upstream, &dir);
+        tweak(&mut config);
+        let db = config.db_path.clone();
+        let running = app::start(config).await.expect("sidecar starts");
+        TestApp {
+            url: format!("http://{}", running.proxy_addr),
+            db,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    /// The running sidecar.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    /// Every record committed so far, after flushing the queue.
+    pub async fn records(&self) -> Vec<Record> {
+        self.running().recorder.flush().await;
+        Store::open_reader(&self.db).expect("reader").records(None).expect("records")
+    }
+
+    /// Waits until at least `n` records are committed (records are finished when the
+    /// response body ends, which can be just after the client has read it).
+    pub async fn wait_records(&self, n: usize) -> Vec<Record> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.records().await;
+            if records.len() >= n || tokio::time::Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the sidecar, committing everything queued.
+    pub async fn stop(mut self) -> PathBuf {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        self.db.clone()
+    }
+}

@@ -1,0 +1,424 @@
+//! The proxy end to end: the real app on port 0 in front of the fake Ollama.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_ollama::{FakeConfig, FakeOllama};
+use common::harness::TestApp;
+use futures_util::StreamExt;
+use ollameter::record::{ErrorKind, Record};
+use serde_json::{Value, json};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+/// The NDJSON lines of a body.
+fn lines(body: &[u8]) -> Vec<Value> {
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("json line"))
+        .collect()
+}
+
+fn only<'a>(records: &'a [Record], endpoint: &str) -> &'a Record {
+    let matching: Vec<&Record> = records.iter().filter(|r| r.endpoint == endpoint).collect();
+    assert_eq!(matching.len(), 1, "one record for {endpoint}: {records:#?}");
+    matching[0]
+}
+
+#[tokio::test]
+async fn streamed_generate_passes_through_and_is_recorded_with_ollamas_numbers() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let resp = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": "why is the sky blue", "options": {"num_predict": 6}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    let record_id = resp.headers()["x-ollameter-record-id"].to_str().expect("id").to_string();
+    let body = resp.bytes().await.expect("body");
+    let chunks = lines(&body);
+    assert_eq!(chunks.len(), 7, "6 tokens and the final object");
+    let last = chunks.last().expect("final");
+    assert_eq!(last["done"], true);
+
+    let records = app.wait_records(1).await;
+    let r = only(&records, "/api/generate");
+    assert_eq!(r.id, record_id);
+    assert_eq!(r.model, "llama3.2");
+    assert_eq!(r.operation, "generate");
+    assert!(r.stream && r.success, "{r:?}");
+    assert_eq!(r.http_status, Some(200));
+    assert_eq!(r.output_tokens, last["eval_count"].as_u64());
+    assert_eq!(r.prompt_tokens, last["prompt_eval_count"].as_u64());
+    let eval_ns = last["eval_duration"].as_f64().expect("eval_duration");
+    let expected_tps = last["eval_count"].as_f64().expect("eval_count") / eval_ns * 1e9;
+    let tps = r.tokens_per_second.expect("tokens/s");
+    assert!((tps - expected_tps).abs() < 1e-6 * expected_tps, "{tps} vs {expected_tps}");
+    assert_eq!(r.eval_duration_ms, Some(eval_ns / 1e6));
+    assert_eq!(r.total_duration_ms, last["total_duration"].as_f64().map(|ns| ns / 1e6));
+    assert_eq!(r.done_reason.as_deref(), Some("stop"));
+    assert_eq!(r.response_bytes, body.len() as u64);
+    let ttft = r.ttft_ms.expect("ttft");
+    assert!(ttft > 0.0 && ttft <= r.processing_time_ms, "{ttft} vs {}", r.processing_time_ms);
+    assert!(!r.tokens_estimated);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn non_streamed_calls_and_embeddings_are_recorded() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let c = client();
+    let chat: Value = c
+        .post(format!("{}/api/chat", app.url))
+        .header("X-Operation", "photo_evaluation")
+        .json(&json!({"model": "llava:7b", "stream": false,
+                      "messages": [{"role": "user", "content": "rate"}]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let embed: Value = c
+        .post(format!("{}/api/embed", app.url))
+        .json(&json!({"model": "nomic-embed-text", "input": ["a", "b"]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let records = app.wait_records(2).await;
+    let r = only(&records, "/api/chat");
+    assert!(!r.stream && r.success);
+    assert_eq!(r.operation, "photo_evaluation", "the header names the operation");
+    assert_eq!(r.output_tokens, chat["eval_count"].as_u64());
+    assert_eq!(r.ttft_ms, None, "no first token to time in a single answer");
+    let e = only(&records, "/api/embed");
+    assert_eq!(e.operation, "embed");
+    assert_eq!(e.prompt_tokens, embed["prompt_eval_count"].as_u64());
+    assert_eq!(e.output_tokens, None);
+    assert!(e.success);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_client_receives_exactly_what_the_upstream_sent() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let c = client();
+    // Byte-exact on a deterministic answer, both ways, with an odd path and query.
+    let direct = c.get(format!("{}/api/tags?x=1&y=%20", fake.url())).send().await.expect("direct");
+    let proxied = c.get(format!("{}/api/tags?x=1&y=%20", app.url)).send().await.expect("proxied");
+    assert_eq!(direct.status(), proxied.status());
+    assert_eq!(direct.headers()["content-type"], proxied.headers()["content-type"]);
+    assert_eq!(direct.bytes().await.expect("b"), proxied.bytes().await.expect("b"));
+    // Unknown routes too: Go's 404 page, passed as it is.
+    let nf = c.get(format!("{}/nope", app.url)).send().await.expect("404");
+    assert_eq!(nf.status(), 404);
+    assert_eq!(nf.text().await.expect("text"), "404 page not found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn headers_query_and_body_reach_the_upstream_as_sent_with_its_own_host() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let body: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let resp = client()
+        .post(format!("{}/echo?a=1&b=two", app.url))
+        .header("Host", "evil.example:9999")
+        .header("Authorization", "Bearer secret")
+        .header("X-Custom", "kept")
+        .header("Connection", "keep-alive, x-hop")
+        .header("X-Hop", "dropped")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let seen = fake.state.last_request().expect("the upstream saw the request");
+    assert_eq!(seen.path, "/echo");
+    assert_eq!(seen.query.as_deref(), Some("a=1&b=two"));
+    assert_eq!(seen.body, body, "body bytes unchanged");
+    let header = |name: &str| seen.headers.get(name).map(|v| v.to_str().expect("ascii").to_string());
+    assert_eq!(header("host"), Some(fake.url().trim_start_matches("http://").to_string()));
+    assert_eq!(header("authorization").as_deref(), Some("Bearer secret"));
+    assert_eq!(header("x-custom").as_deref(), Some("kept"));
+    assert_eq!(header("x-hop"), None, "named by Connection: hop-by-hop");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn errors_before_and_during_the_stream_are_failures_with_their_kind() {
+    let fake = FakeOllama::start_with(FakeConfig { strict_models: true, ..FakeConfig::default() }).await;
+    let app = TestApp::start(&fake.url()).await;
+    let c = client();
+    let missing = c
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "nope:latest", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(missing.status(), 404);
+    let text = missing.text().await.expect("text");
+    assert_eq!(text, r#"{"error":"model 'nope:latest' not found"}"#);
+
+    let mid = c
+        .post(format!("{}/api/chat", app.url))
+        .json(&json!({"model": "fail-midstream", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(mid.status(), 200, "the status was already sent");
+    let mid_body = mid.bytes().await.expect("body");
+    let last = lines(&mid_body).pop().expect("lines");
+    assert!(last["error"].is_string());
+
+    let hangup = c
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "hangup", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(hangup.status(), 200);
+    assert!(hangup.bytes().await.is_err(), "the client sees the broken stream too");
+
+    let records = app.wait_records(3).await;
+    let by_model = |m: &str| records.iter().find(|r| r.model == m).expect("record").clone();
+    let nf = by_model("nope:latest");
+    assert!(!nf.success);
+    assert_eq!(nf.http_status, Some(404));
+    assert_eq!(nf.error_kind, Some(ErrorKind::UpstreamError));
+    assert_eq!(nf.error_message.as_deref(), Some("model 'nope:latest' not found"));
+    let m = by_model("fail-midstream");
+    assert!(!m.success);
+    assert_eq!(m.http_status, Some(200));
+    assert_eq!(m.error_kind, Some(ErrorKind::MidstreamError));
+    assert_eq!(m.error_message.as_deref(), last["error"].as_str());
+    let h = by_model("hangup");
+    assert!(!h.success);
+    assert_eq!(h.error_kind, Some(ErrorKind::UpstreamDisconnected));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn chunks_reach_the_client_before_the_upstream_sends_the_next() {
+    let gate = common::fake_ollama::Gate::new();
+    let fake = FakeOllama::start_with(FakeConfig { gate: Some(gate.clone()), ..FakeConfig::default() }).await;
+    let app = TestApp::start(&fake.url()).await;
+    let resp = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": "x", "options": {"num_predict": 4}}))
+        .send()
+        .await
+        .expect("send");
+    let mut stream = resp.bytes_stream();
+    let mut received = Vec::new();
+    // Release one chunk at a time: the client must hold chunk k while the upstream has
+    // not been allowed to send chunk k+1, so nothing can be waiting in a buffer.
+    for k in 0..5u64 {
+        gate.release(1);
+        let mut line = Vec::new();
+        while !line.ends_with(b"\n") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("chunk k arrives while k+1 is held back")
+                .expect("not the end")
+                .expect("ok");
+            line.extend_from_slice(&chunk);
+        }
+        assert_eq!(gate.sent(), k + 1, "upstream has sent exactly k+1 chunks");
+        received.push(line);
+    }
+    let last: Value = serde_json::from_slice(received.last().expect("last")).expect("json");
+    assert_eq!(last["done"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_closes_the_upstream_and_is_recorded_as_cancelled() {
+    let fake = FakeOllama::start_with(FakeConfig {
+        chunk_gap: Duration::from_millis(20),
+        tokens: 10_000,
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start(&fake.url()).await;
+    let resp = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send");
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.expect("a chunk").expect("ok");
+    assert!(!first.is_empty());
+    drop(stream);
+    assert!(
+        fake.state.wait_cancelled(1, Duration::from_secs(10)).await,
+        "the upstream stream was dropped: Ollama stops generating"
+    );
+    let records = app.wait_records(1).await;
+    let r = only(&records, "/api/generate");
+    assert!(!r.success);
+    assert_eq!(r.error_kind, Some(ErrorKind::ClientCancelled));
+    assert!(r.ttft_ms.is_some(), "it got its first token before leaving");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_during_the_model_load_is_recorded_as_cancelled() {
+    let fake = FakeOllama::start_with(FakeConfig {
+        header_delay: Duration::from_secs(30),
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start(&fake.url()).await;
+    let request = client()
+        .post(format!("{}/api/chat", app.url))
+        .json(&json!({"model": "llama3.2", "messages": []}))
+        .send();
+    // The client gives up long before the "model load" ends.
+    assert!(tokio::time::timeout(Duration::from_millis(300), request).await.is_err());
+    assert!(fake.state.wait_cancelled(1, Duration::from_secs(10)).await);
+    let records = app.wait_records(1).await;
+    assert_eq!(only(&records, "/api/chat").error_kind, Some(ErrorKind::ClientCancelled));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502_in_the_routes_shape_and_a_record() {
+    // A port with nothing behind it: bind, learn the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let upstream = format!("http://127.0.0.1:{port}");
+    let app = TestApp::start(&upstream).await;
+    let c = client();
+    let native = c
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(native.status(), 502);
+    assert!(native.headers().contains_key("x-ollameter-record-id"));
+    let body: Value = native.json().await.expect("json");
+    let message = body["error"].as_str().expect("native shape");
+    assert!(message.contains(&upstream), "names the upstream: {message}");
+    let openai = c
+        .post(format!("{}/v1/chat/completions", app.url))
+        .json(&json!({"model": "llama3.2", "messages": []}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(openai.status(), 502);
+    let body: Value = openai.json().await.expect("json");
+    assert!(body["error"]["message"].is_string(), "OpenAI shape: {body}");
+    let tags = c.get(format!("{}/api/tags", app.url)).send().await.expect("send");
+    assert_eq!(tags.status(), 502);
+    let records = app.wait_records(2).await;
+    assert_eq!(records.len(), 2, "only inference calls are recorded");
+    assert!(records.iter().all(|r| r.error_kind == Some(ErrorKind::UpstreamUnreachable)));
+    let health: Value = c
+        .get(format!("{}/api/model-performance/health", app.url))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["upstream_reachable"], false);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start_with(&fake.url(), |c| c.max_body_bytes = 1024).await;
+    let big = json!({"model": "llava", "prompt": "x", "images": ["A".repeat(4096)]});
+    let resp = client().post(format!("{}/api/generate", app.url)).json(&big).send().await.expect("send");
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.expect("json");
+    assert!(body["error"].as_str().expect("message").contains("max_body_bytes"));
+    assert_eq!(fake.state.request_count(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_request_id_becomes_the_record_id() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let resp = client()
+        .post(format!("{}/api/embed", app.url))
+        .header("X-Request-Id", "photo-42")
+        .json(&json!({"model": "nomic-embed-text", "input": "a"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.headers()["x-ollameter-record-id"], "photo-42");
+    let records = app.wait_records(1).await;
+    assert_eq!(records[0].id, "photo-42");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_commits_every_queued_record() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start_with(&fake.url(), |c| c.flush_interval = Duration::from_secs(3600)).await;
+    let c = client();
+    for _ in 0..20 {
+        c.post(format!("{}/api/embed", app.url))
+            .json(&json!({"model": "nomic-embed-text", "input": "a"}))
+            .send()
+            .await
+            .expect("send")
+            .bytes()
+            .await
+            .expect("body");
+    }
+    let db = app.stop().await;
+    let store = ollameter::store::Store::open_reader(&db).expect("reader");
+    assert_eq!(store.count().expect("count"), 20, "the hour-long flush interval never fired");
+}
+
+#[tokio::test]
+async fn openai_streams_without_usage_are_estimated_and_marked() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let c = client();
+    for include_usage in [true, false] {
+        let mut body = json!({"model": "llama3.2", "stream": true,
+                              "messages": [{"role": "user", "content": "hi"}]});
+        if include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let text = c
+            .post(format!("{}/v1/chat/completions", app.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("text");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+    let records = app.wait_records(2).await;
+    assert_eq!(records.len(), 2);
+    let (with, without) = (&records[0], &records[1]);
+    assert!(with.success && without.success);
+    assert!(!with.tokens_estimated);
+    assert!(without.tokens_estimated);
+    assert_eq!(with.output_tokens, without.output_tokens, "the estimate counts content chunks");
+    assert!(with.prompt_tokens.is_some() && without.prompt_tokens.is_none());
+    assert!(with.tokens_per_second.is_some(), "measured between content chunks");
+    app.stop().await;
+}
