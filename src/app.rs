@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::history::History;
+use crate::store::Store;
 use crate::proxy::{self, ProxyConfig, ProxyState};
 use crate::quality::QualityRules;
 use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
@@ -78,6 +80,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         QualityRules::new(&config.quality_rules)
             .map_err(|problems| StartError::Config(problems.join("; ")))?,
     );
+    // The history is loaded before the writer starts, so no commit can slip between.
+    let history = {
+        let path = config.db_path.clone();
+        tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| History::load(&s)))
+            .await
+            .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
+            .map(Arc::new)
+            .map_err(|source| StartError::Store { path: config.db_path.display().to_string(), source })?
+    };
     let (recorder, recorder_task) = recorder::start(
         &config.db_path,
         RecorderConfig {
@@ -88,7 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_age: Duration::from_secs(config.max_age_days * 86_400),
             retention_interval: config.retention_interval,
         },
-        None,
+        Some(history.clone() as recorder::CommitHook),
     )
     .map_err(|source| StartError::Store { path: config.db_path.display().to_string(), source })?;
     let proxy_state = ProxyState::new(
@@ -108,6 +119,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder: recorder.clone(),
         proxy: proxy_state.clone(),
         db_path: Arc::new(config.db_path.clone()),
+        history,
         started: Instant::now(),
     });
     let proxy_router = Router::new().fallback(proxy::handle).with_state(proxy_state);

@@ -94,6 +94,9 @@ enum Msg {
     Flush(oneshot::Sender<()>),
     /// Commit everything queued, then stop.
     Shutdown,
+    /// Work on the store done by the writer itself (deletes, updates), after the records
+    /// queued before it, so the store keeps a single writer.
+    Job(Box<dyn FnOnce(&mut Store) + Send>),
 }
 
 /// The cheap, cloneable handle the proxy and the API hold.
@@ -143,6 +146,24 @@ impl Recorder {
             Ok(Err(e)) => Err(SubmitError::Store(e)),
             Err(_) => Err(SubmitError::Stopped),
         }
+    }
+
+    /// Runs `job` on the writer thread after everything queued before it is committed, and
+    /// returns its result.
+    pub async fn run_job<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Store) -> R + Send + 'static,
+    ) -> Result<R, SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        let boxed: Box<dyn FnOnce(&mut Store) + Send> = Box::new(move |store: &mut Store| {
+            let _ = tx.send(job(store));
+        });
+        match self.tx.try_send(Msg::Job(boxed)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(SubmitError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
+        }
+        rx.await.map_err(|_| SubmitError::Stopped)
     }
 
     /// Waits until everything queued before this call is committed (or dropped).
@@ -212,6 +233,7 @@ struct Batch {
     records: Vec<Record>,
     waiters: Vec<(oneshot::Sender<Result<usize, String>>, usize)>,
     flushes: Vec<oneshot::Sender<()>>,
+    jobs: Vec<Box<dyn FnOnce(&mut Store) + Send>>,
     shutdown: bool,
 }
 
@@ -234,6 +256,10 @@ impl Batch {
             }
             Msg::Shutdown => {
                 self.shutdown = true;
+                true
+            }
+            Msg::Job(job) => {
+                self.jobs.push(job);
                 true
             }
         }
@@ -270,7 +296,15 @@ impl Writer {
                 }
             }
             let shutdown = batch.shutdown;
+            let jobs = std::mem::take(&mut batch.jobs);
             self.write(batch);
+            for job in jobs {
+                // A job that panics must not take the writer down with it.
+                let store = &mut self.store;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))).is_err() {
+                    tracing::error!("a store job panicked");
+                }
+            }
             if shutdown {
                 return;
             }
@@ -279,6 +313,7 @@ impl Writer {
 
     fn write(&mut self, batch: Batch) {
         let Batch { records, waiters, flushes, .. } = batch;
+        let records: Vec<Record> = records;
         let result = if records.is_empty() {
             Ok(())
         } else {

@@ -173,6 +173,45 @@ impl Store {
         Ok(removed)
     }
 
+    /// Deletes every record of a model; returns how many.
+    pub fn delete_model(&mut self, model: &str) -> Result<u64, StoreError> {
+        Ok(self.conn.execute("DELETE FROM records WHERE model = ?1", [model])? as u64)
+    }
+
+    /// Deletes every record older than `cutoff`; returns how many.
+    pub fn delete_before(&mut self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM records WHERE timestamp < ?1", [cutoff.timestamp_millis()])?
+            as u64)
+    }
+
+    /// Sets the quality score of the record with this id (the newest, if a client reused
+    /// the id) and returns the record as it now is; `None` when no record has the id.
+    pub fn set_quality(&mut self, id: &str, quality: f64) -> Result<Option<Record>, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE records SET quality_score = ?2
+             WHERE seq = (SELECT seq FROM records WHERE id = ?1 ORDER BY seq DESC LIMIT 1)",
+            params![id, quality],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.record_by_id(id)
+    }
+
+    /// Which of these ids are already stored.
+    pub fn existing_ids(&self, ids: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM records WHERE id = ?1 LIMIT 1")?;
+        for id in ids {
+            if stmt.exists([id])? {
+                found.insert((*id).to_string());
+            }
+        }
+        Ok(found)
+    }
+
     /// Number of stored records.
     pub fn count(&self) -> Result<u64, StoreError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)

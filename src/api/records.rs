@@ -1,0 +1,276 @@
+//! The write routes: a record by hand, imports, a quality score for a stored record, and
+//! clean-up. Writes go through the recorder's single writer and are acknowledged only
+//! after they are committed.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use chrono::{Duration as ChronoDuration, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::input::{csv_row_to_json, record_from_json};
+use super::params::{Params, json_object};
+use crate::record::{Record, Source};
+
+/// Records per commit during an import: large enough to be quick, small enough that one
+/// transaction does not hold the writer for long.
+const IMPORT_CHUNK: usize = 5_000;
+/// Rejected rows listed in an import's answer; the rest are counted.
+const MAX_LISTED_REJECTIONS: usize = 1_000;
+
+/// `POST /record`: one record of work that did not pass through the proxy.
+pub async fn record(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let obj = json_object(&body)?;
+    let record = record_from_json(&Value::Object(obj), Source::Manual, Utc::now()).map_err(ApiError::BadRequest)?;
+    let id = record.id.clone();
+    let model = record.model.clone();
+    state.recorder.submit_and_wait(vec![record]).await?;
+    Ok((StatusCode::CREATED, Json(json!({"status": "recorded", "id": id, "model_name": model}))))
+}
+
+/// One row an import refused.
+#[derive(Debug, Serialize)]
+pub struct Rejection {
+    /// Where: `line 7` (NDJSON, CSV) or `records[3]` (JSON).
+    pub at: String,
+    /// Why, naming the field.
+    pub error: String,
+}
+
+/// An import's answer.
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    /// Records stored.
+    pub imported: usize,
+    /// Records whose id was already stored (an export imported twice).
+    pub skipped_existing: usize,
+    /// Rows refused.
+    pub rejected_count: usize,
+    /// The first refused rows, each with where and why.
+    pub rejected: Vec<Rejection>,
+    /// The format read.
+    pub format: &'static str,
+}
+
+/// `POST /import`: NDJSON, JSON or CSV in the export's format, or the earlier system's
+/// JSON file. Invalid rows are reported; valid ones kept.
+pub async fn import(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Params,
+    body: Bytes,
+) -> Result<Json<ImportReport>, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match params.text("format") {
+        Some(f @ ("json" | "ndjson" | "csv")) => f.to_string(),
+        Some(other) => return Err(ApiError::bad(format!("format: {other:?} is not one of json, ndjson, csv"))),
+        None => sniff(content_type, &body).to_string(),
+    };
+    let (records, rejected, format) = tokio::task::spawn_blocking(move || parse_import(&format, &body)).await??;
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    let db = state.db_path.clone();
+    let existing = tokio::task::spawn_blocking(move || {
+        let reader = crate::store::Store::open_reader(&db)?;
+        reader.existing_ids(&ids.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await??;
+    let parsed = records.len();
+    let mut seen = std::collections::HashSet::new();
+    let fresh: Vec<Record> =
+        records.into_iter().filter(|r| !existing.contains(&r.id) && seen.insert(r.id.clone())).collect();
+    let skipped_existing = parsed - fresh.len();
+    let mut imported = 0;
+    let mut fresh = fresh;
+    while !fresh.is_empty() {
+        let rest = fresh.split_off(fresh.len().min(IMPORT_CHUNK));
+        imported += state.recorder.submit_and_wait(fresh).await?;
+        fresh = rest;
+    }
+    let rejected_count = rejected.len();
+    Ok(Json(ImportReport {
+        imported,
+        skipped_existing,
+        rejected_count,
+        rejected: rejected.into_iter().take(MAX_LISTED_REJECTIONS).collect(),
+        format,
+    }))
+}
+
+fn sniff(content_type: &str, body: &[u8]) -> &'static str {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.starts_with("text/csv") {
+        return "csv";
+    }
+    if ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl") {
+        return "ndjson";
+    }
+    let start = body.iter().position(|b| !b.is_ascii_whitespace()).map_or(&body[..0], |i| &body[i..]);
+    match start.first() {
+        Some(b'[') => "json",
+        Some(b'{') => {
+            // One object is a JSON document; several objects on lines are NDJSON.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() { "json" } else { "ndjson" }
+        }
+        _ => "csv",
+    }
+}
+
+type Parsed = (Vec<Record>, Vec<Rejection>, &'static str);
+
+fn parse_import(format: &str, body: &[u8]) -> Result<Parsed, ApiError> {
+    let now = Utc::now();
+    let mut records = Vec::new();
+    let mut rejected = Vec::new();
+    let mut take = |at: String, value: Result<Value, String>| match value
+        .and_then(|v| record_from_json(&v, Source::Import, now))
+    {
+        Ok(r) => records.push(r),
+        Err(error) => rejected.push(Rejection { at, error }),
+    };
+    let format = match format {
+        "ndjson" => {
+            for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                take(format!("line {}", i + 1), serde_json::from_slice(line).map_err(|e| format!("not valid JSON: {e}")));
+            }
+            "ndjson"
+        }
+        "csv" => {
+            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(body);
+            let header = reader
+                .headers()
+                .map_err(|e| ApiError::bad(format!("CSV header: {e}")))?
+                .clone();
+            if !header.iter().any(|h| h == "model" || h == "model_name") {
+                return Err(ApiError::bad(
+                    "CSV header: needs the export's columns (model, operation, processing_time_ms, ...)",
+                ));
+            }
+            for (i, row) in reader.records().enumerate() {
+                // Line numbers count the header as line 1.
+                let at = format!("line {}", i + 2);
+                match row {
+                    Ok(row) => take(at, csv_row_to_json(&header, &row)),
+                    Err(e) => take(at, Err(e.to_string())),
+                }
+            }
+            "csv"
+        }
+        _ => {
+            let doc: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad(format!("request body: not valid JSON: {e}")))?;
+            let mut rows = Vec::new();
+            collect_json_records(&doc, "records".to_string(), &mut rows)
+                .map_err(ApiError::BadRequest)?;
+            for (at, row) in rows {
+                take(at, Ok(row));
+            }
+            "json"
+        }
+    };
+    Ok((records, rejected, format))
+}
+
+/// Finds the records in a JSON document: a list of records; `{"records": ...}`; or the
+/// earlier system's file, an object of model name -> list of records (the model name is
+/// filled in from the key when a record lacks it).
+fn collect_json_records(doc: &Value, path: String, out: &mut Vec<(String, Value)>) -> Result<(), String> {
+    match doc {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                out.push((format!("{path}[{i}]"), item.clone()));
+            }
+            Ok(())
+        }
+        Value::Object(map) if map.contains_key("records") => {
+            collect_json_records(&map["records"], "records".into(), out)
+        }
+        Value::Object(map) if map.contains_key("model_name") || map.contains_key("model") => {
+            out.push((path, doc.clone()));
+            Ok(())
+        }
+        Value::Object(map) => {
+            let mut any = false;
+            for (model, value) in map {
+                if let Value::Array(items) = value {
+                    any = true;
+                    for (i, item) in items.iter().enumerate() {
+                        let mut item = item.clone();
+                        if let Value::Object(o) = &mut item
+                            && !o.contains_key("model_name")
+                            && !o.contains_key("model")
+                        {
+                            o.insert("model_name".into(), Value::String(model.clone()));
+                        }
+                        out.push((format!("{path}.{model}[{i}]"), item));
+                    }
+                }
+            }
+            if any {
+                Ok(())
+            } else {
+                Err("request body: no records found: expected a list of records, {\"records\": [...]}, or {\"model\": [records]}".into())
+            }
+        }
+        _ => Err("request body: expected a list of records or an object holding them".into()),
+    }
+}
+
+/// `POST /records/{id}/quality {quality_score}`: scores a stored record.
+pub async fn set_quality(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let obj = json_object(&body)?;
+    let quality = match obj.get("quality_score") {
+        Some(Value::Number(n)) => n.as_f64().filter(|q| (1.0..=5.0).contains(q)),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad(format!(
+        "quality_score: required, a number from 1 to 5, got {}",
+        obj.get("quality_score").map_or("nothing".to_string(), Value::to_string)
+    )))?;
+    let lookup = id.clone();
+    let updated = state.recorder.run_job(move |store| store.set_quality(&lookup, quality)).await??;
+    match updated {
+        Some(record) => {
+            state.history.set_quality(&record, quality);
+            Ok(Json(json!({"id": id, "model": record.model, "quality_score": quality})))
+        }
+        None => Err(ApiError::NotFound(format!(
+            "no record with id {id:?}; use the X-Ollameter-Record-Id of a proxied answer"
+        ))),
+    }
+}
+
+/// `DELETE /clear/{model}`: deletes a model's records.
+pub async fn clear_model(State(state): State<ApiState>, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
+    let name = model.clone();
+    let deleted = state.recorder.run_job(move |store| store.delete_model(&name)).await??;
+    state.history.remove_model(&model);
+    Ok(Json(json!({"model": model, "deleted": deleted})))
+}
+
+/// `POST /clear-old {days}`: deletes records older than that many days.
+pub async fn clear_old(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let obj = json_object(&body)?;
+    let days = match obj.get("days") {
+        Some(Value::Number(n)) => n.as_f64().filter(|d| d.is_finite() && *d > 0.0 && *d <= 36_500.0),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::bad(format!(
+        "days: required, a number of days above 0 (at most 36500), got {}",
+        obj.get("days").map_or("nothing".to_string(), Value::to_string)
+    )))?;
+    let cutoff = Utc::now() - ChronoDuration::milliseconds((days * 86_400_000.0) as i64);
+    let deleted = state.recorder.run_job(move |store| store.delete_before(cutoff)).await??;
+    state.history.retain(cutoff.timestamp_millis(), usize::MAX);
+    Ok(Json(json!({"deleted": deleted, "cutoff": cutoff.to_rfc3339(), "days": days})))
+}

@@ -1,0 +1,150 @@
+//! Statistics over measured inference calls: the pure core behind `/statistics`, `/compare`,
+//! `/trend` and `/insights`. Nothing here does I/O or reads a clock; callers pass samples
+//! and "now".
+//!
+//! - [`sample`]: [`Sample`], the compact form of a [`Record`](crate::record::Record) that the
+//!   in-memory cache keeps, one slice per model sorted by timestamp.
+//! - [`percentile`](mod@percentile): the one percentile method (linear interpolation, numpy's default).
+//! - [`confidence`]: the Wilson lower bound of a success rate.
+//! - [`model`]: [`ModelStatistics`] for one model and the lighter [`ModelSummary`] that
+//!   recommendation needs.
+//! - [`trend`](mod@trend): a metric bucketed over time, with a weighted least-squares slope.
+//! - [`insights`](mod@insights): warnings a person can act on.
+//!
+//! Scoring, rankings and recommendation live in [`crate::recommend`], which reads these.
+
+pub mod confidence;
+pub mod insights;
+pub mod model;
+pub mod percentile;
+pub mod sample;
+pub mod trend;
+
+pub use confidence::{wilson_interval, wilson_lower_bound, wilson_upper_bound};
+pub use insights::{Insight, InsightKind, InsightParams, Severity, insights};
+pub use model::{ModelStatistics, ModelSummary, model_statistics, model_summary};
+pub use percentile::{percentile, percentiles};
+pub use sample::Sample;
+pub use trend::{Direction, Trend, TrendBucket, TrendError, TrendMetric, TrendParams, trend};
+
+use chrono::{DateTime, Utc};
+
+/// Which of a model's samples a statistic covers. The default covers all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only samples at or after this instant (ms since the epoch), e.g. now minus
+    /// `duration_hours`.
+    pub since_ms: Option<i64>,
+    /// Only samples before this instant (exclusive). Trends and insights use it to split a
+    /// window; the HTTP filters leave it `None`.
+    pub until_ms: Option<i64>,
+    /// Only samples of this interned operation id.
+    pub operation: Option<u32>,
+}
+
+impl Filter {
+    /// The samples inside the time window, found by binary search: `samples` must be sorted
+    /// by `timestamp_ms` ascending, as the cache keeps them. The operation is not applied
+    /// here (see [`Filter::matches_operation`]).
+    pub fn window<'a>(&self, samples: &'a [Sample]) -> &'a [Sample] {
+        debug_assert!(
+            samples.is_sorted_by_key(|s| s.timestamp_ms),
+            "samples not sorted"
+        );
+        let start = self
+            .since_ms
+            .map_or(0, |t| samples.partition_point(|s| s.timestamp_ms < t));
+        let end = self.until_ms.map_or(samples.len(), |t| {
+            samples.partition_point(|s| s.timestamp_ms < t)
+        });
+        // An `until` before `since` is an empty window, not a panic.
+        samples.get(start..end).unwrap_or(&[])
+    }
+
+    /// Whether `sample` is of the filtered operation (always true without one).
+    pub fn matches_operation(&self, sample: &Sample) -> bool {
+        self.operation.is_none_or(|op| sample.operation == op)
+    }
+
+    /// Every sample the filter covers, in timestamp order.
+    pub fn select<'a>(&self, samples: &'a [Sample]) -> impl Iterator<Item = &'a Sample> + 'a {
+        let filter = *self;
+        self.window(samples)
+            .iter()
+            .filter(move |s| filter.matches_operation(s))
+    }
+}
+
+/// Milliseconds since the epoch as a UTC time (RFC 3339 when serialized). Out-of-range
+/// values, which no record can produce, become the epoch rather than a panic.
+pub(crate) fn utc(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// Rounds a figure for the API to 3 decimals (a microsecond for times). Samples are `f32`,
+/// so 1234.56 comes back as 1234.56005859375 without this; 3 decimals is still finer than
+/// anything measured.
+pub(crate) fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// A duration for a sentence: "850 ms" below a second, "1.2 s" from there.
+pub(crate) fn fmt_ms(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+/// MiB as GB for a sentence, one decimal ("9.4 GB"), the way Ollama prints sizes.
+pub(crate) fn fmt_gb(mb: f64) -> String {
+    format!("{:.1} GB", mb / 1024.0)
+}
+
+/// Hours for a sentence: "24 h", "0.5 h".
+pub(crate) fn fmt_hours(hours: f64) -> String {
+    format!("{} h", round3(hours))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64, op: u32) -> Sample {
+        Sample::new(ms, op, true, 1.0)
+    }
+
+    #[test]
+    fn window_is_since_inclusive_until_exclusive() {
+        let s = [at(10, 0), at(20, 0), at(20, 1), at(30, 0), at(40, 0)];
+        let f = Filter {
+            since_ms: Some(20),
+            until_ms: Some(40),
+            operation: None,
+        };
+        let times: Vec<i64> = f.window(&s).iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(times, [20, 20, 30]);
+        let f = Filter {
+            operation: Some(1),
+            ..Filter::default()
+        };
+        assert_eq!(f.select(&s).count(), 1);
+        let backwards = Filter {
+            since_ms: Some(40),
+            until_ms: Some(10),
+            operation: None,
+        };
+        assert!(backwards.window(&s).is_empty());
+        assert_eq!(Filter::default().window(&s).len(), 5);
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_ms(850.4), "850 ms");
+        assert_eq!(fmt_ms(1234.0), "1.2 s");
+        assert_eq!(fmt_gb(9625.6), "9.4 GB");
+        assert_eq!(fmt_hours(24.0), "24 h");
+        assert_eq!(round3(f64::from(1234.56_f32)), 1234.56);
+    }
+}
