@@ -235,7 +235,7 @@ async fn chunks_reach_the_client_before_the_upstream_sends_the_next() {
                 .expect("ok");
             line.extend_from_slice(&chunk);
         }
-        assert_eq!(gate.sent(), k + 1, "upstream has sent exactly k+1 chunks");
+        assert_eq!(gate.sent() as u64, k + 1, "upstream has sent exactly k+1 chunks");
         received.push(line);
     }
     let last: Value = serde_json::from_slice(received.last().expect("last")).expect("json");
@@ -348,7 +348,7 @@ async fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
     assert_eq!(resp.status(), 413);
     let body: Value = resp.json().await.expect("json");
     assert!(body["error"].as_str().expect("message").contains("max_body_bytes"));
-    assert_eq!(fake.state.request_count(), 0);
+    assert_eq!(fake.state.counters().requests, 0);
     app.stop().await;
 }
 
@@ -384,7 +384,7 @@ async fn shutdown_commits_every_queued_record() {
             .await
             .expect("body");
     }
-    let db = app.stop().await;
+    let (db, _dir) = app.stop().await;
     let store = ollameter::store::Store::open_reader(&db).expect("reader");
     assert_eq!(store.count().expect("count"), 20, "the hour-long flush interval never fired");
 }

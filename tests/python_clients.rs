@@ -42,11 +42,11 @@ async fn python_clients_get_the_same_answers_through_the_proxy() {
     let records = app.wait_records(9).await;
     assert_eq!(records.len(), 9, "{records:#?}");
 
-    let gen = &raw["generate"];
+    let generated = &raw["generate"];
     let r = records.iter().find(|r| r.endpoint == "/api/generate" && !r.stream).expect("generate");
-    assert_eq!(r.output_tokens, gen["eval_count"].as_u64());
-    assert_eq!(r.prompt_tokens, gen["prompt_eval_count"].as_u64());
-    let tps = gen["eval_count"].as_f64().expect("count") / gen["eval_duration"].as_f64().expect("ns") * 1e9;
+    assert_eq!(r.output_tokens, generated["eval_count"].as_u64());
+    assert_eq!(r.prompt_tokens, generated["prompt_eval_count"].as_u64());
+    let tps = generated["eval_count"].as_f64().expect("count") / generated["eval_duration"].as_f64().expect("ns") * 1e9;
     assert!((r.tokens_per_second.expect("tps") - tps).abs() < 1e-6 * tps);
 
     let chunks = raw["chat_stream"].as_array().expect("chunks");

@@ -253,7 +253,7 @@ impl FakeModel {
 pub enum Scenario {
     /// Any other name: served normally.
     Normal,
-    /// `missing`, or any uninstalled model under `strict_models`: 404
+    /// `missing`, `no-such-*`, or any uninstalled model under `strict_models`: 404
     /// `{"error":"model 'x' not found"}` as JSON, even for a streaming request.
     NotFound,
     /// `busy`: 503 [`BUSY_MESSAGE`] at once (queue full).
@@ -278,6 +278,7 @@ impl Scenario {
         let base = base.split(':').next().unwrap_or(base);
         match base {
             "missing" => Scenario::NotFound,
+            _ if base.starts_with("no-such-") => Scenario::NotFound,
             "busy" => Scenario::Busy,
             "crash" => Scenario::Crash,
             "fail-midstream" => Scenario::FailMidstream,
@@ -333,7 +334,7 @@ impl FakeState {
     pub fn counters(&self) -> Counters {
         let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
         Counters {
-            requests: self.requests.lock().expect("requests lock").len() as u64,
+            requests: self.request_count() as u64,
             streams_started: get(&self.streams_started),
             streams_completed: get(&self.streams_completed),
             streams_cancelled: get(&self.streams_cancelled),
@@ -342,6 +343,11 @@ impl FakeState {
             connections_accepted: get(&self.connections_accepted),
             open_connections: get(&self.open_connections),
         }
+    }
+
+    /// How many requests have arrived.
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().expect("requests lock").len()
     }
 
     /// A copy of every request received so far.
@@ -477,8 +483,8 @@ impl Gate {
     }
 
     /// Chunks written through the gate so far.
-    pub fn sent(&self) -> usize {
-        self.sent_at.lock().expect("gate lock").len()
+    pub fn sent(&self) -> u64 {
+        self.sent_at.lock().expect("gate lock").len() as u64
     }
 
     /// When each chunk was handed to the connection, in order.
@@ -487,7 +493,7 @@ impl Gate {
     }
 
     /// Waits until at least `n` chunks have been written; false on timeout.
-    pub async fn wait_sent(&self, n: usize, timeout: Duration) -> bool {
+    pub async fn wait_sent(&self, n: u64, timeout: Duration) -> bool {
         let wait = async {
             loop {
                 let changed = self.changed.notified();

@@ -77,11 +77,12 @@ impl TestApp {
         }
     }
 
-    /// Stops the sidecar, committing everything queued.
-    pub async fn stop(mut self) -> PathBuf {
+    /// Stops the sidecar, committing everything queued. The store's directory lives as
+    /// long as the returned guard.
+    pub async fn stop(mut self) -> (PathBuf, tempfile::TempDir) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
-        self.db.clone()
+        (self.db, self._dir)
     }
 }
