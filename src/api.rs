@@ -54,15 +54,24 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{base}/health"), get(health::health))
         .route(&format!("{base}/record"), post(records::record))
         .route(&format!("{base}/import"), post(records::import))
-        .route(&format!("{base}/records/{{id}}/quality"), post(records::set_quality))
+        .route(
+            &format!("{base}/records/{{id}}/quality"),
+            post(records::set_quality),
+        )
         .route(&format!("{base}/statistics"), get(query::all_statistics))
-        .route(&format!("{base}/statistics/{{*model}}"), get(query::model_statistics))
+        .route(
+            &format!("{base}/statistics/{{*model}}"),
+            get(query::model_statistics),
+        )
         .route(&format!("{base}/compare"), post(query::compare))
         .route(&format!("{base}/recommend"), get(query::recommend))
         .route(&format!("{base}/trend/{{*model}}"), get(query::trend))
         .route(&format!("{base}/insights"), get(query::insights))
         .route(&format!("{base}/export"), get(export::export))
-        .route(&format!("{base}/clear/{{*model}}"), delete(records::clear_model))
+        .route(
+            &format!("{base}/clear/{{*model}}"),
+            delete(records::clear_model),
+        )
         .route(&format!("{base}/clear-old"), post(records::clear_old))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(state)

@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::history::History;
-use crate::store::Store;
 use crate::proxy::{self, ProxyConfig, ProxyState};
 use crate::quality::QualityRules;
 use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
+use crate::store::Store;
 
 /// How long in-flight calls may run on after a shutdown signal before they are cut (and
 /// recorded as cancelled).
@@ -87,7 +87,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
             .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
             .map(Arc::new)
-            .map_err(|source| StartError::Store { path: config.db_path.display().to_string(), source })?
+            .map_err(|source| StartError::Store {
+                path: config.db_path.display().to_string(),
+                source,
+            })?
     };
     let (recorder, recorder_task) = recorder::start(
         &config.db_path,
@@ -101,7 +104,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         Some(history.clone() as recorder::CommitHook),
     )
-    .map_err(|source| StartError::Store { path: config.db_path.display().to_string(), source })?;
+    .map_err(|source| StartError::Store {
+        path: config.db_path.display().to_string(),
+        source,
+    })?;
     let proxy_state = ProxyState::new(
         &ProxyConfig {
             upstream: config.upstream.clone(),
@@ -122,38 +128,60 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         history,
         started: Instant::now(),
     });
-    let proxy_router = Router::new().fallback(proxy::handle).with_state(proxy_state);
+    let proxy_router = Router::new()
+        .fallback(proxy::handle)
+        .with_state(proxy_state);
 
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let proxy_listener = bind(config.listen).await?;
-    let proxy_addr = proxy_listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let proxy_addr = proxy_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let mut servers = Vec::new();
     let api_addr = match config.api_listen {
         Some(addr) => {
             let api_listener = bind(addr).await?;
-            let api_addr =
-                api_listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            let api_addr = api_listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
             servers.push(serve(api_listener, api_router, shutdown_rx.clone()));
             servers.push(serve(proxy_listener, proxy_router, shutdown_rx));
             api_addr
         }
         None => {
-            servers.push(serve(proxy_listener, api_router.merge(proxy_router), shutdown_rx));
+            servers.push(serve(
+                proxy_listener,
+                api_router.merge(proxy_router),
+                shutdown_rx,
+            ));
             proxy_addr
         }
     };
     tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream, db = %config.db_path.display(), "ollameter listening");
-    Ok(Running { proxy_addr, api_addr, recorder, shutdown, servers, recorder_task })
+    Ok(Running {
+        proxy_addr,
+        api_addr,
+        recorder,
+        shutdown,
+        servers,
+        recorder_task,
+    })
 }
 
 /// Serves until the shutdown signal, then gives open calls `SHUTDOWN_GRACE` to finish.
-fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut signal = shutdown.clone();
         let graceful = axum::serve(listener, router).with_graceful_shutdown(async move {

@@ -277,11 +277,14 @@ pub fn load(
 ) -> Result<Config, ConfigError> {
     let mut table = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError(vec![format!("config file {}: {e}", path.display())])
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(vec![format!("config file {}: {e}", path.display())]))?;
             text.parse::<toml::Table>().map_err(|e| {
-                ConfigError(vec![format!("config file {}: {}", path.display(), e.message())])
+                ConfigError(vec![format!(
+                    "config file {}: {}",
+                    path.display(),
+                    e.message()
+                )])
             })?
         }
         None => toml::Table::new(),
@@ -296,7 +299,9 @@ pub fn load(
         if let Some(key) = key {
             set_key(&mut table, key, env_value(value));
         } else if name.starts_with("OLLAMETER_") && name != "OLLAMETER_CONFIG" {
-            problems.push(format!("environment variable {name} is not a known setting"));
+            problems.push(format!(
+                "environment variable {name} is not a known setting"
+            ));
         }
     }
     let flag_values = [
@@ -367,9 +372,20 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
     };
-    let listen = addr("server.listen", raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN));
-    let api_listen = raw.server.api_listen.as_deref().map(|v| addr("server.api_listen", v));
-    let upstream = raw.upstream.url.clone().unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
+    let listen = addr(
+        "server.listen",
+        raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    );
+    let api_listen = raw
+        .server
+        .api_listen
+        .as_deref()
+        .map(|v| addr("server.api_listen", v));
+    let upstream = raw
+        .upstream
+        .url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
     let upstream = match normalise_upstream(&upstream) {
         Ok(u) => Some(u),
         Err(e) => {
@@ -389,35 +405,59 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.upstream.connect_timeout_ms,
         DEFAULT_CONNECT_TIMEOUT_MS,
     );
-    let max_body_bytes =
-        positive("proxy.max_body_bytes", raw.proxy.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
-    let max_parse_bytes =
-        positive("proxy.max_parse_bytes", raw.proxy.max_parse_bytes, DEFAULT_MAX_PARSE_BYTES);
+    let max_body_bytes = positive(
+        "proxy.max_body_bytes",
+        raw.proxy.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES,
+    );
+    let max_parse_bytes = positive(
+        "proxy.max_parse_bytes",
+        raw.proxy.max_parse_bytes,
+        DEFAULT_MAX_PARSE_BYTES,
+    );
     let max_records_per_model = positive(
         "store.max_records_per_model",
         raw.store.max_records_per_model,
         DEFAULT_MAX_RECORDS_PER_MODEL,
     );
-    let max_age_days = positive("store.max_age_days", raw.store.max_age_days, DEFAULT_MAX_AGE_DAYS);
+    let max_age_days = positive(
+        "store.max_age_days",
+        raw.store.max_age_days,
+        DEFAULT_MAX_AGE_DAYS,
+    );
     let retention_interval_s = positive(
         "store.retention_interval_s",
         raw.store.retention_interval_s,
         DEFAULT_RETENTION_INTERVAL_S,
     );
-    let queue_capacity =
-        positive("recorder.queue_capacity", raw.recorder.queue_capacity, DEFAULT_QUEUE_CAPACITY);
-    let batch_size = positive("recorder.batch_size", raw.recorder.batch_size, DEFAULT_BATCH_SIZE);
+    let queue_capacity = positive(
+        "recorder.queue_capacity",
+        raw.recorder.queue_capacity,
+        DEFAULT_QUEUE_CAPACITY,
+    );
+    let batch_size = positive(
+        "recorder.batch_size",
+        raw.recorder.batch_size,
+        DEFAULT_BATCH_SIZE,
+    );
     let flush_interval_ms = positive(
         "recorder.flush_interval_ms",
         raw.recorder.flush_interval_ms,
         DEFAULT_FLUSH_INTERVAL_MS,
     );
-    let quality_capture_bytes =
-        raw.proxy.quality_capture_bytes.unwrap_or(DEFAULT_QUALITY_CAPTURE_BYTES);
-    let operation_header =
-        raw.proxy.operation_header.clone().unwrap_or_else(|| DEFAULT_OPERATION_HEADER.into());
+    let quality_capture_bytes = raw
+        .proxy
+        .quality_capture_bytes
+        .unwrap_or(DEFAULT_QUALITY_CAPTURE_BYTES);
+    let operation_header = raw
+        .proxy
+        .operation_header
+        .clone()
+        .unwrap_or_else(|| DEFAULT_OPERATION_HEADER.into());
     if axum::http::HeaderName::from_bytes(operation_header.as_bytes()).is_err() {
-        problems.push(format!("proxy.operation_header: {operation_header:?} is not a header name"));
+        problems.push(format!(
+            "proxy.operation_header: {operation_header:?} is not a header name"
+        ));
     }
     if let Err(rule_problems) = QualityRules::new(&raw.quality.rules) {
         problems.extend(rule_problems);
@@ -432,7 +472,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        problems.push(format!("log.level: {log_level:?} is not a tracing filter like info or ollameter=debug"));
+        problems.push(format!(
+            "log.level: {log_level:?} is not a tracing filter like info or ollameter=debug"
+        ));
     }
     let db_path = PathBuf::from(raw.store.path.clone().unwrap_or_else(|| DEFAULT_DB.into()));
     if db_path.as_os_str().is_empty() {
@@ -508,7 +550,9 @@ fn upstream_is_self(upstream: &str, listen: SocketAddr) -> bool {
         return false;
     }
     let authority = upstream_authority(upstream);
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         && !authority.ends_with(']')
     {
         authority.to_string()
@@ -522,7 +566,8 @@ fn upstream_is_self(upstream: &str, listen: SocketAddr) -> bool {
     addrs.into_iter().any(|a| {
         a.port() == listen.port()
             && (a.ip() == listen.ip()
-                || (listen.ip().is_unspecified() && (a.ip().is_loopback() || a.ip().is_unspecified())))
+                || (listen.ip().is_unspecified()
+                    && (a.ip().is_loopback() || a.ip().is_unspecified())))
     })
 }
 
@@ -531,7 +576,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -557,11 +605,18 @@ mod tests {
             ("OLLAMETER_RECORDER_BATCH_SIZE", "8"),
             ("OLLAMETER_DB", "env.db"),
         ]);
-        let flags = Overrides { db: Some("flag.db".into()), ..Overrides::default() };
+        let flags = Overrides {
+            db: Some("flag.db".into()),
+            ..Overrides::default()
+        };
         let c = load(Some(&path), &e, &flags).expect("valid");
         assert_eq!(c.listen.port(), 2000, "env beats file");
         assert_eq!(c.batch_size, 8, "env beats file");
-        assert_eq!(c.flush_interval, Duration::from_millis(9), "file beats default");
+        assert_eq!(
+            c.flush_interval,
+            Duration::from_millis(9),
+            "file beats default"
+        );
         assert_eq!(c.db_path, PathBuf::from("flag.db"), "flag beats env");
     }
 
@@ -577,7 +632,12 @@ mod tests {
         let e = env(&[("OLLAMETER_UPSTREAM", "https://x")]);
         let err = load(Some(&path), &e, &Overrides::default()).expect_err("invalid");
         let text = err.to_string();
-        for needle in ["server.listen", "recorder.batch_size", "log.format", "upstream.url"] {
+        for needle in [
+            "server.listen",
+            "recorder.batch_size",
+            "log.format",
+            "upstream.url",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
     }
@@ -589,8 +649,12 @@ mod tests {
         std::fs::write(&path, "[store]\npaht = \"x.db\"\n").expect("write");
         let err = load(Some(&path), &[], &Overrides::default()).expect_err("unknown key");
         assert!(err.to_string().contains("paht"), "{err}");
-        let err = load(None, &env(&[("OLLAMETER_NOPE", "1")]), &Overrides::default())
-            .expect_err("unknown env");
+        let err = load(
+            None,
+            &env(&[("OLLAMETER_NOPE", "1")]),
+            &Overrides::default(),
+        )
+        .expect_err("unknown env");
         assert!(err.to_string().contains("OLLAMETER_NOPE"), "{err}");
     }
 
@@ -613,7 +677,10 @@ mod tests {
 
     #[test]
     fn upstream_is_normalised() {
-        assert_eq!(normalise_upstream("http://h:1/").as_deref(), Ok("http://h:1"));
+        assert_eq!(
+            normalise_upstream("http://h:1/").as_deref(),
+            Ok("http://h:1")
+        );
         assert!(normalise_upstream("ftp://h").is_err());
         assert_eq!(upstream_authority("http://h:1/prefix"), "h:1");
     }

@@ -63,11 +63,15 @@ impl History {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         // A panic while holding the lock cannot leave samples half-written in a way that
         // matters more than losing the API: keep serving.
-        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds committed records.
@@ -117,7 +121,10 @@ impl History {
         let mut inner = self.write();
         for samples in inner.models.values_mut() {
             let old = samples.partition_point(|s| s.timestamp_ms < cutoff_ms);
-            let over = samples.len().saturating_sub(old).saturating_sub(max_per_model);
+            let over = samples
+                .len()
+                .saturating_sub(old)
+                .saturating_sub(max_per_model);
             samples.drain(..old + over);
         }
         inner.models.retain(|_, s| !s.is_empty());
@@ -157,7 +164,10 @@ impl StoreListener for History {
     }
 
     fn retained(&self, cutoff_ms: i64, max_per_model: u64) {
-        self.retain(cutoff_ms, usize::try_from(max_per_model).unwrap_or(usize::MAX));
+        self.retain(
+            cutoff_ms,
+            usize::try_from(max_per_model).unwrap_or(usize::MAX),
+        );
     }
 }
 
@@ -181,8 +191,14 @@ mod tests {
     #[test]
     fn out_of_order_appends_stay_sorted_and_operations_are_interned() {
         let h = History::default();
-        h.append(&[record("a", 30, "chat"), record("a", 10, "embed"), record("a", 20, "chat")]);
-        let times = h.with_model("a", |s| s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>());
+        h.append(&[
+            record("a", 30, "chat"),
+            record("a", 10, "embed"),
+            record("a", 20, "chat"),
+        ]);
+        let times = h.with_model("a", |s| {
+            s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>()
+        });
         assert_eq!(times, Some(vec![10, 20, 30]));
         assert_eq!(h.operation_id("chat"), Some(0));
         assert_eq!(h.operation_id("embed"), Some(1));
@@ -196,7 +212,9 @@ mod tests {
         h.append(&batch);
         h.append(&[record("b", 5, "chat")]);
         h.retain(25, 4);
-        let times = h.with_model("a", |s| s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>());
+        let times = h.with_model("a", |s| {
+            s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>()
+        });
         assert_eq!(times, Some(vec![60, 70, 80, 90]));
         assert!(!h.has_model("b"), "b's only record was too old");
     }
@@ -207,7 +225,9 @@ mod tests {
         let r = record("a", 10, "chat");
         h.append(&[record("a", 10, "chat"), record("a", 11, "chat")]);
         h.set_quality(&r, 4.5);
-        let q = h.with_model("a", |s| s.iter().map(|s| s.quality_score).collect::<Vec<_>>());
+        let q = h.with_model("a", |s| {
+            s.iter().map(|s| s.quality_score).collect::<Vec<_>>()
+        });
         let q = q.expect("model");
         assert_eq!(q[0], 4.5);
         assert!(q[1].is_nan());

@@ -41,27 +41,28 @@ fn main() -> ExitCode {
             };
             healthcheck(&config)
         }
-        Command::Config { action: ConfigAction::Check(args) } => {
-            match load(cli.config.as_deref(), &args) {
-                Ok(config) => match toml::to_string_pretty(&config) {
-                    Ok(text) => {
-                        println!("{text}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("ollameter: cannot print the configuration: {e}");
-                        ExitCode::FAILURE
-                    }
-                },
-                Err(code) => code,
-            }
-        }
+        Command::Config {
+            action: ConfigAction::Check(args),
+        } => match load(cli.config.as_deref(), &args) {
+            Ok(config) => match toml::to_string_pretty(&config) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ollameter: cannot print the configuration: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
     }
 }
 
 fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, ExitCode> {
-    let env: Vec<(String, String)> =
-        std::env::vars().filter(|(k, _)| k.starts_with("OLLAMETER_")).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("OLLAMETER_"))
+        .collect();
     let flags = Overrides {
         listen: args.listen.clone(),
         api_listen: args.api_listen.clone(),
@@ -84,17 +85,20 @@ fn healthcheck(config: &Config) -> ExitCode {
         addr.to_string()
     };
     let url = format!("http://{host}/api/model-performance/health");
-    let result = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| {
-        rt.block_on(async {
-            reqwest::Client::builder()
-                .no_proxy()
-                .timeout(std::time::Duration::from_secs(4))
-                .build()?
-                .get(&url)
-                .send()
-                .await
-        })
-    });
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| {
+            rt.block_on(async {
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(std::time::Duration::from_secs(4))
+                    .build()?
+                    .get(&url)
+                    .send()
+                    .await
+            })
+        });
     match result {
         Ok(Ok(resp)) if resp.status().is_success() => ExitCode::SUCCESS,
         Ok(Ok(resp)) => {
@@ -116,7 +120,9 @@ fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -78,8 +78,9 @@ impl ProxyState {
             .http1_only()
             .tcp_nodelay(true)
             .build()?;
-        let operation_header = axum::http::HeaderName::from_bytes(config.operation_header.as_bytes())
-            .unwrap_or(axum::http::HeaderName::from_static("x-operation"));
+        let operation_header =
+            axum::http::HeaderName::from_bytes(config.operation_header.as_bytes())
+                .unwrap_or(axum::http::HeaderName::from_static("x-operation"));
         Ok(ProxyState {
             inner: Arc::new(Inner {
                 client,
@@ -89,7 +90,8 @@ impl ProxyState {
                 operation_header,
                 max_body_bytes: config.max_body_bytes,
                 limits: DecodeLimits {
-                    capture_bytes: usize::try_from(config.quality_capture_bytes).unwrap_or(usize::MAX),
+                    capture_bytes: usize::try_from(config.quality_capture_bytes)
+                        .unwrap_or(usize::MAX),
                     parse_bytes: usize::try_from(config.max_parse_bytes).unwrap_or(usize::MAX),
                 },
             }),
@@ -119,7 +121,11 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         return error_response(StatusCode::BAD_REQUEST, false, "request has no path");
     };
     if !path_and_query.starts_with('/') {
-        return error_response(StatusCode::BAD_REQUEST, false, "request path must start with /");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            false,
+            "request path must start with /",
+        );
     }
     let url = format!("{}{}", inner.upstream, path_and_query);
     let api = classify(&parts.method, &path);
@@ -182,7 +188,9 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         id,
         Utc::now(),
         facts.model,
-        explicit_operation.clone().unwrap_or_else(|| default_operation(api).to_string()),
+        explicit_operation
+            .clone()
+            .unwrap_or_else(|| default_operation(api).to_string()),
         path,
     );
     record.stream = facts.stream;
@@ -197,7 +205,13 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     );
     let record_id = HeaderValue::from_str(meter.id()).ok();
 
-    let sent = inner.client.post(&url).headers(headers).body(bytes).send().await;
+    let sent = inner
+        .client
+        .post(&url)
+        .headers(headers)
+        .body(bytes)
+        .send()
+        .await;
     let mut response = match sent {
         Ok(resp) => {
             let content_type = resp
@@ -205,7 +219,11 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
                 .get(axum::http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            meter.response_started(resp.status().as_u16(), content_type.as_deref(), inner.limits);
+            meter.response_started(
+                resp.status().as_u16(),
+                content_type.as_deref(),
+                inner.limits,
+            );
             forward::response(resp, move |stream| {
                 Body::from_stream(MeteredStream::new(stream, meter))
             })
@@ -245,15 +263,25 @@ fn unreachable_response(
         (
             StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Timeout,
-            format!("ollameter: timed out connecting to the Ollama upstream {}: {detail}", inner.upstream),
+            format!(
+                "ollameter: timed out connecting to the Ollama upstream {}: {detail}",
+                inner.upstream
+            ),
         )
     } else {
         (
             StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamUnreachable,
-            format!("ollameter: cannot reach the Ollama upstream {}: {detail}", inner.upstream),
+            format!(
+                "ollameter: cannot reach the Ollama upstream {}: {detail}",
+                inner.upstream
+            ),
         )
     };
     tracing::warn!(upstream = %inner.upstream, error = %detail, "upstream unreachable");
-    (error_response(status, openai_shape, &message), kind, message)
+    (
+        error_response(status, openai_shape, &message),
+        kind,
+        message,
+    )
 }

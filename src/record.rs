@@ -160,7 +160,13 @@ pub struct Record {
 
 impl Record {
     /// A record with every measurement unknown, for the proxy and tests to fill in.
-    pub fn new(id: String, timestamp: DateTime<Utc>, model: String, operation: String, endpoint: String) -> Record {
+    pub fn new(
+        id: String,
+        timestamp: DateTime<Utc>,
+        model: String,
+        operation: String,
+        endpoint: String,
+    ) -> Record {
         Record {
             id,
             timestamp,
@@ -234,9 +240,20 @@ mod tests {
 
     #[test]
     fn field_names_match_serialized_keys() {
-        let r = Record::new("a".into(), Utc::now(), "m".into(), "chat".into(), "/api/chat".into());
+        let r = Record::new(
+            "a".into(),
+            Utc::now(),
+            "m".into(),
+            "chat".into(),
+            "/api/chat".into(),
+        );
         let v = serde_json::to_value(&r).expect("serializes");
-        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut sorted_fields: Vec<&str> = FIELD_NAMES.to_vec();
         sorted_fields.sort_unstable();
         let mut sorted_keys = keys.clone();
@@ -246,7 +263,11 @@ mod tests {
 
     #[test]
     fn error_kind_names_round_trip() {
-        for k in [ErrorKind::UpstreamError, ErrorKind::ClientCancelled, ErrorKind::Timeout] {
+        for k in [
+            ErrorKind::UpstreamError,
+            ErrorKind::ClientCancelled,
+            ErrorKind::Timeout,
+        ] {
             assert_eq!(ErrorKind::parse(k.as_str()), Some(k));
             let json = serde_json::to_string(&k).expect("serializes");
             assert_eq!(json, format!("\"{}\"", k.as_str()));

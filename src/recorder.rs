@@ -86,6 +86,9 @@ impl RecorderStats {
     }
 }
 
+/// Work the writer thread does on the store.
+type StoreJob = Box<dyn FnOnce(&mut Store) + Send>;
+
 enum Msg {
     Record(Box<Record>),
     /// Records a caller waits on (manual writes): answered after their commit.
@@ -96,7 +99,7 @@ enum Msg {
     Shutdown,
     /// Work on the store done by the writer itself (deletes, updates), after the records
     /// queued before it, so the store keeps a single writer.
-    Job(Box<dyn FnOnce(&mut Store) + Send>),
+    Job(StoreJob),
 }
 
 /// The cheap, cloneable handle the proxy and the API hold.
@@ -155,7 +158,7 @@ impl Recorder {
         job: impl FnOnce(&mut Store) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        let boxed: Box<dyn FnOnce(&mut Store) + Send> = Box::new(move |store: &mut Store| {
+        let boxed: StoreJob = Box::new(move |store: &mut Store| {
             let _ = tx.send(job(store));
         });
         match self.tx.try_send(Msg::Job(boxed)) {
@@ -210,14 +213,27 @@ pub fn start(
     let store = Store::open(db_path)?;
     let (tx, rx) = bounded(config.queue_capacity);
     let stats = Arc::new(RecorderStats::default());
-    let writer = Writer { store, rx, config, stats: stats.clone(), on_commit };
+    let writer = Writer {
+        store,
+        rx,
+        config,
+        stats: stats.clone(),
+        on_commit,
+    };
     let thread = std::thread::Builder::new()
         .name("ollameter-writer".into())
         .spawn(move || writer.run())
-        .map_err(|e| {
-            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-        })?;
-    Ok((Recorder { tx: tx.clone(), stats }, RecorderTask { tx, thread: Some(thread) }))
+        .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+    Ok((
+        Recorder {
+            tx: tx.clone(),
+            stats,
+        },
+        RecorderTask {
+            tx,
+            thread: Some(thread),
+        },
+    ))
 }
 
 struct Writer {
@@ -233,7 +249,7 @@ struct Batch {
     records: Vec<Record>,
     waiters: Vec<(oneshot::Sender<Result<usize, String>>, usize)>,
     flushes: Vec<oneshot::Sender<()>>,
-    jobs: Vec<Box<dyn FnOnce(&mut Store) + Send>>,
+    jobs: Vec<StoreJob>,
     shutdown: bool,
 }
 
@@ -312,7 +328,12 @@ impl Writer {
     }
 
     fn write(&mut self, batch: Batch) {
-        let Batch { records, waiters, flushes, .. } = batch;
+        let Batch {
+            records,
+            waiters,
+            flushes,
+            ..
+        } = batch;
         let records: Vec<Record> = records;
         let result = if records.is_empty() {
             Ok(())
@@ -333,7 +354,9 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                self.stats.written.fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .written
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
                 if self.stats.store_failing() {
                     tracing::info!("store writable again");
                     self.stats.set_error(None);
@@ -356,7 +379,9 @@ impl Writer {
                 self.stats.set_error(Some(message.clone()));
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 let waited: usize = waiters.iter().map(|(_, n)| n).sum();
-                self.stats.dropped.fetch_add((records.len() - waited) as u64, Ordering::Relaxed);
+                self.stats
+                    .dropped
+                    .fetch_add((records.len() - waited) as u64, Ordering::Relaxed);
                 for (tx, _) in waiters {
                     let _ = tx.send(Err(message.clone()));
                 }
@@ -370,7 +395,11 @@ impl Writer {
     fn retention(&mut self) {
         let now = chrono::Utc::now();
         let cutoff_ms = now.timestamp_millis() - self.config.max_age.as_millis() as i64;
-        match self.store.apply_retention(now, self.config.max_age, self.config.max_records_per_model) {
+        match self.store.apply_retention(
+            now,
+            self.config.max_age,
+            self.config.max_records_per_model,
+        ) {
             Ok(n) => {
                 if n > 0 {
                     self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
@@ -402,7 +431,13 @@ mod tests {
     }
 
     fn record(i: usize) -> Record {
-        Record::new(format!("r{i}"), Utc::now(), "m".into(), "chat".into(), "/api/chat".into())
+        Record::new(
+            format!("r{i}"),
+            Utc::now(),
+            "m".into(),
+            "chat".into(),
+            "/api/chat".into(),
+        )
     }
 
     #[tokio::test]
@@ -414,7 +449,9 @@ mod tests {
         for i in 0..250 {
             assert!(rec.submit(record(i)));
         }
-        tokio::task::spawn_blocking(move || task.shutdown()).await.expect("join");
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
         let store = Store::open(&path).expect("open");
         assert_eq!(store.count().expect("count"), 250);
         assert_eq!(rec.stats().written.load(Ordering::Relaxed), 250);
@@ -427,7 +464,10 @@ mod tests {
         let path = dir.path().join("r.db");
         let store = Store::open(&path).expect("open");
         // Hold the write lock so the writer is stuck on its first batch.
-        store.connection().execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        store
+            .connection()
+            .execute_batch("BEGIN EXCLUSIVE")
+            .expect("lock");
         let (rec, task) = start(&path, config(4, 1), None).expect("start");
         let mut accepted = 0;
         for i in 0..100 {
@@ -437,9 +477,14 @@ mod tests {
         }
         assert!(accepted < 100, "some must be dropped");
         assert_eq!(rec.stats().dropped.load(Ordering::Relaxed), 100 - accepted);
-        store.connection().execute_batch("ROLLBACK").expect("unlock");
+        store
+            .connection()
+            .execute_batch("ROLLBACK")
+            .expect("unlock");
         drop(store);
-        tokio::task::spawn_blocking(move || task.shutdown()).await.expect("join");
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
     }
 
     #[tokio::test]
@@ -447,10 +492,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
         let (rec, task) = start(&path, config(100, 600_000), None).expect("start");
-        let n = rec.submit_and_wait(vec![record(1), record(2)]).await.expect("stored");
+        let n = rec
+            .submit_and_wait(vec![record(1), record(2)])
+            .await
+            .expect("stored");
         assert_eq!(n, 2);
         let reader = Store::open_reader(&path).expect("reader");
-        assert_eq!(reader.count().expect("count"), 2, "visible as soon as acknowledged");
-        tokio::task::spawn_blocking(move || task.shutdown()).await.expect("join");
+        assert_eq!(
+            reader.count().expect("count"),
+            2,
+            "visible as soon as acknowledged"
+        );
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
     }
 }

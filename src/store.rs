@@ -81,7 +81,10 @@ impl Store {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         migrate(&mut conn)?;
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens a read-only connection for queries.
@@ -91,7 +94,10 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The file this store lives in.
@@ -157,8 +163,10 @@ impl Store {
             let mut stmt = tx.prepare(
                 "SELECT model, COUNT(*) FROM records GROUP BY model HAVING COUNT(*) > ?1",
             )?;
-            stmt.query_map([clamp_i64(max_per_model)], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?
+            stmt.query_map([clamp_i64(max_per_model)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?
         };
         for (model, _) in over {
             // The newest N by (timestamp, seq) stay; the index makes this a range scan.
@@ -175,15 +183,17 @@ impl Store {
 
     /// Deletes every record of a model; returns how many.
     pub fn delete_model(&mut self, model: &str) -> Result<u64, StoreError> {
-        Ok(self.conn.execute("DELETE FROM records WHERE model = ?1", [model])? as u64)
+        Ok(self
+            .conn
+            .execute("DELETE FROM records WHERE model = ?1", [model])? as u64)
     }
 
     /// Deletes every record older than `cutoff`; returns how many.
     pub fn delete_before(&mut self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM records WHERE timestamp < ?1", [cutoff.timestamp_millis()])?
-            as u64)
+        Ok(self.conn.execute(
+            "DELETE FROM records WHERE timestamp < ?1",
+            [cutoff.timestamp_millis()],
+        )? as u64)
     }
 
     /// Sets the quality score of the record with this id (the newest, if a client reused
@@ -201,9 +211,14 @@ impl Store {
     }
 
     /// Which of these ids are already stored.
-    pub fn existing_ids(&self, ids: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+    pub fn existing_ids(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut found = std::collections::HashSet::new();
-        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM records WHERE id = ?1 LIMIT 1")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM records WHERE id = ?1 LIMIT 1")?;
         for id in ids {
             if stmt.exists([id])? {
                 found.insert((*id).to_string());
@@ -214,7 +229,10 @@ impl Store {
 
     /// Number of stored records.
     pub fn count(&self) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM records", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Records in insertion order, optionally of one model and since a time. For tests,
@@ -231,7 +249,10 @@ impl Store {
             FIELD_NAMES.join(", ")
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(params![model, since.map_or(i64::MIN, |t| t.timestamp_millis())])?;
+        let mut rows = stmt.query(params![
+            model,
+            since.map_or(i64::MIN, |t| t.timestamp_millis())
+        ])?;
         while let Some(row) = rows.next()? {
             if !f(record_from_row(row)?) {
                 break;
@@ -266,7 +287,9 @@ impl Store {
 
     /// Runs SQLite's own consistency check; `Ok(true)` when it answers "ok".
     pub fn integrity_ok(&self) -> Result<bool, StoreError> {
-        let answer: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let answer: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok(answer == "ok")
     }
 
@@ -312,7 +335,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew { found: version, known: SCHEMA_VERSION });
+        return Err(StoreError::TooNew {
+            found: version,
+            known: SCHEMA_VERSION,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
@@ -389,7 +415,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("s.db")).expect("open");
         let r = record("a", "llama3.2:latest", 1_700_000_000_123);
-        store.insert_batch(std::slice::from_ref(&r)).expect("insert");
+        store
+            .insert_batch(std::slice::from_ref(&r))
+            .expect("insert");
         let back = store.records(None).expect("read");
         assert_eq!(back, vec![r]);
         assert!(store.integrity_ok().expect("check"));
@@ -405,8 +433,10 @@ mod tests {
         }
         let store = Store::open(&path).expect("reopen");
         assert_eq!(store.count().expect("count"), 1);
-        let v: i64 =
-            store.connection().pragma_query_value(None, "user_version", |r| r.get(0)).expect("v");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
     }
 
@@ -419,7 +449,10 @@ mod tests {
             .connection()
             .pragma_update(None, "user_version", 99)
             .expect("bump");
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
     }
 
     #[test]
@@ -436,10 +469,16 @@ mod tests {
         batch.push(record("old", "b", now_ms - 100 * day));
         batch.push(record("new", "b", now_ms));
         store.insert_batch(&batch).expect("insert");
-        let removed =
-            store.apply_retention(now, Duration::from_secs(90 * 86_400), 3).expect("retention");
+        let removed = store
+            .apply_retention(now, Duration::from_secs(90 * 86_400), 3)
+            .expect("retention");
         assert_eq!(removed, 3, "one too old, two over the per-model cap");
-        let mut ids: Vec<String> = store.records(None).expect("read").into_iter().map(|r| r.id).collect();
+        let mut ids: Vec<String> = store
+            .records(None)
+            .expect("read")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         ids.sort();
         assert_eq!(ids, vec!["a0", "a1", "a2", "new"]);
     }

@@ -16,7 +16,13 @@ fn ollameter() -> Command {
 #[test]
 fn serve_refuses_to_proxy_to_itself() {
     let out = ollameter()
-        .args(["serve", "--listen", "127.0.0.1:18999", "--upstream", "http://127.0.0.1:18999"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:18999",
+            "--upstream",
+            "http://127.0.0.1:18999",
+        ])
         .output()
         .expect("runs");
     assert!(!out.status.success());
@@ -36,10 +42,17 @@ fn config_check_prints_the_effective_configuration() {
         .args(["--db", "/data/x.db"])
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("batch_size = 64"), "{text}");
-    assert!(text.contains("upstream = \"http://ollama:11434\""), "{text}");
+    assert!(
+        text.contains("upstream = \"http://ollama:11434\""),
+        "{text}"
+    );
     assert!(text.contains("db_path = \"/data/x.db\""), "{text}");
 }
 
@@ -56,7 +69,11 @@ fn config_check_lists_every_problem_and_fails() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["recorder.batch_size", "recorder.flush_interval_ms", "log.format"] {
+    for key in [
+        "recorder.batch_size",
+        "recorder.flush_interval_ms",
+        "log.format",
+    ] {
         assert!(err.contains(key), "{key} missing: {err}");
     }
 }

@@ -11,7 +11,10 @@ use ollameter::record::{ErrorKind, Record};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// The NDJSON lines of a body.
@@ -40,7 +43,10 @@ async fn streamed_generate_passes_through_and_is_recorded_with_ollamas_numbers()
         .expect("send");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
-    let record_id = resp.headers()["x-ollameter-record-id"].to_str().expect("id").to_string();
+    let record_id = resp.headers()["x-ollameter-record-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
     let body = resp.bytes().await.expect("body");
     let chunks = lines(&body);
     assert_eq!(chunks.len(), 7, "6 tokens and the final object");
@@ -59,13 +65,23 @@ async fn streamed_generate_passes_through_and_is_recorded_with_ollamas_numbers()
     let eval_ns = last["eval_duration"].as_f64().expect("eval_duration");
     let expected_tps = last["eval_count"].as_f64().expect("eval_count") / eval_ns * 1e9;
     let tps = r.tokens_per_second.expect("tokens/s");
-    assert!((tps - expected_tps).abs() < 1e-6 * expected_tps, "{tps} vs {expected_tps}");
+    assert!(
+        (tps - expected_tps).abs() < 1e-6 * expected_tps,
+        "{tps} vs {expected_tps}"
+    );
     assert_eq!(r.eval_duration_ms, Some(eval_ns / 1e6));
-    assert_eq!(r.total_duration_ms, last["total_duration"].as_f64().map(|ns| ns / 1e6));
+    assert_eq!(
+        r.total_duration_ms,
+        last["total_duration"].as_f64().map(|ns| ns / 1e6)
+    );
     assert_eq!(r.done_reason.as_deref(), Some("stop"));
     assert_eq!(r.response_bytes, body.len() as u64);
     let ttft = r.ttft_ms.expect("ttft");
-    assert!(ttft > 0.0 && ttft <= r.processing_time_ms, "{ttft} vs {}", r.processing_time_ms);
+    assert!(
+        ttft > 0.0 && ttft <= r.processing_time_ms,
+        "{ttft} vs {}",
+        r.processing_time_ms
+    );
     assert!(!r.tokens_estimated);
     app.stop().await;
 }
@@ -98,7 +114,10 @@ async fn non_streamed_calls_and_embeddings_are_recorded() {
     let records = app.wait_records(2).await;
     let r = only(&records, "/api/chat");
     assert!(!r.stream && r.success);
-    assert_eq!(r.operation, "photo_evaluation", "the header names the operation");
+    assert_eq!(
+        r.operation, "photo_evaluation",
+        "the header names the operation"
+    );
     assert_eq!(r.output_tokens, chat["eval_count"].as_u64());
     assert_eq!(r.ttft_ms, None, "no first token to time in a single answer");
     let e = only(&records, "/api/embed");
@@ -115,13 +134,31 @@ async fn the_client_receives_exactly_what_the_upstream_sent() {
     let app = TestApp::start(&fake.url()).await;
     let c = client();
     // Byte-exact on a deterministic answer, both ways, with an odd path and query.
-    let direct = c.get(format!("{}/api/tags?x=1&y=%20", fake.url())).send().await.expect("direct");
-    let proxied = c.get(format!("{}/api/tags?x=1&y=%20", app.url)).send().await.expect("proxied");
+    let direct = c
+        .get(format!("{}/api/tags?x=1&y=%20", fake.url()))
+        .send()
+        .await
+        .expect("direct");
+    let proxied = c
+        .get(format!("{}/api/tags?x=1&y=%20", app.url))
+        .send()
+        .await
+        .expect("proxied");
     assert_eq!(direct.status(), proxied.status());
-    assert_eq!(direct.headers()["content-type"], proxied.headers()["content-type"]);
-    assert_eq!(direct.bytes().await.expect("b"), proxied.bytes().await.expect("b"));
+    assert_eq!(
+        direct.headers()["content-type"],
+        proxied.headers()["content-type"]
+    );
+    assert_eq!(
+        direct.bytes().await.expect("b"),
+        proxied.bytes().await.expect("b")
+    );
     // Unknown routes too: Go's 404 page, passed as it is.
-    let nf = c.get(format!("{}/nope", app.url)).send().await.expect("404");
+    let nf = c
+        .get(format!("{}/nope", app.url))
+        .send()
+        .await
+        .expect("404");
     assert_eq!(nf.status(), 404);
     assert_eq!(nf.text().await.expect("text"), "404 page not found");
     app.stop().await;
@@ -144,12 +181,22 @@ async fn headers_query_and_body_reach_the_upstream_as_sent_with_its_own_host() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
-    let seen = fake.state.last_request().expect("the upstream saw the request");
+    let seen = fake
+        .state
+        .last_request()
+        .expect("the upstream saw the request");
     assert_eq!(seen.path, "/echo");
     assert_eq!(seen.query.as_deref(), Some("a=1&b=two"));
     assert_eq!(seen.body, body, "body bytes unchanged");
-    let header = |name: &str| seen.headers.get(name).map(|v| v.to_str().expect("ascii").to_string());
-    assert_eq!(header("host"), Some(fake.url().trim_start_matches("http://").to_string()));
+    let header = |name: &str| {
+        seen.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_string())
+    };
+    assert_eq!(
+        header("host"),
+        Some(fake.url().trim_start_matches("http://").to_string())
+    );
     assert_eq!(header("authorization").as_deref(), Some("Bearer secret"));
     assert_eq!(header("x-custom").as_deref(), Some("kept"));
     assert_eq!(header("x-hop"), None, "named by Connection: hop-by-hop");
@@ -158,7 +205,11 @@ async fn headers_query_and_body_reach_the_upstream_as_sent_with_its_own_host() {
 
 #[tokio::test]
 async fn errors_before_and_during_the_stream_are_failures_with_their_kind() {
-    let fake = FakeOllama::start_with(FakeConfig { strict_models: true, ..FakeConfig::default() }).await;
+    let fake = FakeOllama::start_with(FakeConfig {
+        strict_models: true,
+        ..FakeConfig::default()
+    })
+    .await;
     let app = TestApp::start(&fake.url()).await;
     let c = client();
     let missing = c
@@ -189,15 +240,27 @@ async fn errors_before_and_during_the_stream_are_failures_with_their_kind() {
         .await
         .expect("send");
     assert_eq!(hangup.status(), 200);
-    assert!(hangup.bytes().await.is_err(), "the client sees the broken stream too");
+    assert!(
+        hangup.bytes().await.is_err(),
+        "the client sees the broken stream too"
+    );
 
     let records = app.wait_records(3).await;
-    let by_model = |m: &str| records.iter().find(|r| r.model == m).expect("record").clone();
+    let by_model = |m: &str| {
+        records
+            .iter()
+            .find(|r| r.model == m)
+            .expect("record")
+            .clone()
+    };
     let nf = by_model("nope:latest");
     assert!(!nf.success);
     assert_eq!(nf.http_status, Some(404));
     assert_eq!(nf.error_kind, Some(ErrorKind::UpstreamError));
-    assert_eq!(nf.error_message.as_deref(), Some("model 'nope:latest' not found"));
+    assert_eq!(
+        nf.error_message.as_deref(),
+        Some("model 'nope:latest' not found")
+    );
     let m = by_model("fail-midstream");
     assert!(!m.success);
     assert_eq!(m.http_status, Some(200));
@@ -212,7 +275,11 @@ async fn errors_before_and_during_the_stream_are_failures_with_their_kind() {
 #[tokio::test]
 async fn chunks_reach_the_client_before_the_upstream_sends_the_next() {
     let gate = common::fake_ollama::Gate::new();
-    let fake = FakeOllama::start_with(FakeConfig { gate: Some(gate.clone()), ..FakeConfig::default() }).await;
+    let fake = FakeOllama::start_with(FakeConfig {
+        gate: Some(gate.clone()),
+        ..FakeConfig::default()
+    })
+    .await;
     let app = TestApp::start(&fake.url()).await;
     let resp = client()
         .post(format!("{}/api/generate", app.url))
@@ -235,7 +302,7 @@ async fn chunks_reach_the_client_before_the_upstream_sends_the_next() {
                 .expect("ok");
             line.extend_from_slice(&chunk);
         }
-        assert_eq!(gate.sent() as u64, k + 1, "upstream has sent exactly k+1 chunks");
+        assert_eq!(gate.sent(), k + 1, "upstream has sent exactly k+1 chunks");
         received.push(line);
     }
     let last: Value = serde_json::from_slice(received.last().expect("last")).expect("json");
@@ -287,17 +354,28 @@ async fn a_client_that_leaves_during_the_model_load_is_recorded_as_cancelled() {
         .json(&json!({"model": "llama3.2", "messages": []}))
         .send();
     // The client gives up long before the "model load" ends.
-    assert!(tokio::time::timeout(Duration::from_millis(300), request).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), request)
+            .await
+            .is_err()
+    );
     assert!(fake.state.wait_cancelled(1, Duration::from_secs(10)).await);
     let records = app.wait_records(1).await;
-    assert_eq!(only(&records, "/api/chat").error_kind, Some(ErrorKind::ClientCancelled));
+    assert_eq!(
+        only(&records, "/api/chat").error_kind,
+        Some(ErrorKind::ClientCancelled)
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_unreachable_upstream_gives_502_in_the_routes_shape_and_a_record() {
     // A port with nothing behind it: bind, learn the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let upstream = format!("http://127.0.0.1:{port}");
     let app = TestApp::start(&upstream).await;
     let c = client();
@@ -321,11 +399,19 @@ async fn an_unreachable_upstream_gives_502_in_the_routes_shape_and_a_record() {
     assert_eq!(openai.status(), 502);
     let body: Value = openai.json().await.expect("json");
     assert!(body["error"]["message"].is_string(), "OpenAI shape: {body}");
-    let tags = c.get(format!("{}/api/tags", app.url)).send().await.expect("send");
+    let tags = c
+        .get(format!("{}/api/tags", app.url))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(tags.status(), 502);
     let records = app.wait_records(2).await;
     assert_eq!(records.len(), 2, "only inference calls are recorded");
-    assert!(records.iter().all(|r| r.error_kind == Some(ErrorKind::UpstreamUnreachable)));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.error_kind == Some(ErrorKind::UpstreamUnreachable))
+    );
     let health: Value = c
         .get(format!("{}/api/model-performance/health", app.url))
         .send()
@@ -344,10 +430,20 @@ async fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
     let fake = FakeOllama::start().await;
     let app = TestApp::start_with(&fake.url(), |c| c.max_body_bytes = 1024).await;
     let big = json!({"model": "llava", "prompt": "x", "images": ["A".repeat(4096)]});
-    let resp = client().post(format!("{}/api/generate", app.url)).json(&big).send().await.expect("send");
+    let resp = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&big)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 413);
     let body: Value = resp.json().await.expect("json");
-    assert!(body["error"].as_str().expect("message").contains("max_body_bytes"));
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("message")
+            .contains("max_body_bytes")
+    );
     assert_eq!(fake.state.counters().requests, 0);
     app.stop().await;
 }
@@ -372,7 +468,10 @@ async fn a_client_request_id_becomes_the_record_id() {
 #[tokio::test]
 async fn shutdown_commits_every_queued_record() {
     let fake = FakeOllama::start().await;
-    let app = TestApp::start_with(&fake.url(), |c| c.flush_interval = Duration::from_secs(3600)).await;
+    let app = TestApp::start_with(&fake.url(), |c| {
+        c.flush_interval = Duration::from_secs(3600)
+    })
+    .await;
     let c = client();
     for _ in 0..20 {
         c.post(format!("{}/api/embed", app.url))
@@ -386,7 +485,11 @@ async fn shutdown_commits_every_queued_record() {
     }
     let (db, _dir) = app.stop().await;
     let store = ollameter::store::Store::open_reader(&db).expect("reader");
-    assert_eq!(store.count().expect("count"), 20, "the hour-long flush interval never fired");
+    assert_eq!(
+        store.count().expect("count"),
+        20,
+        "the hour-long flush interval never fired"
+    );
 }
 
 #[tokio::test]
@@ -417,8 +520,14 @@ async fn openai_streams_without_usage_are_estimated_and_marked() {
     assert!(with.success && without.success);
     assert!(!with.tokens_estimated);
     assert!(without.tokens_estimated);
-    assert_eq!(with.output_tokens, without.output_tokens, "the estimate counts content chunks");
+    assert_eq!(
+        with.output_tokens, without.output_tokens,
+        "the estimate counts content chunks"
+    );
     assert!(with.prompt_tokens.is_some() && without.prompt_tokens.is_none());
-    assert!(with.tokens_per_second.is_some(), "measured between content chunks");
+    assert!(
+        with.tokens_per_second.is_some(),
+        "measured between content chunks"
+    );
     app.stop().await;
 }

@@ -34,7 +34,11 @@ async fn python_clients_get_the_same_answers_through_the_proxy() {
     let scenarios = result["scenarios"].as_object().expect("scenarios");
     assert!(scenarios.len() >= 9, "{scenarios:?}");
     for (name, equal) in scenarios {
-        assert_eq!(equal, &Value::Bool(true), "{name}: direct and proxied answers differ");
+        assert_eq!(
+            equal,
+            &Value::Bool(true),
+            "{name}: direct and proxied answers differ"
+        );
     }
     let raw = &result["raw_proxy"];
     // 9 inference calls per run through the proxy: generate x2, chat x2, embed, openai x3,
@@ -43,15 +47,23 @@ async fn python_clients_get_the_same_answers_through_the_proxy() {
     assert_eq!(records.len(), 9, "{records:#?}");
 
     let generated = &raw["generate"];
-    let r = records.iter().find(|r| r.endpoint == "/api/generate" && !r.stream).expect("generate");
+    let r = records
+        .iter()
+        .find(|r| r.endpoint == "/api/generate" && !r.stream)
+        .expect("generate");
     assert_eq!(r.output_tokens, generated["eval_count"].as_u64());
     assert_eq!(r.prompt_tokens, generated["prompt_eval_count"].as_u64());
-    let tps = generated["eval_count"].as_f64().expect("count") / generated["eval_duration"].as_f64().expect("ns") * 1e9;
+    let tps = generated["eval_count"].as_f64().expect("count")
+        / generated["eval_duration"].as_f64().expect("ns")
+        * 1e9;
     assert!((r.tokens_per_second.expect("tps") - tps).abs() < 1e-6 * tps);
 
     let chunks = raw["chat_stream"].as_array().expect("chunks");
     let last = chunks.last().expect("final chunk");
-    let r = records.iter().find(|r| r.endpoint == "/api/chat" && r.stream).expect("chat stream");
+    let r = records
+        .iter()
+        .find(|r| r.endpoint == "/api/chat" && r.stream)
+        .expect("chat stream");
     assert_eq!(r.output_tokens, last["eval_count"].as_u64());
     assert!(r.ttft_ms.is_some());
 
@@ -68,8 +80,14 @@ async fn python_clients_get_the_same_answers_through_the_proxy() {
     assert_eq!(r.output_tokens, usage["completion_tokens"].as_u64());
     assert_eq!(r.prompt_tokens, usage["prompt_tokens"].as_u64());
 
-    let missing = records.iter().find(|r| r.model == "no-such-model").expect("missing model");
+    let missing = records
+        .iter()
+        .find(|r| r.model == "no-such-model")
+        .expect("missing model");
     assert!(!missing.success);
-    assert_eq!(missing.http_status, raw["missing_model"]["status"].as_u64().map(|s| s as u16));
+    assert_eq!(
+        missing.http_status,
+        raw["missing_model"]["status"].as_u64().map(|s| s as u16)
+    );
     app.stop().await;
 }

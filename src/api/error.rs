@@ -68,7 +68,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "API request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the sidecar's log".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the sidecar's log".to_string(),
+                )
             }
         };
         (status, Json(json!({ "error": message }))).into_response()

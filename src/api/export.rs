@@ -31,7 +31,11 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
         "json" => Format::Json,
         "ndjson" => Format::Ndjson,
         "csv" => Format::Csv,
-        other => return Err(ApiError::bad(format!("format: {other:?} is not one of json, ndjson, csv"))),
+        other => {
+            return Err(ApiError::bad(format!(
+                "format: {other:?} is not one of json, ndjson, csv"
+            )));
+        }
     };
     let since = params
         .hours("duration_hours")?
@@ -40,17 +44,27 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
     let reader = Store::open_reader(&state.db_path)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut out = Writer { buf: Vec::with_capacity(CHUNK_BYTES), tx, format, first: true, open: true };
+        let mut out = Writer {
+            buf: Vec::with_capacity(CHUNK_BYTES),
+            tx,
+            format,
+            first: true,
+            open: true,
+        };
         out.start();
         let result = reader.for_each_record(model.as_deref(), since, |r| out.record(&r));
         if let Err(e) = result {
             tracing::error!(error = %e, "export stopped");
-            let _ = out.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            let _ = out
+                .tx
+                .blocking_send(Err(std::io::Error::other(e.to_string())));
             return;
         }
         out.end();
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let (content_type, extension) = match format {
         Format::Json => ("application/json", "json"),
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
@@ -59,7 +73,9 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"ollameter-records.{extension}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"ollameter-records.{extension}\""
+    )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
@@ -90,7 +106,8 @@ impl Writer {
     fn record(&mut self, r: &Record) -> bool {
         match self.format {
             Format::Json => {
-                self.buf.extend_from_slice(if self.first { b"\n" } else { b",\n" });
+                self.buf
+                    .extend_from_slice(if self.first { b"\n" } else { b",\n" });
                 let _ = serde_json::to_writer(&mut self.buf, r);
             }
             Format::Ndjson => {
@@ -98,7 +115,9 @@ impl Writer {
                 self.buf.push(b'\n');
             }
             Format::Csv => {
-                let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut self.buf);
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut self.buf);
                 let _ = w.serialize(r);
                 let _ = w.flush();
             }
@@ -114,7 +133,10 @@ impl Writer {
         if self.buf.is_empty() || !self.open {
             return;
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES)));
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
         if self.tx.blocking_send(Ok(chunk)).is_err() {
             self.open = false;
         }
@@ -122,7 +144,8 @@ impl Writer {
 
     fn end(mut self) {
         if self.format == Format::Json {
-            self.buf.extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
+            self.buf
+                .extend_from_slice(if self.first { b"]\n" } else { b"\n]\n" });
         }
         self.flush();
     }

@@ -57,7 +57,11 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     let stats = state.recorder.stats();
     let store_writable = !stats.store_failing();
     Json(Health {
-        status: if upstream_reachable && store_writable { "ok" } else { "degraded" },
+        status: if upstream_reachable && store_writable {
+            "ok"
+        } else {
+            "degraded"
+        },
         upstream: state.proxy.upstream().to_string(),
         upstream_reachable,
         upstream_error,

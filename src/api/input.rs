@@ -15,9 +15,16 @@ const MAX_NAME_LEN: usize = 256;
 const MAX_TIME_MS: f64 = 30.0 * 86_400_000.0;
 
 /// Reads one record from a JSON object, as `source`, stamped `now` when it has no timestamp.
-pub fn record_from_json(value: &Value, source: Source, now: DateTime<Utc>) -> Result<Record, String> {
+pub fn record_from_json(
+    value: &Value,
+    source: Source,
+    now: DateTime<Utc>,
+) -> Result<Record, String> {
     let Value::Object(obj) = value else {
-        return Err(format!("a record must be a JSON object, got {}", kind(value)));
+        return Err(format!(
+            "a record must be a JSON object, got {}",
+            kind(value)
+        ));
     };
     let f = Fields(obj);
     let model = f.name(&["model", "model_name"], "model_name")?;
@@ -29,15 +36,29 @@ pub fn record_from_json(value: &Value, source: Source, now: DateTime<Utc>) -> Re
         None => uuid::Uuid::now_v7().to_string(),
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => s.trim().to_string(),
         Some(other) => {
-            return Err(format!("id: must be a non-empty string of at most 128 characters, got {}", show(other)));
+            return Err(format!(
+                "id: must be a non-empty string of at most 128 characters, got {}",
+                show(other)
+            ));
         }
     };
     let timestamp = match f.get(&["timestamp"]) {
         None => now,
         Some(v) => parse_timestamp(v)?,
     };
-    let mut r = Record::new(id, timestamp, model, operation, f.string(&["endpoint"])?.unwrap_or_default());
-    r.source = source;
+    let mut r = Record::new(
+        id,
+        timestamp,
+        model,
+        operation,
+        f.string(&["endpoint"])?.unwrap_or_default(),
+    );
+    // An export names each record's origin; keep it so export then import round-trips.
+    r.source = match f.string(&["source"])? {
+        Some(name) => Source::parse(&name)
+            .ok_or_else(|| format!("source: {name:?} is not one of proxy, manual, import"))?,
+        None => source,
+    };
     r.processing_time_ms = processing_time_ms;
     r.success = f.boolean(&["success"])?.unwrap_or(true);
     r.stream = f.boolean(&["stream"])?.unwrap_or(false);
@@ -62,8 +83,12 @@ pub fn record_from_json(value: &Value, source: Source, now: DateTime<Utc>) -> Re
     r.output_tokens = f.integer(&["output_tokens", "tokens_generated"], 0, u32::MAX as u64)?;
     r.tokens_per_second = f.number(&["tokens_per_second"], 0.0, 1e7)?;
     r.prompt_tokens_per_second = f.number(&["prompt_tokens_per_second"], 0.0, 1e9)?;
-    r.request_bytes = f.integer(&["request_bytes"], 0, u64::MAX >> 1)?.unwrap_or(0);
-    r.response_bytes = f.integer(&["response_bytes"], 0, u64::MAX >> 1)?.unwrap_or(0);
+    r.request_bytes = f
+        .integer(&["request_bytes"], 0, u64::MAX >> 1)?
+        .unwrap_or(0);
+    r.response_bytes = f
+        .integer(&["response_bytes"], 0, u64::MAX >> 1)?
+        .unwrap_or(0);
     r.ollama_rss_mb = f.number(&["ollama_rss_mb", "memory_usage_mb", "memory_mb"], 0.0, 1e9)?;
     r.gpu_memory_mb = f.number(&["gpu_memory_mb"], 0.0, 1e9)?;
     r.vram_mb = f.number(&["vram_mb"], 0.0, 1e9)?;
@@ -81,14 +106,25 @@ pub fn record_from_json(value: &Value, source: Source, now: DateTime<Utc>) -> Re
 }
 
 /// Turns one CSV row with the export's header into the JSON object `record_from_json` reads.
-pub fn csv_row_to_json(header: &csv::StringRecord, row: &csv::StringRecord) -> Result<Value, String> {
+pub fn csv_row_to_json(
+    header: &csv::StringRecord,
+    row: &csv::StringRecord,
+) -> Result<Value, String> {
     if row.len() != header.len() {
-        return Err(format!("has {} fields, the header has {}", row.len(), header.len()));
+        return Err(format!(
+            "has {} fields, the header has {}",
+            row.len(),
+            header.len()
+        ));
     }
     let mut obj = Map::new();
     for (name, raw) in header.iter().zip(row.iter()) {
         let name = name.trim();
-        if !FIELD_NAMES.contains(&name) && name != "model_name" && name != "tokens_generated" && name != "memory_usage_mb" {
+        if !FIELD_NAMES.contains(&name)
+            && name != "model_name"
+            && name != "tokens_generated"
+            && name != "memory_usage_mb"
+        {
             continue;
         }
         let value = if raw.is_empty() {
@@ -136,14 +172,21 @@ fn parse_timestamp(v: &Value) -> Result<DateTime<Utc>, String> {
                     return Ok(t.and_utc());
                 }
             }
-            Err(format!("timestamp: {s:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z"))
+            Err(format!(
+                "timestamp: {s:?} is not an RFC 3339 time like 2026-01-31T12:00:00Z"
+            ))
         }
         Value::Number(n) => {
-            let secs = n.as_f64().filter(|s| s.is_finite() && *s >= 0.0 && *s < 253_402_300_800.0);
+            let secs = n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 253_402_300_800.0);
             secs.and_then(|s| DateTime::from_timestamp_millis((s * 1e3) as i64))
                 .ok_or_else(|| format!("timestamp: {n} is not Unix seconds between 1970 and 9999"))
         }
-        other => Err(format!("timestamp: expected an RFC 3339 string or Unix seconds, got {}", show(other))),
+        other => Err(format!(
+            "timestamp: expected an RFC 3339 string or Unix seconds, got {}",
+            show(other)
+        )),
     }
 }
 
@@ -152,16 +195,26 @@ struct Fields<'a>(&'a Map<String, Value>);
 impl Fields<'_> {
     /// The first of `names` present and not null.
     fn get(&self, names: &[&str]) -> Option<&Value> {
-        names.iter().find_map(|n| self.0.get(*n).filter(|v| !v.is_null()))
+        names
+            .iter()
+            .find_map(|n| self.0.get(*n).filter(|v| !v.is_null()))
     }
 
     fn which(&self, names: &[&str]) -> String {
-        names.iter().find(|n| self.0.get(**n).is_some_and(|v| !v.is_null())).unwrap_or(&names[0]).to_string()
+        names
+            .iter()
+            .find(|n| self.0.get(**n).is_some_and(|v| !v.is_null()))
+            .unwrap_or(&names[0])
+            .to_string()
     }
 
     fn name(&self, names: &[&str], shown: &str) -> Result<String, String> {
         match self.get(names) {
-            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_NAME_LEN && !s.chars().any(char::is_control) => {
+            Some(Value::String(s))
+                if !s.trim().is_empty()
+                    && s.len() <= MAX_NAME_LEN
+                    && !s.chars().any(char::is_control) =>
+            {
                 Ok(s.trim().to_string())
             }
             Some(other) => Err(format!(
@@ -176,7 +229,11 @@ impl Fields<'_> {
         match self.get(names) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.chars().take(1024).collect())),
-            Some(other) => Err(format!("{}: expected a string, got {}", self.which(names), show(other))),
+            Some(other) => Err(format!(
+                "{}: expected a string, got {}",
+                self.which(names),
+                show(other)
+            )),
         }
     }
 
@@ -184,7 +241,11 @@ impl Fields<'_> {
         match self.get(names) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(format!("{}: expected true or false, got {}", self.which(names), show(other))),
+            Some(other) => Err(format!(
+                "{}: expected true or false, got {}",
+                self.which(names),
+                show(other)
+            )),
         }
     }
 
@@ -193,20 +254,38 @@ impl Fields<'_> {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(v) if v.is_finite() && v >= min && v <= max => Ok(Some(v)),
-                _ => Err(format!("{}: {n} is outside {min} to {max}", self.which(names))),
+                _ => Err(format!(
+                    "{}: {n} is outside {min} to {max}",
+                    self.which(names)
+                )),
             },
-            Some(other) => Err(format!("{}: expected a number from {min} to {max}, got {}", self.which(names), show(other))),
+            Some(other) => Err(format!(
+                "{}: expected a number from {min} to {max}, got {}",
+                self.which(names),
+                show(other)
+            )),
         }
     }
 
     fn integer(&self, names: &[&str], min: u64, max: u64) -> Result<Option<u64>, String> {
         match self.get(names) {
             None => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19).map(|f| f as u64)) {
+            Some(Value::Number(n)) => match n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+                    .map(|f| f as u64)
+            }) {
                 Some(v) if v >= min && v <= max => Ok(Some(v)),
-                _ => Err(format!("{}: {n} is not a whole number from {min} to {max}", self.which(names))),
+                _ => Err(format!(
+                    "{}: {n} is not a whole number from {min} to {max}",
+                    self.which(names)
+                )),
             },
-            Some(other) => Err(format!("{}: expected a whole number, got {}", self.which(names), show(other))),
+            Some(other) => Err(format!(
+                "{}: expected a whole number, got {}",
+                self.which(names),
+                show(other)
+            )),
         }
     }
 }
@@ -241,10 +320,12 @@ mod tests {
 
     #[test]
     fn the_earlier_systems_records_are_read() {
-        let r = read(json!({"model_name": "llama3.1:8b-instruct", "operation": "photo_evaluation",
+        let r = read(
+            json!({"model_name": "llama3.1:8b-instruct", "operation": "photo_evaluation",
             "processing_time_ms": 1234.56, "quality_score": 4.2, "success": true,
             "timestamp": "2025-11-09T10:11:12.123456", "tokens_generated": 100,
-            "memory_usage_mb": 5120.5}))
+            "memory_usage_mb": 5120.5}),
+        )
         .expect("valid");
         assert_eq!(r.model, "llama3.1:8b-instruct");
         assert_eq!(r.output_tokens, Some(100));
@@ -257,17 +338,50 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         let cases = [
-            (json!({"operation": "x", "processing_time_ms": 1}), "model_name: required"),
-            (json!({"model_name": "", "operation": "x", "processing_time_ms": 1}), "model_name"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": -1}), "processing_time_ms"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": "fast"}), "processing_time_ms"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": 1e308}), "processing_time_ms"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "quality_score": 6}), "quality_score"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "quality_score": 0.5}), "quality_score"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "success": "yes"}), "success"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "timestamp": "yesterday"}), "timestamp"),
-            (json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "tokens_generated": 1.5}), "tokens_generated"),
-            (json!({"model_name": "m", "processing_time_ms": 1}), "operation"),
+            (
+                json!({"operation": "x", "processing_time_ms": 1}),
+                "model_name: required",
+            ),
+            (
+                json!({"model_name": "", "operation": "x", "processing_time_ms": 1}),
+                "model_name",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": -1}),
+                "processing_time_ms",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": "fast"}),
+                "processing_time_ms",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": 1e308}),
+                "processing_time_ms",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "quality_score": 6}),
+                "quality_score",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "quality_score": 0.5}),
+                "quality_score",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "success": "yes"}),
+                "success",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "timestamp": "yesterday"}),
+                "timestamp",
+            ),
+            (
+                json!({"model_name": "m", "operation": "x", "processing_time_ms": 1, "tokens_generated": 1.5}),
+                "tokens_generated",
+            ),
+            (
+                json!({"model_name": "m", "processing_time_ms": 1}),
+                "operation",
+            ),
             (json!([1, 2]), "JSON object"),
         ];
         for (input, needle) in cases {
@@ -278,12 +392,27 @@ mod tests {
 
     #[test]
     fn csv_rows_follow_the_header() {
-        let header = csv::StringRecord::from(vec!["id", "model", "operation", "processing_time_ms", "success", "quality_score", "stream"]);
+        let header = csv::StringRecord::from(vec![
+            "id",
+            "model",
+            "operation",
+            "processing_time_ms",
+            "success",
+            "quality_score",
+            "stream",
+        ]);
         let row = csv::StringRecord::from(vec!["a", "m:7b", "chat", "12.5", "true", "", "false"]);
         let v = csv_row_to_json(&header, &row).expect("row");
         let r = record_from_json(&v, Source::Import, Utc::now()).expect("record");
-        assert_eq!((r.id.as_str(), r.processing_time_ms, r.quality_score), ("a", 12.5, None));
+        assert_eq!(
+            (r.id.as_str(), r.processing_time_ms, r.quality_score),
+            ("a", 12.5, None)
+        );
         let bad = csv::StringRecord::from(vec!["a", "m", "chat", "slow", "true", "", "false"]);
-        assert!(csv_row_to_json(&header, &bad).expect_err("bad").contains("processing_time_ms"));
+        assert!(
+            csv_row_to_json(&header, &bad)
+                .expect_err("bad")
+                .contains("processing_time_ms")
+        );
     }
 }

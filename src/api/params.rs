@@ -34,7 +34,9 @@ impl Params {
 
     /// A number of hours above 0.
     pub fn hours(&self, name: &str) -> Result<Option<f64>, ApiError> {
-        self.text(name).map(|v| hours_value(name, &Value::String(v.into()))).transpose()
+        self.text(name)
+            .map(|v| hours_value(name, &Value::String(v.into())))
+            .transpose()
     }
 
     /// A positive number (above 0).
@@ -43,7 +45,9 @@ impl Params {
             None => Ok(None),
             Some(v) => match v.parse::<f64>() {
                 Ok(n) if n.is_finite() && n > 0.0 && n <= max => Ok(Some(n)),
-                _ => Err(ApiError::bad(format!("{name}: {v:?} must be a number above 0 and at most {max}"))),
+                _ => Err(ApiError::bad(format!(
+                    "{name}: {v:?} must be a number above 0 and at most {max}"
+                ))),
             },
         }
     }
@@ -54,7 +58,9 @@ impl Params {
             None => Ok(None),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if n >= min && n <= max => Ok(Some(n)),
-                _ => Err(ApiError::bad(format!("{name}: {v:?} must be a whole number from {min} to {max}"))),
+                _ => Err(ApiError::bad(format!(
+                    "{name}: {v:?} must be a whole number from {min} to {max}"
+                ))),
             },
         }
     }
@@ -79,12 +85,19 @@ pub fn hours_value(name: &str, value: &Value) -> Result<f64, ApiError> {
 pub fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(ApiError::bad(format!("request body: expected a JSON object, got {}", short(&other)))),
+        Ok(other) => Err(ApiError::bad(format!(
+            "request body: expected a JSON object, got {}",
+            short(&other)
+        ))),
         Err(e) => Err(ApiError::bad(format!("request body: not valid JSON: {e}"))),
     }
 }
 
 fn short(v: &Value) -> String {
     let text = v.to_string();
-    if text.len() > 60 { format!("{}...", &text[..text.floor_char_boundary(60)]) } else { text }
+    if text.len() > 60 {
+        format!("{}...", &text[..text.floor_char_boundary(60)])
+    } else {
+        text
+    }
 }

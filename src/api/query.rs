@@ -48,8 +48,14 @@ impl Window {
             Some(name) => Some(state.history.operation_id(name)?),
             None => None,
         };
-        let since_ms = self.hours.map(|h| Utc::now().timestamp_millis() - (h * 3_600_000.0) as i64);
-        Some(Filter { since_ms, until_ms: None, operation })
+        let since_ms = self
+            .hours
+            .map(|h| Utc::now().timestamp_millis() - (h * 3_600_000.0) as i64);
+        Some(Filter {
+            since_ms,
+            until_ms: None,
+            operation,
+        })
     }
 }
 
@@ -67,12 +73,17 @@ pub async fn model_statistics(
     }
     let stats = tokio::task::spawn_blocking(move || {
         let filter = window.filter(&state)?;
-        state.history.with_model(&model, |s| stats::model_statistics(&model, s, &filter)).flatten()
+        state
+            .history
+            .with_model(&model, |s| stats::model_statistics(&model, s, &filter))
+            .flatten()
     })
     .await?;
     Ok(Json(match stats {
         Some(s) => serde_json::to_value(s).map_err(|e| ApiError::Internal(e.to_string()))?,
-        None => json!({"total_operations": 0, "message": "no operations of this model in the window"}),
+        None => {
+            json!({"total_operations": 0, "message": "no operations of this model in the window"})
+        }
     }))
 }
 
@@ -94,22 +105,32 @@ pub async fn all_statistics(
         let models = match window.filter(&state) {
             Some(filter) => state.history.with_all(|all| {
                 all.iter()
-                    .filter_map(|(name, s)| stats::model_statistics(name, s, &filter).map(|st| (name.clone(), st)))
+                    .filter_map(|(name, s)| {
+                        stats::model_statistics(name, s, &filter).map(|st| (name.clone(), st))
+                    })
                     .collect()
             }),
             None => Default::default(),
         };
-        AllStatistics { duration_hours: window.hours, operation: window.operation, models }
+        AllStatistics {
+            duration_hours: window.hours,
+            operation: window.operation,
+            models,
+        }
     })
     .await?;
-    serde_json::to_value(answer).map(Json).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_value(answer)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// `POST /compare {models, duration_hours, operation}`.
 pub async fn compare(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let obj = json_object(&body)?;
     let models = model_list(obj.get("models"), "models")?.ok_or_else(|| {
-        ApiError::bad("models: required, a list of model names like [\"llama3.2:3b\", \"qwen2.5:7b\"]")
+        ApiError::bad(
+            "models: required, a list of model names like [\"llama3.2:3b\", \"qwen2.5:7b\"]",
+        )
     })?;
     if models.is_empty() {
         return Err(ApiError::bad("models: name at least one model"));
@@ -121,7 +142,11 @@ pub async fn compare(State(state): State<ApiState>, body: Bytes) -> Result<Json<
     let operation = match obj.get("operation") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(other) => return Err(ApiError::bad(format!("operation: expected a non-empty string, got {other}"))),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "operation: expected a non-empty string, got {other}"
+            )));
+        }
     };
     let window = Window { hours, operation };
     let (comparison, missing) = tokio::task::spawn_blocking(move || {
@@ -130,7 +155,10 @@ pub async fn compare(State(state): State<ApiState>, body: Bytes) -> Result<Json<
         let mut missing = Vec::new();
         for model in &models {
             let s = filter.as_ref().and_then(|f| {
-                state.history.with_model(model, |s| stats::model_statistics(model, s, f)).flatten()
+                state
+                    .history
+                    .with_model(model, |s| stats::model_statistics(model, s, f))
+                    .flatten()
             });
             match s {
                 Some(s) => found.push(s),
@@ -140,27 +168,43 @@ pub async fn compare(State(state): State<ApiState>, body: Bytes) -> Result<Json<
         (recommend::compare(found), missing)
     })
     .await?;
-    let mut value = serde_json::to_value::<&Comparison>(&comparison).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut value = serde_json::to_value::<&Comparison>(&comparison)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     value["missing"] = json!(missing);
     Ok(Json(value))
 }
 
 /// `GET /recommend`: the best model for a priority among those that qualify.
-pub async fn recommend(State(state): State<ApiState>, params: Params) -> Result<Json<Recommendation>, ApiError> {
+pub async fn recommend(
+    State(state): State<ApiState>,
+    params: Params,
+) -> Result<Json<Recommendation>, ApiError> {
     let priority = match params.text("priority") {
         None => Priority::Balanced,
-        Some(p) => p.parse::<Priority>().map_err(|e| ApiError::bad(e.to_string()))?,
+        Some(p) => p
+            .parse::<Priority>()
+            .map_err(|e| ApiError::bad(e.to_string()))?,
     };
     let window = Window::from_params(&params)?;
-    let min_operations = params.whole("min_operations", 1, 1_000_000)?.unwrap_or(DEFAULT_MIN_OPERATIONS);
-    let available_vram_mb = params.positive("available_vram_gb", 100_000.0)?.map(|gb| gb * 1024.0);
-    let requested = params
-        .text("available_models")
-        .map(|list| list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect::<Vec<_>>());
+    let min_operations = params
+        .whole("min_operations", 1, 1_000_000)?
+        .unwrap_or(DEFAULT_MIN_OPERATIONS);
+    let available_vram_mb = params
+        .positive("available_vram_gb", 100_000.0)?
+        .map(|gb| gb * 1024.0);
+    let requested = params.text("available_models").map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    });
     if let Some(list) = &requested
         && list.len() > MAX_MODELS
     {
-        return Err(ApiError::bad(format!("available_models: at most {MAX_MODELS} models")));
+        return Err(ApiError::bad(format!(
+            "available_models: at most {MAX_MODELS} models"
+        )));
     }
     let answer = tokio::task::spawn_blocking(move || {
         let models = requested.unwrap_or_else(|| state.history.models());
@@ -169,16 +213,25 @@ pub async fn recommend(State(state): State<ApiState>, params: Params) -> Result<
         let mut missing = Vec::new();
         state.history.with_all(|all| {
             for model in &models {
-                let summary = filter
-                    .as_ref()
-                    .and_then(|f| all.get(model).and_then(|s| stats::model_summary(model, s, f)));
+                let summary = filter.as_ref().and_then(|f| {
+                    all.get(model)
+                        .and_then(|s| stats::model_summary(model, s, f))
+                });
                 match summary {
-                    Some(summary) => candidates.push(Candidate { vram_need: VramNeed::from_records(&summary), summary }),
+                    Some(summary) => candidates.push(Candidate {
+                        vram_need: VramNeed::from_records(&summary),
+                        summary,
+                    }),
                     None => missing.push(model.clone()),
                 }
             }
         });
-        let params = RecommendParams { priority, min_operations, available_vram_mb, window_hours: window.hours };
+        let params = RecommendParams {
+            priority,
+            min_operations,
+            available_vram_mb,
+            window_hours: window.hours,
+        };
         let mut answer = recommend::recommend(&candidates, &params);
         for model in missing {
             answer.excluded.push(Excluded {
@@ -189,7 +242,8 @@ pub async fn recommend(State(state): State<ApiState>, params: Params) -> Result<
         }
         if answer.recommended_model.is_none() && candidates.is_empty() {
             answer.reason = if models.is_empty() {
-                "no model has any records yet: point your app at ollameter and make some calls".into()
+                "no model has any records yet: point your app at ollameter and make some calls"
+                    .into()
             } else {
                 "none of the models has operations in the window".into()
             };
@@ -208,7 +262,9 @@ pub async fn trend(
 ) -> Result<Json<Value>, ApiError> {
     let metric = match params.text("metric") {
         None => TrendMetric::ProcessingTime,
-        Some(m) => m.parse::<TrendMetric>().map_err(|e| ApiError::bad(e.to_string()))?,
+        Some(m) => m
+            .parse::<TrendMetric>()
+            .map_err(|e| ApiError::bad(e.to_string()))?,
     };
     let hours = params.hours("hours")?.unwrap_or(DEFAULT_RECENT_HOURS);
     let bucket_minutes = params
@@ -217,7 +273,9 @@ pub async fn trend(
         .unwrap_or(DEFAULT_BUCKET_MINUTES) as u32;
     let operation = params.text("operation").map(str::to_string);
     if !state.history.has_model(&model) {
-        return Err(ApiError::NotFound(format!("no records for model {model:?}")));
+        return Err(ApiError::NotFound(format!(
+            "no records for model {model:?}"
+        )));
     }
     let name = model.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -226,20 +284,37 @@ pub async fn trend(
             Some(name) => Some(state.history.operation_id(name).unwrap_or(u32::MAX)),
             None => None,
         };
-        let params = TrendParams { metric, now_ms: Utc::now().timestamp_millis(), hours, bucket_minutes, operation };
-        state.history.with_model(&model, |s| stats::trend(&model, s, &params))
+        let params = TrendParams {
+            metric,
+            now_ms: Utc::now().timestamp_millis(),
+            hours,
+            bucket_minutes,
+            operation,
+        };
+        state
+            .history
+            .with_model(&model, |s| stats::trend(&model, s, &params))
     })
     .await?;
     match result {
-        Some(Ok(t)) => serde_json::to_value(t).map(Json).map_err(|e| ApiError::Internal(e.to_string())),
+        Some(Ok(t)) => serde_json::to_value(t)
+            .map(Json)
+            .map_err(|e| ApiError::Internal(e.to_string())),
         Some(Err(e)) => Err(ApiError::bad(e.to_string())),
-        None => Err(ApiError::NotFound(format!("no records for model {model:?}"))),
+        None => Err(ApiError::NotFound(format!(
+            "no records for model {model:?}"
+        ))),
     }
 }
 
 /// `GET /insights`: warnings a person can act on.
-pub async fn insights(State(state): State<ApiState>, params: Params) -> Result<Json<Value>, ApiError> {
-    let hours = params.hours("duration_hours")?.unwrap_or(DEFAULT_RECENT_HOURS);
+pub async fn insights(
+    State(state): State<ApiState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    let hours = params
+        .hours("duration_hours")?
+        .unwrap_or(DEFAULT_RECENT_HOURS);
     let dropped = state.recorder.stats().dropped.load(Ordering::Relaxed);
     let list = tokio::task::spawn_blocking(move || {
         let params = stats::InsightParams {
@@ -249,7 +324,10 @@ pub async fn insights(State(state): State<ApiState>, params: Params) -> Result<J
             dropped_records: dropped,
         };
         state.history.with_all(|all| {
-            stats::insights(all.iter().map(|(name, s)| (name.as_str(), s.as_slice())), &params)
+            stats::insights(
+                all.iter().map(|(name, s)| (name.as_str(), s.as_slice())),
+                &params,
+            )
         })
     })
     .await?;
@@ -262,18 +340,24 @@ fn model_list(value: Option<&Value>, name: &str) -> Result<Option<Vec<String>>, 
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => {
             if items.len() > MAX_MODELS {
-                return Err(ApiError::bad(format!("{name}: at most {MAX_MODELS} models")));
+                return Err(ApiError::bad(format!(
+                    "{name}: at most {MAX_MODELS} models"
+                )));
             }
             items
                 .iter()
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-                    other => Err(ApiError::bad(format!("{name}[{i}]: expected a model name, got {other}"))),
+                    other => Err(ApiError::bad(format!(
+                        "{name}[{i}]: expected a model name, got {other}"
+                    ))),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some)
         }
-        Some(other) => Err(ApiError::bad(format!("{name}: expected a list of model names, got {other}"))),
+        Some(other) => Err(ApiError::bad(format!(
+            "{name}: expected a list of model names, got {other}"
+        ))),
     }
 }

@@ -23,13 +23,20 @@ const IMPORT_CHUNK: usize = 5_000;
 const MAX_LISTED_REJECTIONS: usize = 1_000;
 
 /// `POST /record`: one record of work that did not pass through the proxy.
-pub async fn record(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn record(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let obj = json_object(&body)?;
-    let record = record_from_json(&Value::Object(obj), Source::Manual, Utc::now()).map_err(ApiError::BadRequest)?;
+    let record = record_from_json(&Value::Object(obj), Source::Manual, Utc::now())
+        .map_err(ApiError::BadRequest)?;
     let id = record.id.clone();
     let model = record.model.clone();
     state.recorder.submit_and_wait(vec![record]).await?;
-    Ok((StatusCode::CREATED, Json(json!({"status": "recorded", "id": id, "model_name": model}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"status": "recorded", "id": id, "model_name": model})),
+    ))
 }
 
 /// One row an import refused.
@@ -64,13 +71,21 @@ pub async fn import(
     params: Params,
     body: Bytes,
 ) -> Result<Json<ImportReport>, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let format = match params.text("format") {
         Some(f @ ("json" | "ndjson" | "csv")) => f.to_string(),
-        Some(other) => return Err(ApiError::bad(format!("format: {other:?} is not one of json, ndjson, csv"))),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "format: {other:?} is not one of json, ndjson, csv"
+            )));
+        }
         None => sniff(content_type, &body).to_string(),
     };
-    let (records, rejected, format) = tokio::task::spawn_blocking(move || parse_import(&format, &body)).await??;
+    let (records, rejected, format) =
+        tokio::task::spawn_blocking(move || parse_import(&format, &body)).await??;
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let db = state.db_path.clone();
     let existing = tokio::task::spawn_blocking(move || {
@@ -80,8 +95,10 @@ pub async fn import(
     .await??;
     let parsed = records.len();
     let mut seen = std::collections::HashSet::new();
-    let fresh: Vec<Record> =
-        records.into_iter().filter(|r| !existing.contains(&r.id) && seen.insert(r.id.clone())).collect();
+    let fresh: Vec<Record> = records
+        .into_iter()
+        .filter(|r| !existing.contains(&r.id) && seen.insert(r.id.clone()))
+        .collect();
     let skipped_existing = parsed - fresh.len();
     let mut imported = 0;
     let mut fresh = fresh;
@@ -108,12 +125,19 @@ fn sniff(content_type: &str, body: &[u8]) -> &'static str {
     if ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl") {
         return "ndjson";
     }
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).map_or(&body[..0], |i| &body[i..]);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&body[..0], |i| &body[i..]);
     match start.first() {
         Some(b'[') => "json",
         Some(b'{') => {
             // One object is a JSON document; several objects on lines are NDJSON.
-            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() { "json" } else { "ndjson" }
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+                "json"
+            } else {
+                "ndjson"
+            }
         }
         _ => "csv",
     }
@@ -137,7 +161,10 @@ fn parse_import(format: &str, body: &[u8]) -> Result<Parsed, ApiError> {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                take(format!("line {}", i + 1), serde_json::from_slice(line).map_err(|e| format!("not valid JSON: {e}")));
+                take(
+                    format!("line {}", i + 1),
+                    serde_json::from_slice(line).map_err(|e| format!("not valid JSON: {e}")),
+                );
             }
             "ndjson"
         }
@@ -180,7 +207,11 @@ fn parse_import(format: &str, body: &[u8]) -> Result<Parsed, ApiError> {
 /// Finds the records in a JSON document: a list of records; `{"records": ...}`; or the
 /// earlier system's file, an object of model name -> list of records (the model name is
 /// filled in from the key when a record lacks it).
-fn collect_json_records(doc: &Value, path: String, out: &mut Vec<(String, Value)>) -> Result<(), String> {
+fn collect_json_records(
+    doc: &Value,
+    path: String,
+    out: &mut Vec<(String, Value)>,
+) -> Result<(), String> {
     match doc {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -233,16 +264,24 @@ pub async fn set_quality(
         Some(Value::Number(n)) => n.as_f64().filter(|q| (1.0..=5.0).contains(q)),
         _ => None,
     }
-    .ok_or_else(|| ApiError::bad(format!(
-        "quality_score: required, a number from 1 to 5, got {}",
-        obj.get("quality_score").map_or("nothing".to_string(), Value::to_string)
-    )))?;
+    .ok_or_else(|| {
+        ApiError::bad(format!(
+            "quality_score: required, a number from 1 to 5, got {}",
+            obj.get("quality_score")
+                .map_or("nothing".to_string(), Value::to_string)
+        ))
+    })?;
     let lookup = id.clone();
-    let updated = state.recorder.run_job(move |store| store.set_quality(&lookup, quality)).await??;
+    let updated = state
+        .recorder
+        .run_job(move |store| store.set_quality(&lookup, quality))
+        .await??;
     match updated {
         Some(record) => {
             state.history.set_quality(&record, quality);
-            Ok(Json(json!({"id": id, "model": record.model, "quality_score": quality})))
+            Ok(Json(
+                json!({"id": id, "model": record.model, "quality_score": quality}),
+            ))
         }
         None => Err(ApiError::NotFound(format!(
             "no record with id {id:?}; use the X-Ollameter-Record-Id of a proxied answer"
@@ -251,26 +290,45 @@ pub async fn set_quality(
 }
 
 /// `DELETE /clear/{model}`: deletes a model's records.
-pub async fn clear_model(State(state): State<ApiState>, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn clear_model(
+    State(state): State<ApiState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let name = model.clone();
-    let deleted = state.recorder.run_job(move |store| store.delete_model(&name)).await??;
+    let deleted = state
+        .recorder
+        .run_job(move |store| store.delete_model(&name))
+        .await??;
     state.history.remove_model(&model);
     Ok(Json(json!({"model": model, "deleted": deleted})))
 }
 
 /// `POST /clear-old {days}`: deletes records older than that many days.
-pub async fn clear_old(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn clear_old(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let obj = json_object(&body)?;
     let days = match obj.get("days") {
-        Some(Value::Number(n)) => n.as_f64().filter(|d| d.is_finite() && *d > 0.0 && *d <= 36_500.0),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|d| d.is_finite() && *d > 0.0 && *d <= 36_500.0),
         _ => None,
     }
-    .ok_or_else(|| ApiError::bad(format!(
-        "days: required, a number of days above 0 (at most 36500), got {}",
-        obj.get("days").map_or("nothing".to_string(), Value::to_string)
-    )))?;
+    .ok_or_else(|| {
+        ApiError::bad(format!(
+            "days: required, a number of days above 0 (at most 36500), got {}",
+            obj.get("days")
+                .map_or("nothing".to_string(), Value::to_string)
+        ))
+    })?;
     let cutoff = Utc::now() - ChronoDuration::milliseconds((days * 86_400_000.0) as i64);
-    let deleted = state.recorder.run_job(move |store| store.delete_before(cutoff)).await??;
+    let deleted = state
+        .recorder
+        .run_job(move |store| store.delete_before(cutoff))
+        .await??;
     state.history.retain(cutoff.timestamp_millis(), usize::MAX);
-    Ok(Json(json!({"deleted": deleted, "cutoff": cutoff.to_rfc3339(), "days": days})))
+    Ok(Json(
+        json!({"deleted": deleted, "cutoff": cutoff.to_rfc3339(), "days": days}),
+    ))
 }

@@ -87,10 +87,10 @@ pub(super) fn apply(origin: Origin<'_>, bytes: &[u8], c: &mut Collector) -> Resu
             }
         }
         "content_block_start" => {
-            if let Some(block) = object.content_block {
-                if apply_block(block, c) {
-                    c.content_event();
-                }
+            if let Some(block) = object.content_block
+                && apply_block(block, c)
+            {
+                c.content_event();
             }
         }
         "content_block_delta" => {

@@ -37,7 +37,10 @@ pub fn default_operation(api: Api) -> &'static str {
 /// Whether the API answers in the OpenAI/Anthropic error shape rather than Ollama's.
 pub fn is_openai_shape(api: Option<Api>, path: &str) -> bool {
     match api {
-        Some(api) => !matches!(api, Api::Generate | Api::Chat | Api::Embed | Api::Embeddings),
+        Some(api) => !matches!(
+            api,
+            Api::Generate | Api::Chat | Api::Embed | Api::Embeddings
+        ),
         None => path.starts_with("/v1/"),
     }
 }
@@ -78,7 +81,10 @@ pub fn request_facts(api: Api, body: &[u8]) -> RequestFacts {
                     _ => default_stream,
                 },
         },
-        Err(_) => RequestFacts { model: String::new(), stream: streams && default_stream },
+        Err(_) => RequestFacts {
+            model: String::new(),
+            stream: streams && default_stream,
+        },
     }
 }
 
@@ -89,7 +95,10 @@ mod tests {
     #[test]
     fn only_post_on_inference_paths_is_instrumented() {
         assert_eq!(classify(&Method::POST, "/api/chat"), Some(Api::Chat));
-        assert_eq!(classify(&Method::POST, "/v1/responses"), Some(Api::OpenAiResponses));
+        assert_eq!(
+            classify(&Method::POST, "/v1/responses"),
+            Some(Api::OpenAiResponses)
+        );
         assert_eq!(classify(&Method::GET, "/api/chat"), None);
         assert_eq!(classify(&Method::POST, "/api/pull"), None);
         assert_eq!(classify(&Method::POST, "/api/chat/"), None);
@@ -98,7 +107,13 @@ mod tests {
     #[test]
     fn stream_defaults_differ_by_api() {
         let native = request_facts(Api::Generate, br#"{"model":"llama3.2","prompt":"hi"}"#);
-        assert_eq!(native, RequestFacts { model: "llama3.2".into(), stream: true });
+        assert_eq!(
+            native,
+            RequestFacts {
+                model: "llama3.2".into(),
+                stream: true
+            }
+        );
         let off = request_facts(Api::Chat, br#"{"model":"m","stream":false}"#);
         assert!(!off.stream);
         let openai = request_facts(Api::OpenAiChat, br#"{"model":"m"}"#);

@@ -9,7 +9,11 @@ use serde_json::json;
 /// A JSON error answer in the route's own shape.
 pub fn error_response(status: StatusCode, openai_shape: bool, message: &str) -> Response {
     let body = if openai_shape {
-        let kind = if status.is_client_error() { "invalid_request_error" } else { "api_error" };
+        let kind = if status.is_client_error() {
+            "invalid_request_error"
+        } else {
+            "api_error"
+        };
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
     } else {
         json!({ "error": message })

@@ -49,7 +49,13 @@ pub fn request_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// The request's declared body length, if any.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The client's response: the upstream's status and end-to-end headers, and its body
@@ -76,9 +82,15 @@ mod tests {
     fn hop_by_hop_and_host_are_removed() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("evil.example"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k"));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://app"));
         h.append("x-multi", HeaderValue::from_static("a"));

@@ -84,9 +84,16 @@ impl Meter {
     }
 
     /// The upstream's response headers arrived: prepare to read its body.
-    pub fn response_started(&mut self, status: u16, content_type: Option<&str>, limits: DecodeLimits) {
+    pub fn response_started(
+        &mut self,
+        status: u16,
+        content_type: Option<&str>,
+        limits: DecodeLimits,
+    ) {
         self.format = Format::from_content_type(content_type);
-        let Some(record) = self.record.as_mut() else { return };
+        let Some(record) = self.record.as_mut() else {
+            return;
+        };
         record.http_status = Some(status);
         record.stream = matches!(self.format, Format::Ndjson | Format::Sse);
         let capture = if self.quality.applies(&record.operation, &record.model) {
@@ -94,7 +101,12 @@ impl Meter {
         } else {
             0
         };
-        self.decoder = Some(Decoder::new(self.api, self.format, capture, limits.parse_bytes));
+        self.decoder = Some(Decoder::new(
+            self.api,
+            self.format,
+            capture,
+            limits.parse_bytes,
+        ));
     }
 
     /// The call failed before any response: record why, with the status the client got.
@@ -124,7 +136,9 @@ impl Meter {
     }
 
     fn finish(&mut self, end: End) {
-        let Some(mut record) = self.record.take() else { return };
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
         let now = Instant::now();
         record.processing_time_ms = ms_between(self.started, now);
         let facts = self.decoder.take().map(Decoder::finish).unwrap_or_default();
@@ -156,7 +170,10 @@ impl Meter {
                 Some("the client closed the connection before the upstream answered".into()),
             )
         } else if !(200..300).contains(&status) {
-            let message = facts.error_message.clone().unwrap_or_else(|| format!("HTTP {status}"));
+            let message = facts
+                .error_message
+                .clone()
+                .unwrap_or_else(|| format!("HTTP {status}"));
             (false, Some(ErrorKind::UpstreamError), Some(message))
         } else {
             match end {
@@ -172,8 +189,11 @@ impl Meter {
                     Some(format!("the upstream connection broke mid-answer: {e}")),
                 ),
                 End::Complete if !clean => {
-                    let kind =
-                        if record.stream { ErrorKind::MidstreamError } else { ErrorKind::UpstreamError };
+                    let kind = if record.stream {
+                        ErrorKind::MidstreamError
+                    } else {
+                        ErrorKind::UpstreamError
+                    };
                     (false, Some(kind), facts.error_message.clone())
                 }
                 End::Complete if record.stream && !facts.completed => (
@@ -188,7 +208,9 @@ impl Meter {
         record.error_kind = kind;
         record.error_message = message.map(truncate);
         if success && !facts.text.is_empty() {
-            record.quality_score = self.quality.extract(&record.operation, &record.model, &facts.text);
+            record.quality_score =
+                self.quality
+                    .extract(&record.operation, &record.model, &facts.text);
         }
         if !self.operation_explicit
             && let Some(reason @ ("load" | "unload")) = record.done_reason.as_deref()

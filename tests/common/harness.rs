@@ -1,6 +1,11 @@
 //! Starts the real sidecar on port 0 in front of a given upstream, with its own store in
 //! a temporary directory, and reads back what it recorded.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,7 +66,10 @@ impl TestApp {
     /// Every record committed so far, after flushing the queue.
     pub async fn records(&self) -> Vec<Record> {
         self.running().recorder.flush().await;
-        Store::open_reader(&self.db).expect("reader").records(None).expect("records")
+        Store::open_reader(&self.db)
+            .expect("reader")
+            .records(None)
+            .expect("records")
     }
 
     /// Waits until at least `n` records are committed (records are finished when the

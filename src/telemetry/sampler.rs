@@ -1,0 +1,771 @@
+//! The sampler: one tick asks Ollama (`/api/ps`, `/api/show` once per model, `/api/tags`
+//! now and then), reads the process table and the GPUs on a blocking thread, joins the
+//! three into one [`Sample`], and publishes it with a fresh snapshot and VRAM needs. A
+//! tick that panics is caught and counted; the next one runs as usual.
+
+use std::any::Any;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::gpu::{BYTES_PER_MIB, GpuBackend, GpuReading};
+use super::ollama::{OllamaApi, PsModel, ShowInfo, TagModel};
+use super::process::{Matchers, ProcInfo, ProcessSource, Role, classify};
+use super::samples::{ModelSample, Sample};
+use super::snapshot::{
+    GpuProcessSnapshot, GpuSnapshot, LoadedModel, NamedVramNeed, ProcessesSnapshot, RunnerProcess,
+    ServerProcess, SourceState, SourcesState, SystemSnapshot,
+};
+use super::vram::{DEFAULT_CONTEXT_TOKENS, Measured, estimate};
+use super::{Shared, TelemetryConfig, duration_ms, model_key};
+
+/// How often `/api/tags` is read: installed models change on pull and delete, which are
+/// rare and slow; a minute's delay in an estimate costs nothing.
+pub const TAGS_REFRESH: Duration = Duration::from_secs(60);
+
+/// How often the whole process table is scanned for new Ollama processes. Between scans
+/// only the known processes are refreshed; a model loading or a known process exiting
+/// triggers a scan at once.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a failed `/api/show` waits before it is asked again.
+pub const SHOW_RETRY: Duration = Duration::from_secs(60);
+
+/// `/api/show` calls per tick for installed models that are not loaded (for their
+/// estimates): spreads a long model list over ticks instead of bursting at start-up.
+pub const SHOW_INSTALLED_PER_TICK: usize = 2;
+
+/// Why no process is visible, in the words `/system` gives.
+pub const NO_PROCESS_VISIBLE: &str = "no Ollama process visible: Ollama may run in another PID \
+     namespace or on another host (share its PID namespace: pid: \"service:ollama\")";
+
+struct ShowEntry {
+    digest: Option<String>,
+    name: String,
+    result: Result<ShowInfo, String>,
+    at: Instant,
+}
+
+/// A process of Ollama's, as the blocking half of a tick found it.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) proc: ProcInfo,
+    pub(crate) role: Role,
+}
+
+pub(crate) struct Sampler {
+    ollama: Box<dyn OllamaApi>,
+    procs: Arc<Mutex<Box<dyn ProcessSource>>>,
+    gpu: Arc<Mutex<Box<dyn GpuBackend>>>,
+    matchers: Matchers,
+    interval: Duration,
+    shared: Arc<Shared>,
+    ticks_tx: watch::Sender<u64>,
+    shows: HashMap<String, ShowEntry>,
+    tags: Vec<TagModel>,
+    tags_at: Option<Instant>,
+    tags_state: SourceState,
+    measured: HashMap<String, (String, Measured)>,
+    known_pids: Vec<u32>,
+    last_discovery: Option<Instant>,
+    discovered_for: BTreeSet<String>,
+    rediscover: bool,
+    context_tokens: Option<u64>,
+    last_sources: Option<SourcesState>,
+    seq: u64,
+    ticks: u64,
+    panics: u64,
+    last_panic: Option<String>,
+}
+
+impl Sampler {
+    pub(crate) fn new(
+        config: &TelemetryConfig,
+        interval: Duration,
+        ollama: Box<dyn OllamaApi>,
+        gpu: Box<dyn GpuBackend>,
+        procs: Box<dyn ProcessSource>,
+        shared: Arc<Shared>,
+        ticks_tx: watch::Sender<u64>,
+    ) -> Sampler {
+        Sampler {
+            ollama,
+            procs: Arc::new(Mutex::new(procs)),
+            gpu: Arc::new(Mutex::new(gpu)),
+            matchers: Matchers {
+                pids: config.server_pids.clone(),
+                names: config.process_names.clone(),
+            },
+            interval,
+            shared,
+            ticks_tx,
+            shows: HashMap::new(),
+            tags: Vec::new(),
+            tags_at: None,
+            tags_state: SourceState::Pending,
+            measured: HashMap::new(),
+            known_pids: Vec::new(),
+            last_discovery: None,
+            discovered_for: BTreeSet::new(),
+            rediscover: false,
+            context_tokens: None,
+            last_sources: None,
+            seq: 0,
+            ticks: 0,
+            panics: 0,
+            last_panic: None,
+        }
+    }
+
+    /// One tick at `now` (a parameter so tests drive time by hand).
+    pub(crate) async fn tick(&mut self, now: Instant) {
+        let started = std::time::Instant::now();
+        self.ticks += 1;
+        let ps = self.ollama.ps().await;
+        // When /api/ps fails, the other calls would fail the same way (or hang to their
+        // timeout), delaying this tick's process and GPU reading: skip them.
+        if ps.is_ok()
+            && self
+                .tags_at
+                .is_none_or(|at| now.duration_since(at) >= TAGS_REFRESH)
+        {
+            self.tags_at = Some(now);
+            match self.ollama.tags().await {
+                Ok(tags) => {
+                    self.tags = tags;
+                    self.tags_state = SourceState::Ok;
+                }
+                Err(reason) => self.tags_state = SourceState::Unavailable(reason),
+            }
+        }
+        if let Ok(models) = &ps {
+            self.refresh_shows(models, now).await;
+            if let Some(ctx) = models.iter().filter_map(|m| m.context_length).max() {
+                self.context_tokens = Some(ctx);
+            }
+        }
+        let (found, gpu) = self.read_machine(&ps, now).await;
+        let sample_at = Utc::now();
+        let duration = started.elapsed();
+        let joined = join(&ps, &found, &gpu, &self.blob_models());
+        self.publish(&ps, &found, &gpu, joined, sample_at, duration);
+    }
+
+    /// Asks `/api/show` for loaded models not yet mapped (or pulled again since), then for
+    /// a few installed models, so their estimates can use the architecture.
+    async fn refresh_shows(&mut self, loaded: &[PsModel], now: Instant) {
+        let due = |entry: Option<&ShowEntry>, digest: &Option<String>| match entry {
+            None => true,
+            Some(e) if digest_changed(e.digest.as_deref(), digest.as_deref()) => true,
+            Some(e) => e.result.is_err() && now.duration_since(e.at) >= SHOW_RETRY,
+        };
+        let mut wanted: Vec<(String, Option<String>)> = loaded
+            .iter()
+            .map(|m| (ps_name(m).to_owned(), m.digest.clone()))
+            .filter(|(name, digest)| due(self.shows.get(&model_key(name)), digest))
+            .collect();
+        let installed: Vec<(String, Option<String>)> = self
+            .tags
+            .iter()
+            .map(|t| (tag_name(t).to_owned(), t.digest.clone()))
+            .filter(|(name, digest)| {
+                due(self.shows.get(&model_key(name)), digest)
+                    && !wanted.iter().any(|(w, _)| model_key(w) == model_key(name))
+            })
+            .take(SHOW_INSTALLED_PER_TICK)
+            .collect();
+        wanted.extend(installed);
+        for (name, digest) in wanted {
+            let result = self.ollama.show(name.clone()).await;
+            self.shows.insert(
+                model_key(&name),
+                ShowEntry {
+                    digest,
+                    name,
+                    result,
+                    at: now,
+                },
+            );
+        }
+    }
+
+    /// Every blob path `/api/show` named, with the model's key and name.
+    fn blob_models(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (key, entry) in &self.shows {
+            if let Ok(info) = &entry.result {
+                for path in &info.from_paths {
+                    out.push((path.clone(), key.clone(), entry.name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads the process table and the GPUs on a blocking thread (both read files or
+    /// talk to a driver). A panic in either source becomes that source's reason.
+    async fn read_machine(
+        &mut self,
+        ps: &Result<Vec<PsModel>, String>,
+        now: Instant,
+    ) -> (Result<Vec<Found>, String>, Result<GpuReading, String>) {
+        let loaded: BTreeSet<String> = match ps {
+            Ok(models) => models.iter().map(|m| model_key(ps_name(m))).collect(),
+            Err(_) => self.discovered_for.clone(),
+        };
+        let discover = self.rediscover
+            || loaded != self.discovered_for
+            || self
+                .last_discovery
+                .is_none_or(|at| now.duration_since(at) >= DISCOVERY_INTERVAL);
+        let mut watch: Vec<u32> = self.known_pids.clone();
+        watch.extend(&self.matchers.pids);
+        watch.sort_unstable();
+        watch.dedup();
+        let procs = Arc::clone(&self.procs);
+        let gpu = Arc::clone(&self.gpu);
+        let matchers = self.matchers.clone();
+        let watched = watch.clone();
+        let blocking = tokio::task::spawn_blocking(move || {
+            let found = guarded("process source", || {
+                let mut source = procs.lock().unwrap_or_else(PoisonError::into_inner);
+                let table = if discover {
+                    source.all()
+                } else if watch.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    source.some(&watch)
+                }?;
+                Ok(table
+                    .into_iter()
+                    .filter_map(|proc| classify(&proc, &matchers).map(|role| Found { proc, role }))
+                    .collect::<Vec<_>>())
+            });
+            let reading = guarded("GPU backend", || {
+                gpu.lock().unwrap_or_else(PoisonError::into_inner).sample()
+            });
+            (found, reading)
+        });
+        let (found, reading) = match blocking.await {
+            Ok(pair) => pair,
+            Err(e) => {
+                let reason = format!("the sampling thread failed: {e}");
+                (Err(reason.clone()), Err(reason))
+            }
+        };
+        if let Ok(found) = &found {
+            let pids: Vec<u32> = found.iter().map(|f| f.proc.pid).collect();
+            if discover {
+                self.last_discovery = Some(now);
+                self.discovered_for = loaded;
+                self.rediscover = false;
+            } else if watched
+                .iter()
+                .any(|p| !pids.contains(p) && self.known_pids.contains(p))
+            {
+                // A runner exited (model unloaded) or the server restarted: look again.
+                self.rediscover = true;
+            }
+            self.known_pids = pids;
+        }
+        (found, reading)
+    }
+
+    fn publish(
+        &mut self,
+        ps: &Result<Vec<PsModel>, String>,
+        found: &Result<Vec<Found>, String>,
+        gpu: &Result<GpuReading, String>,
+        joined: Joined,
+        at: chrono::DateTime<Utc>,
+        duration: Duration,
+    ) {
+        self.seq += 1;
+        for m in &joined.models {
+            if let Some(observed) = Measured::observe(
+                m.size_bytes,
+                m.size_vram_bytes,
+                m.gpu_memory_bytes,
+                m.context_length,
+            ) {
+                let entry = self
+                    .measured
+                    .remove(&m.key)
+                    .map(|(_, old)| old.max(observed.clone()));
+                self.measured
+                    .insert(m.key.clone(), (m.name.clone(), entry.unwrap_or(observed)));
+            }
+        }
+        let sources = SourcesState {
+            processes: match found {
+                Err(reason) => SourceState::Unavailable(reason.clone()),
+                Ok(found) if found.is_empty() => {
+                    SourceState::Unavailable(NO_PROCESS_VISIBLE.into())
+                }
+                Ok(_) => SourceState::Ok,
+            },
+            nvml: match gpu {
+                Ok(_) => SourceState::Ok,
+                Err(reason) => SourceState::Unavailable(reason.clone()),
+            },
+            ollama_api: match ps {
+                Ok(_) => SourceState::Ok,
+                Err(reason) => SourceState::Unavailable(reason.clone()),
+            },
+            ollama_tags: self.tags_state.clone(),
+        };
+        let mut notes = joined.notes.clone();
+        if let Ok(models) = ps {
+            for m in models {
+                if let Some(ShowEntry {
+                    result: Err(reason),
+                    ..
+                }) = self.shows.get(&model_key(ps_name(m)))
+                {
+                    notes.push(format!("{}: cannot map its runner: {reason}", ps_name(m)));
+                }
+            }
+        }
+        self.log_changes(&sources);
+        let needs = self.needs();
+        let snapshot = SystemSnapshot {
+            taken_at: Some(at),
+            gpus: gpu_snapshots(gpu, &joined.runner_models),
+            free_vram_mb: gpu.as_ref().ok().and_then(GpuReading::free_bytes).map(mib),
+            loaded_models: loaded_models(ps, &joined),
+            processes: processes_snapshot(found, &joined, gpu),
+            vram_needs: needs.iter().map(|(_, n)| n.clone()).collect(),
+            notes,
+            sampler: self.sampler_state(Some(at), Some(duration), sources),
+        };
+        let sample = Sample {
+            seq: self.seq,
+            at: Some(at),
+            server_rss_bytes: joined.server_rss_bytes,
+            ps_ok: ps.is_ok(),
+            models: joined.models,
+            gpu_free_bytes: gpu.as_ref().ok().and_then(GpuReading::free_bytes),
+            gpu_total_bytes: gpu.as_ref().ok().and_then(GpuReading::total_bytes),
+        };
+        {
+            let mut published = self
+                .shared
+                .published
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            published.history.push(sample);
+            published.snapshot = snapshot;
+            published.needs = needs;
+        }
+        self.shared.latest_seq.store(self.seq, Ordering::Release);
+    }
+
+    /// Logs a source that stopped or started answering, once per change rather than
+    /// once per tick.
+    fn log_changes(&mut self, sources: &SourcesState) {
+        let before = self.last_sources.replace(sources.clone());
+        let pairs = [
+            (
+                "processes",
+                &sources.processes,
+                before.as_ref().map(|b| &b.processes),
+            ),
+            ("nvml", &sources.nvml, before.as_ref().map(|b| &b.nvml)),
+            (
+                "ollama_api",
+                &sources.ollama_api,
+                before.as_ref().map(|b| &b.ollama_api),
+            ),
+            (
+                "ollama_tags",
+                &sources.ollama_tags,
+                before.as_ref().map(|b| &b.ollama_tags),
+            ),
+        ];
+        for (source, now, then) in pairs {
+            if then == Some(now) {
+                continue;
+            }
+            match now {
+                SourceState::Unavailable(reason) => {
+                    tracing::info!(source, reason = %reason, "telemetry source unavailable");
+                }
+                SourceState::Ok => tracing::info!(source, "telemetry source ok"),
+                SourceState::Pending | SourceState::Disabled(_) => {}
+            }
+        }
+    }
+
+    /// Measured needs for every model seen loaded, estimates for installed ones never seen.
+    fn needs(&self) -> Vec<(String, NamedVramNeed)> {
+        let context = self.context_tokens.unwrap_or(DEFAULT_CONTEXT_TOKENS);
+        let mut needs: Vec<(String, NamedVramNeed)> = Vec::new();
+        for tag in &self.tags {
+            let key = model_key(tag_name(tag));
+            let need = match self.measured.get(&key) {
+                Some((_, measured)) => Some(measured.need()),
+                None => {
+                    let show = self.shows.get(&key).and_then(|e| e.result.as_ref().ok());
+                    estimate(tag, show, context)
+                }
+            };
+            if let Some(need) = need {
+                needs.push((
+                    key,
+                    NamedVramNeed {
+                        model: tag_name(tag).to_owned(),
+                        need,
+                    },
+                ));
+            }
+        }
+        for (key, (name, measured)) in &self.measured {
+            if !needs.iter().any(|(k, _)| k == key) {
+                needs.push((
+                    key.clone(),
+                    NamedVramNeed {
+                        model: name.clone(),
+                        need: measured.need(),
+                    },
+                ));
+            }
+        }
+        needs.sort_by(|a, b| a.1.model.cmp(&b.1.model));
+        needs
+    }
+
+    fn sampler_state(
+        &self,
+        at: Option<chrono::DateTime<Utc>>,
+        duration: Option<Duration>,
+        sources: SourcesState,
+    ) -> super::snapshot::SamplerState {
+        super::snapshot::SamplerState {
+            enabled: true,
+            interval_ms: duration_ms(self.interval),
+            ticks: self.ticks,
+            last_tick_at: at,
+            last_tick_duration_ms: duration.map(|d| d.as_secs_f64() * 1000.0),
+            tick_panics: self.panics,
+            last_panic: self.last_panic.clone(),
+            sources,
+        }
+    }
+
+    /// Counts a tick that panicked, and shows it in the snapshot.
+    fn record_panic(&mut self, message: String) {
+        tracing::error!(panic = %message, "telemetry tick panicked; the sampler carries on");
+        self.panics += 1;
+        self.last_panic = Some(message);
+        let mut published = self
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let sources = published.snapshot.sampler.sources.clone();
+        let at = published.snapshot.sampler.last_tick_at;
+        let duration = published.snapshot.sampler.last_tick_duration_ms;
+        published.snapshot.sampler = self.sampler_state(at, None, sources);
+        published.snapshot.sampler.last_tick_duration_ms = duration;
+    }
+}
+
+/// Runs `f`, turning a panic into a reason.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(format!("the {what} panicked: {}", panic_message(&*payload))))
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// A future that turns a panic while polling into an error, so one bad tick does not end
+/// the sampler task. Safe code: the inner future is boxed, so this wrapper is `Unpin`.
+struct CatchUnwind<F> {
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.inner.as_mut();
+        match catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
+        }
+    }
+}
+
+/// The sampler task: a tick per interval until the stop signal (or the last handle's
+/// drop, which drops the signal's sender).
+pub(crate) async fn run(mut sampler: Sampler, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(sampler.interval);
+    // After a slow tick, carry on at the interval rather than firing a burst to catch up.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = interval.tick() => {}
+        }
+        let now = Instant::now();
+        let outcome = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            outcome = CatchUnwind { inner: Box::pin(sampler.tick(now)) } => outcome,
+        };
+        if let Err(message) = outcome {
+            sampler.record_panic(message);
+        }
+        let ticks = sampler.ticks;
+        sampler.ticks_tx.send_replace(ticks);
+    }
+}
+
+/// Whether a model was pulled again: both digests known and different. One may be cut
+/// short or carry a `sha256:` prefix, so a prefix match is the same digest.
+fn digest_changed(old: Option<&str>, new: Option<&str>) -> bool {
+    let bare = |d: &str| d.trim_start_matches("sha256:").to_ascii_lowercase();
+    match (old.map(bare), new.map(bare)) {
+        (Some(a), Some(b)) => !(a.starts_with(&b) || b.starts_with(&a)),
+        _ => false,
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / BYTES_PER_MIB
+}
+
+fn ps_name(m: &PsModel) -> &str {
+    if m.name.is_empty() { &m.model } else { &m.name }
+}
+
+fn tag_name(t: &TagModel) -> &str {
+    if t.name.is_empty() { &t.model } else { &t.name }
+}
+
+/// The three sources joined.
+#[derive(Debug, Default)]
+pub(crate) struct Joined {
+    pub(crate) server_rss_bytes: Option<u64>,
+    pub(crate) models: Vec<ModelSample>,
+    /// Runner pid → (model key, model name) for every runner whose blob is mapped.
+    pub(crate) runner_models: HashMap<u32, (String, String)>,
+    pub(crate) notes: Vec<String>,
+}
+
+/// Whether a runner's `--model` path is the blob `/api/show` named: the same path, or
+/// the same `sha256-<hex>` file when the two see the models directory at different
+/// mount points.
+fn same_blob(runner_path: &str, from_path: &str) -> bool {
+    if runner_path == from_path {
+        return true;
+    }
+    let file = |p: &str| p.rsplit(['/', '\\']).next().map(str::to_owned);
+    let a = file(runner_path);
+    a.as_deref().is_some_and(|f| f.starts_with("sha256")) && a == file(from_path)
+}
+
+/// Joins `/api/ps`, the processes found and the GPU reading: each loaded model gets its
+/// runner (through the blob mapping), the runner's RSS and its NVML memory.
+pub(crate) fn join(
+    ps: &Result<Vec<PsModel>, String>,
+    found: &Result<Vec<Found>, String>,
+    gpu: &Result<GpuReading, String>,
+    blobs: &[(String, String, String)],
+) -> Joined {
+    let mut joined = Joined::default();
+    let empty = Vec::new();
+    let found = found.as_ref().unwrap_or(&empty);
+    let servers: Vec<&Found> = found.iter().filter(|f| f.role == Role::Server).collect();
+    if !servers.is_empty() {
+        joined.server_rss_bytes = Some(servers.iter().map(|f| f.proc.rss_bytes).sum());
+    }
+    let gpu = gpu.as_ref().ok();
+    let mut runners: Vec<(&Found, Option<(String, String)>)> = Vec::new();
+    for f in found {
+        if let Role::Runner { model_path } = &f.role {
+            let model = blobs
+                .iter()
+                .find(|(path, _, _)| same_blob(model_path, path))
+                .map(|(_, key, name)| (key.clone(), name.clone()));
+            if let Some(m) = &model {
+                joined.runner_models.insert(f.proc.pid, m.clone());
+            } else {
+                joined.notes.push(format!(
+                    "runner pid {} serves {model_path}, which no loaded model's /api/show names",
+                    f.proc.pid
+                ));
+            }
+            runners.push((f, model));
+        }
+    }
+    let runner_for = |key: &str| {
+        runners
+            .iter()
+            .find(|(_, m)| m.as_ref().is_some_and(|(k, _)| k == key))
+            .map(|(f, _)| *f)
+    };
+    let model_sample = |key: String, name: String, runner: Option<&Found>| ModelSample {
+        key,
+        name,
+        runner_pid: runner.map(|r| r.proc.pid),
+        runner_rss_bytes: runner.map(|r| r.proc.rss_bytes),
+        gpu_memory_bytes: runner.and_then(|r| gpu.and_then(|g| g.process_bytes(r.proc.pid))),
+        ..ModelSample::default()
+    };
+    if let Ok(models) = ps {
+        for m in models {
+            let key = model_key(ps_name(m));
+            let runner = runner_for(&key);
+            if runner.is_none() && !found.is_empty() {
+                joined.notes.push(format!(
+                    "{} is loaded but no runner serving its blob is visible",
+                    ps_name(m)
+                ));
+            }
+            joined.models.push(ModelSample {
+                size_bytes: m.size,
+                size_vram_bytes: m.size_vram,
+                context_length: m.context_length,
+                ..model_sample(key, ps_name(m).to_owned(), runner)
+            });
+        }
+    } else {
+        // Without /api/ps, runners whose blob was mapped earlier still say which model
+        // they serve: their RSS and GPU memory stay known.
+        for (f, model) in &runners {
+            if let Some((key, name)) = model
+                && !joined.models.iter().any(|m| m.key == *key)
+            {
+                joined
+                    .models
+                    .push(model_sample(key.clone(), name.clone(), Some(f)));
+            }
+        }
+    }
+    if let Some(g) = gpu {
+        let gpu_pids = g.pids();
+        if !runners.is_empty()
+            && !gpu_pids.is_empty()
+            && !runners.iter().any(|(f, _)| gpu_pids.contains(&f.proc.pid))
+        {
+            joined.notes.push(format!(
+                "NVML lists GPU processes {gpu_pids:?}, none of which is a runner seen here: \
+                 NVML reports host PIDs, so ollameter may be in another PID namespace"
+            ));
+        }
+    }
+    joined
+}
+
+fn gpu_snapshots(
+    gpu: &Result<GpuReading, String>,
+    runner_models: &HashMap<u32, (String, String)>,
+) -> Vec<GpuSnapshot> {
+    let Ok(reading) = gpu else {
+        return Vec::new();
+    };
+    reading
+        .devices
+        .iter()
+        .map(|d| GpuSnapshot {
+            index: d.index,
+            name: d.name.clone(),
+            memory_total_mb: mib(d.memory_total_bytes),
+            memory_used_mb: mib(d.memory_used_bytes),
+            memory_free_mb: mib(d.memory_free_bytes),
+            utilization_gpu_percent: d.utilization_gpu_percent,
+            utilization_memory_percent: d.utilization_memory_percent,
+            processes: d
+                .processes
+                .iter()
+                .map(|p| GpuProcessSnapshot {
+                    pid: p.pid,
+                    kind: p.kind,
+                    used_memory_mb: p.used_memory_bytes.map(mib),
+                    model: runner_models.get(&p.pid).map(|(_, name)| name.clone()),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn loaded_models(ps: &Result<Vec<PsModel>, String>, joined: &Joined) -> Vec<LoadedModel> {
+    let Ok(models) = ps else {
+        return Vec::new();
+    };
+    models
+        .iter()
+        .map(|m| {
+            let sample = joined
+                .models
+                .iter()
+                .find(|s| s.key == model_key(ps_name(m)));
+            LoadedModel {
+                name: ps_name(m).to_owned(),
+                size_mb: m.size.map(mib),
+                vram_mb: m.size_vram.map(mib),
+                context_length: m.context_length,
+                expires_at: m.expires_at.clone(),
+                runner_pid: sample.and_then(|s| s.runner_pid),
+                runner_rss_mb: sample.and_then(|s| s.runner_rss_bytes).map(mib),
+                gpu_memory_mb: sample.and_then(|s| s.gpu_memory_bytes).map(mib),
+            }
+        })
+        .collect()
+}
+
+fn processes_snapshot(
+    found: &Result<Vec<Found>, String>,
+    joined: &Joined,
+    gpu: &Result<GpuReading, String>,
+) -> ProcessesSnapshot {
+    let Ok(found) = found else {
+        return ProcessesSnapshot::default();
+    };
+    let mut snapshot = ProcessesSnapshot::default();
+    for f in found {
+        match &f.role {
+            Role::Server => snapshot.servers.push(ServerProcess {
+                pid: f.proc.pid,
+                name: f.proc.name.clone(),
+                rss_mb: mib(f.proc.rss_bytes),
+            }),
+            Role::Runner { model_path } => snapshot.runners.push(RunnerProcess {
+                pid: f.proc.pid,
+                name: f.proc.name.clone(),
+                model_path: model_path.clone(),
+                model: joined
+                    .runner_models
+                    .get(&f.proc.pid)
+                    .map(|(_, name)| name.clone()),
+                rss_mb: mib(f.proc.rss_bytes),
+                gpu_memory_mb: gpu
+                    .as_ref()
+                    .ok()
+                    .and_then(|g| g.process_bytes(f.proc.pid))
+                    .map(mib),
+            }),
+        }
+    }
+    snapshot.servers.sort_by_key(|s| s.pid);
+    snapshot.runners.sort_by_key(|r| r.pid);
+    snapshot
+}
