@@ -52,6 +52,7 @@ pub fn router(state: ApiState) -> Router {
     let base = "/api/model-performance";
     Router::new()
         .route(&format!("{base}/health"), get(health::health))
+        .route(&format!("{base}/system"), get(health::system))
         .route(&format!("{base}/record"), post(records::record))
         .route(&format!("{base}/import"), post(records::import))
         .route(

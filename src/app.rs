@@ -19,6 +19,7 @@ use crate::proxy::{self, ProxyConfig, ProxyState};
 use crate::quality::QualityRules;
 use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
 use crate::store::Store;
+use crate::telemetry::{Telemetry, TelemetryConfig};
 
 /// How long in-flight calls may run on after a shutdown signal before they are cut (and
 /// recorded as cancelled).
@@ -56,6 +57,8 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// The recorder handle (tests flush it).
     pub recorder: Recorder,
+    /// The telemetry sampler's handle.
+    pub telemetry: Telemetry,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     recorder_task: RecorderTask,
@@ -69,6 +72,7 @@ impl Running {
         for server in self.servers {
             let _ = server.await;
         }
+        self.telemetry.shutdown().await;
         let task = self.recorder_task;
         let _ = tokio::task::spawn_blocking(move || task.shutdown()).await;
     }
@@ -108,6 +112,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         path: config.db_path.display().to_string(),
         source,
     })?;
+    let telemetry = if config.telemetry_enabled {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| StartError::Config(format!("cannot build the telemetry client: {e}")))?;
+        Telemetry::start_default(
+            TelemetryConfig {
+                interval: config.telemetry_interval,
+                upstream: config.upstream.clone(),
+                server_pids: config.telemetry_server_pids.clone(),
+                process_names: config.telemetry_process_names.clone(),
+                enabled: true,
+            },
+            client,
+        )
+    } else {
+        Telemetry::disabled()
+    };
     let proxy_state = ProxyState::new(
         &ProxyConfig {
             upstream: config.upstream.clone(),
@@ -119,6 +142,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         recorder.clone(),
         quality,
+        telemetry.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     let api_router = api::router(ApiState {
@@ -170,6 +194,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_addr,
         api_addr,
         recorder,
+        telemetry,
         shutdown,
         servers,
         recorder_task,

@@ -24,6 +24,9 @@ pub enum Command {
     /// Exit 0 when the sidecar on the configured address answers its health route
     /// (for container health checks).
     Healthcheck(ServeArgs),
+    /// Initialise NVML through ollameter's own code and print the GPUs, their memory and
+    /// each process's use (for checking a GPU host).
+    GpuCheck,
     /// Inspect the configuration.
     Config {
         /// What to do with it.

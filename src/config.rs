@@ -40,6 +40,9 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 200;
 pub const DEFAULT_MAX_RECORDS_PER_MODEL: u64 = 10_000;
 /// A quarter of history, for trends across model updates.
 pub const DEFAULT_MAX_AGE_DAYS: u64 = 90;
+/// Memory moves on the scale of seconds (a model loads, a context grows); sampling each
+/// second catches a call's peak without measurable cost.
+pub const DEFAULT_TELEMETRY_INTERVAL_MS: u64 = 1_000;
 /// Retention is cheap with the indexes; every five minutes keeps the store near its bounds.
 pub const DEFAULT_RETENTION_INTERVAL_S: u64 = 300;
 
@@ -68,6 +71,23 @@ pub struct RawConfig {
     /// `[log]`
     #[serde(default)]
     pub log: RawLog,
+    /// `[telemetry]`
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `[telemetry]`: the memory and GPU sampler.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// Whether to sample at all.
+    pub enabled: Option<bool>,
+    /// Time between samples.
+    pub interval_ms: Option<u64>,
+    /// PIDs of the Ollama server, when it cannot be found by name.
+    pub server_pids: Option<Vec<u32>>,
+    /// Extra process names to treat as Ollama's server.
+    pub process_names: Option<Vec<String>>,
 }
 
 /// `[server]`: where the sidecar listens.
@@ -201,6 +221,15 @@ pub struct Config {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Whether the telemetry sampler runs.
+    pub telemetry_enabled: bool,
+    /// Time between telemetry samples.
+    #[serde(serialize_with = "ser_ms")]
+    pub telemetry_interval: Duration,
+    /// Ollama server PIDs given by hand.
+    pub telemetry_server_pids: Vec<u32>,
+    /// Ollama server process names given by hand.
+    pub telemetry_process_names: Vec<String>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -251,6 +280,8 @@ pub const KEYS: &[&str] = &[
     "recorder.flush_interval_ms",
     "log.level",
     "log.format",
+    "telemetry.enabled",
+    "telemetry.interval_ms",
 ];
 
 /// Short environment names for the main settings, matching the flags.
@@ -445,6 +476,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.recorder.flush_interval_ms,
         DEFAULT_FLUSH_INTERVAL_MS,
     );
+    let telemetry_interval_ms = positive(
+        "telemetry.interval_ms",
+        raw.telemetry.interval_ms,
+        DEFAULT_TELEMETRY_INTERVAL_MS,
+    );
     let quality_capture_bytes = raw
         .proxy
         .quality_capture_bytes
@@ -511,6 +547,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 quality_rules: raw.quality.rules,
                 log_level,
                 log_format,
+                telemetry_enabled: raw.telemetry.enabled.unwrap_or(true),
+                telemetry_interval: Duration::from_millis(telemetry_interval_ms),
+                telemetry_server_pids: raw.telemetry.server_pids.unwrap_or_default(),
+                telemetry_process_names: raw.telemetry.process_names.unwrap_or_default(),
             })
         }
         _ => Err(ConfigError(problems)),

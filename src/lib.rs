@@ -27,3 +27,4 @@ pub mod record;
 pub mod recorder;
 pub mod stats;
 pub mod store;
+pub mod telemetry;

@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             };
             healthcheck(&config)
         }
+        Command::GpuCheck => {
+            print!("{}", ollameter::telemetry::nvml_report());
+            ExitCode::SUCCESS
+        }
         Command::Config {
             action: ConfigAction::Check(args),
         } => match load(cli.config.as_deref(), &args) {

@@ -24,6 +24,7 @@ use http_body_util::BodyExt;
 use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record};
 use crate::recorder::Recorder;
+use crate::telemetry::Telemetry;
 use classify::{classify, default_operation, is_openai_shape, request_facts};
 use error::error_response;
 use meter::{DecodeLimits, Meter, MeteredStream, error_chain};
@@ -45,6 +46,7 @@ struct Inner {
     operation_header: axum::http::HeaderName,
     max_body_bytes: u64,
     limits: DecodeLimits,
+    telemetry: Telemetry,
 }
 
 /// Settings of the proxy.
@@ -70,6 +72,7 @@ impl ProxyState {
         config: &ProxyConfig,
         recorder: Recorder,
         quality: Arc<QualityRules>,
+        telemetry: Telemetry,
     ) -> Result<ProxyState, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -94,6 +97,7 @@ impl ProxyState {
                         .unwrap_or(usize::MAX),
                     parse_bytes: usize::try_from(config.max_parse_bytes).unwrap_or(usize::MAX),
                 },
+                telemetry,
             }),
         })
     }
@@ -106,6 +110,11 @@ impl ProxyState {
     /// The upstream base URL.
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    /// The telemetry handle (memory of the models).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 }
 
@@ -202,6 +211,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         started,
         api,
         explicit_operation.is_some(),
+        inner.telemetry.clone(),
     );
     let record_id = HeaderValue::from_str(meter.id()).ok();
 

@@ -158,7 +158,8 @@ pub enum VramSource {
 }
 
 impl VramSource {
-    fn describe(self) -> &'static str {
+    /// The source in words, for reasons a person reads.
+    pub fn describe(self) -> &'static str {
         match self {
             VramSource::Measured => "measured",
             VramSource::Estimate => "an estimate",

@@ -153,6 +153,15 @@ pub struct Record {
     pub gpu_memory_mb: Option<f64>,
     /// The model's `size_vram` from `/api/ps`, in MiB.
     pub vram_mb: Option<f64>,
+    /// The largest `ollama_rss_mb` sampled while the call ran.
+    #[serde(default)]
+    pub ollama_rss_peak_mb: Option<f64>,
+    /// The largest `gpu_memory_mb` sampled while the call ran.
+    #[serde(default)]
+    pub gpu_memory_peak_mb: Option<f64>,
+    /// Free GPU memory over all devices at the end of the call, in MiB.
+    #[serde(default)]
+    pub gpu_free_mb: Option<f64>,
     /// Where the record came from.
     #[serde(default)]
     pub source: Source,
@@ -196,6 +205,9 @@ impl Record {
             ollama_rss_mb: None,
             gpu_memory_mb: None,
             vram_mb: None,
+            ollama_rss_peak_mb: None,
+            gpu_memory_peak_mb: None,
+            gpu_free_mb: None,
             source: Source::Proxy,
         }
     }
@@ -231,6 +243,9 @@ pub const FIELD_NAMES: &[&str] = &[
     "ollama_rss_mb",
     "gpu_memory_mb",
     "vram_mb",
+    "ollama_rss_peak_mb",
+    "gpu_memory_peak_mb",
+    "gpu_free_mb",
     "source",
 ];
 

@@ -64,6 +64,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_model_time ON records(model, timestamp);
     CREATE INDEX records_time ON records(timestamp);
     CREATE INDEX records_id ON records(id);",
+    // 2: memory peaks while a call ran, and the GPU's free memory at its end (telemetry).
+    "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
+    ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
+    ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
 ];
 
 /// The schema version this build writes.
@@ -140,6 +144,9 @@ impl Store {
                     r.ollama_rss_mb,
                     r.gpu_memory_mb,
                     r.vram_mb,
+                    r.ollama_rss_peak_mb,
+                    r.gpu_memory_peak_mb,
+                    r.gpu_free_mb,
                     r.source.as_str(),
                 ])?;
             }
@@ -353,7 +360,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
     let ts_ms: i64 = row.get(1)?;
     let error_kind: Option<String> = row.get(8)?;
-    let source: String = row.get(28)?;
+    let source: String = row.get(31)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -386,6 +393,9 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         ollama_rss_mb: row.get(25)?,
         gpu_memory_mb: row.get(26)?,
         vram_mb: row.get(27)?,
+        ollama_rss_peak_mb: row.get(28)?,
+        gpu_memory_peak_mb: row.get(29)?,
+        gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
     })
 }
@@ -433,6 +443,34 @@ mod tests {
         }
         let store = Store::open(&path).expect("reopen");
         assert_eq!(store.count().expect("count"), 1);
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.pragma_update(None, "user_version", 1).expect("v1");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("v1 row");
+        }
+        let store = Store::open(&path).expect("migrates");
+        let records = store.records(None).expect("read");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].id, "old");
+        assert_eq!(records[0].processing_time_ms, 12.5);
+        assert_eq!(records[0].gpu_free_mb, None);
         let v: i64 = store
             .connection()
             .pragma_query_value(None, "user_version", |r| r.get(0))

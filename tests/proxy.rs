@@ -181,9 +181,12 @@ async fn headers_query_and_body_reach_the_upstream_as_sent_with_its_own_host() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
+    // The telemetry sampler polls the fake too: find the proxied request among them.
     let seen = fake
         .state
-        .last_request()
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/echo")
         .expect("the upstream saw the request");
     assert_eq!(seen.path, "/echo");
     assert_eq!(seen.query.as_deref(), Some("a=1&b=two"));
@@ -444,7 +447,16 @@ async fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
             .expect("message")
             .contains("max_body_bytes")
     );
-    assert_eq!(fake.state.counters().requests, 0);
+    let generates = fake
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/generate")
+        .count();
+    assert_eq!(
+        generates, 0,
+        "the oversized body never reached the upstream"
+    );
     app.stop().await;
 }
 

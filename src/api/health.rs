@@ -74,3 +74,9 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
     })
 }
+
+/// `GET /api/model-performance/system`: what the telemetry sampler sees now: GPUs,
+/// loaded models with their VRAM, Ollama's processes, and each source's state in words.
+pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::SystemSnapshot> {
+    Json(state.proxy.telemetry().snapshot())
+}

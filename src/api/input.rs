@@ -92,6 +92,9 @@ pub fn record_from_json(
     r.ollama_rss_mb = f.number(&["ollama_rss_mb", "memory_usage_mb", "memory_mb"], 0.0, 1e9)?;
     r.gpu_memory_mb = f.number(&["gpu_memory_mb"], 0.0, 1e9)?;
     r.vram_mb = f.number(&["vram_mb"], 0.0, 1e9)?;
+    r.ollama_rss_peak_mb = f.number(&["ollama_rss_peak_mb"], 0.0, 1e9)?;
+    r.gpu_memory_peak_mb = f.number(&["gpu_memory_peak_mb"], 0.0, 1e9)?;
+    r.gpu_free_mb = f.number(&["gpu_free_mb"], 0.0, 1e9)?;
     if r.tokens_per_second.is_none()
         && let Some(tokens) = r.output_tokens
         && r.processing_time_ms > 0.0

@@ -19,6 +19,7 @@ use crate::recommend::{
     RecommendParams, Recommendation, VramNeed,
 };
 use crate::stats::{self, Filter, ModelStatistics, TrendMetric, TrendParams};
+use crate::telemetry::VramSource as TelemetryVramSource;
 
 /// Most models one compare or recommend call may name.
 const MAX_MODELS: usize = 500;
@@ -226,13 +227,31 @@ pub async fn recommend(
                 }
             }
         });
+        let telemetry = state.proxy.telemetry();
+        for candidate in &mut candidates {
+            // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
+            // size) beats what the records carry.
+            if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
+                candidate.vram_need = Some(VramNeed {
+                    mb: need.mb,
+                    source: match need.source {
+                        TelemetryVramSource::Measured => recommend::VramSource::Measured,
+                        TelemetryVramSource::Estimate => recommend::VramSource::Estimate,
+                    },
+                });
+            }
+        }
         let params = RecommendParams {
             priority,
             min_operations,
             available_vram_mb,
             window_hours: window.hours,
         };
-        let mut answer = recommend::recommend(&candidates, &params);
+        let mut answer = if available_vram_mb.is_some() {
+            recommend::recommend(&candidates, &params)
+        } else {
+            recommend_with_free_vram(&candidates, &params, telemetry)
+        };
         for model in missing {
             answer.excluded.push(Excluded {
                 model,
@@ -252,6 +271,43 @@ pub async fn recommend(
     })
     .await?;
     Ok(Json(answer))
+}
+
+/// Without a budget from the caller: each candidate may use the GPU's free memory plus
+/// what it holds itself right now (its own VRAM is freed when it is reloaded). Without
+/// telemetry of the GPU there is no budget at all.
+fn recommend_with_free_vram(
+    candidates: &[Candidate],
+    params: &RecommendParams,
+    telemetry: &crate::telemetry::Telemetry,
+) -> Recommendation {
+    let Some(free) = telemetry.free_vram_mb() else {
+        return recommend::recommend(candidates, params);
+    };
+    let mut fitting = Vec::new();
+    let mut too_big = Vec::new();
+    for c in candidates {
+        let held = telemetry.held_vram_mb(&c.summary.model).unwrap_or(0.0);
+        match c.vram_need {
+            Some(need) if need.mb > free + held => too_big.push(Excluded {
+                model: c.summary.model.clone(),
+                kinds: vec![ExclusionKind::NeedsMoreVram],
+                reason: format!(
+                    "needs {:.1} GB of VRAM ({}), {:.1} GB available: {:.1} GB free on the GPU plus {:.1} GB it holds now",
+                    need.mb / 1024.0,
+                    need.source.describe(),
+                    (free + held) / 1024.0,
+                    free / 1024.0,
+                    held / 1024.0
+                ),
+            }),
+            _ => fitting.push(c.clone()),
+        }
+    }
+    let mut answer = recommend::recommend(&fitting, params);
+    answer.vram.available_mb = Some(free);
+    answer.excluded.extend(too_big);
+    answer
 }
 
 /// `GET /trend/{model}`: a metric over time, bucketed, with its direction.
@@ -320,7 +376,7 @@ pub async fn insights(
         let params = stats::InsightParams {
             now_ms: Utc::now().timestamp_millis(),
             duration_hours: hours,
-            gpu_total_mb: None,
+            gpu_total_mb: state.proxy.telemetry().gpu_total_mb(),
             dropped_records: dropped,
         };
         state.history.with_all(|all| {

@@ -16,6 +16,7 @@ use crate::decode::{Api, Decoder, Format, ResponseFacts};
 use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record};
 use crate::recorder::Recorder;
+use crate::telemetry::{SampleMark, Telemetry};
 
 /// Error messages kept in a record are cut to this many bytes.
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
@@ -43,6 +44,8 @@ pub struct Meter {
     format: Format,
     first_content: Option<Instant>,
     last_content: Option<Instant>,
+    telemetry: Telemetry,
+    mark: SampleMark,
 }
 
 /// Limits for decoding an answer.
@@ -63,8 +66,12 @@ impl Meter {
         started: Instant,
         api: Api,
         operation_explicit: bool,
+        telemetry: Telemetry,
     ) -> Meter {
+        let mark = telemetry.mark();
         Meter {
+            telemetry,
+            mark,
             record: Some(record),
             recorder,
             quality,
@@ -222,7 +229,16 @@ impl Meter {
         self.submit(record);
     }
 
-    fn submit(&self, record: Record) {
+    fn submit(&self, mut record: Record) {
+        // The model's memory at the end of the call and its peak while it ran: a short
+        // read of the sampler's latest figures, no I/O.
+        let memory = self.telemetry.model_memory(&record.model, self.mark);
+        record.ollama_rss_mb = memory.ollama_rss_mb;
+        record.ollama_rss_peak_mb = memory.ollama_rss_peak_mb;
+        record.gpu_memory_mb = memory.gpu_memory_mb;
+        record.gpu_memory_peak_mb = memory.gpu_memory_peak_mb;
+        record.vram_mb = memory.vram_mb;
+        record.gpu_free_mb = memory.gpu_free_mb;
         tracing::info!(
             record_id = %record.id,
             model = %record.model,
