@@ -27,6 +27,99 @@ pub enum Command {
     /// Initialise NVML through ollameter's own code and print the GPUs, their memory and
     /// each process's use (for checking a GPU host).
     GpuCheck,
+    /// Statistics of one model, or of every model, from a running sidecar.
+    Stats {
+        /// The model (all models when left out).
+        model: Option<String>,
+        /// Only the last this many hours.
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Only this operation.
+        #[arg(long)]
+        operation: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Compare models side by side, with rankings.
+    Compare {
+        /// Two or more models.
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// Only the last this many hours.
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Only this operation.
+        #[arg(long)]
+        operation: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Which model to use: speed, quality, balanced or reliable.
+    Recommend {
+        /// speed, quality, balanced or reliable.
+        #[arg(long, default_value = "balanced")]
+        priority: String,
+        /// GPU memory available, in GB (default: what the GPU has free).
+        #[arg(long)]
+        vram_gb: Option<f64>,
+        /// Only these models (comma-separated).
+        #[arg(long)]
+        models: Option<String>,
+        /// Only the last this many hours.
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Fewest operations a model needs to qualify.
+        #[arg(long)]
+        min_operations: Option<u64>,
+        /// Only this operation.
+        #[arg(long)]
+        operation: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A metric of a model over time.
+    Trend {
+        /// The model.
+        model: String,
+        /// processing_time, ttft, tokens_per_second, quality, success_rate or memory.
+        #[arg(long, default_value = "processing_time")]
+        metric: String,
+        /// Window in hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Bucket width in minutes.
+        #[arg(long, default_value_t = 60)]
+        bucket_minutes: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Export records (to standard output, or --out FILE).
+    Export {
+        /// json, ndjson or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Only the last this many hours.
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Import records: an export (json, ndjson, csv) or the earlier system's JSON file.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// json, ndjson or csv (default: from the content).
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Inspect the configuration.
     Config {
         /// What to do with it.
@@ -40,6 +133,21 @@ pub enum Command {
 pub enum ConfigAction {
     /// Print the effective configuration; exit non-zero when it is invalid.
     Check(ServeArgs),
+}
+
+/// How the client commands reach the sidecar.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The sidecar's URL.
+    #[arg(
+        long,
+        env = "OLLAMETER_SERVER",
+        default_value = "http://127.0.0.1:11435"
+    )]
+    pub server: String,
+    /// Print the API's JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The main settings as flags (each also settable by its environment variable).

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command, ConfigAction, ServeArgs};
+use ollameter::client;
 use ollameter::config::{self, Config, LogFormat, Overrides};
 
 fn main() -> ExitCode {
@@ -41,6 +42,12 @@ fn main() -> ExitCode {
             };
             healthcheck(&config)
         }
+        Command::Stats { .. }
+        | Command::Compare { .. }
+        | Command::Recommend { .. }
+        | Command::Trend { .. }
+        | Command::Export { .. }
+        | Command::Import { .. } => client_command(cli.command),
         Command::GpuCheck => {
             print!("{}", ollameter::telemetry::nvml_report());
             ExitCode::SUCCESS
@@ -78,6 +85,187 @@ fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, Exit
         eprintln!("ollameter: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Runs a client command against a running sidecar.
+fn client_command(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_client(command)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .map(|v| format!("{k}={}", client::encode(v, false)))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+async fn run_client(command: Command) -> Result<String, client::ClientError> {
+    let show = |json: bool, value: &serde_json::Value, render: fn(&serde_json::Value) -> String| {
+        if json {
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            )
+        } else {
+            render(value)
+        }
+    };
+    match command {
+        Command::Stats {
+            model,
+            hours,
+            operation,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let q = query(&[
+                ("duration_hours", hours.map(|h| h.to_string())),
+                ("operation", operation),
+            ]);
+            let path = match &model {
+                Some(m) => format!("/statistics/{}{q}", client::encode(m, true)),
+                None => format!("/statistics{q}"),
+            };
+            let answer = c.get(&path).await?;
+            Ok(show(args.json, &answer, client::render_statistics))
+        }
+        Command::Compare {
+            models,
+            hours,
+            operation,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let body = serde_json::json!({"models": models, "duration_hours": hours, "operation": operation});
+            let answer = c.post("/compare", &body).await?;
+            Ok(show(args.json, &answer, client::render_comparison))
+        }
+        Command::Recommend {
+            priority,
+            vram_gb,
+            models,
+            hours,
+            min_operations,
+            operation,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let q = query(&[
+                ("priority", Some(priority)),
+                ("available_vram_gb", vram_gb.map(|v| v.to_string())),
+                ("available_models", models),
+                ("duration_hours", hours.map(|h| h.to_string())),
+                ("min_operations", min_operations.map(|n| n.to_string())),
+                ("operation", operation),
+            ]);
+            let answer = c.get(&format!("/recommend{q}")).await?;
+            Ok(show(args.json, &answer, client::render_recommendation))
+        }
+        Command::Trend {
+            model,
+            metric,
+            hours,
+            bucket_minutes,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let q = query(&[
+                ("metric", Some(metric)),
+                ("hours", Some(hours.to_string())),
+                ("bucket_minutes", Some(bucket_minutes.to_string())),
+            ]);
+            let answer = c
+                .get(&format!("/trend/{}{q}", client::encode(&model, true)))
+                .await?;
+            Ok(show(args.json, &answer, client::render_trend))
+        }
+        Command::Export {
+            format,
+            model,
+            hours,
+            out,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let q = query(&[
+                ("format", Some(format)),
+                ("model", model),
+                ("duration_hours", hours.map(|h| h.to_string())),
+            ]);
+            let body = c.get_bytes(&format!("/export{q}")).await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &body)
+                        .map_err(|e| client::ClientError::Io(format!("{}: {e}", path.display())))?;
+                    Ok(format!(
+                        "wrote {} bytes to {}\n",
+                        body.len(),
+                        path.display()
+                    ))
+                }
+                None => Ok(String::from_utf8_lossy(&body).into_owned()),
+            }
+        }
+        Command::Import {
+            file,
+            format,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let body = std::fs::read(&file)
+                .map_err(|e| client::ClientError::Io(format!("{}: {e}", file.display())))?;
+            let q = query(&[("format", format)]);
+            let answer = c
+                .post_bytes(&format!("/import{q}"), body, "application/octet-stream")
+                .await?;
+            if args.json {
+                return Ok(format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                ));
+            }
+            let mut text = format!(
+                "imported {} records ({} already stored), rejected {}\n",
+                answer["imported"], answer["skipped_existing"], answer["rejected_count"]
+            );
+            for r in answer["rejected"].as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "  {}: {}\n",
+                    r["at"].as_str().unwrap_or("?"),
+                    r["error"].as_str().unwrap_or("?")
+                ));
+            }
+            Ok(text)
+        }
+        _ => Ok(String::new()),
+    }
 }
 
 /// Asks the running sidecar's health route; any answer from it means the process serves.

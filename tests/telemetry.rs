@@ -39,7 +39,10 @@ fn start_runner(dir: &std::path::Path, blob: &str) -> Runner {
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
         .expect("python3");
-    let python = String::from_utf8(python.stdout).expect("utf8").trim().to_string();
+    let python = String::from_utf8(python.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
     let exe = dir.join("llama-server");
     std::os::unix::fs::symlink(&python, &exe).expect("symlink");
     let code = "import sys, time\nb = bytearray(200 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\ntime.sleep(600)";
@@ -49,7 +52,9 @@ fn start_runner(dir: &std::path::Path, blob: &str) -> Runner {
         .spawn()
         .expect("stand-in runner starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
     assert_eq!(line.trim(), "ready");
     Runner(child)
 }
@@ -59,10 +64,24 @@ async fn a_call_records_the_memory_of_its_models_runner() {
     let dir = tempfile::tempdir().expect("tempdir");
     let blob = format!("{}/blobs/sha256-{}", dir.path().display(), "ab".repeat(32));
     let runner = start_runner(dir.path(), &blob);
-    let model = FakeModel { blob_path: blob.clone(), loaded: true, ..FakeModel::new("photo-rater:latest") };
-    let fake = FakeOllama::start_with(FakeConfig { models: vec![model], ..FakeConfig::default() }).await;
-    let app = TestApp::start_with(&fake.url(), |c| c.telemetry_interval = Duration::from_millis(50)).await;
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let model = FakeModel {
+        blob_path: blob.clone(),
+        loaded: true,
+        ..FakeModel::new("photo-rater:latest")
+    };
+    let fake = FakeOllama::start_with(FakeConfig {
+        models: vec![model],
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start_with(&fake.url(), |c| {
+        c.telemetry_interval = Duration::from_millis(50)
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     // Wait until the sampler has mapped the runner to its model.
     let mut system = Value::Null;
     for _ in 0..200 {
@@ -75,13 +94,21 @@ async fn a_call_records_the_memory_of_its_models_runner() {
             .await
             .expect("json");
         if system.to_string().contains(&runner.0.id().to_string())
-            && system["loaded_models"].as_array().is_some_and(|m| m.iter().any(|m| !m["runner_pid"].is_null()))
+            && system["loaded_models"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| !m["runner_pid"].is_null()))
         {
             break;
         }
-        app.running().telemetry.wait_for_ticks(app.running().telemetry.ticks() + 1).await;
+        app.running()
+            .telemetry
+            .wait_for_ticks(app.running().telemetry.ticks() + 1)
+            .await;
     }
-    assert!(system.to_string().contains(&runner.0.id().to_string()), "runner not found: {system:#}");
+    assert!(
+        system.to_string().contains(&runner.0.id().to_string()),
+        "runner not found: {system:#}"
+    );
     let resp = http
         .post(format!("{}/api/generate", app.url))
         .json(&json!({"model": "photo-rater", "prompt": "rate this", "stream": false}))
@@ -92,7 +119,10 @@ async fn a_call_records_the_memory_of_its_models_runner() {
     resp.bytes().await.expect("body");
     let truth = rss_mb(runner.0.id());
     let records = app.wait_records(1).await;
-    let record = records.iter().find(|r| r.model == "photo-rater").expect("record");
+    let record = records
+        .iter()
+        .find(|r| r.model == "photo-rater")
+        .expect("record");
     let measured = record.ollama_rss_mb.expect("ollama_rss_mb is known");
     assert!(
         (measured - truth).abs() <= 0.1 * truth,
@@ -112,13 +142,30 @@ async fn a_call_records_the_memory_of_its_models_runner() {
 #[tokio::test]
 async fn recommend_excludes_a_model_that_does_not_fit_the_vram_and_says_why() {
     // The fake reports the big model loaded with 30 GB in VRAM; the small one with 2 GB.
-    let big = FakeModel { size_vram_bytes: 30 << 30, size_bytes: 20 << 30, ..FakeModel::new("big:70b") };
-    let small = FakeModel { size_vram_bytes: 2 << 30, ..FakeModel::new("small:3b") };
-    let fake = FakeOllama::start_with(FakeConfig { models: vec![big, small], ..FakeConfig::default() }).await;
-    let app = TestApp::start_with(&fake.url(), |c| c.telemetry_interval = Duration::from_millis(50)).await;
+    let big = FakeModel {
+        size_vram_bytes: 30 << 30,
+        size_bytes: 20 << 30,
+        ..FakeModel::new("big:70b")
+    };
+    let small = FakeModel {
+        size_vram_bytes: 2 << 30,
+        ..FakeModel::new("small:3b")
+    };
+    let fake = FakeOllama::start_with(FakeConfig {
+        models: vec![big, small],
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start_with(&fake.url(), |c| {
+        c.telemetry_interval = Duration::from_millis(50)
+    })
+    .await;
     let telemetry = app.running().telemetry.clone();
     telemetry.wait_for_ticks(3).await;
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     for model in ["big:70b", "small:3b"] {
         for _ in 0..10 {
             let body = json!({"model_name": model, "operation": "rate", "processing_time_ms": 100, "success": true});
@@ -132,7 +179,10 @@ async fn recommend_excludes_a_model_that_does_not_fit_the_vram_and_says_why() {
         }
     }
     let rec: Value = http
-        .get(format!("{}/api/model-performance/recommend?available_vram_gb=16", app.url))
+        .get(format!(
+            "{}/api/model-performance/recommend?available_vram_gb=16",
+            app.url
+        ))
         .send()
         .await
         .expect("recommend")
@@ -147,6 +197,9 @@ async fn recommend_excludes_a_model_that_does_not_fit_the_vram_and_says_why() {
         .find(|e| e["model"] == "big:70b")
         .expect("big excluded");
     let reason = big["reason"].as_str().expect("reason");
-    assert!(reason.contains("VRAM") && reason.contains("measured"), "{reason}");
+    assert!(
+        reason.contains("VRAM") && reason.contains("measured"),
+        "{reason}"
+    );
     app.stop().await;
 }
