@@ -53,6 +53,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route(&format!("{base}/health"), get(health::health))
         .route(&format!("{base}/system"), get(health::system))
+        .route("/metrics", get(health::metrics))
         .route(&format!("{base}/record"), post(records::record))
         .route(&format!("{base}/import"), post(records::import))
         .route(

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::history::History;
+use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyConfig, ProxyState};
 use crate::quality::QualityRules;
 use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
@@ -131,6 +132,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         Telemetry::disabled()
     };
+    let metrics = Arc::new(Metrics::new());
     let proxy_state = ProxyState::new(
         &ProxyConfig {
             upstream: config.upstream.clone(),
@@ -143,6 +145,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder.clone(),
         quality,
         telemetry.clone(),
+        metrics.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     let api_router = api::router(ApiState {
@@ -155,6 +158,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let proxy_router = Router::new()
         .fallback(proxy::handle)
         .with_state(proxy_state);
+    let counted = axum::middleware::from_fn_with_state(metrics, count_requests);
+    let (api_router, proxy_router) = (
+        api_router.layer(counted.clone()),
+        proxy_router.layer(counted),
+    );
 
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -199,6 +207,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         servers,
         recorder_task,
     })
+}
+
+/// Counts every request by its endpoint class and status, for `/metrics`.
+async fn count_requests(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let class = crate::metrics::endpoint_class(request.method().as_str(), request.uri().path());
+    let response = next.run(request).await;
+    metrics.observe_request(class, response.status().as_u16());
+    response
 }
 
 /// Serves until the shutdown signal, then gives open calls `SHUTDOWN_GRACE` to finish.

@@ -21,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod history;
+pub mod metrics;
 pub mod proxy;
 pub mod quality;
 pub mod recommend;

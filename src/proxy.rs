@@ -21,6 +21,7 @@ use axum::response::Response;
 use chrono::Utc;
 use http_body_util::BodyExt;
 
+use crate::metrics::Metrics;
 use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record};
 use crate::recorder::Recorder;
@@ -47,6 +48,7 @@ struct Inner {
     max_body_bytes: u64,
     limits: DecodeLimits,
     telemetry: Telemetry,
+    metrics: Arc<Metrics>,
 }
 
 /// Settings of the proxy.
@@ -73,6 +75,7 @@ impl ProxyState {
         recorder: Recorder,
         quality: Arc<QualityRules>,
         telemetry: Telemetry,
+        metrics: Arc<Metrics>,
     ) -> Result<ProxyState, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -98,6 +101,7 @@ impl ProxyState {
                     parse_bytes: usize::try_from(config.max_parse_bytes).unwrap_or(usize::MAX),
                 },
                 telemetry,
+                metrics,
             }),
         })
     }
@@ -110,6 +114,11 @@ impl ProxyState {
     /// The upstream base URL.
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    /// The metrics the proxy feeds.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The telemetry handle (memory of the models).
@@ -212,6 +221,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         api,
         explicit_operation.is_some(),
         inner.telemetry.clone(),
+        inner.metrics.clone(),
     );
     let record_id = HeaderValue::from_str(meter.id()).ok();
 

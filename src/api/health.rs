@@ -80,3 +80,24 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
 pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::SystemSnapshot> {
     Json(state.proxy.telemetry().snapshot())
 }
+
+/// `GET /metrics`: Prometheus text format: per-model GenAI histograms and ollameter's own
+/// counters.
+pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::IntoResponse {
+    let stats = state.recorder.stats();
+    let snapshot = crate::metrics::RecorderSnapshot {
+        written: stats.written.load(Ordering::Relaxed),
+        dropped: stats.dropped.load(Ordering::Relaxed),
+        queue_depth: state.recorder.queue_depth() as u64,
+        commits: stats.commits.load(Ordering::Relaxed),
+        commit_seconds_total: stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
+        last_commit_seconds: stats.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        state.proxy.metrics().render(&snapshot),
+    )
+}

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::decode::{Api, Decoder, Format, ResponseFacts};
+use crate::metrics::Metrics;
 use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record};
 use crate::recorder::Recorder;
@@ -46,6 +47,11 @@ pub struct Meter {
     last_content: Option<Instant>,
     telemetry: Telemetry,
     mark: SampleMark,
+    metrics: Arc<Metrics>,
+    /// When the request went to the upstream: the time before it is ollameter's own.
+    upstream_sent: Option<Instant>,
+    /// When the upstream's body ended (or failed).
+    upstream_done: Option<Instant>,
 }
 
 /// Limits for decoding an answer.
@@ -67,11 +73,15 @@ impl Meter {
         api: Api,
         operation_explicit: bool,
         telemetry: Telemetry,
+        metrics: Arc<Metrics>,
     ) -> Meter {
         let mark = telemetry.mark();
         Meter {
             telemetry,
             mark,
+            metrics,
+            upstream_sent: None,
+            upstream_done: None,
             record: Some(record),
             recorder,
             quality,
@@ -88,6 +98,11 @@ impl Meter {
     /// The record's id, for the `X-Ollameter-Record-Id` header.
     pub fn id(&self) -> &str {
         self.record.as_ref().map_or("", |r| r.id.as_str())
+    }
+
+    /// The request is about to be sent upstream.
+    pub fn upstream_sent(&mut self) {
+        self.upstream_sent = Some(Instant::now());
     }
 
     /// The upstream's response headers arrived: prepare to read its body.
@@ -239,6 +254,13 @@ impl Meter {
         record.gpu_memory_peak_mb = memory.gpu_memory_peak_mb;
         record.vram_mb = memory.vram_mb;
         record.gpu_free_mb = memory.gpu_free_mb;
+        self.metrics.observe_record(&record);
+        if let (Some(sent), Some(done)) = (self.upstream_sent, self.upstream_done) {
+            // ollameter's own share: reading and parsing the request before it went
+            // upstream, and finishing the record after the upstream's body ended.
+            let own = sent.saturating_duration_since(self.started) + done.elapsed();
+            self.metrics.observe_proxy_overhead(own.as_secs_f64());
+        }
         tracing::info!(
             record_id = %record.id,
             model = %record.model,
