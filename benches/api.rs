@@ -33,14 +33,14 @@ fn record(i: usize, models: usize, now_ms: i64, span_ms: i64) -> Record {
         format!("bench-{i}"),
         Utc.timestamp_millis_opt(ts).single().unwrap_or_default(),
         format!("model-{m:02}:{}b", 1 + m % 9),
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             "photo_evaluation".into()
         } else {
             "chat".into()
         },
         "/api/chat".into(),
     );
-    r.success = h % 50 != 0;
+    r.success = !h.is_multiple_of(50);
     r.stream = true;
     r.processing_time_ms = 200.0 + 40.0 * m as f64 + 300.0 * jitter;
     r.ttft_ms = Some(50.0 + 10.0 * jitter);
@@ -48,7 +48,7 @@ fn record(i: usize, models: usize, now_ms: i64, span_ms: i64) -> Record {
     r.prompt_tokens = Some(30);
     r.tokens_per_second = Some(20.0 + 60.0 * jitter);
     r.prompt_tokens_per_second = Some(500.0);
-    r.quality_score = if h % 4 == 0 {
+    r.quality_score = if h.is_multiple_of(4) {
         Some(1.0 + 4.0 * jitter)
     } else {
         None

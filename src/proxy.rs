@@ -28,7 +28,7 @@ use crate::recorder::Recorder;
 use crate::telemetry::Telemetry;
 use classify::{classify, default_operation, is_openai_shape, request_facts};
 use error::error_response;
-use meter::{DecodeLimits, Meter, MeteredStream, error_chain};
+use meter::{DecodeLimits, Meter, MeteredStream, Sinks, error_chain};
 
 /// The response header that names the record of an instrumented call.
 pub const RECORD_ID_HEADER: &str = "x-ollameter-record-id";
@@ -42,13 +42,10 @@ pub struct ProxyState {
 struct Inner {
     client: reqwest::Client,
     upstream: String,
-    recorder: Recorder,
-    quality: Arc<QualityRules>,
+    sinks: Sinks,
     operation_header: axum::http::HeaderName,
     max_body_bytes: u64,
     limits: DecodeLimits,
-    telemetry: Telemetry,
-    metrics: Arc<Metrics>,
 }
 
 /// Settings of the proxy.
@@ -91,8 +88,12 @@ impl ProxyState {
             inner: Arc::new(Inner {
                 client,
                 upstream: config.upstream.clone(),
-                recorder,
-                quality,
+                sinks: Sinks {
+                    recorder,
+                    quality,
+                    telemetry,
+                    metrics,
+                },
                 operation_header,
                 max_body_bytes: config.max_body_bytes,
                 limits: DecodeLimits {
@@ -100,8 +101,6 @@ impl ProxyState {
                         .unwrap_or(usize::MAX),
                     parse_bytes: usize::try_from(config.max_parse_bytes).unwrap_or(usize::MAX),
                 },
-                telemetry,
-                metrics,
             }),
         })
     }
@@ -118,12 +117,12 @@ impl ProxyState {
 
     /// The metrics the proxy feeds.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
+        &self.inner.sinks.metrics
     }
 
     /// The telemetry handle (memory of the models).
     pub fn telemetry(&self) -> &Telemetry {
-        &self.inner.telemetry
+        &self.inner.sinks.telemetry
     }
 }
 
@@ -215,13 +214,10 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     record.request_bytes = bytes.len() as u64;
     let mut meter = Meter::new(
         record,
-        inner.recorder.clone(),
-        inner.quality.clone(),
+        inner.sinks.clone(),
         started,
         api,
         explicit_operation.is_some(),
-        inner.telemetry.clone(),
-        inner.metrics.clone(),
     );
     let record_id = HeaderValue::from_str(meter.id()).ok();
 

@@ -32,11 +32,24 @@ enum End {
     Dropped,
 }
 
+/// Where a finished record goes and what it is scored and measured with: shared by all
+/// calls.
+#[derive(Clone)]
+pub struct Sinks {
+    /// The queue to the store.
+    pub recorder: Recorder,
+    /// Quality rules.
+    pub quality: Arc<QualityRules>,
+    /// Memory of the models.
+    pub telemetry: Telemetry,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Owns one call's record until it is submitted.
 pub struct Meter {
     record: Option<Record>,
-    recorder: Recorder,
-    quality: Arc<QualityRules>,
+    sinks: Sinks,
     started: Instant,
     api: Api,
     /// The client named its operation; a load-only call keeps it then.
@@ -45,9 +58,7 @@ pub struct Meter {
     format: Format,
     first_content: Option<Instant>,
     last_content: Option<Instant>,
-    telemetry: Telemetry,
     mark: SampleMark,
-    metrics: Arc<Metrics>,
     /// When the request went to the upstream: the time before it is ollameter's own.
     upstream_sent: Option<Instant>,
     /// When the upstream's body ended (or failed).
@@ -67,24 +78,18 @@ impl Meter {
     /// Starts metering a call whose request arrived at `started`.
     pub fn new(
         record: Record,
-        recorder: Recorder,
-        quality: Arc<QualityRules>,
+        sinks: Sinks,
         started: Instant,
         api: Api,
         operation_explicit: bool,
-        telemetry: Telemetry,
-        metrics: Arc<Metrics>,
     ) -> Meter {
-        let mark = telemetry.mark();
+        let mark = sinks.telemetry.mark();
         Meter {
-            telemetry,
+            sinks,
             mark,
-            metrics,
             upstream_sent: None,
             upstream_done: None,
             record: Some(record),
-            recorder,
-            quality,
             started,
             api,
             operation_explicit,
@@ -118,7 +123,7 @@ impl Meter {
         };
         record.http_status = Some(status);
         record.stream = matches!(self.format, Format::Ndjson | Format::Sse);
-        let capture = if self.quality.applies(&record.operation, &record.model) {
+        let capture = if self.sinks.quality.applies(&record.operation, &record.model) {
             limits.capture_bytes
         } else {
             0
@@ -231,7 +236,8 @@ impl Meter {
         record.error_message = message.map(truncate);
         if success && !facts.text.is_empty() {
             record.quality_score =
-                self.quality
+                self.sinks
+                    .quality
                     .extract(&record.operation, &record.model, &facts.text);
         }
         if !self.operation_explicit
@@ -247,19 +253,19 @@ impl Meter {
     fn submit(&self, mut record: Record) {
         // The model's memory at the end of the call and its peak while it ran: a short
         // read of the sampler's latest figures, no I/O.
-        let memory = self.telemetry.model_memory(&record.model, self.mark);
+        let memory = self.sinks.telemetry.model_memory(&record.model, self.mark);
         record.ollama_rss_mb = memory.ollama_rss_mb;
         record.ollama_rss_peak_mb = memory.ollama_rss_peak_mb;
         record.gpu_memory_mb = memory.gpu_memory_mb;
         record.gpu_memory_peak_mb = memory.gpu_memory_peak_mb;
         record.vram_mb = memory.vram_mb;
         record.gpu_free_mb = memory.gpu_free_mb;
-        self.metrics.observe_record(&record);
+        self.sinks.metrics.observe_record(&record);
         if let (Some(sent), Some(done)) = (self.upstream_sent, self.upstream_done) {
             // ollameter's own share: reading and parsing the request before it went
             // upstream, and finishing the record after the upstream's body ended.
             let own = sent.saturating_duration_since(self.started) + done.elapsed();
-            self.metrics.observe_proxy_overhead(own.as_secs_f64());
+            self.sinks.metrics.observe_proxy_overhead(own.as_secs_f64());
         }
         tracing::info!(
             record_id = %record.id,
@@ -273,7 +279,7 @@ impl Meter {
             tokens_per_second = record.tokens_per_second,
             "inference call"
         );
-        if !self.recorder.submit(record) {
+        if !self.sinks.recorder.submit(record) {
             tracing::warn!("recorder queue full: record dropped");
         }
     }
