@@ -8,6 +8,7 @@
 //! parsing), `input` (records written by hand or imported), `query` (read routes),
 //! `records` (write routes), `export`, `health`.
 
+pub mod auth;
 pub mod error;
 pub mod export;
 pub mod health;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub history: Arc<History>,
     /// When the sidecar started.
     pub started: Instant,
+    /// Who may call what.
+    pub access: Arc<auth::Access>,
 }
 
 /// The API's routes. Model names contain `/` (`hf.co/org/model:Q4_K_M`), so routes that
@@ -76,5 +79,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(&format!("{base}/clear-old"), post(records::clear_old))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            auth::guard,
+        ))
         .with_state(state)
 }

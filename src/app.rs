@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyConfig, ProxyState};
 use crate::quality::QualityRules;
 use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
+use crate::serve::ConnLimits;
 use crate::store::Store;
 use crate::telemetry::{Telemetry, TelemetryConfig};
 
@@ -60,6 +61,8 @@ pub struct Running {
     pub recorder: Recorder,
     /// The telemetry sampler's handle.
     pub telemetry: Telemetry,
+    /// The API's routes, for in-process requests (tests, the report).
+    pub api_router: Router,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     recorder_task: RecorderTask,
@@ -154,6 +157,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         db_path: Arc::new(config.db_path.clone()),
         history,
         started: Instant::now(),
+        access: Arc::new(crate::api::auth::Access {
+            admin_token: config.admin_token.clone(),
+            read_token: config.read_token.clone(),
+            protect_writes: config.protect_writes,
+        }),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)
@@ -177,6 +185,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             addr: config.listen,
             source,
         })?;
+    let api_router_copy = api_router.clone();
+    let limits = ConnLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        max_header_bytes: config.max_header_bytes,
+        grace: SHUTDOWN_GRACE,
+    };
     let mut servers = Vec::new();
     let api_addr = match config.api_listen {
         Some(addr) => {
@@ -184,14 +199,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let api_addr = api_listener
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            servers.push(serve(api_listener, api_router, shutdown_rx.clone()));
-            servers.push(serve(proxy_listener, proxy_router, shutdown_rx));
+            servers.push(serve(api_listener, api_router, limits, shutdown_rx.clone()));
+            servers.push(serve(proxy_listener, proxy_router, limits, shutdown_rx));
             api_addr
         }
         None => {
             servers.push(serve(
                 proxy_listener,
                 api_router.merge(proxy_router),
+                limits,
                 shutdown_rx,
             ));
             proxy_addr
@@ -203,6 +219,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         api_addr,
         recorder,
         telemetry,
+        api_router: api_router_copy,
         shutdown,
         servers,
         recorder_task,
@@ -221,31 +238,14 @@ async fn count_requests(
     response
 }
 
-/// Serves until the shutdown signal, then gives open calls `SHUTDOWN_GRACE` to finish.
+/// Serves until the shutdown signal, then gives open calls the grace period to finish.
 fn serve(
     listener: TcpListener,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
+    limits: ConnLimits,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut signal = shutdown.clone();
-        let graceful = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        });
-        tokio::select! {
-            result = graceful => {
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "server stopped with an error");
-                }
-            }
-            _ = async {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                tracing::warn!("grace period over: cutting the calls still open");
-            }
-        }
-    })
+    tokio::spawn(crate::serve::serve(listener, router, limits, shutdown))
 }
 
 /// Runs the sidecar until `signal` resolves, then shuts down in order.

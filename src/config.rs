@@ -43,6 +43,14 @@ pub const DEFAULT_MAX_AGE_DAYS: u64 = 90;
 /// Memory moves on the scale of seconds (a model loads, a context grows); sampling each
 /// second catches a call's peak without measurable cost.
 pub const DEFAULT_TELEMETRY_INTERVAL_MS: u64 = 1_000;
+/// A client has this long to send a request's headers: far more than any real client
+/// needs, short enough that slow-loris connections do not pile up.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+/// Connections per listener at once: well above what one Ollama serves in parallel, low
+/// enough to stay inside the default 1,024 file descriptors with the upstream side.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 512;
+/// Largest request head: 64 KiB holds any real client's headers; larger gets 431.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// Retention is cheap with the indexes; every five minutes keeps the store near its bounds.
 pub const DEFAULT_RETENTION_INTERVAL_S: u64 = 300;
 
@@ -74,6 +82,9 @@ pub struct RawConfig {
     /// `[telemetry]`
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// `[api]`
+    #[serde(default)]
+    pub api: RawApi,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.
@@ -98,6 +109,24 @@ pub struct RawServer {
     pub listen: Option<String>,
     /// Optional separate address for the API.
     pub api_listen: Option<String>,
+    /// Deadline for a client to send a request's headers.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Connections served at once.
+    pub max_connections: Option<u64>,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: Option<u64>,
+}
+
+/// `[api]`: who may use the sidecar's own API.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// Bearer token for destructive routes (and manual writes when protected).
+    pub admin_token: Option<String>,
+    /// Bearer token for reads; unset keeps reads open.
+    pub read_token: Option<String>,
+    /// Whether `POST /record` and `POST /import` need the admin token too.
+    pub protect_writes: Option<bool>,
 }
 
 /// `[upstream]`: the Ollama server.
@@ -230,6 +259,28 @@ pub struct Config {
     pub telemetry_server_pids: Vec<u32>,
     /// Ollama server process names given by hand.
     pub telemetry_process_names: Vec<String>,
+    /// Deadline for a request's headers.
+    #[serde(serialize_with = "ser_ms")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once per listener.
+    pub max_connections: usize,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Bearer token for destructive routes; never printed.
+    #[serde(serialize_with = "ser_secret")]
+    pub admin_token: Option<String>,
+    /// Bearer token for reads; never printed.
+    #[serde(serialize_with = "ser_secret")]
+    pub read_token: Option<String>,
+    /// Whether manual writes need the admin token.
+    pub protect_writes: bool,
+}
+
+fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("(set)"),
+        None => s.serialize_str("(unset)"),
+    }
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -282,6 +333,12 @@ pub const KEYS: &[&str] = &[
     "log.format",
     "telemetry.enabled",
     "telemetry.interval_ms",
+    "server.header_read_timeout_ms",
+    "server.max_connections",
+    "server.max_header_bytes",
+    "api.admin_token",
+    "api.read_token",
+    "api.protect_writes",
 ];
 
 /// Short environment names for the main settings, matching the flags.
@@ -481,6 +538,33 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.telemetry.interval_ms,
         DEFAULT_TELEMETRY_INTERVAL_MS,
     );
+    let header_read_timeout_ms = positive(
+        "server.header_read_timeout_ms",
+        raw.server.header_read_timeout_ms,
+        DEFAULT_HEADER_READ_TIMEOUT_MS,
+    );
+    let max_connections = positive(
+        "server.max_connections",
+        raw.server.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+    );
+    let max_header_bytes = positive(
+        "server.max_header_bytes",
+        raw.server.max_header_bytes,
+        DEFAULT_MAX_HEADER_BYTES,
+    );
+    for (key, token) in [
+        ("api.admin_token", &raw.api.admin_token),
+        ("api.read_token", &raw.api.read_token),
+    ] {
+        if let Some(t) = token
+            && (t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            problems.push(format!(
+                "{key}: use at least 16 characters without spaces (e.g. `openssl rand -hex 24`)"
+            ));
+        }
+    }
     let quality_capture_bytes = raw
         .proxy
         .quality_capture_bytes
@@ -551,6 +635,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 telemetry_interval: Duration::from_millis(telemetry_interval_ms),
                 telemetry_server_pids: raw.telemetry.server_pids.unwrap_or_default(),
                 telemetry_process_names: raw.telemetry.process_names.unwrap_or_default(),
+                header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+                max_connections: max_connections as usize,
+                max_header_bytes: max_header_bytes as usize,
+                admin_token: raw.api.admin_token,
+                read_token: raw.api.read_token,
+                protect_writes: raw.api.protect_writes.unwrap_or(false),
             })
         }
         _ => Err(ConfigError(problems)),

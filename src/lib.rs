@@ -27,6 +27,7 @@ pub mod quality;
 pub mod recommend;
 pub mod record;
 pub mod recorder;
+pub mod serve;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Destructive route without the right credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// Not from here: the route is for loopback clients only.
+    #[error("{0}")]
+    Forbidden(String),
     /// The body is over the API's limit.
     #[error("{0}")]
     TooLarge(String),
@@ -64,6 +67,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {

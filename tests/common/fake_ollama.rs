@@ -98,9 +98,14 @@ impl FakeOllama {
 
     /// Starts a fake on `127.0.0.1:0`, serving from a spawned task.
     pub async fn start_with(config: FakeConfig) -> FakeOllama {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        FakeOllama::start_at("127.0.0.1:0".parse().expect("address"), config).await
+    }
+
+    /// Starts a fake on a given address: a restart of an upstream that was stopped.
+    pub async fn start_at(addr: SocketAddr, config: FakeConfig) -> FakeOllama {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("bind a free loopback port");
+            .expect("bind the loopback address");
         let addr = listener.local_addr().expect("the listener has an address");
         let state = Arc::new(FakeState::default());
         let config = Arc::new(config);
