@@ -543,3 +543,67 @@ async fn openai_streams_without_usage_are_estimated_and_marked() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_upstream_output_passes_byte_for_byte_and_the_record_says_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers any request with a chunked NDJSON body of garbage.
+    let garbage: Vec<u8> = b"{\"response\":\"ok\",\"done\":false}\nnot json at all\n\xff\xfe{{{\n{\"done\":true,\"eval_count\":\"many\"}\n".to_vec();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", listener.local_addr().expect("addr"));
+    let body = garbage.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = s.write_all(head.as_bytes()).await;
+                for piece in body.chunks(7) {
+                    let _ = s
+                        .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                        .await;
+                    let _ = s.write_all(piece).await;
+                    let _ = s.write_all(b"\r\n").await;
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    let app = TestApp::start_with(&upstream, |c| c.telemetry_enabled = false).await;
+    let got = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "m", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(&got[..], &garbage[..], "passthrough unchanged");
+    let records = app.wait_records(1).await;
+    let message = records[0]
+        .error_message
+        .clone()
+        .expect("the record notes it");
+    assert!(
+        message.contains("could not be parsed") || message.contains("parse"),
+        "{message}"
+    );
+    app.stop().await;
+}
