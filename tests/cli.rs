@@ -77,3 +77,47 @@ fn config_check_lists_every_problem_and_fails() {
         assert!(err.contains(key), "{key} missing: {err}");
     }
 }
+
+#[test]
+fn the_shipped_config_file_is_valid_and_documents_every_key() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ollameter.toml");
+    let out = ollameter()
+        .args(["config", "check", "--config", file])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(file).expect("read");
+    for key in ollameter::config::KEYS {
+        let (section, leaf) = key.split_once('.').expect("section.key");
+        assert!(
+            text.contains(&format!("[{section}]")),
+            "[{section}] missing"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{leaf} ="))),
+            "{key} is not documented in config/ollameter.toml"
+        );
+    }
+}
+
+#[test]
+fn config_check_never_prints_tokens() {
+    let out = ollameter()
+        .args(["config", "check"])
+        .env("OLLAMETER_API_ADMIN_TOKEN", "supersecretadmintoken123")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("supersecretadmintoken123"));
+    assert!(text.contains("admin_token = \"(set)\""), "{text}");
+}
