@@ -3,14 +3,25 @@
 //!
 //! How the crate is laid out (dependencies flow down this list, never up):
 //!
-//! - [`app`]: wiring: store, recorder, routers, listeners, ordered shutdown.
+//! - [`app`]: wiring: store, history, recorder, telemetry, metrics, routers, listeners,
+//!   and the ordered shutdown.
+//! - [`serve`]: the accept loop both listeners run (header timeout, connection cap,
+//!   peer address, graceful cut).
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`].
-//! - [`api`]: the sidecar's own routes under `/api/model-performance/` (health, ...).
+//! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...).
+//! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
+//!   with the token rules for destructive routes.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
 //!   answers: any split of the bytes gives the same facts.
 //! - [`quality`]: configurable rules that read a quality score from an answer.
+//! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
+//! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
+//!   `/api/ps`, and each model's VRAM need.
+//! - [`recommend`]: scoring, rankings and the VRAM-aware recommendation (pure).
+//! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
+//! - [`history`]: the in-memory, time-sorted samples per model that the API reads.
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
 //! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
 //! - [`record`]: the record of one call, shared by all of the above.
