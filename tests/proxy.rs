@@ -607,3 +607,51 @@ async fn malformed_upstream_output_passes_byte_for_byte_and_the_record_says_so()
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn quality_rules_read_the_score_from_the_answer() {
+    use ollameter::quality::QualityRuleConfig;
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start_with(&fake.url(), |c| {
+        c.quality_rules = vec![
+            QualityRuleConfig {
+                operation: Some("photo_evaluation".into()),
+                json_pointer: Some("/score".into()),
+                ..QualityRuleConfig::default()
+            },
+            QualityRuleConfig {
+                operation: Some("ten_point".into()),
+                json_pointer: Some("/score".into()),
+                scale_min: Some(0.0),
+                scale_max: Some(10.0),
+                ..QualityRuleConfig::default()
+            },
+        ];
+    })
+    .await;
+    let c = client();
+    for (operation, prompt, stream) in [
+        ("photo_evaluation", "rate this photo SCORE=4", true),
+        ("photo_evaluation", "rate this photo SCORE=4.5", false),
+        ("ten_point", "rate SCORE=5", true),
+        ("photo_evaluation", "rate this photo SCORE=9", true),
+        ("chat", "no rule applies SCORE=3", true),
+    ] {
+        c.post(format!("{}/api/generate", app.url))
+            .header("X-Operation", operation)
+            .json(&json!({"model": "llava:7b", "prompt": prompt, "stream": stream}))
+            .send()
+            .await
+            .expect("send")
+            .bytes()
+            .await
+            .expect("body");
+    }
+    let records = app.wait_records(5).await;
+    let scores: Vec<Option<f64>> = records.iter().map(|r| r.quality_score).collect();
+    // 4 and 4.5 as given; 5 of 10 maps onto 3 of 1..5; 9 is off the 1..5 scale; no rule
+    // for chat.
+    assert_eq!(scores, vec![Some(4.0), Some(4.5), Some(3.0), None, None]);
+    assert!(records.iter().all(|r| r.success));
+    app.stop().await;
+}
