@@ -14,9 +14,10 @@ use super::ApiState;
 const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The health answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when the upstream or the store is failing.
+    #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     /// The upstream's base URL.
     pub upstream: String,
@@ -37,10 +38,17 @@ pub struct Health {
     /// Seconds since start.
     pub uptime_s: u64,
     /// ollameter's version.
+    #[schema(value_type = String)]
     pub version: &'static str,
 }
 
 /// The health handler. Always 200: the sidecar answers; `status` says how it is.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/health",
+    tag = "meta",
+    responses((status = 200, description = "The sidecar answers; `status` says how it is", body = Health))
+)]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     let probe = state
         .proxy
