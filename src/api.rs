@@ -6,13 +6,15 @@
 //!
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
 //! parsing), `input` (records written by hand or imported), `query` (read routes),
-//! `records` (write routes), `export`, `health`.
+//! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
+//! from the handlers' attributes).
 
 pub mod auth;
 pub mod error;
 pub mod export;
 pub mod health;
 pub mod input;
+pub mod openapi;
 pub mod params;
 pub mod query;
 pub mod records;
@@ -23,7 +25,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::history::History;
 use crate::proxy::ProxyState;
@@ -49,39 +53,85 @@ pub struct ApiState {
     pub access: Arc<auth::Access>,
 }
 
+/// The prefix of every API route.
+pub const BASE: &str = "/api/model-performance";
+
 /// The API's routes. Model names contain `/` (`hf.co/org/model:Q4_K_M`), so routes that
 /// take one use a catch-all segment.
 pub fn router(state: ApiState) -> Router {
-    let base = "/api/model-performance";
-    Router::new()
-        .route(&format!("{base}/health"), get(health::health))
-        .route(&format!("{base}/system"), get(health::system))
-        .route("/metrics", get(health::metrics))
-        .route(&format!("{base}/record"), post(records::record))
-        .route(&format!("{base}/import"), post(records::import))
-        .route(
-            &format!("{base}/records/{{id}}/quality"),
-            post(records::set_quality),
-        )
-        .route(&format!("{base}/statistics"), get(query::all_statistics))
-        .route(
-            &format!("{base}/statistics/{{*model}}"),
-            get(query::model_statistics),
-        )
-        .route(&format!("{base}/compare"), post(query::compare))
-        .route(&format!("{base}/recommend"), get(query::recommend))
-        .route(&format!("{base}/trend/{{*model}}"), get(query::trend))
-        .route(&format!("{base}/insights"), get(query::insights))
-        .route(&format!("{base}/export"), get(export::export))
-        .route(
-            &format!("{base}/clear/{{*model}}"),
-            delete(records::clear_model),
-        )
-        .route(&format!("{base}/clear-old"), post(records::clear_old))
+    routes()
+        .router
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),
             auth::guard,
         ))
         .with_state(state)
+}
+
+/// Every (method, path) the API serves, paths in axum's syntax (`{*model}` for a
+/// catch-all). The OpenAPI test compares it with the document, so a route added without
+/// documentation fails it.
+pub fn served_routes() -> Vec<(Method, String)> {
+    routes().served
+}
+
+/// The routes, each added through [`Routes`] so that [`served_routes`] knows it.
+fn routes() -> Routes {
+    Routes::default()
+        .get("/health", health::health)
+        .get("/system", health::system)
+        .unprefixed_get("/metrics", health::metrics)
+        .post("/record", records::record)
+        .post("/import", records::import)
+        .post("/records/{id}/quality", records::set_quality)
+        .get("/statistics", query::all_statistics)
+        .get("/statistics/{*model}", query::model_statistics)
+        .post("/compare", query::compare)
+        .get("/recommend", query::recommend)
+        .get("/trend/{*model}", query::trend)
+        .get("/insights", query::insights)
+        .get("/export", export::export)
+        .delete("/clear/{*model}", records::clear_model)
+        .post("/clear-old", records::clear_old)
+        .get("/openapi.json", openapi::openapi_json)
+}
+
+/// A router that remembers what it serves.
+#[derive(Default)]
+struct Routes {
+    router: Router<ApiState>,
+    served: Vec<(Method, String)>,
+}
+
+impl Routes {
+    fn add(mut self, method: Method, path: &str, route: MethodRouter<ApiState>) -> Routes {
+        let path = format!("{BASE}{path}");
+        self.router = self.router.route(&path, route);
+        self.served.push((method, path));
+        self
+    }
+
+    /// A route outside the API's prefix (`/metrics`, where Prometheus looks by default).
+    fn unprefixed_get<H: Handler<T, ApiState>, T: 'static>(
+        mut self,
+        path: &str,
+        handler: H,
+    ) -> Routes {
+        self.router = self.router.route(path, get(handler));
+        self.served.push((Method::GET, path.to_string()));
+        self
+    }
+
+    fn get<H: Handler<T, ApiState>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.add(Method::GET, path, get(handler))
+    }
+
+    fn post<H: Handler<T, ApiState>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.add(Method::POST, path, post(handler))
+    }
+
+    fn delete<H: Handler<T, ApiState>, T: 'static>(self, path: &str, handler: H) -> Routes {
+        self.add(Method::DELETE, path, delete(handler))
+    }
 }

@@ -56,7 +56,9 @@ pub const BALANCED_WEIGHTS_WITHOUT_QUALITY: Weights = Weights {
 };
 
 /// What the recommendation optimises.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Lowest median processing time.
@@ -146,7 +148,7 @@ impl FromStr for Priority {
 }
 
 /// Where a VRAM need came from. Serialized lowercase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VramSource {
     /// Measured by telemetry while the model was loaded.
@@ -169,7 +171,7 @@ impl VramSource {
 }
 
 /// How much VRAM a model needs, and how that is known.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VramNeed {
     /// MiB.
     pub mb: f64,
@@ -225,7 +227,7 @@ impl Default for RecommendParams {
 }
 
 /// The weights of the balanced score.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Weights {
     /// Weight of the speed score.
     pub speed: f64,
@@ -236,7 +238,7 @@ pub struct Weights {
 }
 
 /// A candidate's three scores, each in `0..=1`, higher better.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComponentScores {
     /// `min_p50 / p50`.
     pub speed: f64,
@@ -247,7 +249,7 @@ pub struct ComponentScores {
 }
 
 /// The figures behind a candidate's scores.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Figures {
     /// Operations in the window.
     pub total_operations: u64,
@@ -271,7 +273,7 @@ pub struct Figures {
 }
 
 /// A qualifying candidate, scored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScoredModel {
     /// 1 for the best.
     pub rank: usize,
@@ -286,7 +288,9 @@ pub struct ScoredModel {
 }
 
 /// Why a candidate was left out. Serialized snake_case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ExclusionKind {
     /// Fewer than `min_operations` operations.
@@ -302,7 +306,7 @@ pub enum ExclusionKind {
 }
 
 /// A candidate that was left out, with every reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Excluded {
     /// The model.
     pub model: String,
@@ -313,7 +317,7 @@ pub struct Excluded {
 }
 
 /// A known VRAM need, named.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KnownVramNeed {
     /// The model.
     pub model: String,
@@ -324,7 +328,7 @@ pub struct KnownVramNeed {
 }
 
 /// Which VRAM figures the answer knew.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VramReport {
     /// The budget in MiB, when one was given.
     pub available_mb: Option<f64>,
@@ -335,7 +339,7 @@ pub struct VramReport {
 }
 
 /// The prior the quality adjustment used.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualityPrior {
     /// [`QUALITY_PRIOR_MEAN`].
     pub mean: f64,
@@ -344,7 +348,7 @@ pub struct QualityPrior {
 }
 
 /// `/recommend`'s answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recommendation {
     /// What was optimised.
     pub priority: Priority,
@@ -848,7 +852,7 @@ fn nothing_qualifies(
 }
 
 /// The best model by one statistic, and that statistic's value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ranking {
     /// The model.
     pub model: String,
@@ -859,7 +863,7 @@ pub struct Ranking {
 }
 
 /// The winners of `/compare`; each is null when no compared model has the data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rankings {
     /// Lowest p50 processing time.
     pub fastest: Option<Ranking>,
@@ -876,7 +880,7 @@ pub struct Rankings {
 }
 
 /// `/compare`'s answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// Each model's statistics, keyed by name.
     pub models: BTreeMap<String, ModelStatistics>,
@@ -885,7 +889,8 @@ pub struct Comparison {
 }
 
 /// The model with the best `key` (lowest when `lower_is_better`), ties to more operations,
-/// then name.
+/// then name. Only finite values count: a [`Ranking`]'s `value` is a number in the API, and
+/// JSON has no infinity (serde writes it as null).
 fn best_by(
     stats: &[ModelStatistics],
     statistic: &'static str,
@@ -894,7 +899,7 @@ fn best_by(
 ) -> Option<Ranking> {
     stats
         .iter()
-        .filter_map(|s| key(s).filter(|v| !v.is_nan()).map(|v| (s, v)))
+        .filter_map(|s| key(s).filter(|v| v.is_finite()).map(|v| (s, v)))
         .min_by(|(a, x), (b, y)| {
             let by_value = if lower_is_better {
                 x.total_cmp(y)
@@ -1474,6 +1479,19 @@ mod tests {
         assert_eq!(v["models"]["x"]["total_operations"], 1);
         let empty = compare(Vec::new());
         assert_eq!(empty.rankings.most_reliable, None);
+    }
+
+    #[test]
+    fn rankings_skip_values_json_cannot_carry() {
+        let mut s = stats_of("inf", &[Sample::new(0, 0, true, 5.0)]);
+        s.tokens_per_second.p50 = Some(f64::INFINITY);
+        let mut t = stats_of("ok", &[Sample::new(0, 0, true, 5.0)]);
+        t.tokens_per_second.p50 = Some(10.0);
+        let c = compare(vec![s.clone()]);
+        assert_eq!(c.rankings.highest_throughput, None);
+        let c = compare(vec![s, t]);
+        let best = c.rankings.highest_throughput.unwrap();
+        assert_eq!((best.model.as_str(), best.value), ("ok", 10.0));
     }
 
     /// A million samples over 50 models through the whole recommend path, to show the code

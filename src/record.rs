@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Why a call failed. Stored and served as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Ollama answered with an error status before the first chunk (4xx/5xx).
@@ -57,7 +57,7 @@ impl ErrorKind {
 }
 
 /// Where a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Measured by the proxy on a call it forwarded.
@@ -93,7 +93,7 @@ impl Source {
 /// One inference call, measured. Durations are milliseconds (`f64`, so sub-millisecond
 /// precision survives), token counts are plain counts, memory is MiB ("MB" in names, as
 /// the earlier system called it). `None` means unknown, never zero.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     /// UUIDv7, or the client's `X-Request-Id` when it sent one.
     pub id: String,

@@ -508,3 +508,77 @@ async fn quality_can_be_attached_to_a_proxied_call_and_data_cleared() {
     assert!(api.app.records().await.is_empty());
     drop(fake);
 }
+
+/// Found by checking answers against the OpenAPI document: a path parameter that is not
+/// UTF-8 was axum's plain-text 400, not the API's `{"error"}`.
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_is_a_json_400_naming_it() {
+    let (api, _fake) = Api::start().await;
+    for (method, path, name) in [
+        (reqwest::Method::GET, "/statistics/%FF", "model"),
+        (reqwest::Method::GET, "/trend/a%C3", "model"),
+        (reqwest::Method::DELETE, "/clear/%FF%FE", "model"),
+        (reqwest::Method::POST, "/records/%FF/quality", "id"),
+    ] {
+        let resp = api
+            .http
+            .request(method.clone(), api.url(path))
+            .json(&json!({"quality_score": 3}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 400, "{method} {path}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: Value = resp.json().await.expect("json");
+        assert!(
+            body["error"].as_str().expect("message").contains(name),
+            "{method} {path}: {body}"
+        );
+    }
+}
+
+/// Found by schemathesis' sub-millisecond processing times: the throughput derived from
+/// them was absurd (5e303 tokens/s, or infinite), so `/compare` ranked it with a `value` of
+/// null where the document promises a number, and its export could not be imported back.
+#[tokio::test]
+async fn a_sub_millisecond_record_keeps_rankings_numeric_and_its_export_importable() {
+    let (api, fake) = Api::start().await;
+    let (status, _) = api
+        .post(
+            "/record",
+            &json!({"model_name": "quick:1b", "operation": "chat", "processing_time_ms": 1e-300,
+                    "tokens_generated": 5}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, cmp) = api.post("/compare", &json!({"models": ["quick:1b"]})).await;
+    assert_eq!(status, 200, "{cmp}");
+    for (name, ranking) in cmp["rankings"].as_object().expect("rankings") {
+        assert!(
+            ranking.is_null() || ranking["value"].is_number(),
+            "{name}: {ranking}"
+        );
+    }
+    let export = api
+        .http
+        .get(api.url("/export?format=ndjson"))
+        .send()
+        .await
+        .expect("export")
+        .bytes()
+        .await
+        .expect("body");
+    let other = TestApp::start(&fake.url()).await;
+    let report: Value = api
+        .http
+        .post(format!("{}{BASE}/import?format=ndjson", other.url))
+        .body(export)
+        .send()
+        .await
+        .expect("import")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["imported"], 1, "{report}");
+    other.stop().await;
+}

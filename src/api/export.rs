@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::Utc;
 
 use super::ApiState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::Params;
 use crate::record::{FIELD_NAMES, Record};
 use crate::store::Store;
@@ -25,7 +25,48 @@ enum Format {
     Csv,
 }
 
+/// `/export`'s query parameters (documentation; read through [`Params`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// The format; `json` when absent.
+    #[param(inline)]
+    pub format: Option<ExportFormat>,
+    /// Only this model's records.
+    pub model: Option<String>,
+    /// Only records of the last this many hours (above 0, at most 87600).
+    #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
+    pub duration_hours: Option<f64>,
+}
+
+/// A format `/export` writes.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One JSON array of records.
+    Json,
+    /// One record per line.
+    Ndjson,
+    /// A header of the record's field names, then one row per record.
+    Csv,
+}
+
 /// The export handler.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/export",
+    tag = "records",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The records, oldest first, streamed as they are read",
+         content(
+            (Vec<Record> = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "A bad query parameter, named", body = ErrorBody),
+    )
+)]
 pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Response, ApiError> {
     let format = match params.text("format").unwrap_or("json") {
         "json" => Format::Json,

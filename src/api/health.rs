@@ -14,9 +14,10 @@ use super::ApiState;
 const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The health answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when the upstream or the store is failing.
+    #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     /// The upstream's base URL.
     pub upstream: String,
@@ -37,10 +38,17 @@ pub struct Health {
     /// Seconds since start.
     pub uptime_s: u64,
     /// ollameter's version.
+    #[schema(value_type = String)]
     pub version: &'static str,
 }
 
 /// The health handler. Always 200: the sidecar answers; `status` says how it is.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/health",
+    tag = "meta",
+    responses((status = 200, description = "The sidecar answers; `status` says how it is", body = Health))
+)]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     let probe = state
         .proxy
@@ -77,12 +85,25 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
 
 /// `GET /api/model-performance/system`: what the telemetry sampler sees now: GPUs,
 /// loaded models with their VRAM, Ollama's processes, and each source's state in words.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/system",
+    tag = "meta",
+    responses((status = 200, description = "Host, process and GPU telemetry", body = Object))
+)]
 pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::SystemSnapshot> {
     Json(state.proxy.telemetry().snapshot())
 }
 
 /// `GET /metrics`: Prometheus text format: per-model GenAI histograms and ollameter's own
 /// counters.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition format",
+               body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::IntoResponse {
     let stats = state.recorder.stats();
     let snapshot = crate::metrics::RecorderSnapshot {

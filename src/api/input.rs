@@ -5,14 +5,165 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
 
-/// Longest model name accepted (Ollama's own names are far shorter).
+/// Longest model name accepted, in characters (Ollama's own names are far shorter).
 const MAX_NAME_LEN: usize = 256;
 /// Longest processing time accepted: 30 days in milliseconds; anything above is a unit
 /// mistake, not a measurement.
 const MAX_TIME_MS: f64 = 30.0 * 86_400_000.0;
+/// Highest throughput accepted, in tokens per second: far above any model's generation
+/// speed, so anything above is a unit or timing mistake.
+const MAX_TOKENS_PER_SECOND: f64 = 1e7;
+
+/// One record as `POST /record` and `POST /import` read it: the export's fields, plus the
+/// earlier system's names as aliases. Documentation of what [`record_from_json`] accepts;
+/// `null` counts as absent everywhere. The bounds here are the ones it enforces.
+#[derive(ToSchema)]
+pub struct RecordInput {
+    /// A unique id (at most 128 characters); a UUIDv7 is made when absent. An id already
+    /// stored is skipped by an import.
+    #[schema(min_length = 1, max_length = 128)]
+    pub id: Option<String>,
+    /// When the call happened: RFC 3339 (`2026-01-31T12:00:00Z`; without a zone it is taken
+    /// as UTC) or Unix seconds. Now when absent.
+    pub timestamp: Option<TimestampInput>,
+    /// The model (`model` is accepted as an alias).
+    #[schema(min_length = 1, max_length = 256)]
+    pub model_name: String,
+    /// What the call was for (`photo_evaluation`, `chat`, ...).
+    #[schema(min_length = 1, max_length = 256)]
+    pub operation: String,
+    /// Wall time of the call in ms (0 to 30 days).
+    #[schema(minimum = 0.0, maximum = 2_592_000_000.0)]
+    pub processing_time_ms: f64,
+    /// Whether the call succeeded; true when absent.
+    pub success: Option<bool>,
+    /// Quality of the answer, 1 to 5.
+    #[schema(minimum = 1.0, maximum = 5.0)]
+    pub quality_score: Option<f64>,
+    /// The request path, e.g. `/api/chat`.
+    pub endpoint: Option<String>,
+    /// Where the record came from; `manual` for `POST /record` and `import` for an import
+    /// when absent (an export's value is kept).
+    pub source: Option<Source>,
+    /// Whether the answer was streamed.
+    pub stream: Option<bool>,
+    /// True when the token counts were estimated.
+    pub tokens_estimated: Option<bool>,
+    /// The HTTP status the client received.
+    #[schema(minimum = 100, maximum = 599)]
+    pub http_status: Option<u16>,
+    /// Why the call failed; only on a record with `success: false`.
+    pub error_kind: Option<ErrorKind>,
+    /// The error text (`error` is accepted as an alias).
+    pub error_message: Option<String>,
+    /// Ollama's `done_reason`.
+    pub done_reason: Option<String>,
+    /// Time to first token in ms.
+    #[schema(minimum = 0.0, maximum = 2_592_000_000.0)]
+    pub ttft_ms: Option<f64>,
+    /// Ollama's `total_duration` in ms.
+    #[schema(minimum = 0.0, maximum = 2_592_000_000.0)]
+    pub total_duration_ms: Option<f64>,
+    /// Ollama's `load_duration` in ms.
+    #[schema(minimum = 0.0, maximum = 2_592_000_000.0)]
+    pub load_duration_ms: Option<f64>,
+    /// Ollama's `prompt_eval_duration` in ms.
+    #[schema(minimum = 0.0, maximum = 2_592_000_000.0)]
+    pub prompt_eval_duration_ms: Option<f64>,
+    /// Ollama's `eval_duration` in ms.
+    #[schema(minimum = 0.0, maximum = 2_592_000_000.0)]
+    pub eval_duration_ms: Option<f64>,
+    /// Prompt tokens.
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64)]
+    pub prompt_tokens: Option<u64>,
+    /// Generated tokens.
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64)]
+    pub output_tokens: Option<u64>,
+    /// The earlier system's name for `output_tokens`.
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64)]
+    pub tokens_generated: Option<u64>,
+    /// Generation throughput; derived from `output_tokens` and `processing_time_ms` when absent.
+    #[schema(minimum = 0.0, maximum = 10_000_000.0)]
+    pub tokens_per_second: Option<f64>,
+    /// Prompt throughput.
+    #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
+    pub prompt_tokens_per_second: Option<f64>,
+    /// Bytes of the request body.
+    #[schema(minimum = 0)]
+    pub request_bytes: Option<u64>,
+    /// Bytes of the response body.
+    #[schema(minimum = 0)]
+    pub response_bytes: Option<u64>,
+    /// RSS of the runner plus the Ollama server in MiB (`memory_mb` is accepted as an alias).
+    #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
+    pub ollama_rss_mb: Option<f64>,
+    /// The earlier system's name for `ollama_rss_mb`.
+    #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
+    pub memory_usage_mb: Option<f64>,
+    /// GPU memory of the runner in MiB.
+    #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
+    pub gpu_memory_mb: Option<f64>,
+    /// The model's `size_vram` in MiB.
+    #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
+    pub vram_mb: Option<f64>,
+}
+
+/// A record's time as [`record_from_json`] reads it.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TimestampInput {
+    /// RFC 3339, or ISO 8601 without a zone (taken as UTC).
+    Text(String),
+    /// Unix seconds, 0 up to the year 9999.
+    UnixSeconds(f64),
+}
+
+/// The JSON documents `POST /import` reads: a list of records; one record; `{"records":
+/// [...]}`; or the earlier system's file, `{"records": {"model": [records]}}` or
+/// `{"model": [records]}` (a record without a model name takes the key's).
+pub struct ImportJson;
+
+impl PartialSchema for ImportJson {
+    fn schema() -> RefOr<Schema> {
+        let record = || RefOr::Ref(Ref::from_schema_name(RecordInput::name()));
+        let list = || ArrayBuilder::new().items(record());
+        let by_model = || {
+            ObjectBuilder::new()
+                .additional_properties(Some(list()))
+                .description(Some("model name -> its records"))
+                .build()
+        };
+        let records = Schema::AnyOf(AnyOfBuilder::new().item(list()).item(by_model()).build());
+        AnyOfBuilder::new()
+            .item(list())
+            .item(record())
+            .item(
+                ObjectBuilder::new()
+                    .property("records", records)
+                    .required("records")
+                    .build(),
+            )
+            .item(by_model())
+            .description(Some(
+                "a list of records, one record, {\"records\": ...}, or the earlier system's \
+                 {\"model\": [records]}",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ImportJson {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((RecordInput::name().into_owned(), RecordInput::schema()));
+        <RecordInput as ToSchema>::schemas(schemas);
+    }
+}
 
 /// Reads one record from a JSON object, as `source`, stamped `now` when it has no timestamp.
 pub fn record_from_json(
@@ -34,7 +185,9 @@ pub fn record_from_json(
         .ok_or("processing_time_ms: required (milliseconds, a number of 0 or more)")?;
     let id = match f.get(&["id"]) {
         None => uuid::Uuid::now_v7().to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => s.trim().to_string(),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 128 => {
+            s.trim().to_string()
+        }
         Some(other) => {
             return Err(format!(
                 "id: must be a non-empty string of at most 128 characters, got {}",
@@ -81,7 +234,7 @@ pub fn record_from_json(
     r.eval_duration_ms = ms(&["eval_duration_ms"])?;
     r.prompt_tokens = f.integer(&["prompt_tokens"], 0, u32::MAX as u64)?;
     r.output_tokens = f.integer(&["output_tokens", "tokens_generated"], 0, u32::MAX as u64)?;
-    r.tokens_per_second = f.number(&["tokens_per_second"], 0.0, 1e7)?;
+    r.tokens_per_second = f.number(&["tokens_per_second"], 0.0, MAX_TOKENS_PER_SECOND)?;
     r.prompt_tokens_per_second = f.number(&["prompt_tokens_per_second"], 0.0, 1e9)?;
     r.request_bytes = f
         .integer(&["request_bytes"], 0, u64::MAX >> 1)?
@@ -99,8 +252,11 @@ pub fn record_from_json(
         && let Some(tokens) = r.output_tokens
         && r.processing_time_ms > 0.0
     {
-        // The earlier system's throughput: tokens over the whole call.
-        r.tokens_per_second = Some(tokens as f64 / (r.processing_time_ms / 1e3));
+        // The earlier system's throughput: tokens over the whole call. A sub-millisecond
+        // time makes an absurd (even infinite) figure that no import would take back and
+        // that the statistics cannot serve: then throughput stays unknown.
+        let tps = tokens as f64 / (r.processing_time_ms / 1e3);
+        r.tokens_per_second = (tps <= MAX_TOKENS_PER_SECOND).then_some(tps);
     }
     if r.success && r.error_kind.is_some() {
         return Err("error_kind: set on a record with success true; drop one of them".into());
@@ -215,7 +371,7 @@ impl Fields<'_> {
         match self.get(names) {
             Some(Value::String(s))
                 if !s.trim().is_empty()
-                    && s.len() <= MAX_NAME_LEN
+                    && s.chars().count() <= MAX_NAME_LEN
                     && !s.chars().any(char::is_control) =>
             {
                 Ok(s.trim().to_string())
@@ -391,6 +547,25 @@ mod tests {
             let err = read(input.clone()).expect_err("invalid");
             assert!(err.contains(needle), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn throughput_is_derived_only_when_it_is_a_figure_an_import_takes_back() {
+        let r = read(
+            json!({"model_name": "m", "operation": "x", "processing_time_ms": 1e-300,
+                            "tokens_generated": 5}),
+        )
+        .expect("valid");
+        assert_eq!(r.tokens_per_second, None);
+        // What the export writes, the import reads.
+        let back = read(serde_json::to_value(&r).expect("json")).expect("round trip");
+        assert_eq!(back, r);
+        let r = read(
+            json!({"model_name": "m", "operation": "x", "processing_time_ms": 2000,
+                            "tokens_generated": 100}),
+        )
+        .expect("valid");
+        assert_eq!(r.tokens_per_second, Some(50.0));
     }
 
     #[test]

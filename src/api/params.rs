@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use bytes::Bytes;
 use serde_json::Value;
@@ -22,6 +22,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         match Query::<HashMap<String, String>>::from_request_parts(parts, state).await {
             Ok(Query(map)) => Ok(Params(map)),
             Err(e) => Err(ApiError::bad(format!("query string: {e}"))),
+        }
+    }
+}
+
+/// The one path parameter of a route (a model name, a record id), percent-decoded. One that
+/// is not UTF-8 is a 400 in the API's error shape, not axum's plain-text rejection.
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathText, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(text)) => Ok(PathText(text)),
+            Err(e) => Err(ApiError::bad(format!("path: {}", e.body_text()))),
         }
     }
 }

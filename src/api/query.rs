@@ -5,20 +5,21 @@
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
-use super::error::ApiError;
-use super::params::{Params, hours_value, json_object};
+use super::error::{ApiError, ErrorBody};
+use super::params::{Params, PathText, hours_value, json_object};
 use crate::recommend::{
-    self, Candidate, Comparison, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority,
+    self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
     RecommendParams, Recommendation, VramNeed,
 };
-use crate::stats::{self, Filter, ModelStatistics, TrendMetric, TrendParams};
+use crate::stats::{self, Filter, Insight, ModelStatistics, Trend, TrendMetric, TrendParams};
 use crate::telemetry::VramSource as TelemetryVramSource;
 
 /// Most models one compare or recommend call may name.
@@ -27,6 +28,19 @@ const MAX_MODELS: usize = 500;
 const DEFAULT_RECENT_HOURS: f64 = 24.0;
 /// Default trend bucket: an hour.
 const DEFAULT_BUCKET_MINUTES: u64 = 60;
+
+/// The query parameters of `/statistics` and `/statistics/{model}` (documentation: the
+/// handlers read them through [`Params`] for messages that name the field).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WindowQuery {
+    /// Only operations of the last this many hours (above 0, at most 87600); all of them
+    /// when absent.
+    #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
+    pub duration_hours: Option<f64>,
+    /// Only operations with this name (`X-Operation`, or the endpoint's kind such as `chat`).
+    pub operation: Option<String>,
+}
 
 /// The window and operation a query covers.
 struct Window {
@@ -60,12 +74,52 @@ impl Window {
     }
 }
 
+/// `/statistics/{model}`'s answer: the statistics, or a note that the window holds none of
+/// the model's operations (the model has records, just not there).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum StatisticsAnswer {
+    /// The model's statistics over the window.
+    Statistics(Box<ModelStatistics>),
+    /// No operation of the model in the window.
+    Empty(EmptyWindow),
+}
+
+/// What `/statistics/{model}` answers when the window holds none of the model's operations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmptyWindow {
+    /// Always 0.
+    #[schema(minimum = 0, maximum = 0)]
+    pub total_operations: u64,
+    /// Why there is nothing to show.
+    pub message: String,
+}
+
 /// `GET /statistics/{model}`: one model's statistics; 404 for a model with no records.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/statistics/{model}",
+    tag = "statistics",
+    params(
+        ("model" = String, Path, min_length = 1,
+         description = "The model's name as requests spell it. Names contain `/` and `:` \
+                        (`hf.co/org/model:Q4_K_M`): the route takes the rest of the path, \
+                        slashes included."),
+        WindowQuery,
+    ),
+    responses(
+        (status = 200, description = "The model's statistics, or `total_operations: 0` with a \
+                                      message when the window holds none of its operations",
+         body = StatisticsAnswer),
+        (status = 400, description = "A bad query parameter, named", body = ErrorBody),
+        (status = 404, description = "No records of this model at all", body = ErrorBody),
+    )
+)]
 pub async fn model_statistics(
     State(state): State<ApiState>,
-    Path(model): Path<String>,
+    PathText(model): PathText,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatisticsAnswer>, ApiError> {
     let window = Window::from_params(&params)?;
     if !state.history.has_model(&model) {
         return Err(ApiError::NotFound(format!(
@@ -81,26 +135,40 @@ pub async fn model_statistics(
     })
     .await?;
     Ok(Json(match stats {
-        Some(s) => serde_json::to_value(s).map_err(|e| ApiError::Internal(e.to_string()))?,
-        None => {
-            json!({"total_operations": 0, "message": "no operations of this model in the window"})
-        }
+        Some(s) => StatisticsAnswer::Statistics(Box::new(s)),
+        None => StatisticsAnswer::Empty(EmptyWindow {
+            total_operations: 0,
+            message: "no operations of this model in the window".into(),
+        }),
     }))
 }
 
-/// The statistics answer for several models.
-#[derive(Serialize)]
-struct AllStatistics {
-    duration_hours: Option<f64>,
-    operation: Option<String>,
-    models: std::collections::BTreeMap<String, ModelStatistics>,
+/// `/statistics`' answer: every model with operations in the window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllStatistics {
+    /// The window asked for; null for all of history.
+    pub duration_hours: Option<f64>,
+    /// The operation asked for; null for all.
+    pub operation: Option<String>,
+    /// Each model's statistics, keyed by name.
+    pub models: std::collections::BTreeMap<String, ModelStatistics>,
 }
 
 /// `GET /statistics`: every model's statistics.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/statistics",
+    tag = "statistics",
+    params(WindowQuery),
+    responses(
+        (status = 200, description = "Every model with operations in the window", body = AllStatistics),
+        (status = 400, description = "A bad query parameter, named", body = ErrorBody),
+    )
+)]
 pub async fn all_statistics(
     State(state): State<ApiState>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AllStatistics>, ApiError> {
     let window = Window::from_params(&params)?;
     let answer = tokio::task::spawn_blocking(move || {
         let models = match window.filter(&state) {
@@ -120,13 +188,54 @@ pub async fn all_statistics(
         }
     })
     .await?;
-    serde_json::to_value(answer)
-        .map(Json)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(Json(answer))
+}
+
+/// `POST /compare`'s body.
+#[derive(Debug, ToSchema)]
+pub struct CompareRequest {
+    /// The models to compare (at least one, at most 500).
+    #[schema(min_items = 1, max_items = 500)]
+    pub models: Vec<ModelName>,
+    /// Only operations of the last this many hours (above 0, at most 87600); all when null.
+    #[schema(exclusive_minimum = 0.0, maximum = 87_600.0)]
+    pub duration_hours: Option<f64>,
+    /// Only operations with this name; all when null.
+    #[schema(pattern = r"\S")]
+    pub operation: Option<String>,
+}
+
+/// A model name as a body names it: not blank (surrounding spaces are trimmed).
+#[derive(Debug, ToSchema)]
+#[schema(pattern = r"\S")]
+pub struct ModelName(pub String);
+
+/// `/compare`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompareAnswer {
+    /// Each model with operations in the window, keyed by name.
+    pub models: std::collections::BTreeMap<String, ModelStatistics>,
+    /// The winners.
+    pub rankings: Rankings,
+    /// The models named that have no operation in the window.
+    pub missing: Vec<String>,
 }
 
 /// `POST /compare {models, duration_hours, operation}`.
-pub async fn compare(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/model-performance/compare",
+    tag = "statistics",
+    request_body = CompareRequest,
+    responses(
+        (status = 200, description = "Each model's statistics and the rankings", body = CompareAnswer),
+        (status = 400, description = "A bad body, the field named", body = ErrorBody),
+    )
+)]
+pub async fn compare(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<Json<CompareAnswer>, ApiError> {
     let obj = json_object(&body)?;
     let models = model_list(obj.get("models"), "models")?.ok_or_else(|| {
         ApiError::bad(
@@ -169,13 +278,48 @@ pub async fn compare(State(state): State<ApiState>, body: Bytes) -> Result<Json<
         (recommend::compare(found), missing)
     })
     .await?;
-    let mut value = serde_json::to_value::<&Comparison>(&comparison)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    value["missing"] = json!(missing);
-    Ok(Json(value))
+    Ok(Json(CompareAnswer {
+        models: comparison.models,
+        rankings: comparison.rankings,
+        missing,
+    }))
+}
+
+/// `/recommend`'s query parameters (documentation; read through [`Params`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendQuery {
+    /// What to optimise; `balanced` when absent.
+    pub priority: Option<Priority>,
+    /// A comma-separated list of the models to choose from (at most 500); every model with
+    /// data when absent.
+    pub available_models: Option<String>,
+    /// Only operations of the last this many hours (above 0, at most 87600).
+    #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
+    pub duration_hours: Option<f64>,
+    /// Fewer operations than this excludes a model (1 to 1000000; default 10).
+    #[param(minimum = 1, maximum = 1_000_000)]
+    pub min_operations: Option<u64>,
+    /// Only operations with this name.
+    pub operation: Option<String>,
+    /// The VRAM budget in GB (above 0, at most 100000): a model whose known need is larger is
+    /// excluded.
+    #[param(exclusive_minimum = 0.0, maximum = 100_000.0)]
+    pub available_vram_gb: Option<f64>,
 }
 
 /// `GET /recommend`: the best model for a priority among those that qualify.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/recommend",
+    tag = "statistics",
+    params(RecommendQuery),
+    responses(
+        (status = 200, description = "The recommendation; `recommended_model` is null, with the \
+                                      reason, when nothing qualifies", body = Recommendation),
+        (status = 400, description = "A bad query parameter, named", body = ErrorBody),
+    )
+)]
 pub async fn recommend(
     State(state): State<ApiState>,
     params: Params,
@@ -310,12 +454,48 @@ fn recommend_with_free_vram(
     answer
 }
 
+/// `/trend/{model}`'s query parameters (documentation; read through [`Params`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendQuery {
+    /// The metric; `processing_time` when absent.
+    pub metric: Option<TrendMetric>,
+    /// The window's length in hours (above 0, at most 87600; default 24).
+    #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
+    pub hours: Option<f64>,
+    /// The bucket width in minutes (1 to 525600; default 60). At most 10000 buckets.
+    #[param(minimum = 1, maximum = 525_600)]
+    pub bucket_minutes: Option<u64>,
+    /// The earlier system's name for `bucket_minutes`, read when that is absent.
+    #[param(minimum = 1, maximum = 525_600)]
+    pub bucket_size_minutes: Option<u64>,
+    /// Only operations with this name.
+    pub operation: Option<String>,
+}
+
 /// `GET /trend/{model}`: a metric over time, bucketed, with its direction.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/trend/{model}",
+    tag = "statistics",
+    params(
+        ("model" = String, Path, min_length = 1,
+         description = "The model's name as requests spell it. Names contain `/` and `:` \
+                        (`hf.co/org/model:Q4_K_M`): the route takes the rest of the path, \
+                        slashes included."),
+        TrendQuery,
+    ),
+    responses(
+        (status = 200, description = "The buckets, the direction and the slope behind it", body = Trend),
+        (status = 400, description = "A bad query parameter, named", body = ErrorBody),
+        (status = 404, description = "No records of this model", body = ErrorBody),
+    )
+)]
 pub async fn trend(
     State(state): State<ApiState>,
-    Path(model): Path<String>,
+    PathText(model): PathText,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Trend>, ApiError> {
     let metric = match params.text("metric") {
         None => TrendMetric::ProcessingTime,
         Some(m) => m
@@ -353,9 +533,7 @@ pub async fn trend(
     })
     .await?;
     match result {
-        Some(Ok(t)) => serde_json::to_value(t)
-            .map(Json)
-            .map_err(|e| ApiError::Internal(e.to_string())),
+        Some(Ok(t)) => Ok(Json(t)),
         Some(Err(e)) => Err(ApiError::bad(e.to_string())),
         None => Err(ApiError::NotFound(format!(
             "no records for model {model:?}"
@@ -363,11 +541,39 @@ pub async fn trend(
     }
 }
 
+/// `/insights`' query parameters (documentation; read through [`Params`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InsightsQuery {
+    /// The window in hours (above 0, at most 87600; default 24).
+    #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
+    pub duration_hours: Option<f64>,
+}
+
+/// `/insights`' answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InsightsAnswer {
+    /// The window looked at.
+    pub duration_hours: f64,
+    /// The warnings, most urgent first.
+    pub insights: Vec<Insight>,
+}
+
 /// `GET /insights`: warnings a person can act on.
+#[utoipa::path(
+    get,
+    path = "/api/model-performance/insights",
+    tag = "statistics",
+    params(InsightsQuery),
+    responses(
+        (status = 200, description = "The warnings", body = InsightsAnswer),
+        (status = 400, description = "A bad query parameter, named", body = ErrorBody),
+    )
+)]
 pub async fn insights(
     State(state): State<ApiState>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InsightsAnswer>, ApiError> {
     let hours = params
         .hours("duration_hours")?
         .unwrap_or(DEFAULT_RECENT_HOURS);
@@ -387,7 +593,10 @@ pub async fn insights(
         })
     })
     .await?;
-    Ok(Json(json!({"duration_hours": hours, "insights": list})))
+    Ok(Json(InsightsAnswer {
+        duration_hours: hours,
+        insights: list,
+    }))
 }
 
 /// A list of model names from JSON, validated.

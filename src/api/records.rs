@@ -3,17 +3,18 @@
 //! after they are committed.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
-use super::error::ApiError;
-use super::input::{csv_row_to_json, record_from_json};
-use super::params::{Params, json_object};
+use super::error::{ApiError, ErrorBody};
+use super::input::{ImportJson, RecordInput, csv_row_to_json, record_from_json};
+use super::params::{Params, PathText, json_object};
 use crate::record::{Record, Source};
 
 /// Records per commit during an import: large enough to be quick, small enough that one
@@ -22,11 +23,34 @@ const IMPORT_CHUNK: usize = 5_000;
 /// Rejected rows listed in an import's answer; the rest are counted.
 const MAX_LISTED_REJECTIONS: usize = 1_000;
 
+/// `POST /record`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recorded {
+    /// Always `recorded`.
+    #[schema(value_type = String, example = "recorded")]
+    pub status: &'static str,
+    /// The stored record's id (for `POST /records/{id}/quality`).
+    pub id: String,
+    /// The model it was recorded for.
+    pub model_name: String,
+}
+
 /// `POST /record`: one record of work that did not pass through the proxy.
+#[utoipa::path(
+    post,
+    path = "/api/model-performance/record",
+    tag = "records",
+    request_body = RecordInput,
+    responses(
+        (status = 201, description = "Stored: acknowledged after it is committed", body = Recorded),
+        (status = 400, description = "A bad field, named", body = ErrorBody),
+        (status = 503, description = "The recorder is busy or stopping; try again", body = ErrorBody),
+    )
+)]
 pub async fn record(
     State(state): State<ApiState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let obj = json_object(&body)?;
     let record = record_from_json(&Value::Object(obj), Source::Manual, Utc::now())
         .map_err(ApiError::BadRequest)?;
@@ -35,12 +59,16 @@ pub async fn record(
     state.recorder.submit_and_wait(vec![record]).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"status": "recorded", "id": id, "model_name": model})),
+        Json(Recorded {
+            status: "recorded",
+            id,
+            model_name: model,
+        }),
     ))
 }
 
 /// One row an import refused.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Rejection {
     /// Where: `line 7` (NDJSON, CSV) or `records[3]` (JSON).
     pub at: String,
@@ -49,7 +77,7 @@ pub struct Rejection {
 }
 
 /// An import's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ImportReport {
     /// Records stored.
     pub imported: usize,
@@ -60,11 +88,55 @@ pub struct ImportReport {
     /// The first refused rows, each with where and why.
     pub rejected: Vec<Rejection>,
     /// The format read.
+    #[schema(value_type = String, example = "json")]
     pub format: &'static str,
+}
+
+/// `POST /import`'s query parameters (documentation; read through [`Params`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// The body's format; guessed from `Content-Type` and the body when absent.
+    #[param(inline)]
+    pub format: Option<ImportFormat>,
+}
+
+/// A format `POST /import` reads.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ImportFormat {
+    /// A JSON document: a list of records, `{"records": [...]}`, or the earlier system's file.
+    Json,
+    /// One JSON record per line.
+    Ndjson,
+    /// The export's CSV, header first.
+    Csv,
 }
 
 /// `POST /import`: NDJSON, JSON or CSV in the export's format, or the earlier system's
 /// JSON file. Invalid rows are reported; valid ones kept.
+#[utoipa::path(
+    post,
+    path = "/api/model-performance/import",
+    tag = "records",
+    params(ImportQuery),
+    request_body(
+        description = "Records in the export's format (JSON, NDJSON or CSV with the export's \
+                       header) or the earlier system's JSON file",
+        content(
+            (ImportJson = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )
+    ),
+    responses(
+        (status = 200, description = "What was stored, skipped and refused (by line or index)",
+         body = ImportReport),
+        (status = 400, description = "A body that holds no records: not JSON, or a CSV without \
+                                      the export's header", body = ErrorBody),
+        (status = 503, description = "The recorder is busy or stopping; try again", body = ErrorBody),
+    )
+)]
 pub async fn import(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -253,12 +325,46 @@ fn collect_json_records(
     }
 }
 
+/// `POST /records/{id}/quality`'s body.
+#[derive(Debug, ToSchema)]
+pub struct QualityRequest {
+    /// The score, 1 to 5.
+    #[schema(minimum = 1.0, maximum = 5.0)]
+    pub quality_score: f64,
+}
+
+/// `POST /records/{id}/quality`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualitySet {
+    /// The record.
+    pub id: String,
+    /// Its model.
+    pub model: String,
+    /// The score now stored.
+    pub quality_score: f64,
+}
+
 /// `POST /records/{id}/quality {quality_score}`: scores a stored record.
+#[utoipa::path(
+    post,
+    path = "/api/model-performance/records/{id}/quality",
+    tag = "records",
+    params(("id" = String, Path,
+            description = "The record's id: the `X-Ollameter-Record-Id` header of a proxied answer, \
+                           or the `id` that `POST /record` returned")),
+    request_body = QualityRequest,
+    responses(
+        (status = 200, description = "Scored; the statistics use it from now on", body = QualitySet),
+        (status = 400, description = "A bad body, the field named", body = ErrorBody),
+        (status = 404, description = "No record with this id", body = ErrorBody),
+        (status = 503, description = "The recorder is busy or stopping; try again", body = ErrorBody),
+    )
+)]
 pub async fn set_quality(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathText(id): PathText,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QualitySet>, ApiError> {
     let obj = json_object(&body)?;
     let quality = match obj.get("quality_score") {
         Some(Value::Number(n)) => n.as_f64().filter(|q| (1.0..=5.0).contains(q)),
@@ -279,9 +385,11 @@ pub async fn set_quality(
     match updated {
         Some(record) => {
             state.history.set_quality(&record, quality);
-            Ok(Json(
-                json!({"id": id, "model": record.model, "quality_score": quality}),
-            ))
+            Ok(Json(QualitySet {
+                id,
+                model: record.model,
+                quality_score: quality,
+            }))
         }
         None => Err(ApiError::NotFound(format!(
             "no record with id {id:?}; use the X-Ollameter-Record-Id of a proxied answer"
@@ -289,25 +397,78 @@ pub async fn set_quality(
     }
 }
 
+/// `DELETE /clear/{model}`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cleared {
+    /// The model.
+    pub model: String,
+    /// How many of its records were deleted (0 for a model without records).
+    pub deleted: u64,
+}
+
 /// `DELETE /clear/{model}`: deletes a model's records.
+#[utoipa::path(
+    delete,
+    path = "/api/model-performance/clear/{model}",
+    tag = "admin",
+    params(("model" = String, Path, min_length = 1,
+            description = "The model's name as requests spell it. Names contain `/` and `:` \
+                           (`hf.co/org/model:Q4_K_M`): the route takes the rest of the path, \
+                           slashes included.")),
+    responses(
+        (status = 200, description = "Deleted; how many", body = Cleared),
+        (status = 503, description = "The recorder is busy or stopping; try again", body = ErrorBody),
+    )
+)]
 pub async fn clear_model(
     State(state): State<ApiState>,
-    Path(model): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    PathText(model): PathText,
+) -> Result<Json<Cleared>, ApiError> {
     let name = model.clone();
     let deleted = state
         .recorder
         .run_job(move |store| store.delete_model(&name))
         .await??;
     state.history.remove_model(&model);
-    Ok(Json(json!({"model": model, "deleted": deleted})))
+    Ok(Json(Cleared { model, deleted }))
+}
+
+/// `POST /clear-old`'s body.
+#[derive(Debug, ToSchema)]
+pub struct ClearOldRequest {
+    /// Records older than this many days are deleted (above 0, at most 36500).
+    #[schema(exclusive_minimum = 0.0, maximum = 36_500.0)]
+    pub days: f64,
+}
+
+/// `POST /clear-old`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClearedOld {
+    /// How many records were deleted.
+    pub deleted: u64,
+    /// Records before this instant were deleted (RFC 3339).
+    #[schema(format = DateTime)]
+    pub cutoff: String,
+    /// The days asked for.
+    pub days: f64,
 }
 
 /// `POST /clear-old {days}`: deletes records older than that many days.
+#[utoipa::path(
+    post,
+    path = "/api/model-performance/clear-old",
+    tag = "admin",
+    request_body = ClearOldRequest,
+    responses(
+        (status = 200, description = "Deleted; how many, and the cutoff", body = ClearedOld),
+        (status = 400, description = "A bad body, the field named", body = ErrorBody),
+        (status = 503, description = "The recorder is busy or stopping; try again", body = ErrorBody),
+    )
+)]
 pub async fn clear_old(
     State(state): State<ApiState>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClearedOld>, ApiError> {
     let obj = json_object(&body)?;
     let days = match obj.get("days") {
         Some(Value::Number(n)) => n
@@ -328,7 +489,9 @@ pub async fn clear_old(
         .run_job(move |store| store.delete_before(cutoff))
         .await??;
     state.history.retain(cutoff.timestamp_millis(), usize::MAX);
-    Ok(Json(
-        json!({"deleted": deleted, "cutoff": cutoff.to_rfc3339(), "days": days}),
-    ))
+    Ok(Json(ClearedOld {
+        deleted,
+        cutoff: cutoff.to_rfc3339(),
+        days,
+    }))
 }

@@ -46,7 +46,9 @@ pub const MIN_SCORED_PER_SIDE: u64 = 5;
 pub const MEMORY_NEAR_CAPACITY: f64 = 0.9;
 
 /// How urgent an insight is. Serialized lowercase; sorts critical first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth knowing.
@@ -58,7 +60,9 @@ pub enum Severity {
 }
 
 /// What an insight is about. Serialized snake_case, for scripts to match on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum InsightKind {
     /// The success rate is under [`LOW_SUCCESS_RATE`].
@@ -78,7 +82,7 @@ pub enum InsightKind {
 }
 
 /// One warning.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Insight {
     /// How urgent.
     pub severity: Severity,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{Filter, Sample, percentiles, round3, utc, wilson_lower_bound};
 
 /// Processing time of the successful operations, in ms.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessingTimeStats {
     /// Mean.
     pub avg: Option<f64>,
@@ -38,7 +38,7 @@ pub struct ProcessingTimeStats {
 }
 
 /// Time to first token of the successful operations, in ms.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TtftStats {
     /// Mean.
     pub avg: Option<f64>,
@@ -49,7 +49,7 @@ pub struct TtftStats {
 }
 
 /// Generation throughput of the successful operations, in tokens per second.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ThroughputStats {
     /// Mean.
     pub avg: Option<f64>,
@@ -58,14 +58,14 @@ pub struct ThroughputStats {
 }
 
 /// A figure of which only the mean is served.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AvgStats {
     /// Mean.
     pub avg: Option<f64>,
 }
 
 /// Quality scores (1 to 5) of the scored operations.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualityStats {
     /// Mean.
     pub avg: Option<f64>,
@@ -78,7 +78,7 @@ pub struct QualityStats {
 }
 
 /// A memory figure in MiB.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AvgMaxStats {
     /// Mean.
     pub avg: Option<f64>,
@@ -87,14 +87,14 @@ pub struct AvgMaxStats {
 }
 
 /// A figure of which only the maximum is served.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MaxStats {
     /// Highest.
     pub max: Option<f64>,
 }
 
 /// Everything `/statistics/{model}` answers for one model. The JSON names are the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelStatistics {
     /// The model's name as requests spell it (`llama3.1:8b-instruct`).
     pub model: String,

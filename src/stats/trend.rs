@@ -37,7 +37,7 @@ const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: f64 = 3_600_000.0;
 
 /// What a trend follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TrendMetric {
     /// Mean `processing_time_ms` of successful operations; lower is better.
@@ -141,7 +141,7 @@ impl FromStr for TrendMetric {
 }
 
 /// Which way a metric is going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Moving the good way by more than the stable threshold.
@@ -200,7 +200,7 @@ impl fmt::Display for TrendError {
 impl std::error::Error for TrendError {}
 
 /// One bucket of a trend.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrendBucket {
     /// The bucket's start; it covers `bucket_minutes` from there.
     pub start: DateTime<Utc>,
@@ -211,7 +211,7 @@ pub struct TrendBucket {
 }
 
 /// `/trend/{model}`'s answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trend {
     /// The model.
     pub model: String,
