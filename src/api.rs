@@ -6,8 +6,10 @@
 //!
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
 //! parsing), `input` (records written by hand or imported), `query` (read routes),
-//! `records` (write routes), `export`, `health`.
+//! `records` (write routes), `export`, `health`, and `dashboard` (`GET /dashboard`, the
+//! HTML page over the same figures).
 
+pub mod dashboard;
 pub mod error;
 pub mod export;
 pub mod health;
@@ -54,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{base}/health"), get(health::health))
         .route(&format!("{base}/system"), get(health::system))
         .route("/metrics", get(health::metrics))
+        .route("/dashboard", get(dashboard::dashboard))
         .route(&format!("{base}/record"), post(records::record))
         .route(&format!("{base}/import"), post(records::import))
         .route(

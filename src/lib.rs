@@ -5,7 +5,10 @@
 //!
 //! - [`app`]: wiring: store, recorder, routers, listeners, ordered shutdown.
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`].
-//! - [`api`]: the sidecar's own routes under `/api/model-performance/` (health, ...).
+//! - [`api`]: the sidecar's own routes under `/api/model-performance/` (health, ...), and
+//!   `GET /dashboard`, which renders the same figures through [`dashboard`].
+//! - [`dashboard`]: the HTML page and its SVG charts (pure: figures in, HTML out); also
+//!   what `ollameter report` saves.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -19,6 +22,7 @@ pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod decode;
 pub mod history;
 pub mod metrics;
