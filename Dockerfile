@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY assets ./assets
 RUN cargo build --release --locked \
     && strip target/release/ollameter
 

@@ -7,9 +7,11 @@
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
 //! parsing), `input` (records written by hand or imported), `query` (read routes),
 //! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
-//! from the handlers' attributes).
+//! from the handlers' attributes), `auth` (who may call what), and `dashboard`
+//! (`GET /dashboard`, the HTML page over the same figures).
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod export;
 pub mod health;
@@ -61,6 +63,8 @@ pub const BASE: &str = "/api/model-performance";
 pub fn router(state: ApiState) -> Router {
     routes()
         .router
+        // The HTML page is not part of the JSON API's document.
+        .route("/dashboard", get(dashboard::dashboard))
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

@@ -120,6 +120,33 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Save the dashboard of a running sidecar as one self-contained HTML file (styles and
+    /// charts inline, nothing loaded from elsewhere), for sharing.
+    Report {
+        /// The file to write.
+        #[arg(long, default_value = "ollameter-report.html")]
+        out: PathBuf,
+        /// The window: the last this many hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Only this operation.
+        #[arg(long)]
+        operation: Option<String>,
+        /// The model whose trend is shown (default: the recommended one).
+        #[arg(long)]
+        model: Option<String>,
+        /// The trend's metric: processing_time, ttft, tokens_per_second, quality,
+        /// success_rate or memory.
+        #[arg(long, default_value = "processing_time")]
+        metric: String,
+        /// The sidecar's URL (its API port, when `server.api_listen` is set).
+        #[arg(
+            long,
+            env = "OLLAMETER_SERVER",
+            default_value = "http://127.0.0.1:11435"
+        )]
+        server: String,
+    },
     /// Inspect the configuration.
     Config {
         /// What to do with it.

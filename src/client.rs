@@ -1,6 +1,6 @@
 //! The command-line client of a running sidecar: `ollameter stats`, `compare`,
 //! `recommend`, `trend`, `export` and `import` call the API and print readable tables (or
-//! the JSON itself with `--json`). Rendering is pure so it is tested without a server.
+//! the JSON itself with `--json`); `report` saves the dashboard as one HTML file. Rendering is pure so it is tested without a server.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
@@ -119,6 +119,42 @@ impl Client {
     pub async fn get_bytes(&self, path_and_query: &str) -> Result<bytes::Bytes, ClientError> {
         self.answer(self.http.get(self.url(path_and_query))).await
     }
+
+    /// GETs the dashboard page (`/dashboard` and `query`, which starts with `?`); an error
+    /// page becomes its message.
+    pub async fn get_dashboard(&self, query: &str) -> Result<String, ClientError> {
+        let url = format!("{}/dashboard{query}", self.server);
+        match self.answer(self.http.get(url)).await {
+            Ok(body) => Ok(String::from_utf8_lossy(&body).into_owned()),
+            Err(ClientError::Api { status: 404, .. }) => Err(ClientError::Api {
+                status: 404,
+                message: format!(
+                    "{} serves no /dashboard: is it an ollameter older than the dashboard, or \
+                     the proxy port of one with a separate API port?",
+                    self.server
+                ),
+            }),
+            Err(ClientError::Api { status, message }) => Err(ClientError::Api {
+                status,
+                message: page_message(&message),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The message of the dashboard's error page, unescaped; the whole text when it has none.
+fn page_message(page: &str) -> String {
+    const START: &str = "<p class=\"message\">";
+    let Some(from) = page.find(START).map(|i| i + START.len()) else {
+        return page.to_string();
+    };
+    let text = page[from..].split("</p>").next().unwrap_or_default();
+    text.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// Percent-encodes a value for a query string or a path segment (model names carry `:`

@@ -87,6 +87,14 @@ impl History {
         self.read().operation_ids.get(name).copied()
     }
 
+    /// Every operation name any record has had, sorted (names stay interned after their
+    /// records are deleted, so a name may have no records left).
+    pub fn operations(&self) -> Vec<String> {
+        let mut names = self.read().operation_names.clone();
+        names.sort();
+        names
+    }
+
     /// Every model with at least one record, sorted by name.
     pub fn models(&self) -> Vec<String> {
         let mut names: Vec<String> = self.read().models.keys().cloned().collect();

@@ -11,6 +11,8 @@
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...).
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
 //!   with the token rules for destructive routes.
+//! - [`dashboard`]: the HTML page and its SVG charts at `GET /dashboard` (pure: figures
+//!   in, HTML out); also what `ollameter report` saves.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -30,6 +32,7 @@ pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod decode;
 pub mod history;
 pub mod metrics;

@@ -47,7 +47,8 @@ fn main() -> ExitCode {
         | Command::Recommend { .. }
         | Command::Trend { .. }
         | Command::Export { .. }
-        | Command::Import { .. } => client_command(cli.command),
+        | Command::Import { .. }
+        | Command::Report { .. } => client_command(cli.command),
         Command::GpuCheck => {
             print!("{}", ollameter::telemetry::nvml_report());
             ExitCode::SUCCESS
@@ -263,6 +264,31 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
                 ));
             }
             Ok(text)
+        }
+        Command::Report {
+            out,
+            hours,
+            operation,
+            model,
+            metric,
+            server,
+        } => {
+            let c = client::Client::new(&server)?;
+            let q = query(&[
+                ("hours", Some(hours.to_string())),
+                ("operation", operation),
+                ("model", model),
+                ("metric", Some(metric)),
+                ("standalone", Some("1".into())),
+            ]);
+            let page = c.get_dashboard(&q).await?;
+            std::fs::write(&out, &page)
+                .map_err(|e| client::ClientError::Io(format!("{}: {e}", out.display())))?;
+            Ok(format!(
+                "wrote the dashboard ({} bytes) to {}\n",
+                page.len(),
+                out.display()
+            ))
         }
         _ => Ok(String::new()),
     }

@@ -104,7 +104,7 @@ const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH
 /// Paths that are their own endpoint class: Ollama's native API, its OpenAI/Anthropic
 /// compatibility routes, the sidecar's `/metrics`, and every class of
 /// [`PREFIX_ENDPOINTS`] (so that each class maps to itself).
-const EXACT_ENDPOINTS: [&str; 23] = [
+const EXACT_ENDPOINTS: [&str; 24] = [
     "/",
     "/api/generate",
     "/api/chat",
@@ -128,6 +128,7 @@ const EXACT_ENDPOINTS: [&str; 23] = [
     "/v1/responses",
     "/metrics",
     "/api/model-performance",
+    "/dashboard",
 ];
 
 /// Paths whose tail is an id (a digest, a model name, a record id): the class is the
@@ -955,6 +956,7 @@ mod tests {
                 "/api/model-performance",
             ),
             ("GET", "/metrics", "/metrics"),
+            ("GET", "/dashboard?hours=6", "/dashboard"),
             ("POST", "/api/generate?x=1", "/api/generate"),
             ("POST", "/api/chat/", "other"),
             ("POST", "/api/blobs/", "other"),

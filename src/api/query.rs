@@ -43,9 +43,11 @@ pub struct WindowQuery {
 }
 
 /// The window and operation a query covers.
-struct Window {
-    hours: Option<f64>,
-    operation: Option<String>,
+pub(crate) struct Window {
+    /// Only the last this many hours; all of the history without.
+    pub(crate) hours: Option<f64>,
+    /// Only this operation.
+    pub(crate) operation: Option<String>,
 }
 
 impl Window {
@@ -58,7 +60,7 @@ impl Window {
 
     /// The filter over the history; `None` when the operation has never been seen (so
     /// nothing can match).
-    fn filter(&self, state: &ApiState) -> Option<Filter> {
+    pub(crate) fn filter(&self, state: &ApiState) -> Option<Filter> {
         let operation = match &self.operation {
             Some(name) => Some(state.history.operation_id(name)?),
             None => None,
@@ -351,70 +353,100 @@ pub async fn recommend(
             "available_models: at most {MAX_MODELS} models"
         )));
     }
-    let answer = tokio::task::spawn_blocking(move || {
-        let models = requested.unwrap_or_else(|| state.history.models());
-        let filter = window.filter(&state);
-        let mut candidates = Vec::new();
-        let mut missing = Vec::new();
-        state.history.with_all(|all| {
-            for model in &models {
-                let summary = filter.as_ref().and_then(|f| {
-                    all.get(model)
-                        .and_then(|s| stats::model_summary(model, s, f))
-                });
-                match summary {
-                    Some(summary) => candidates.push(Candidate {
-                        vram_need: VramNeed::from_records(&summary),
-                        summary,
-                    }),
-                    None => missing.push(model.clone()),
-                }
-            }
-        });
-        let telemetry = state.proxy.telemetry();
-        for candidate in &mut candidates {
-            // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
-            // size) beats what the records carry.
-            if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
-                candidate.vram_need = Some(VramNeed {
-                    mb: need.mb,
-                    source: match need.source {
-                        TelemetryVramSource::Measured => recommend::VramSource::Measured,
-                        TelemetryVramSource::Estimate => recommend::VramSource::Estimate,
-                    },
-                });
+    let query = RecommendRequest {
+        priority,
+        window,
+        min_operations,
+        available_vram_mb,
+        models: requested,
+    };
+    let answer = tokio::task::spawn_blocking(move || recommendation(&state, query)).await?;
+    Ok(Json(answer))
+}
+
+/// What a recommendation is asked for, validated.
+pub(crate) struct RecommendRequest {
+    /// What to optimise.
+    pub(crate) priority: Priority,
+    /// The window and operation.
+    pub(crate) window: Window,
+    /// Fewest operations a model needs.
+    pub(crate) min_operations: u64,
+    /// The caller's VRAM budget in MiB; without it, what the GPU has free.
+    pub(crate) available_vram_mb: Option<f64>,
+    /// Only these models; every model with records without.
+    pub(crate) models: Option<Vec<String>>,
+}
+
+/// The recommendation over the history and the telemetry, as `/recommend` answers it; the
+/// dashboard shows the same. Blocking: it reads the history under its lock.
+pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recommendation {
+    let RecommendRequest {
+        priority,
+        window,
+        min_operations,
+        available_vram_mb,
+        models,
+    } = query;
+    let models = models.unwrap_or_else(|| state.history.models());
+    let filter = window.filter(state);
+    let mut candidates = Vec::new();
+    let mut missing = Vec::new();
+    state.history.with_all(|all| {
+        for model in &models {
+            let summary = filter.as_ref().and_then(|f| {
+                all.get(model)
+                    .and_then(|s| stats::model_summary(model, s, f))
+            });
+            match summary {
+                Some(summary) => candidates.push(Candidate {
+                    vram_need: VramNeed::from_records(&summary),
+                    summary,
+                }),
+                None => missing.push(model.clone()),
             }
         }
-        let params = RecommendParams {
-            priority,
-            min_operations,
-            available_vram_mb,
-            window_hours: window.hours,
-        };
-        let mut answer = if available_vram_mb.is_some() {
-            recommend::recommend(&candidates, &params)
-        } else {
-            recommend_with_free_vram(&candidates, &params, telemetry)
-        };
-        for model in missing {
-            answer.excluded.push(Excluded {
-                model,
-                kinds: vec![ExclusionKind::NoOperations],
-                reason: "no operations recorded in the window".into(),
+    });
+    let telemetry = state.proxy.telemetry();
+    for candidate in &mut candidates {
+        // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
+        // size) beats what the records carry.
+        if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
+            candidate.vram_need = Some(VramNeed {
+                mb: need.mb,
+                source: match need.source {
+                    TelemetryVramSource::Measured => recommend::VramSource::Measured,
+                    TelemetryVramSource::Estimate => recommend::VramSource::Estimate,
+                },
             });
         }
-        if answer.recommended_model.is_none() && candidates.is_empty() {
-            answer.reason = if models.is_empty() {
-                "no model has any records yet: point your app at ollameter and make some calls"
-                    .into()
-            } else {
-                "none of the models has operations in the window".into()
-            };
-        }
-        answer
-    })
-    .await?;
-    Ok(Json(answer))
+    }
+    let params = RecommendParams {
+        priority,
+        min_operations,
+        available_vram_mb,
+        window_hours: window.hours,
+    };
+    let mut answer = if available_vram_mb.is_some() {
+        recommend::recommend(&candidates, &params)
+    } else {
+        recommend_with_free_vram(&candidates, &params, telemetry)
+    };
+    for model in missing {
+        answer.excluded.push(Excluded {
+            model,
+            kinds: vec![ExclusionKind::NoOperations],
+            reason: "no operations recorded in the window".into(),
+        });
+    }
+    if answer.recommended_model.is_none() && candidates.is_empty() {
+        answer.reason = if models.is_empty() {
+            "no model has any records yet: point your app at ollameter and make some calls".into()
+        } else {
+            "none of the models has operations in the window".into()
+        };
+    }
+    answer
 }
 
 /// Without a budget from the caller: each candidate may use the GPU's free memory plus

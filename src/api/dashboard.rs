@@ -1,0 +1,187 @@
+//! `GET /dashboard`: gathers a [`View`] from the running sidecar with the same functions
+//! the JSON routes answer with (statistics, the recommendation for each priority, a trend,
+//! insights, the telemetry snapshot) and renders it with [`crate::dashboard`]. A bad query
+//! parameter is a 400 page that says which and why.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use super::ApiState;
+use super::query::{RecommendRequest, Window, recommendation};
+use crate::dashboard::{self, Filters, View};
+use crate::recommend::Priority;
+use crate::stats::{self, InsightParams, ModelStatistics, TrendParams};
+
+/// The host named in the "point your app here" hint when the request has no `Host`.
+const FALLBACK_HOST: &str = "127.0.0.1:11435";
+
+/// What the page may load: nothing but its own inline styles and the empty favicon. The
+/// page has no script; this keeps it that way even if a value slipped through escaping.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The dashboard handler.
+pub async fn dashboard(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => return page(StatusCode::BAD_REQUEST, bad(&format!("query string: {e}"))),
+    };
+    let filters = match Filters::parse(&pairs) {
+        Ok(f) => f,
+        Err(message) => return page(StatusCode::BAD_REQUEST, bad(&message)),
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(FALLBACK_HOST)
+        .to_string();
+    let dropped = state.recorder.stats().dropped.load(Ordering::Relaxed);
+    match tokio::task::spawn_blocking(move || gather(&state, filters, host, dropped)).await {
+        Ok(Ok(view)) => page(StatusCode::OK, dashboard::render(&view)),
+        Ok(Err(message)) => page(StatusCode::BAD_REQUEST, bad(&message)),
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard failed");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                dashboard::render_error("internal error; see the sidecar's log"),
+            )
+        }
+    }
+}
+
+fn bad(message: &str) -> String {
+    dashboard::render_error(message)
+}
+
+fn page(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Everything the page shows; blocking (it reads the history under its lock). An error is
+/// a parameter the figures cannot be computed with (too many trend buckets).
+fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Result<View, String> {
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    let window = || Window {
+        hours: Some(filters.hours),
+        operation: filters.operation.clone(),
+    };
+    let statistics: Vec<ModelStatistics> = match window().filter(state) {
+        Some(filter) => state.history.with_all(|all| {
+            let mut list: Vec<ModelStatistics> = all
+                .iter()
+                .filter_map(|(name, s)| stats::model_statistics(name, s, &filter))
+                .collect();
+            list.sort_by(|a, b| a.model.cmp(&b.model));
+            list
+        }),
+        None => Vec::new(),
+    };
+    let recommendations: Vec<_> = Priority::ALL
+        .into_iter()
+        .map(|priority| {
+            recommendation(
+                state,
+                RecommendRequest {
+                    priority,
+                    window: window(),
+                    min_operations: filters.min_operations,
+                    available_vram_mb: None,
+                    models: None,
+                },
+            )
+        })
+        .collect();
+    let models_with_records = state.history.models();
+    let recommended = recommendations
+        .iter()
+        .find(|r| r.priority == Priority::Balanced)
+        .and_then(|r| r.recommended_model.clone());
+    let trend_model = filters
+        .model
+        .clone()
+        .or(recommended)
+        .or_else(|| {
+            statistics
+                .iter()
+                .max_by_key(|s| s.total_operations)
+                .map(|s| s.model.clone())
+        })
+        .or_else(|| models_with_records.first().cloned());
+    let trend = match &trend_model {
+        Some(model) => {
+            let params = TrendParams {
+                metric: filters.metric,
+                now_ms,
+                hours: filters.hours,
+                bucket_minutes: filters.trend_bucket_minutes(),
+                // An operation never seen matches nothing, as in `/trend`.
+                operation: filters
+                    .operation
+                    .as_ref()
+                    .map(|name| state.history.operation_id(name).unwrap_or(u32::MAX)),
+            };
+            match state
+                .history
+                .with_model(model, |s| stats::trend(model, s, &params))
+            {
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let telemetry = state.proxy.telemetry();
+    let insight_params = InsightParams {
+        now_ms,
+        duration_hours: filters.hours,
+        gpu_total_mb: telemetry.gpu_total_mb(),
+        dropped_records: dropped,
+    };
+    let insights = state.history.with_all(|all| {
+        stats::insights(
+            all.iter().map(|(name, s)| (name.as_str(), s.as_slice())),
+            &insight_params,
+        )
+    });
+    Ok(View {
+        filters,
+        generated_at: now,
+        host,
+        models_with_records,
+        operations: state.history.operations(),
+        statistics,
+        recommendations,
+        trend_model,
+        trend,
+        insights,
+        system: telemetry.snapshot(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}

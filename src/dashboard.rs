@@ -1,0 +1,342 @@
+//! The dashboard: one HTML page that shows what the statistics API answers, for people who
+//! would rather look than read JSON. Served at `GET /dashboard` on the API listener and
+//! written to a file by `ollameter report`; nothing is fetched from anywhere else (the
+//! stylesheet is compiled in, the charts are inline SVG, there is no script).
+//!
+//! This module is pure: [`Filters`] parses and validates the query string, [`View`] holds
+//! the figures the API's own functions computed (statistics, recommendations, a trend,
+//! insights, the telemetry snapshot), and [`render`] turns them into the page. The handler
+//! that gathers a [`View`] from the running sidecar is `api::dashboard`.
+//!
+//! - [`charts`]: the SVG charts (plotters), in a colour-blind-safe palette.
+//! - `page`: the HTML (maud, which escapes every interpolated value).
+
+pub mod charts;
+mod page;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::recommend::Recommendation;
+use crate::stats::{Insight, ModelStatistics, Trend, TrendMetric};
+use crate::telemetry::SystemSnapshot;
+
+pub use page::{render, render_error};
+
+/// The window when the URL names none: a day, like `/trend` and `/insights`.
+pub const DEFAULT_WINDOW_HOURS: f64 = 24.0;
+/// Longest window accepted: ten years, as the API.
+pub const MAX_WINDOW_HOURS: f64 = 87_600.0;
+/// How often an open page reloads itself.
+pub const DEFAULT_REFRESH_S: u32 = 30;
+/// Fastest reload accepted: each one recomputes every statistic.
+pub const MIN_REFRESH_S: u32 = 5;
+/// Slowest reload accepted (0 switches reloading off).
+pub const MAX_REFRESH_S: u32 = 86_400;
+/// About this many buckets in a trend when the URL does not say how wide they are: enough
+/// to see a shape, few enough that each bucket holds several calls.
+pub const TARGET_TREND_BUCKETS: f64 = 48.0;
+/// Bucket widths (minutes) the automatic choice picks from: round clock intervals.
+const BUCKET_STEPS_MIN: [u32; 14] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080,
+];
+/// The window choices the filter offers (hours, words).
+pub const WINDOW_CHOICES: [(f64, &str); 6] = [
+    (1.0, "last hour"),
+    (6.0, "last 6 hours"),
+    (24.0, "last 24 hours"),
+    (168.0, "last 7 days"),
+    (720.0, "last 30 days"),
+    (2160.0, "last 90 days"),
+];
+/// Every query parameter the dashboard reads; any other is a 400 (a typo would otherwise
+/// silently show another view than the link meant).
+pub const PARAMETERS: [&str; 8] = [
+    "hours",
+    "operation",
+    "model",
+    "metric",
+    "bucket_minutes",
+    "min_operations",
+    "refresh",
+    "standalone",
+];
+
+/// What the page shows, from the query string. Every field is in the URL, so a view can
+/// be shared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filters {
+    /// The window: the last this many hours (`hours`).
+    pub hours: f64,
+    /// Only this operation (`operation`); every operation without.
+    pub operation: Option<String>,
+    /// The model whose trend is shown (`model`); without, the recommended one.
+    pub model: Option<String>,
+    /// The trend's metric (`metric`).
+    pub metric: TrendMetric,
+    /// The trend's bucket width (`bucket_minutes`); chosen from the window without.
+    pub bucket_minutes: Option<u32>,
+    /// Fewest operations a model needs to be recommended (`min_operations`).
+    pub min_operations: u64,
+    /// Seconds between reloads (`refresh`); 0 for none.
+    pub refresh_s: u32,
+    /// A file to keep (`standalone=1`): no reload, no filter form, no links back.
+    pub standalone: bool,
+}
+
+impl Default for Filters {
+    fn default() -> Filters {
+        Filters {
+            hours: DEFAULT_WINDOW_HOURS,
+            operation: None,
+            model: None,
+            metric: TrendMetric::ProcessingTime,
+            bucket_minutes: None,
+            min_operations: crate::recommend::DEFAULT_MIN_OPERATIONS,
+            refresh_s: DEFAULT_REFRESH_S,
+            standalone: false,
+        }
+    }
+}
+
+impl Filters {
+    /// Reads the query string's pairs; the message of an error names the parameter and
+    /// what it accepts.
+    pub fn parse(pairs: &HashMap<String, String>) -> Result<Filters, String> {
+        let mut unknown: Vec<&str> = pairs
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !PARAMETERS.contains(k))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            return Err(format!(
+                "unknown parameter {}; the dashboard reads {}",
+                unknown.join(", "),
+                PARAMETERS.join(", ")
+            ));
+        }
+        let text = |name: &str| pairs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut filters = Filters::default();
+        if let Some(v) = text("hours") {
+            filters.hours = match v.parse::<f64>() {
+                Ok(h) if h.is_finite() && h > 0.0 && h <= MAX_WINDOW_HOURS => h,
+                _ => {
+                    return Err(format!(
+                        "hours: {v:?} must be a number of hours above 0 and at most \
+                         {MAX_WINDOW_HOURS}, e.g. hours=24"
+                    ));
+                }
+            };
+        }
+        filters.operation = text("operation").map(str::to_string);
+        filters.model = text("model").map(str::to_string);
+        if let Some(v) = text("metric") {
+            filters.metric = v.parse::<TrendMetric>().map_err(|e| e.to_string())?;
+        }
+        if let Some(v) = text("bucket_minutes") {
+            filters.bucket_minutes = Some(match v.parse::<u32>() {
+                Ok(m) if (1..=525_600).contains(&m) => m,
+                _ => {
+                    return Err(format!(
+                        "bucket_minutes: {v:?} must be a whole number of minutes from 1 to 525600"
+                    ));
+                }
+            });
+        }
+        if let Some(v) = text("min_operations") {
+            filters.min_operations = match v.parse::<u64>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "min_operations: {v:?} must be a whole number from 1 to 1000000"
+                    ));
+                }
+            };
+        }
+        if let Some(v) = text("refresh") {
+            filters.refresh_s = match v.parse::<u32>() {
+                Ok(0) => 0,
+                Ok(s) if (MIN_REFRESH_S..=MAX_REFRESH_S).contains(&s) => s,
+                _ => {
+                    return Err(format!(
+                        "refresh: {v:?} must be 0 (no reload) or a whole number of seconds \
+                         from {MIN_REFRESH_S} to {MAX_REFRESH_S}"
+                    ));
+                }
+            };
+        }
+        if let Some(v) = text("standalone") {
+            filters.standalone = match v {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => return Err(format!("standalone: {v:?} must be 1 or 0")),
+            };
+        }
+        Ok(filters)
+    }
+
+    /// The trend's bucket width: the URL's, else the smallest round step that gives at
+    /// most [`TARGET_TREND_BUCKETS`] buckets over the window.
+    pub fn trend_bucket_minutes(&self) -> u32 {
+        self.bucket_minutes.unwrap_or_else(|| {
+            let minutes = self.hours * 60.0;
+            BUCKET_STEPS_MIN
+                .into_iter()
+                .find(|step| minutes / f64::from(*step) <= TARGET_TREND_BUCKETS)
+                .unwrap_or(BUCKET_STEPS_MIN[BUCKET_STEPS_MIN.len() - 1])
+        })
+    }
+
+    /// The query string (with its `?`) of this view, with `model` replaced when given;
+    /// only what differs from the defaults, and never `standalone`.
+    pub fn query(&self, model: Option<&str>) -> String {
+        let defaults = Filters::default();
+        let mut pairs: Vec<(&str, String)> = vec![("hours", format_hours(self.hours))];
+        if let Some(op) = &self.operation {
+            pairs.push(("operation", op.clone()));
+        }
+        if let Some(m) = model.or(self.model.as_deref()) {
+            pairs.push(("model", m.to_string()));
+        }
+        pairs.push(("metric", self.metric.as_str().to_string()));
+        if let Some(b) = self.bucket_minutes {
+            pairs.push(("bucket_minutes", b.to_string()));
+        }
+        if self.min_operations != defaults.min_operations {
+            pairs.push(("min_operations", self.min_operations.to_string()));
+        }
+        if self.refresh_s != defaults.refresh_s {
+            pairs.push(("refresh", self.refresh_s.to_string()));
+        }
+        let parts: Vec<String> = pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", crate::client::encode(&v, false)))
+            .collect();
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Hours without a needless ".0": "24", "0.5".
+pub fn format_hours(hours: f64) -> String {
+    let rounded = (hours * 1000.0).round() / 1000.0;
+    format!("{rounded}")
+}
+
+/// Everything the page shows, computed by the same functions the API answers with.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// What was asked.
+    pub filters: Filters,
+    /// When the figures were computed.
+    pub generated_at: DateTime<Utc>,
+    /// The sidecar's address as the browser reached it (`127.0.0.1:11435`), for the "point
+    /// your app here" hint.
+    pub host: String,
+    /// Every model with records at all, sorted.
+    pub models_with_records: Vec<String>,
+    /// Every operation name seen, sorted.
+    pub operations: Vec<String>,
+    /// Each model's statistics in the window and operation, sorted by model.
+    pub statistics: Vec<ModelStatistics>,
+    /// The recommendation for each priority, in [`crate::recommend::Priority::ALL`]'s order.
+    pub recommendations: Vec<Recommendation>,
+    /// The model the trend is of, when there is one to show.
+    pub trend_model: Option<String>,
+    /// Its trend; `None` without a model.
+    pub trend: Option<Trend>,
+    /// `/insights` over the window.
+    pub insights: Vec<Insight>,
+    /// `/system`.
+    pub system: SystemSnapshot,
+    /// ollameter's version.
+    pub version: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> HashMap<String, String> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_every_parameter() {
+        assert_eq!(Filters::parse(&pairs(&[])), Ok(Filters::default()));
+        let f = Filters::parse(&pairs(&[
+            ("hours", "6"),
+            ("operation", "photo_evaluation"),
+            ("model", "hf.co/org/m:Q4"),
+            ("metric", "ttft"),
+            ("bucket_minutes", "10"),
+            ("min_operations", "3"),
+            ("refresh", "0"),
+            ("standalone", "1"),
+        ]))
+        .expect("valid");
+        assert_eq!(f.hours, 6.0);
+        assert_eq!(f.operation.as_deref(), Some("photo_evaluation"));
+        assert_eq!(f.model.as_deref(), Some("hf.co/org/m:Q4"));
+        assert_eq!(f.metric, TrendMetric::Ttft);
+        assert_eq!(f.bucket_minutes, Some(10));
+        assert_eq!(f.min_operations, 3);
+        assert_eq!(f.refresh_s, 0);
+        assert!(f.standalone);
+        assert_eq!(
+            f.query(None),
+            "?hours=6&operation=photo_evaluation&model=hf.co%2Forg%2Fm:Q4&metric=ttft\
+             &bucket_minutes=10&min_operations=3&refresh=0"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        for (k, v, start) in [
+            ("hours", "0", "hours:"),
+            ("hours", "abc", "hours:"),
+            ("hours", "1e9", "hours:"),
+            ("metric", "latency", "metric: unknown \"latency\""),
+            ("bucket_minutes", "0", "bucket_minutes:"),
+            ("min_operations", "-1", "min_operations:"),
+            ("refresh", "1", "refresh:"),
+            ("standalone", "yes", "standalone:"),
+            ("hour", "6", "unknown parameter hour"),
+        ] {
+            let e = Filters::parse(&pairs(&[(k, v)])).expect_err(k);
+            assert!(e.starts_with(start), "{k}={v}: {e}");
+        }
+        // Empty values are absent, as the API treats them.
+        assert_eq!(
+            Filters::parse(&pairs(&[("operation", " "), ("hours", "")])),
+            Ok(Filters::default())
+        );
+    }
+
+    #[test]
+    fn automatic_buckets_follow_the_window() {
+        let with = |hours| Filters {
+            hours,
+            ..Filters::default()
+        };
+        assert_eq!(with(1.0).trend_bucket_minutes(), 2);
+        assert_eq!(with(24.0).trend_bucket_minutes(), 30);
+        assert_eq!(with(168.0).trend_bucket_minutes(), 360);
+        assert_eq!(with(2160.0).trend_bucket_minutes(), 2880);
+        assert_eq!(with(87_600.0).trend_bucket_minutes(), 10080);
+        let fixed = Filters {
+            bucket_minutes: Some(7),
+            ..Filters::default()
+        };
+        assert_eq!(fixed.trend_bucket_minutes(), 7);
+    }
+
+    #[test]
+    fn hours_print_without_trailing_zeros() {
+        assert_eq!(format_hours(24.0), "24");
+        assert_eq!(format_hours(0.5), "0.5");
+    }
+}
