@@ -649,12 +649,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
 /// Checks the upstream URL and returns it without a trailing slash.
 fn normalise_upstream(url: &str) -> Result<String, String> {
-    let trimmed = url.trim_end_matches('/');
-    let Some(rest) = trimmed.strip_prefix("http://") else {
+    let Some(rest) = url.trim().strip_prefix("http://") else {
         return Err(format!(
             "{url:?} must start with http:// (Ollama serves plain HTTP; put TLS in front of both)"
         ));
     };
+    let rest = rest.trim_end_matches('/');
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() {
         return Err(format!("{url:?} has no host"));
@@ -662,10 +662,10 @@ fn normalise_upstream(url: &str) -> Result<String, String> {
     if authority.contains('@') {
         return Err(format!("{url:?}: credentials in the URL are not supported"));
     }
-    if trimmed.contains(['?', '#']) {
+    if rest.contains(['?', '#']) {
         return Err(format!("{url:?}: no query or fragment allowed"));
     }
-    Ok(trimmed.to_string())
+    Ok(format!("http://{rest}"))
 }
 
 /// The upstream's `host:port`.
@@ -803,6 +803,113 @@ mod tests {
             ..Overrides::default()
         };
         assert!(load(None, &[], &flags).is_err());
+    }
+
+    #[test]
+    fn each_rejection_names_its_key_and_says_what_is_wanted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: &[(&str, &str)] = &[
+            (
+                "[server]\nlisten = \"x\"",
+                "server.listen: \"x\" is not an address",
+            ),
+            (
+                "[server]\napi_listen = \"y\"",
+                "server.api_listen: \"y\" is not an address",
+            ),
+            (
+                "[server]\nheader_read_timeout_ms = 0",
+                "server.header_read_timeout_ms: must be above 0",
+            ),
+            (
+                "[server]\nmax_connections = 0",
+                "server.max_connections: must be above 0",
+            ),
+            (
+                "[server]\nmax_header_bytes = 0",
+                "server.max_header_bytes: must be above 0",
+            ),
+            (
+                "[upstream]\nurl = \"https://o:1\"",
+                "upstream.url: \"https://o:1\" must start with http://",
+            ),
+            ("[upstream]\nurl = \"http://\"", "has no host"),
+            (
+                "[upstream]\nurl = \"http://u:p@o:1\"",
+                "credentials in the URL",
+            ),
+            (
+                "[upstream]\nurl = \"http://o:1/?q\"",
+                "no query or fragment",
+            ),
+            (
+                "[upstream]\nconnect_timeout_ms = 0",
+                "upstream.connect_timeout_ms: must be above 0",
+            ),
+            (
+                "[proxy]\nmax_body_bytes = 0",
+                "proxy.max_body_bytes: must be above 0",
+            ),
+            (
+                "[proxy]\nmax_parse_bytes = 0",
+                "proxy.max_parse_bytes: must be above 0",
+            ),
+            (
+                "[proxy]\noperation_header = \"bad header\"",
+                "proxy.operation_header",
+            ),
+            ("[store]\npath = \"\"", "store.path: must not be empty"),
+            (
+                "[store]\nmax_records_per_model = 0",
+                "store.max_records_per_model: must be above 0",
+            ),
+            (
+                "[store]\nmax_age_days = 0",
+                "store.max_age_days: must be above 0",
+            ),
+            (
+                "[store]\nretention_interval_s = 0",
+                "store.retention_interval_s: must be above 0",
+            ),
+            (
+                "[recorder]\nqueue_capacity = 0",
+                "recorder.queue_capacity: must be above 0",
+            ),
+            (
+                "[recorder]\nbatch_size = 0",
+                "recorder.batch_size: must be above 0",
+            ),
+            (
+                "[recorder]\nflush_interval_ms = 0",
+                "recorder.flush_interval_ms: must be above 0",
+            ),
+            (
+                "[telemetry]\ninterval_ms = 0",
+                "telemetry.interval_ms: must be above 0",
+            ),
+            (
+                "[log]\nformat = \"xml\"",
+                "log.format: \"xml\" is not one of text, json",
+            ),
+            ("[log]\nlevel = \"[[\"", "log.level"),
+            (
+                "[api]\nadmin_token = \"short\"",
+                "api.admin_token: use at least 16 characters",
+            ),
+            (
+                "[api]\nread_token = \"has spaces in it ok\"",
+                "api.read_token: use at least 16 characters",
+            ),
+            ("[[quality.rules]]\nscale_min = 1", "quality.rules[0]"),
+            ("[store]\nmax_age_days = \"ninety\"", "invalid type"),
+            ("[nope]\nx = 1", "unknown field `nope`"),
+        ];
+        for (i, (text, needle)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("c{i}.toml"));
+            std::fs::write(&path, text).expect("write");
+            let err = load(Some(&path), &[], &Overrides::default()).expect_err(text);
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]
