@@ -487,6 +487,56 @@ mod tests {
             .expect("join");
     }
 
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(i64, u64)>>);
+
+    impl StoreListener for Seen {
+        fn committed(&self, _: &[Record]) {}
+        fn retained(&self, cutoff_ms: i64, max_per_model: u64) {
+            self.0
+                .lock()
+                .expect("lock")
+                .push((cutoff_ms, max_per_model));
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_runs_on_the_writer_and_is_announced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        let seen = Arc::new(Seen::default());
+        let mut cfg = config(100, 1);
+        cfg.max_records_per_model = 3;
+        cfg.retention_interval = Duration::from_millis(20);
+        let (rec, task) = start(&path, cfg, Some(seen.clone() as CommitHook)).expect("start");
+        rec.submit_and_wait((0..10).map(record).collect())
+            .await
+            .expect("stored");
+        let reader = Store::open_reader(&path).expect("reader");
+        for _ in 0..500 {
+            if reader.count().expect("count") == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            reader.count().expect("count"),
+            3,
+            "the newest 3 of the model stay"
+        );
+        assert!(
+            seen.0
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|(_, max)| *max == 3)
+        );
+        assert_eq!(rec.stats().retention_removed.load(Ordering::Relaxed), 7);
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+    }
+
     #[tokio::test]
     async fn submit_and_wait_answers_after_commit() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -211,3 +211,67 @@ async fn logs_and_store_carry_no_tokens_and_no_prompts() {
         assert!(!text.contains(secret), "{secret} stored");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_one_object_per_call() {
+    let fake = FakeOllama::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ollameter"))
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &fake.url(),
+            "--db",
+        ])
+        .arg(dir.path().join("j.db"))
+        .env("OLLAMETER_TELEMETRY_ENABLED", "false")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let mut id = None;
+    for _ in 0..500 {
+        if let Ok(r) = http
+            .post(format!("{url}/api/embed"))
+            .json(&json!({"model": "nomic-embed-text", "input": "a"}))
+            .send()
+            .await
+        {
+            id = r
+                .headers()
+                .get("x-ollameter-record-id")
+                .map(|v| v.to_str().expect("ascii").to_string());
+            r.bytes().await.expect("body");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = id.expect("a call went through");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let output = std::mem::replace(&mut child, Command::new("true").spawn().expect("true"))
+        .wait_with_output()
+        .expect("exit");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let calls: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON"))
+        .filter(|v| v["fields"]["message"] == "inference call")
+        .collect();
+    assert_eq!(calls.len(), 1, "{log}");
+    assert_eq!(calls[0]["fields"]["record_id"], id.as_str());
+    assert_eq!(calls[0]["fields"]["endpoint"], "/api/embed");
+    assert_eq!(calls[0]["fields"]["status"], 200);
+}

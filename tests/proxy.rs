@@ -655,3 +655,33 @@ async fn quality_rules_read_the_score_from_the_answer() {
     assert!(records.iter().all(|r| r.success));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pull_progress_streams_through_unrecorded() {
+    let fake = FakeOllama::start_with(FakeConfig {
+        chunk_gap: Duration::from_millis(20),
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start_with(&fake.url(), |c| c.telemetry_enabled = false).await;
+    let resp = client()
+        .post(format!("{}/api/pull", app.url))
+        .json(&json!({"model": "llama3.2"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        !resp.headers().contains_key("x-ollameter-record-id"),
+        "pull is not an inference call"
+    );
+    let body = resp.bytes().await.expect("body");
+    let progress = lines(&body);
+    assert_eq!(
+        progress.first().expect("first")["status"],
+        "pulling manifest"
+    );
+    assert_eq!(progress.last().expect("last")["status"], "success");
+    assert!(app.records().await.is_empty());
+    app.stop().await;
+}
