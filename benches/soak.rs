@@ -6,7 +6,6 @@
 //! `--minutes 1` for a quick look). Not part of CI.
 
 #[path = "../tests/common/fake_ollama.rs"]
-#[allow(dead_code, reason = "the soak uses part of the test fake")]
 mod fake_ollama;
 
 use std::process::{Child, Command, Stdio};
