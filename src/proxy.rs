@@ -77,6 +77,9 @@ impl ProxyState {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy must not send a request twice on its own: a generate is not
+            // idempotent (and this also spares each request the retry layer's copy).
+            .retry(reqwest::retry::never())
             .no_proxy()
             .http1_only()
             .tcp_nodelay(true)
