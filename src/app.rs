@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -229,6 +230,14 @@ fn serve(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut signal = shutdown.clone();
+        // No Nagle delay: a streamed answer is many small writes (one per token), and
+        // each must reach the client as soon as the upstream sent it (Ollama's own server
+        // sets TCP_NODELAY too, as Go does on every connection).
+        let listener = listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let graceful = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = signal.wait_for(|stop| *stop).await;
         });

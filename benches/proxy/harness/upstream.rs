@@ -15,6 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
@@ -69,6 +70,10 @@ impl FakeOllama {
                     addr_tx
                         .send(listener.local_addr().expect("fake Ollama address"))
                         .expect("report the address");
+                    // As Ollama: Go sets TCP_NODELAY on every connection.
+                    let listener = listener.tap_io(|stream| {
+                        let _ = stream.set_nodelay(true);
+                    });
                     let app = Router::new()
                         .route("/", get(|| async { "Ollama is running" }))
                         .route("/api/generate", post(generate))
