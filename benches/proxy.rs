@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --bench proxy` (about 5 minutes; `-- --quick` for a 30-second smoke
 //! run, `-- --smoke` for the few seconds the test suite runs, `-- --runs N` for another
-//! number of runs). It needs Debian's `wrk` and `nginx`
+//! number of runs, `-- --ollameter PATH` to measure another build, `-- --serve SECONDS` to
+//! hold the fake, ollameter and nginx up for profiling). It needs Debian's `wrk` and `nginx`
 //! (`apt-get install -y wrk nginx`); without them it falls back to its own load client
 //! and skips nginx, and says so. The ollameter binary measured is the one Cargo builds for
 //! the bench (release profile). docs/benchmarks.md explains the method and records the
@@ -28,7 +29,18 @@ fn main() -> ExitCode {
         .position(|a| a == "--runs")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ollameter"));
+    // `--ollameter PATH` measures another build (e.g. an older commit's) instead of the
+    // one Cargo built for the bench.
+    let bin = args
+        .iter()
+        .position(|a| a == "--ollameter")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_BIN_EXE_ollameter")),
+            std::path::PathBuf::from,
+        );
+    let bin = bin.as_path();
+    harness::children::stop_children_on_signal();
     if let Some(seconds) = args
         .iter()
         .position(|a| a == "--serve")

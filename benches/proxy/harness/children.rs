@@ -6,6 +6,7 @@ use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a child may take to start listening.
@@ -13,6 +14,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a child may take to stop after SIGTERM (ollameter finishes open calls and
 /// commits its queue first).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The children alive now, for [`stop_children_on_signal`].
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// A started process, stopped on drop.
 pub struct Guard {
@@ -22,6 +26,9 @@ pub struct Guard {
 
 impl Guard {
     fn new(name: &'static str, child: Child) -> Guard {
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(child.id());
+        }
         Guard { name, child }
     }
 
@@ -42,14 +49,15 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let pid = self.child.id();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|p| *p != pid);
+        }
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
         // SIGTERM first: nginx's master takes its workers down with it, ollameter commits.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        terminate(pid);
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -61,6 +69,72 @@ impl Drop for Guard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM to a process (nginx's master then stops its workers; ollameter commits
+/// its queue and exits).
+fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// On SIGINT or SIGTERM, stops every child still alive and exits with status 130: a
+/// signal ends the process without running the guards' `Drop`.
+pub fn stop_children_on_signal() {
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(|| {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            let live: Vec<u32> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+            eprintln!("interrupted: stopping {} child process(es)", live.len());
+            for pid in &live {
+                terminate(*pid);
+            }
+            // Give them a moment to finish (ollameter commits its queue), then go.
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while Instant::now() < deadline
+                && live
+                    .iter()
+                    .any(|pid| Path::new(&format!("/proc/{pid}")).exists() && !zombie(*pid))
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::process::exit(130);
+        });
+    if let Err(e) = spawned {
+        eprintln!("cannot watch for signals ({e}): an interrupted run may leave children");
+    }
+}
+
+/// Whether a process has exited and waits to be reaped.
+fn zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 /// A loopback port free now (the OS's pick), for children that cannot report theirs.
