@@ -19,7 +19,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
-use http_body_util::BodyExt;
 
 use crate::metrics::Metrics;
 use crate::quality::QualityRules;
@@ -77,6 +76,9 @@ impl ProxyState {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy must not send a request twice on its own: a generate is not
+            // idempotent (and this also spares each request the retry layer's copy).
+            .retry(reqwest::retry::never())
             .no_proxy()
             .http1_only()
             .tcp_nodelay(true)
@@ -167,18 +169,17 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
 
     // Instrumented: read the body to learn the model and stream flag; forward the very
     // same bytes.
-    if let Some(len) = forward::content_length(&parts.headers)
-        && len > inner.max_body_bytes
-    {
+    let declared = forward::content_length(&parts.headers);
+    if declared.is_some_and(|len| len > inner.max_body_bytes) {
         return too_large(inner.max_body_bytes, openai_shape);
     }
     let limit = usize::try_from(inner.max_body_bytes).unwrap_or(usize::MAX);
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let bytes = match forward::read_body(body, declared, limit).await {
+        Ok(bytes) => bytes,
+        Err(forward::ReadBodyError::TooLarge) => {
             return too_large(inner.max_body_bytes, openai_shape);
         }
-        Err(e) => {
+        Err(forward::ReadBodyError::Read(e)) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 openai_shape,

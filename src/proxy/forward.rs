@@ -4,7 +4,9 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
+use http_body_util::BodyExt;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus
 /// `Host`, which the upstream client sets from the upstream URL.
@@ -58,6 +60,59 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum ReadBodyError {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The client's connection failed while sending it.
+    Read(axum::Error),
+}
+
+/// Reads a request body of at most `limit` bytes into one buffer. A body that arrives in
+/// one piece is kept as it came (no copy); a longer one is gathered into one buffer sized
+/// from its declared length (already checked against the limit), so a 20 MiB photo costs
+/// one 20 MiB buffer, not a list of its chunks and then a copy of them all.
+pub async fn read_body(
+    mut body: Body,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, ReadBodyError> {
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        // Trailers carry nothing the proxy reads; the body is forwarded without them, as
+        // before.
+        let Ok(data) = frame.map_err(ReadBodyError::Read)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(ReadBodyError::TooLarge);
+        }
+        if let Some(buffer) = gathered.as_mut() {
+            buffer.extend_from_slice(&data);
+        } else if let Some(head) = first.take() {
+            let expected = declared
+                .and_then(|d| usize::try_from(d).ok())
+                .unwrap_or(0)
+                .min(limit);
+            let mut buffer = BytesMut::with_capacity(expected.max(total));
+            buffer.extend_from_slice(&head);
+            buffer.extend_from_slice(&data);
+            gathered = Some(buffer);
+        } else {
+            first = Some(data);
+        }
+    }
+    Ok(match (gathered, first) {
+        (Some(buffer), _) => buffer.freeze(),
+        (None, Some(head)) => head,
+        (None, None) => Bytes::new(),
+    })
+}
+
 /// The client's response: the upstream's status and end-to-end headers, and its body
 /// as `wrap` streams it.
 pub fn response<F>(upstream: reqwest::Response, wrap: F) -> Response
@@ -77,6 +132,36 @@ where
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    fn chunked(parts: &[&'static str]) -> Body {
+        let frames: Vec<Result<Bytes, std::io::Error>> = parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p.as_bytes())))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_in_one_buffer_up_to_the_limit() {
+        let one = read_body(chunked(&["{\"model\":\"m\"}"]), None, 100)
+            .await
+            .expect("one piece");
+        assert_eq!(&one[..], b"{\"model\":\"m\"}");
+        let many = read_body(chunked(&["ab", "cd", "ef"]), Some(6), 100)
+            .await
+            .expect("pieces");
+        assert_eq!(&many[..], b"abcdef");
+        let undeclared = read_body(chunked(&["ab", "cd", "ef"]), None, 6)
+            .await
+            .expect("exactly the limit");
+        assert_eq!(&undeclared[..], b"abcdef");
+        assert!(matches!(
+            read_body(chunked(&["ab", "cd", "ef"]), None, 5).await,
+            Err(ReadBodyError::TooLarge)
+        ));
+        let empty = read_body(Body::empty(), Some(0), 5).await.expect("empty");
+        assert!(empty.is_empty());
+    }
 
     #[test]
     fn hop_by_hop_and_host_are_removed() {
