@@ -49,6 +49,13 @@ fn main() -> ExitCode {
     {
         return serve(bin, std::time::Duration::from_secs(seconds));
     }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets without `--bench`: the minutes of
+        // the benchmark do not belong there (tests/bench_smoke.rs runs its scenarios
+        // briefly).
+        println!("ollameter proxy benchmark: run it with `cargo bench --bench proxy`");
+        return ExitCode::SUCCESS;
+    }
     let wrk = find_program("wrk");
     let nginx = find_program("nginx");
     if wrk.is_none() {
