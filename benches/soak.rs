@@ -51,6 +51,12 @@ fn open_fds(pid: u32) -> usize {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets without `--bench`: a soak of
+        // minutes does not belong there.
+        println!("ollameter soak: run it with `cargo build --release && cargo bench --bench soak`");
+        return;
+    }
     let minutes = arg("--minutes", 10.0);
     let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/ollameter");
     assert!(
