@@ -356,18 +356,14 @@ impl Writer {
             flushes,
             ..
         } = batch;
-        let records: Vec<Record> = records;
         let result = if records.is_empty() {
             Ok(())
         } else {
             let started = Instant::now();
-            let mut result = Ok(());
-            for chunk in records.chunks(self.config.batch_size.max(1)) {
-                result = self.store.insert_batch(chunk);
-                if result.is_err() {
-                    break;
-                }
-            }
+            // One transaction for the whole write, even when a waited-on import brings more
+            // than `batch_size`: all or none, so what is counted, announced to the history
+            // and answered to the waiters is exactly what the store holds.
+            let result = self.store.insert_batch(&records);
             let us = started.elapsed().as_micros() as u64;
             self.stats.last_commit_us.store(us, Ordering::Relaxed);
             self.stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
