@@ -96,6 +96,25 @@ pub fn hours_value(name: &str, value: &Value) -> Result<f64, ApiError> {
     }
 }
 
+/// A required number in a JSON body that `accept` takes; otherwise a 400 naming the field,
+/// saying what is `wanted`, and showing what came.
+pub fn required_number(
+    obj: &serde_json::Map<String, Value>,
+    name: &str,
+    wanted: &str,
+    accept: impl Fn(f64) -> bool,
+) -> Result<f64, ApiError> {
+    obj.get(name)
+        .and_then(Value::as_f64)
+        .filter(|v| accept(*v))
+        .ok_or_else(|| {
+            let got = obj
+                .get(name)
+                .map_or("nothing".to_string(), Value::to_string);
+            ApiError::bad(format!("{name}: required, {wanted}, got {got}"))
+        })
+}
+
 /// The body as a JSON object; anything else is a 400 saying what was expected.
 pub fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::input::{ImportJson, RecordInput, csv_row_to_json, record_from_json};
-use super::params::{Params, PathText, json_object};
+use super::params::{Params, PathText, json_object, required_number};
 use crate::record::{Record, Source};
 
 /// Records per commit during an import: large enough to be quick, small enough that one
@@ -366,16 +366,8 @@ pub async fn set_quality(
     body: Bytes,
 ) -> Result<Json<QualitySet>, ApiError> {
     let obj = json_object(&body)?;
-    let quality = match obj.get("quality_score") {
-        Some(Value::Number(n)) => n.as_f64().filter(|q| (1.0..=5.0).contains(q)),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        ApiError::bad(format!(
-            "quality_score: required, a number from 1 to 5, got {}",
-            obj.get("quality_score")
-                .map_or("nothing".to_string(), Value::to_string)
-        ))
+    let quality = required_number(&obj, "quality_score", "a number from 1 to 5", |q| {
+        (1.0..=5.0).contains(&q)
     })?;
     let lookup = id.clone();
     let updated = state
@@ -470,19 +462,12 @@ pub async fn clear_old(
     body: Bytes,
 ) -> Result<Json<ClearedOld>, ApiError> {
     let obj = json_object(&body)?;
-    let days = match obj.get("days") {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|d| d.is_finite() && *d > 0.0 && *d <= 36_500.0),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        ApiError::bad(format!(
-            "days: required, a number of days above 0 (at most 36500), got {}",
-            obj.get("days")
-                .map_or("nothing".to_string(), Value::to_string)
-        ))
-    })?;
+    let days = required_number(
+        &obj,
+        "days",
+        "a number of days above 0 (at most 36500)",
+        |d| d.is_finite() && d > 0.0 && d <= 36_500.0,
+    )?;
     let cutoff = Utc::now() - ChronoDuration::milliseconds((days * 86_400_000.0) as i64);
     let deleted = state
         .recorder
