@@ -7,6 +7,8 @@
 //!   and the ordered shutdown.
 //! - [`serve`]: the accept loop both listeners run (header timeout, connection cap,
 //!   peer address, graceful cut).
+//! - [`log_writer`]: the log's batching writer to stderr (the per-call line off the hot
+//!   path's system calls).
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`].
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...).
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
@@ -35,6 +37,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decode;
 pub mod history;
+pub mod log_writer;
 pub mod metrics;
 pub mod proxy;
 pub mod quality;
