@@ -53,10 +53,7 @@ async fn forward(
     upstream: &str,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, hyper::Error> {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let Ok(uri) = format!("{upstream}{path}").parse::<Uri>() else {
         return Ok(status(StatusCode::BAD_REQUEST));
     };
