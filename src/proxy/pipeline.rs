@@ -109,6 +109,10 @@ impl Head {
 
 /// Phase 1: the request's head, its route and its (unread) body; a 400 when it has no
 /// usable path.
+#[expect(
+    clippy::result_large_err,
+    reason = "a phase either passes the call on or answers it; the answer is returned at once"
+)]
 pub fn classify(request: Request) -> Result<(Head, Route, Body), Response> {
     let (parts, body) = request.into_parts();
     let Some(path_and_query) = parts.uri.path_and_query().cloned() else {
