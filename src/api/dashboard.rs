@@ -90,6 +90,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
     let window = || Window {
         hours: Some(filters.hours),
         operation: filters.operation.clone(),
+        source: None,
     };
     let statistics: Vec<ModelStatistics> = match window().filter(state) {
         Some(filter) => state.history.with_all(|all| {
