@@ -8,7 +8,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::engine::{CallResult, Outcome, Skipped, Tally};
+use super::engine::{CallResult, Outcome, PRIORITIES, Skipped, Tally};
 use crate::stats::percentiles;
 
 /// One model's figures over the calls measured so far.
@@ -206,7 +206,10 @@ pub fn render(report: &Report) -> String {
             out.push_str(&format!("{}: {e}\n", m.model));
         }
     }
-    for (priority, answer) in &report.recommendations {
+    // The priorities in the order the API lists them, then anything else.
+    let mut order: Vec<(&String, &Value)> = report.recommendations.iter().collect();
+    order.sort_by_key(|(p, _)| PRIORITIES.iter().position(|k| k == p).unwrap_or(usize::MAX));
+    for (priority, answer) in order {
         match (
             answer["recommended_model"].as_str(),
             answer["error"].as_str(),

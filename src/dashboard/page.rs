@@ -930,6 +930,12 @@ fn footer(view: &View) -> Markup {
                 }
                 " over the same window."
             }
+            @if let (Some(b), false) = (&view.latest_benchmark, view.filters.standalone) {
+                p.benchmark {
+                    "Latest benchmark: " a href=(format!("{api}/benchmark/{}", b.id)) { (b.id) }
+                    " (" (b.state) ", " (b.done_calls) " of " (b.total_calls) " calls)."
+                }
+            }
         }
     }
 }
@@ -974,6 +980,7 @@ mod tests {
             insights: Vec::new(),
             system,
             version: "test",
+            latest_benchmark: None,
         }
     }
 
