@@ -37,6 +37,9 @@ pub enum Command {
         /// Only this operation.
         #[arg(long)]
         operation: Option<String>,
+        /// Only records of this source: benchmark, proxy, manual or import.
+        #[arg(long)]
+        source: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -74,6 +77,9 @@ pub enum Command {
         /// Only this operation.
         #[arg(long)]
         operation: Option<String>,
+        /// Only records of this source: benchmark, proxy, manual or import.
+        #[arg(long)]
+        source: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -212,12 +212,14 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             model,
             hours,
             operation,
+            source,
             client: args,
         } => {
             let c = client::Client::new(&args.server)?;
             let q = query(&[
                 ("duration_hours", hours.map(|h| h.to_string())),
                 ("operation", operation),
+                ("source", source),
             ]);
             let path = match &model {
                 Some(m) => format!("/statistics/{}{q}", client::encode(m, true)),
@@ -244,6 +246,7 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             hours,
             min_operations,
             operation,
+            source,
             client: args,
         } => {
             let c = client::Client::new(&args.server)?;
@@ -254,6 +257,7 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
                 ("duration_hours", hours.map(|h| h.to_string())),
                 ("min_operations", min_operations.map(|n| n.to_string())),
                 ("operation", operation),
+                ("source", source),
             ]);
             let answer = c.get(&format!("/recommend{q}")).await?;
             Ok(show(args.json, &answer, client::render_recommendation))

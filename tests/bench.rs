@@ -487,3 +487,75 @@ async fn the_api_runs_one_benchmark_at_a_time_with_progress() {
         .expect("bad");
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quality_rule_scores_in_the_proxy_and_the_example_file_runs() {
+    let fake = FakeOllama::start_with(two_models()).await;
+    let app = TestApp::start_with(&fake.url(), |config| {
+        config.quality_rules = vec![ollameter::quality::QualityRuleConfig {
+            operation: Some("grammar_rating".into()),
+            json_pointer: Some("/score".into()),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prompts = dir.path().join("rule.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"prompt\": \"Rate SCORE=4\", \"quality_rule\": \"grammar_rating\"}\n{\"prompt\": \"no score here\", \"quality_rule\": \"grammar_rating\"}\n",
+    )
+    .expect("prompts");
+    let (code, out, err) = ollameter(args(&[
+        "bench",
+        "--models",
+        "alpha",
+        "--prompts",
+        prompts.to_str().expect("utf-8"),
+        "--runs",
+        "2",
+        "--json",
+        "--server",
+        &app.url,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let alpha = &report["models"][0];
+    assert_eq!(alpha["graded"], 2, "{report}");
+    assert_eq!(alpha["quality_avg"], 4.0, "{report}");
+    assert!(
+        alpha["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("no configured rule for operation \"grammar_rating\"")),
+        "{report}"
+    );
+    let records = app.records().await;
+    assert!(records.iter().all(|r| r.operation == "grammar_rating"));
+    let mut scores: Vec<Option<f64>> = records.iter().map(|r| r.quality_score).collect();
+    scores.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    assert_eq!(scores, [None, None, Some(4.0), Some(4.0)]);
+
+    // The shipped example, images included, runs as it is.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/bench-prompts.example.jsonl"
+    );
+    let (code, out, err) = ollameter(args(&[
+        "bench",
+        "--models",
+        "beta:7b",
+        "--prompts",
+        example,
+        "--runs",
+        "1",
+        "--json",
+        "--server",
+        &app.url,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report["models"][0]["calls"], 6, "{report}");
+    assert_eq!(report["models"][0]["succeeded"], 6, "{report}");
+}
