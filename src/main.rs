@@ -103,6 +103,10 @@ fn bench(args: cli::BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !args.installed && args.models.iter().all(|m| m.trim().is_empty()) {
+        eprintln!("ollameter: --models: name at least one model (a,b,c), or use --installed");
+        return ExitCode::from(2);
+    }
     let keep_alive = args.keep_alive.as_deref().map(|k| match k.parse::<i64>() {
         Ok(seconds) => serde_json::json!(seconds),
         Err(_) => serde_json::json!(k),
