@@ -87,7 +87,7 @@ impl Report {
                 Some(summarize(&m.model, m.embedding, calls))
             })
             .collect();
-        // Calls of a model the plan did not list cannot happen; keep the order of the plan.
+        // In the plan's order; a model not reached yet has no row.
         models.retain(|m| m.calls > 0 || m.load_ms.is_some() || !m.errors.is_empty());
         Report {
             started_at: None,
