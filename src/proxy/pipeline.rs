@@ -209,6 +209,10 @@ pub(crate) fn open_record(
     );
     record.stream = facts.stream;
     record.request_bytes = body.len() as u64;
+    if let Some(source) = head.headers.get(crate::record::SOURCE_HEADER) {
+        // ollameter's own benchmark marks its calls.
+        record.source = crate::record::Source::from_header(source.as_bytes());
+    }
     Meter::new(
         record,
         proxy.sinks.clone(),
