@@ -59,7 +59,7 @@ impl Client {
     async fn answer(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, ClientError> {
         let resp = request.send().await.map_err(|e| ClientError::Unreachable {
             server: self.server.clone(),
-            detail: crate::proxy::meter::error_chain(&e),
+            detail: crate::text::error_chain(&e),
         })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| ClientError::Unreachable {
@@ -157,21 +157,7 @@ fn page_message(page: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Percent-encodes a value for a query string or a path segment (model names carry `:`
-/// and `/`; `/` stays as it is in paths).
-pub fn encode(value: &str, keep_slash: bool) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use crate::text::encode;
 
 fn num(v: &Value, decimals: usize) -> String {
     match v.as_f64() {
@@ -181,8 +167,7 @@ fn num(v: &Value, decimals: usize) -> String {
 }
 
 fn pct(v: &Value) -> String {
-    v.as_f64()
-        .map_or("-".into(), |n| format!("{:.1}%", n * 100.0))
+    v.as_f64().map_or("-".into(), crate::text::fmt_percent)
 }
 
 fn table(header: &[&str]) -> Table {
@@ -325,7 +310,7 @@ mod tests {
         let answer = json!({"models": {"llama3.2:3b": {"total_operations": 12, "success_rate": 0.75,
             "processing_time_ms": {"p50": 812.25, "p95": 1500.0}, "quality": {"avg": 4.123}}}});
         let text = render_statistics(&answer);
-        for needle in ["llama3.2:3b", "12", "75.0%", "812.2", "1500.0", "4.12"] {
+        for needle in ["llama3.2:3b", "12", "75%", "812.2", "1500.0", "4.12"] {
             assert!(text.contains(needle), "{needle} missing:\n{text}");
         }
         let empty = render_statistics(&json!({"models": {}}));
@@ -342,11 +327,5 @@ mod tests {
         assert!(text.contains("3 operations"));
         let none = render_recommendation(&json!({"recommended_model": null, "reason": "nothing"}));
         assert!(none.starts_with("no model qualifies"));
-    }
-
-    #[test]
-    fn names_are_encoded_for_urls() {
-        assert_eq!(encode("hf.co/org/m:Q4 K", true), "hf.co/org/m:Q4%20K");
-        assert_eq!(encode("a,b&c", false), "a%2Cb%26c");
     }
 }

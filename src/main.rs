@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check(args),
         } => match load(cli.config.as_deref(), &args) {
-            Ok(config) => match toml::to_string_pretty(&config) {
+            Ok(config) => match config.to_toml() {
                 Ok(text) => {
                     println!("{text}");
                     ExitCode::SUCCESS
@@ -296,7 +296,7 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
 
 /// Asks the running sidecar's health route; any answer from it means the process serves.
 fn healthcheck(config: &Config) -> ExitCode {
-    let addr = config.api_listen.unwrap_or(config.listen);
+    let addr = config.server.api_listen.unwrap_or(config.server.listen);
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -336,12 +336,12 @@ fn healthcheck(config: &Config) -> ExitCode {
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
+    match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }

@@ -29,9 +29,6 @@ pub enum ApiError {
     /// Not from here: the route is for loopback clients only.
     #[error("{0}")]
     Forbidden(String),
-    /// The body is over the API's limit.
-    #[error("{0}")]
-    TooLarge(String),
     /// The recorder queue is full or stopping; try again.
     #[error("{0}")]
     Unavailable(String),
@@ -75,7 +72,6 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "API request failed");

@@ -2,8 +2,6 @@
 //! parses and validates its input, runs a pure function from `stats` or `recommend` over
 //! the in-memory history on a blocking thread, and maps the answer.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::State;
 use bytes::Bytes;
@@ -407,7 +405,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             }
         }
     });
-    let telemetry = state.proxy.telemetry();
+    let telemetry = &state.telemetry;
     for candidate in &mut candidates {
         // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
         // size) beats what the records carry.
@@ -609,12 +607,12 @@ pub async fn insights(
     let hours = params
         .hours("duration_hours")?
         .unwrap_or(DEFAULT_RECENT_HOURS);
-    let dropped = state.recorder.stats().dropped.load(Ordering::Relaxed);
+    let dropped = state.recorder.snapshot().dropped;
     let list = tokio::task::spawn_blocking(move || {
         let params = stats::InsightParams {
             now_ms: Utc::now().timestamp_millis(),
             duration_hours: hours,
-            gpu_total_mb: state.proxy.telemetry().gpu_total_mb(),
+            gpu_total_mb: state.telemetry.gpu_total_mb(),
             dropped_records: dropped,
         };
         state.history.with_all(|all| {
