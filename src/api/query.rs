@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use bytes::Bytes;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,7 +76,7 @@ impl Window {
 
 /// `/statistics/{model}`'s answer: the statistics, or a note that the window holds none of
 /// the model's operations (the model has records, just not there).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StatisticsAnswer {
     /// The model's statistics over the window.
@@ -86,7 +86,7 @@ pub enum StatisticsAnswer {
 }
 
 /// What `/statistics/{model}` answers when the window holds none of the model's operations.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EmptyWindow {
     /// Always 0.
     #[schema(minimum = 0, maximum = 0)]
@@ -144,7 +144,7 @@ pub async fn model_statistics(
 }
 
 /// `/statistics`' answer: every model with operations in the window.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AllStatistics {
     /// The window asked for; null for all of history.
     pub duration_hours: Option<f64>,
@@ -211,7 +211,7 @@ pub struct CompareRequest {
 pub struct ModelName(pub String);
 
 /// `/compare`'s answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CompareAnswer {
     /// Each model with operations in the window, keyed by name.
     pub models: std::collections::BTreeMap<String, ModelStatistics>,

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -70,7 +70,7 @@ pub async fn record(
 }
 
 /// An import's answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ImportReport {
     /// Records stored.
     pub imported: usize,
@@ -80,9 +80,9 @@ pub struct ImportReport {
     pub rejected_count: usize,
     /// The first refused rows, each with where and why.
     pub rejected: Vec<Rejection>,
-    /// The format read.
-    #[schema(value_type = String, example = "json")]
-    pub format: &'static str,
+    /// The format read: `json`, `ndjson` or `csv`.
+    #[schema(example = "json")]
+    pub format: String,
 }
 
 /// `POST /import`'s query parameters (documentation; read through [`Params`]).
@@ -180,7 +180,7 @@ pub async fn import(
         skipped_existing,
         rejected_count,
         rejected: rejected.into_iter().take(MAX_LISTED_REJECTIONS).collect(),
-        format,
+        format: format.to_string(),
     }))
 }
 
