@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::health::{ServerFailures, UpstreamProbe};
 use crate::api::{self, ApiState};
+use crate::bench::BenchRuns;
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -69,6 +70,8 @@ pub struct Running {
     pub telemetry: Telemetry,
     /// The API's routes, for in-process requests (tests, the report).
     pub api_router: Router,
+    /// The benchmark runs inside the sidecar.
+    pub bench: Arc<BenchRuns>,
     shutdown: watch::Sender<bool>,
     servers: Vec<(&'static str, JoinHandle<()>)>,
     recorder_task: RecorderTask,
@@ -78,6 +81,7 @@ impl Running {
     /// Stops the sidecar: stop accepting, let calls finish (up to the grace period),
     /// commit every queued record.
     pub async fn shutdown(self) {
+        self.bench.shutdown();
         let _ = self.shutdown.send(true);
         for (what, server) in self.servers {
             if let Err(e) = server.await {
@@ -145,6 +149,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     let server_failures = ServerFailures::default();
+    let bench = Arc::new(BenchRuns::default());
+    let bench_token = access
+        .admin_token
+        .clone()
+        .or_else(|| access.read_token.clone());
     let api_router = api::router(ApiState {
         recorder: recorder.clone(),
         upstream: UpstreamProbe::new(proxy_state.client().clone(), proxy_config.upstream.clone()),
@@ -155,6 +164,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         started: Instant::now(),
         access: Arc::new(access),
         server_failures: server_failures.clone(),
+        bench: bench.clone(),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)
@@ -225,6 +235,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             proxy_addr
         }
     };
+    bench.set_target(crate::bench::Target {
+        proxy: local_url(proxy_addr),
+        api: local_url(api_addr),
+        token: bench_token,
+    });
     tracing::info!(%proxy_addr, %api_addr, upstream = %proxy_config.upstream, db = %store.path.display(), "ollameter listening");
     Ok(Running {
         proxy_addr,
@@ -232,10 +247,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder,
         telemetry,
         api_router: api_router_copy,
+        bench,
         shutdown,
         servers,
         recorder_task,
     })
+}
+
+/// The URL this process reaches a listener of its own at: loopback for a wildcard address.
+fn local_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(
+            if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        )
+    } else {
+        addr
+    };
+    format!("http://{host}")
 }
 
 /// Counts every request by its endpoint class and status, for `/metrics`.

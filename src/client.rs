@@ -146,14 +146,14 @@ impl Client {
 
     /// `GET /recommend`: the model to use for a priority.
     pub async fn recommend(&self, ask: &RecommendAsk) -> Result<Recommendation, ClientError> {
-        let q = query(&[
+        let mut pairs = vec![
             ("priority", Some(ask.priority.clone())),
             ("available_vram_gb", ask.vram_gb.map(|v| v.to_string())),
             ("available_models", ask.models.clone()),
-            ("duration_hours", ask.window.hours.map(|h| h.to_string())),
             ("min_operations", ask.min_operations.map(|n| n.to_string())),
-            ("operation", ask.window.operation.clone()),
-        ]);
+        ];
+        pairs.extend(ask.window.pairs());
+        let q = query(&pairs);
         self.get(&format!("/recommend{q}")).await
     }
 
@@ -256,14 +256,21 @@ pub struct Window {
     pub hours: Option<f64>,
     /// Only operations with this name.
     pub operation: Option<String>,
+    /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`).
+    pub source: Option<String>,
 }
 
 impl Window {
     fn query(&self) -> String {
-        query(&[
+        query(&self.pairs())
+    }
+
+    fn pairs(&self) -> [(&'static str, Option<String>); 3] {
+        [
             ("duration_hours", self.hours.map(|h| h.to_string())),
             ("operation", self.operation.clone()),
-        ])
+            ("source", self.source.clone()),
+        ]
     }
 }
 
@@ -570,6 +577,7 @@ mod tests {
         let w = Window {
             hours: Some(2.0),
             operation: Some("a b".into()),
+            source: None,
         };
         assert_eq!(w.query(), "?duration_hours=2&operation=a%20b");
         assert_eq!(Window::default().query(), "");

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             healthcheck(&config)
         }
         Command::Client(command) => client_command(command),
+        Command::Bench(args) => bench(args),
         Command::GpuCheck => {
             print!("{}", ollameter::telemetry::nvml_report());
             ExitCode::SUCCESS
@@ -82,6 +83,78 @@ fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, Exit
     })
 }
 
+/// `ollameter bench`: reads the prompts, then runs against the sidecar.
+fn bench(args: cli::BenchArgs) -> ExitCode {
+    use ollameter::bench::{self, Models, Plan, Target, prompts};
+    let prompts = match (&args.prompts, &args.suite) {
+        (Some(file), _) => prompts::read_file(file),
+        (None, suite) => prompts::suite(suite.as_deref().unwrap_or("default")),
+    };
+    let prompts = match prompts {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.installed && args.models.iter().all(|m| m.trim().is_empty()) {
+        eprintln!("ollameter: --models: name at least one model (a,b,c), or use --installed");
+        return ExitCode::from(2);
+    }
+    let keep_alive = args.keep_alive.as_deref().map(|k| match k.parse::<i64>() {
+        Ok(seconds) => serde_json::json!(seconds),
+        Err(_) => serde_json::json!(k),
+    });
+    let plan = Plan {
+        models: if args.installed {
+            Models::Installed
+        } else {
+            Models::Named(
+                args.models
+                    .iter()
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect(),
+            )
+        },
+        embed: args.embed,
+        prompts,
+        runs: args.runs,
+        concurrency: args.concurrency,
+        warmup: args.warmup,
+        keep_alive,
+    };
+    let server = args.client.server.trim_end_matches('/').to_string();
+    let target = Target {
+        proxy: args
+            .proxy
+            .as_deref()
+            .map_or(server.clone(), |p| p.trim_end_matches('/').to_string()),
+        api: server,
+        token: None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench::cli::run(&target, &plan, args.client.json)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a client command against a running sidecar.
 fn client_command(command: ClientCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -114,10 +187,15 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             model,
             hours,
             operation,
+            source,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let window = Window { hours, operation };
+            let window = Window {
+                hours,
+                operation,
+                source,
+            };
             Ok(match &model {
                 Some(m) => {
                     let answer = c.model_statistics(m, &window).await?;
@@ -144,7 +222,12 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let answer = c.compare(&models, &Window { hours, operation }).await?;
+            let window = Window {
+                hours,
+                operation,
+                source: None,
+            };
+            let answer = c.compare(&models, &window).await?;
             Ok(show(
                 args.json,
                 client::json(&answer),
@@ -158,6 +241,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             hours,
             min_operations,
             operation,
+            source,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -167,7 +251,11 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                     vram_gb,
                     models,
                     min_operations,
-                    window: Window { hours, operation },
+                    window: Window {
+                        hours,
+                        operation,
+                        source,
+                    },
                 })
                 .await?;
             Ok(show(

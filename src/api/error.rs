@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Not from here: the route is for loopback clients only.
     #[error("{0}")]
     Forbidden(String),
+    /// The request conflicts with what is going on (a benchmark already running).
+    #[error("{0}")]
+    Conflict(String),
     /// The recorder queue is full or stopping; try again.
     #[error("{0}")]
     Unavailable(String),
@@ -72,6 +75,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "API request failed");
