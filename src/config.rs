@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::logging::LogColor;
 use crate::quality::{QualityRuleConfig, QualityRules};
 
 /// Where the sidecar listens by default: Ollama's port plus one, loopback only, so that a
@@ -198,6 +199,8 @@ pub struct RawLog {
     pub level: Option<String>,
     /// `text` or `json`.
     pub format: Option<String>,
+    /// `auto`, `always` or `never`: ANSI colours in the text log.
+    pub color: Option<String>,
 }
 
 /// Log line format.
@@ -252,6 +255,8 @@ pub struct Config {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// When the text log uses ANSI colours.
+    pub log_color: LogColor,
     /// Whether the telemetry sampler runs.
     pub telemetry_enabled: bool,
     /// Time between telemetry samples.
@@ -333,6 +338,7 @@ pub const KEYS: &[&str] = &[
     "recorder.flush_interval_ms",
     "log.level",
     "log.format",
+    "log.color",
     "telemetry.enabled",
     "telemetry.interval_ms",
     "server.header_read_timeout_ms",
@@ -592,6 +598,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             LogFormat::Text
         }
     };
+    let log_color = match raw.log.color.as_deref() {
+        None => LogColor::Auto,
+        Some(text) => LogColor::parse(text).unwrap_or_else(|| {
+            problems.push(format!(
+                "log.color: {text:?} is not one of auto, always, never"
+            ));
+            LogColor::Auto
+        }),
+    };
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         problems.push(format!(
@@ -633,6 +648,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 quality_rules: raw.quality.rules,
                 log_level,
                 log_format,
+                log_color,
                 telemetry_enabled: raw.telemetry.enabled.unwrap_or(true),
                 telemetry_interval: Duration::from_millis(telemetry_interval_ms),
                 telemetry_server_pids: raw.telemetry.server_pids.unwrap_or_default(),
