@@ -166,7 +166,11 @@ fn the_readme_gives_the_cpu_and_the_gpu_command() {
         "docker compose up -d\n",
         "docker compose -f docker-compose.yml -f docker-compose.gpu.yml up -d\n",
     ] {
-        assert!(readme.contains(command), "README lacks `{}`", command.trim());
+        assert!(
+            readme.contains(command),
+            "README lacks `{}`",
+            command.trim()
+        );
     }
 }
 
