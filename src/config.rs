@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use crate::api::auth::Access;
+use crate::logging::LogColor;
 pub use crate::proxy::ProxyConfig;
 pub use crate::recorder::RecorderConfig;
 pub use crate::telemetry::TelemetryConfig;
@@ -148,6 +149,8 @@ pub struct LogConfig {
     pub level: String,
     /// Line format.
     pub format: LogFormat,
+    /// When the text log uses ANSI colours.
+    pub color: LogColor,
 }
 
 /// Configuration problems, every one of them, each naming its key.

@@ -8,6 +8,7 @@
 //!   and the ordered shutdown.
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`],
 //!   one typed section per part.
+//! - [`logging`]: whether the log carries ANSI colours (a terminal only, never JSON).
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...),
 //!   typed by the API's own answer types.
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
@@ -44,6 +45,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decode;
 pub mod history;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod quality;

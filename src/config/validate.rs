@@ -163,6 +163,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             LogFormat::Text
         }
     };
+    let log_color = match raw.log.color.as_deref() {
+        None => LogColor::Auto,
+        Some(text) => LogColor::parse(text).unwrap_or_else(|| {
+            problems.push(format!(
+                "log.color: {text:?} is not one of auto, always, never"
+            ));
+            LogColor::Auto
+        }),
+    };
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         problems.push(format!(
@@ -241,6 +250,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 }
                 .into(),
             ),
+            color: Some(
+                match log_color {
+                    LogColor::Auto => "auto",
+                    LogColor::Always => "always",
+                    LogColor::Never => "never",
+                }
+                .into(),
+            ),
         },
         telemetry: RawTelemetry {
             enabled: Some(telemetry_enabled),
@@ -296,6 +313,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         log: LogConfig {
             level: log_level,
             format: log_format,
+            color: log_color,
         },
         effective,
     })
@@ -463,6 +481,10 @@ mod tests {
                 "log.format: \"xml\" is not one of text, json",
             ),
             ("[log]\nlevel = \"[[\"", "log.level"),
+            (
+                "[log]\ncolor = \"yes\"",
+                "log.color: \"yes\" is not one of auto, always, never",
+            ),
             (
                 "[api]\nadmin_token = \"short\"",
                 "api.admin_token: use at least 16 characters",
