@@ -171,3 +171,85 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
         state.metrics.render(&state.recorder.snapshot()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::history::History;
+    use crate::record::Record;
+    use crate::recorder::{self, CommitHook, RecorderConfig, StoreListener};
+
+    /// A listener whose first commit panics: the writer thread dies with it.
+    struct Panics;
+
+    impl StoreListener for Panics {
+        fn committed(&self, _: &[Record]) {
+            panic!("listener bug");
+        }
+        fn retained(&self, _: i64, _: u64) {}
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
+    }
+
+    #[tokio::test]
+    async fn a_dead_writer_and_a_stopped_listener_make_health_degraded_and_say_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.db");
+        let config = RecorderConfig {
+            queue_capacity: 10,
+            batch_size: 10,
+            flush_interval: Duration::from_millis(1),
+            max_records_per_model: 100,
+            max_age: Duration::from_secs(86_400),
+            retention_interval: Duration::from_secs(3600),
+        };
+        let (recorder, task) =
+            recorder::start(&path, config, Some(Arc::new(Panics) as CommitHook)).expect("start");
+        let failures = ServerFailures::default();
+        let state = ApiState {
+            recorder: recorder.clone(),
+            upstream: UpstreamProbe::new(reqwest::Client::new(), "http://127.0.0.1:9".into()),
+            telemetry: crate::telemetry::Telemetry::disabled(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            db_path: Arc::new(path.clone()),
+            history: Arc::new(History::default()),
+            started: Instant::now(),
+            access: Arc::default(),
+            server_failures: failures.clone(),
+            bench: Arc::default(),
+        };
+        let Json(before) = health(State(state.clone())).await;
+        assert_eq!(before.writer_error, None);
+        assert!(before.server_errors.is_empty());
+
+        let record = Record::new(
+            "r1".into(),
+            chrono::Utc::now(),
+            "m".into(),
+            "chat".into(),
+            "/api/chat".into(),
+        );
+        assert!(recorder.submit_and_wait(vec![record]).await.is_err());
+        failures.push("proxy listener stopped: panicked: boom".into());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let Json(h) = health(State(state.clone())).await;
+            if h.writer_error.is_some() || Instant::now() > deadline {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(after.status, "degraded");
+        let writer = after.writer_error.expect("the writer's panic is shown");
+        assert!(writer.contains("listener bug"), "{writer}");
+        assert_eq!(
+            after.server_errors,
+            ["proxy listener stopped: panicked: boom"]
+        );
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+    }
+}
