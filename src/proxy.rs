@@ -55,14 +55,16 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// TCP connect timeout; there is no response timeout (model loads take minutes).
     pub connect_timeout: std::time::Duration,
-    /// Header naming the operation.
-    pub operation_header: String,
+    /// Header naming the operation (validated by the configuration).
+    pub operation_header: axum::http::HeaderName,
     /// Largest request body read on instrumented routes.
     pub max_body_bytes: u64,
     /// Answer text kept for quality rules.
     pub quality_capture_bytes: u64,
     /// Largest JSON answer parsed.
     pub max_parse_bytes: u64,
+    /// The quality rules, compiled once by the configuration.
+    pub quality: Arc<QualityRules>,
 }
 
 impl ProxyState {
@@ -70,7 +72,6 @@ impl ProxyState {
     pub fn new(
         config: &ProxyConfig,
         recorder: Recorder,
-        quality: Arc<QualityRules>,
         telemetry: Telemetry,
         metrics: Arc<Metrics>,
     ) -> Result<ProxyState, String> {
@@ -81,20 +82,17 @@ impl ProxyState {
             .no_proxy()
             .build()
             .map_err(|e| e.to_string())?;
-        let operation_header =
-            axum::http::HeaderName::from_bytes(config.operation_header.as_bytes())
-                .unwrap_or(axum::http::HeaderName::from_static("x-operation"));
         Ok(ProxyState {
             inner: Arc::new(Inner {
                 upstream,
                 probe_client,
                 sinks: Sinks {
                     recorder,
-                    quality,
+                    quality: config.quality.clone(),
                     telemetry,
                     metrics,
                 },
-                operation_header,
+                operation_header: config.operation_header.clone(),
                 max_body_bytes: config.max_body_bytes,
                 limits: DecodeLimits {
                     capture_bytes: usize::try_from(config.quality_capture_bytes)
@@ -108,20 +106,5 @@ impl ProxyState {
     /// A client for the health check's probe of the upstream.
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.probe_client
-    }
-
-    /// The upstream base URL.
-    pub fn upstream(&self) -> &str {
-        self.inner.upstream.base()
-    }
-
-    /// The metrics the proxy feeds.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.sinks.metrics
-    }
-
-    /// The telemetry handle (memory of the models).
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.inner.sinks.telemetry
     }
 }

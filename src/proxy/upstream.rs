@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::meter::error_chain;
+use crate::text::error_chain;
 
 /// How long an idle kept-alive connection to the upstream stays in the pool. Ollama's Go
 /// server closes idle connections itself after a while; a shorter wait here spares the
