@@ -126,12 +126,21 @@ impl Upstream {
         &self.base
     }
 
-    /// The upstream's URI for a request's path and query.
+    /// The upstream's URI for a request's path and query: dot segments resolved (as a
+    /// URL parser does: `/../api/x` and `/%2e%2e/api/x` become `/api/x`), under the
+    /// upstream's path prefix.
     fn uri(&self, path_and_query: &PathAndQuery) -> Result<Uri, UpstreamError> {
-        let path_and_query = if self.prefix.is_empty() {
+        let path = path_and_query.path();
+        let path_and_query = if self.prefix.is_empty() && !has_dot_segment(path) {
             path_and_query.clone()
         } else {
-            PathAndQuery::try_from(format!("{}{}", self.prefix, path_and_query.as_str()))
+            let mut target = self.prefix.clone();
+            push_resolved(&mut target, path);
+            if let Some(query) = path_and_query.query() {
+                target.push('?');
+                target.push_str(query);
+            }
+            PathAndQuery::try_from(target)
                 .map_err(|e| UpstreamError::Unreachable(format!("bad upstream path: {e}")))?
         };
         Uri::builder()
@@ -161,6 +170,51 @@ impl Upstream {
             .request(request)
             .await
             .map_err(|e| UpstreamError::from_error(&e))
+    }
+}
+
+/// A `.` or `..` segment, plain or percent-encoded.
+fn dot_kind(segment: &str) -> Option<bool> {
+    match segment.to_ascii_lowercase().as_str() {
+        "." | "%2e" => Some(false),
+        ".." | ".%2e" | "%2e." | "%2e%2e" => Some(true),
+        _ => None,
+    }
+}
+
+/// Whether a path has a segment that [`push_resolved`] would change (the common case is
+/// no: then the path goes as it came, without a copy).
+fn has_dot_segment(path: &str) -> bool {
+    (path.contains("/.") || path.contains("/%2")) && path.split('/').any(|s| dot_kind(s).is_some())
+}
+
+/// Appends `path` to `out` with its dot segments resolved (RFC 3986 section 5.2.4, as
+/// the WHATWG URL parser also treats `%2e` as a dot): a path can never climb above the
+/// root, or above the upstream's prefix.
+fn push_resolved(out: &mut String, path: &str) {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = path.split('/').skip(1).peekable();
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        match dot_kind(segment) {
+            Some(up) => {
+                if up {
+                    segments.pop();
+                }
+                if last {
+                    // `/a/b/..` is `/a/`: the directory, with its slash.
+                    segments.push("");
+                }
+            }
+            None => segments.push(segment),
+        }
+    }
+    if segments.is_empty() {
+        out.push('/');
+    }
+    for segment in segments {
+        out.push('/');
+        out.push_str(segment);
     }
 }
 
@@ -217,5 +271,42 @@ mod tests {
             "http://ollama:80/ollama/api/tags?x=1"
         );
         assert!(Upstream::new("not a url", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn dot_segments_never_climb_out_of_the_upstream() {
+        let plain = Upstream::new("http://127.0.0.1:11434", Duration::from_secs(1)).expect("ok");
+        let mounted = Upstream::new("http://ollama:80/ollama", Duration::from_secs(1)).expect("ok");
+        let cases = [
+            ("/../../api/version", "/api/version"),
+            ("/%2e%2e/api/version", "/api/version"),
+            ("/%2E./api/./tags?q=/../x", "/api/tags?q=/../x"),
+            ("/api/tags/..", "/api/"),
+            ("/..", "/"),
+            ("/api/.hidden/x", "/api/.hidden/x"),
+        ];
+        for (path, expected) in cases {
+            let pq = PathAndQuery::try_from(path).expect("path");
+            assert_eq!(
+                plain
+                    .uri(&pq)
+                    .expect("uri")
+                    .path_and_query()
+                    .expect("pq")
+                    .as_str(),
+                expected,
+                "{path}"
+            );
+            assert_eq!(
+                mounted
+                    .uri(&pq)
+                    .expect("uri")
+                    .path_and_query()
+                    .expect("pq")
+                    .as_str(),
+                format!("/ollama{expected}"),
+                "{path}"
+            );
+        }
     }
 }
