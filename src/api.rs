@@ -10,6 +10,7 @@
 //! from the handlers' attributes), `auth` (who may call what), and `dashboard`
 //! (`GET /dashboard`, the HTML page over the same figures).
 
+pub mod alerts;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Who may call what.
     pub access: Arc<auth::Access>,
+    /// The alerts board.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// The prefix of every API route.
@@ -95,6 +98,7 @@ fn routes() -> Routes {
         .get("/recommend", query::recommend)
         .get("/trend/{*model}", query::trend)
         .get("/insights", query::insights)
+        .get("/alerts", alerts::alerts)
         .get("/export", export::export)
         .delete("/clear/{*model}", records::clear_model)
         .post("/clear-old", records::clear_old)

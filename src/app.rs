@@ -63,6 +63,9 @@ pub struct Running {
     pub telemetry: Telemetry,
     /// The API's routes, for in-process requests (tests, the report).
     pub api_router: Router,
+    /// The alerts board (what is firing; `is_critical` for routing).
+    pub alerts: Arc<crate::alerts::Alerts>,
+    alerts_task: crate::alerts::AlertsTask,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     recorder_task: RecorderTask,
@@ -77,6 +80,7 @@ impl Running {
             let _ = server.await;
         }
         self.telemetry.shutdown().await;
+        self.alerts_task.shutdown().await;
         let task = self.recorder_task;
         let _ = tokio::task::spawn_blocking(move || task.shutdown()).await;
     }
@@ -100,6 +104,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source,
             })?
     };
+    let alerts = crate::alerts::prepare(config.alerts.clone(), &config.db_path, &history)
+        .await
+        .map_err(|source| StartError::Store {
+            path: config.db_path.display().to_string(),
+            source,
+        })?;
     let (recorder, recorder_task) = recorder::start(
         &config.db_path,
         RecorderConfig {
@@ -110,12 +120,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_age: Duration::from_secs(config.max_age_days * 86_400),
             retention_interval: config.retention_interval,
         },
-        Some(history.clone() as recorder::CommitHook),
+        Some(Arc::new(vec![
+            history.clone() as recorder::CommitHook,
+            alerts.hook.clone() as recorder::CommitHook,
+        ]) as recorder::CommitHook),
     )
     .map_err(|source| StartError::Store {
         path: config.db_path.display().to_string(),
         source,
     })?;
+    let alerts_board = alerts.alerts.clone();
+    let alerts_task = alerts.start(recorder.clone());
     let telemetry = if config.telemetry_enabled {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -162,6 +177,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             read_token: config.read_token.clone(),
             protect_writes: config.protect_writes,
         }),
+        alerts: alerts_board.clone(),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)
@@ -220,6 +236,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder,
         telemetry,
         api_router: api_router_copy,
+        alerts: alerts_board,
+        alerts_task,
         shutdown,
         servers,
         recorder_task,

@@ -87,6 +87,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[alerts]`
+    #[serde(default)]
+    pub alerts: crate::alerts::config::RawAlerts,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.
@@ -276,6 +279,8 @@ pub struct Config {
     pub read_token: Option<String>,
     /// Whether manual writes need the admin token.
     pub protect_writes: bool,
+    /// `[alerts]`.
+    pub alerts: crate::alerts::config::AlertsConfig,
 }
 
 fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -384,7 +389,10 @@ pub fn load(
         let key = if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| alias == name) {
             Some(*key)
         } else {
-            KEYS.iter().copied().find(|k| env_name(k) == *name)
+            KEYS.iter()
+                .chain(crate::alerts::config::KEYS)
+                .copied()
+                .find(|k| env_name(k) == *name)
         };
         if let Some(key) = key {
             set_key(&mut table, key, env_value(value));
@@ -427,6 +435,14 @@ pub fn load(
 fn env_value(value: &str) -> toml::Value {
     if let Ok(v) = value.parse::<i64>() {
         return toml::Value::Integer(v);
+    }
+    // Digits only, so words like `inf` or `nan` stay strings.
+    if value
+        .chars()
+        .all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
+        && let Ok(v) = value.parse::<f64>()
+    {
+        return toml::Value::Float(v);
     }
     match value {
         "true" => toml::Value::Boolean(true),
@@ -581,6 +597,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "proxy.operation_header: {operation_header:?} is not a header name"
         ));
     }
+    let alerts = crate::alerts::config::validate(&raw.alerts)
+        .map_err(|more| problems.extend(more))
+        .ok();
     if let Err(rule_problems) = QualityRules::new(&raw.quality.rules) {
         problems.extend(rule_problems);
     }
@@ -643,6 +662,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 admin_token: raw.api.admin_token,
                 read_token: raw.api.read_token,
                 protect_writes: raw.api.protect_writes.unwrap_or(false),
+                alerts: alerts.unwrap_or_default(),
             })
         }
         _ => Err(ConfigError(problems)),

@@ -18,6 +18,8 @@
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
 //!   answers: any split of the bytes gives the same facts.
 //! - [`quality`]: configurable rules that read a quality score from an answer.
+//! - [`alerts`]: change detectors per model evaluated after each commit, the alert
+//!   lifecycle (kept in the store), webhooks, and `is_critical` for routing.
 //! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
 //!   `/api/ps`, and each model's VRAM need.
@@ -28,6 +30,7 @@
 //! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
 //! - [`record`]: the record of one call, shared by all of the above.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod client;

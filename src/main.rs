@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         | Command::Compare { .. }
         | Command::Recommend { .. }
         | Command::Trend { .. }
+        | Command::Alerts { .. }
         | Command::Export { .. }
         | Command::Import { .. }
         | Command::Report { .. } => client_command(cli.command),
@@ -188,6 +189,16 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             ]);
             let answer = c.get(&format!("/recommend{q}")).await?;
             Ok(show(args.json, &answer, client::render_recommendation))
+        }
+        Command::Alerts {
+            model,
+            state,
+            client: args,
+        } => {
+            let c = client::Client::new(&args.server)?;
+            let q = query(&[("model", model), ("state", state)]);
+            let answer = c.get(&format!("/alerts{q}")).await?;
+            Ok(show(args.json, &answer, ollameter::alerts::text::render))
         }
         Command::Trend {
             model,

@@ -35,6 +35,18 @@ pub trait StoreListener: Send + Sync {
 /// A shared listener.
 pub type CommitHook = Arc<dyn StoreListener>;
 
+/// Several listeners, told in order (the history first, then the alerts).
+impl StoreListener for Vec<CommitHook> {
+    fn committed(&self, records: &[Record]) {
+        self.iter().for_each(|l| l.committed(records));
+    }
+
+    fn retained(&self, cutoff_ms: i64, max_per_model: u64) {
+        self.iter()
+            .for_each(|l| l.retained(cutoff_ms, max_per_model));
+    }
+}
+
 /// How the writer batches and keeps the store in bounds.
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {

@@ -114,11 +114,24 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
         commit_seconds_total: stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
         last_commit_seconds: stats.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
     };
+    let mut page = state.proxy.metrics().render(&snapshot);
+    let ollama = state
+        .proxy
+        .telemetry()
+        .snapshot()
+        .sampler
+        .sources
+        .ollama_api;
+    page.push_str(
+        &state
+            .alerts
+            .render_metrics(crate::alerts::upstream_up(&ollama)),
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.proxy.metrics().render(&snapshot),
+        page,
     )
 }

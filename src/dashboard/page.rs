@@ -38,6 +38,7 @@ pub fn render(view: &View) -> String {
             body {
                 (header(view))
                 main {
+                    (super::alerts::section(&view.alerts))
                     @if view.models_with_records.is_empty() {
                         (no_data(view))
                     } @else if view.statistics.is_empty() {
@@ -973,6 +974,7 @@ mod tests {
             trend: None,
             insights: Vec::new(),
             system,
+            alerts: Default::default(),
             version: "test",
         }
     }
