@@ -224,8 +224,9 @@ async fn a_model_that_slows_down_fires_notifies_every_format_and_resolves() {
     let firing = |status: &'static str| {
         let kind = kind.clone();
         move |v: &Value| -> bool {
-            (v["status"] == status && v["alert"]["kind"] == kind.as_str())
-                || (v["status"] == status && v["alerts"][0]["labels"]["kind"] == kind.as_str())
+            (v["status"] == status
+                && (v["alert"]["kind"] == kind.as_str()
+                    || v["alerts"][0]["labels"]["kind"] == kind.as_str()))
                 || v["text"]
                     .as_str()
                     .is_some_and(|t| t.contains(&kind) && t.contains(&status.to_uppercase()))

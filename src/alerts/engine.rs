@@ -869,8 +869,10 @@ mod tests {
 
     #[test]
     fn an_alert_resolves_on_recovery_and_cooldown_holds_a_relapse() {
-        let mut config = AlertsConfig::default();
-        config.cooldown = std::time::Duration::from_secs(300);
+        let config = AlertsConfig {
+            cooldown: std::time::Duration::from_secs(300),
+            ..AlertsConfig::default()
+        };
         let mut engine = Engine::new(config);
         let mut series = Series::new(5);
         for _ in 0..1_000 {
@@ -936,8 +938,10 @@ mod tests {
 
     #[test]
     fn a_lasting_change_becomes_the_baseline() {
-        let mut config = AlertsConfig::default();
-        config.rebaseline_after_calls = 300;
+        let config = AlertsConfig {
+            rebaseline_after_calls: 300,
+            ..AlertsConfig::default()
+        };
         let mut engine = Engine::new(config);
         let mut series = Series::new(12);
         for _ in 0..1_000 {

@@ -241,7 +241,8 @@ impl Alerts {
                 escape(&a.model),
             );
         }
-        let counters: [(&str, &str, fn(&webhook::WebhookStats) -> u64); 3] = [
+        type Read = fn(&webhook::WebhookStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
             (
                 "ollameter_alert_webhook_sent",
                 "Alert notifications a webhook receiver accepted",

@@ -111,7 +111,9 @@ fn env_value(value: &str) -> toml::Value {
         return toml::Value::Integer(v);
     }
     // Digits only, so words like `inf` or `nan` stay strings.
-    if value.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
+    if value
+        .chars()
+        .all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
         && let Ok(v) = value.parse::<f64>()
     {
         return toml::Value::Float(v);
