@@ -357,7 +357,7 @@ async fn alerts_survive_a_restart() {
     let start = |db: std::path::PathBuf, url: String| async move {
         TestApp::start_with(&url, move |c| {
             quick(c);
-            c.db_path = db;
+            c.store.path = db;
         })
         .await
     };

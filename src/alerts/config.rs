@@ -257,6 +257,18 @@ impl Default for AlertsConfig {
     }
 }
 
+/// `[alerts]` as `ollameter config check` prints it: webhook URLs (which may hold a
+/// secret) shown as `(set)`.
+pub fn effective(raw: &RawAlerts) -> RawAlerts {
+    let mut shown = raw.clone();
+    for hook in &mut shown.webhooks {
+        if hook.url.is_some() {
+            hook.url = Some("(set)".into());
+        }
+    }
+    shown
+}
+
 /// Validates `[alerts]`, pushing each problem (named by its key) onto `problems`.
 pub fn validate(raw: &RawAlerts) -> Result<AlertsConfig, Vec<String>> {
     let mut problems = Vec::new();

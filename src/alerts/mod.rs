@@ -326,6 +326,12 @@ impl StoreListener for AlertsHook {
     }
 
     fn retained(&self, _cutoff_ms: i64, _max_per_model: u64) {}
+
+    // A cleared model keeps its baseline until new calls replace it, and a score given
+    // later is not a new call: neither changes what the detectors saw.
+    fn model_deleted(&self, _model: &str) {}
+
+    fn quality_set(&self, _record: &Record, _quality: f64) {}
 }
 
 /// Alerts being set up: the board and the hook exist (the recorder needs the hook), the
@@ -578,23 +584,21 @@ async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<Alert> {
     for attempt in 0..20u32 {
         let copy = alert.clone();
         let result = recorder
-            .run_job(move |store| {
+            .write_unmirrored(move |store| {
                 let conn = store.connection();
-                if copy.id == 0 {
-                    store::insert(conn, &copy)
+                let id = if copy.id == 0 {
+                    store::insert(conn, &copy)?
                 } else {
-                    store::update(conn, &copy).map(|()| copy.id)
-                }
+                    store::update(conn, &copy)?;
+                    copy.id
+                };
+                Ok(id)
             })
             .await;
         match result {
-            Ok(Ok(id)) => {
+            Ok(id) => {
                 alert.id = id;
                 return Some(alert);
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "storing an alert failed");
-                return None;
             }
             Err(crate::recorder::SubmitError::QueueFull) => {
                 tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
