@@ -21,7 +21,8 @@
 //! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
 //!   `/api/ps`, and each model's VRAM need.
-//! - [`recommend`]: scoring, rankings and the VRAM-aware recommendation (pure).
+//! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
+//!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads.
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
