@@ -7,7 +7,7 @@ use super::types::{Candidate, Excluded, ExclusionKind, Priority, RecommendParams
 use crate::stats::{fmt_gb, fmt_hours, fmt_ms};
 
 /// A probability for a sentence: "82%", "over 99%", "under 1%".
-pub(super) fn percent(p: f64) -> String {
+pub fn percent(p: f64) -> String {
     if p >= 0.995 {
         "over 99%".to_owned()
     } else if p < 0.005 {
