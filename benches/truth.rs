@@ -3,11 +3,12 @@
 //! scenario family at quality noise 0.3 to 1.5 and the harder families (close races, a
 //! veteran model beside newcomers), then the calibration of the reported confidence.
 //!
-//! Run: `cargo bench --bench truth` (add `-- --scenarios N --seed S`). The tables are
+//! Run: `cargo bench --bench truth` (add `-- --scenarios N --seed S --priority quality`). The tables are
 //! written to standard output as Markdown; docs/recommendation.md records them.
 
 use std::time::Instant;
 
+use ollameter::recommend::Priority;
 use ollameter::recommend::simulation::{self, Family};
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -33,8 +34,18 @@ fn main() {
         Family::CloseRace,
         Family::VeteranAndNewcomers,
     ];
+    // `--priority quality` (repeatable) for a subset.
+    let args: Vec<String> = std::env::args().collect();
+    let mut priorities: Vec<Priority> = args
+        .windows(2)
+        .filter(|w| w[0] == "--priority")
+        .filter_map(|w| w[1].parse().ok())
+        .collect();
+    if priorities.is_empty() {
+        priorities = Priority::ALL.to_vec();
+    }
     let started = Instant::now();
-    let study = simulation::run(&families, scenarios, seed);
+    let study = simulation::run(&families, &priorities, scenarios, seed);
     println!("{}", simulation::report(&study));
     println!(
         "{} scenarios per family, seed {seed}, {:.1} s",

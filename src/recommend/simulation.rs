@@ -240,6 +240,21 @@ pub struct Outcome {
     pub ours: Tally,
     /// The earlier system's plain rule.
     pub plain: Tally,
+    /// Sum over scenarios of ollameter's regret minus the plain rule's.
+    pub difference_sum: f64,
+    /// Sum of the squares of those differences.
+    pub difference_squares: f64,
+}
+
+impl Outcome {
+    /// Mean regret difference, ollameter minus plain (negative: ollameter better), and two
+    /// standard errors of it (the paired difference over the same scenarios).
+    pub fn difference(&self) -> (f64, f64) {
+        let n = self.ours.scenarios.max(2) as f64;
+        let mean = self.difference_sum / n;
+        let var = (self.difference_squares / n - mean * mean).max(0.0) * n / (n - 1.0);
+        (mean, 2.0 * (var / n).sqrt())
+    }
 }
 
 /// A reported confidence and whether the pick was right.
@@ -262,12 +277,14 @@ pub struct Study {
     pub calls: Vec<Call>,
 }
 
-/// Runs `scenarios` scenarios of each family, every priority, seeded by `seed`.
-pub fn run(families: &[Family], scenarios: usize, seed: u64) -> Study {
+/// Runs `scenarios` scenarios of each family under each of `priorities`, seeded by `seed`
+/// (the scenarios do not depend on which priorities are asked).
+pub fn run(families: &[Family], priorities: &[Priority], scenarios: usize, seed: u64) -> Study {
     let mut study = Study::default();
     for (f, &family) in families.iter().enumerate() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add(f as u64));
-        let mut tallies = [(Tally::default(), Tally::default()); 4];
+        let mut tallies = vec![(Tally::default(), Tally::default()); priorities.len()];
+        let mut differences = vec![(0.0, 0.0); priorities.len()];
         for _ in 0..scenarios {
             let scenario = generate(family, &mut rng);
             let summaries: Vec<_> = scenario
@@ -283,7 +300,7 @@ pub fn run(families: &[Family], scenarios: usize, seed: u64) -> Study {
                 .cloned()
                 .map(Candidate::new)
                 .collect();
-            for (p, priority) in Priority::ALL.into_iter().enumerate() {
+            for (p, &priority) in priorities.iter().enumerate() {
                 // Eligible for both rules: a successful call, and a score for quality.
                 let eligible: Vec<usize> = (0..scenario.truth.len())
                     .filter(|&i| {
@@ -309,14 +326,22 @@ pub fn run(families: &[Family], scenarios: usize, seed: u64) -> Study {
                     .and_then(|i| i.parse::<usize>().ok());
                 let plain = plain_pick(priority, &figures, &eligible);
                 let (ours_tally, plain_tally) = &mut tallies[p];
-                for (tally, pick) in [(ours_tally, ours), (plain_tally, plain)] {
+                let mut regrets = [0.0; 2];
+                for (k, (tally, pick)) in [(ours_tally, ours), (plain_tally, plain)]
+                    .into_iter()
+                    .enumerate()
+                {
                     let value = pick
                         .and_then(|i| eligible.iter().position(|&e| e == i))
                         .map_or(f64::NEG_INFINITY, |j| truth[j]);
                     tally.scenarios += 1;
                     tally.hits += usize::from(value == best);
                     tally.regret_sum += best - value;
+                    regrets[k] = best - value;
                 }
+                let d = regrets[0] - regrets[1];
+                differences[p].0 += d;
+                differences[p].1 += d * d;
                 if let (Some(confidence), Some(i)) = (answer.confidence, ours) {
                     let hit = eligible
                         .iter()
@@ -330,12 +355,14 @@ pub fn run(families: &[Family], scenarios: usize, seed: u64) -> Study {
                 }
             }
         }
-        for (p, priority) in Priority::ALL.into_iter().enumerate() {
+        for (p, &priority) in priorities.iter().enumerate() {
             study.outcomes.push(Outcome {
                 family,
                 priority,
                 ours: tallies[p].0,
                 plain: tallies[p].1,
+                difference_sum: differences[p].0,
+                difference_squares: differences[p].1,
             });
         }
     }
@@ -391,9 +418,9 @@ pub fn report(study: &Study) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| family | priority | scenarios | ollameter picks the true best | plain rule | mean regret, ollameter / plain |"
+        "| family | priority | scenarios | ollameter picks the true best | plain rule | mean regret, ollameter / plain | regret difference ± 2 SE |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for o in &study.outcomes {
         let unit = match o.priority {
             Priority::Speed => "% slower",
@@ -403,14 +430,16 @@ pub fn report(study: &Study) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} % | {:.1} % | {:.3} / {:.3} {unit} |",
+            "| {} | {} | {} | {:.1} % | {:.1} % | {:.4} / {:.4} {unit} | {:+.4} ± {:.4} |",
             o.family.name(),
             o.priority,
             o.ours.scenarios,
             100.0 * o.ours.accuracy(),
             100.0 * o.plain.accuracy(),
             o.ours.mean_regret(),
-            o.plain.mean_regret()
+            o.plain.mean_regret(),
+            o.difference().0,
+            o.difference().1
         );
     }
     let _ = writeln!(out);
@@ -449,7 +478,7 @@ mod tests {
             Family::CloseRace,
             Family::VeteranAndNewcomers,
         ];
-        let study = run(&families, 40, 11);
+        let study = run(&families, &Priority::ALL, 40, 11);
         for priority in Priority::ALL {
             let (mut ours, mut plain) = (Tally::default(), Tally::default());
             for o in study.outcomes.iter().filter(|o| o.priority == priority) {
@@ -477,7 +506,11 @@ mod tests {
             );
         }
         // Same seed, same numbers.
-        assert_eq!(run(&families[..1], 5, 11), run(&families[..1], 5, 11));
+        let once = run(&families[..1], &Priority::ALL, 5, 11);
+        assert_eq!(once, run(&families[..1], &Priority::ALL, 5, 11));
+        // Asking fewer priorities does not change the scenarios.
+        let quality = run(&families[..1], &[Priority::Quality], 5, 11);
+        assert_eq!(quality.outcomes[0], once.outcomes[1]);
     }
 
     #[test]
