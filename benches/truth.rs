@@ -3,7 +3,7 @@
 //! scenario family at quality noise 0.3 to 1.5 and the harder families (close races, a
 //! veteran model beside newcomers), then the calibration of the reported confidence.
 //!
-//! Run: `cargo bench --bench truth` (add `-- --scenarios N --seed S --priority quality`). The tables are
+//! Run: `cargo bench --bench truth` (add `-- --scenarios N --seed S --priority quality --family 0`). The tables are
 //! written to standard output as Markdown; docs/recommendation.md records them.
 
 use std::time::Instant;
@@ -34,8 +34,20 @@ fn main() {
         Family::CloseRace,
         Family::VeteranAndNewcomers,
     ];
-    // `--priority quality` (repeatable) for a subset.
+    // `--priority quality` and `--family N` (an index into the list above; both
+    // repeatable) for a subset.
     let args: Vec<String> = std::env::args().collect();
+    let chosen: Vec<Family> = args
+        .windows(2)
+        .filter(|w| w[0] == "--family")
+        .filter_map(|w| w[1].parse::<usize>().ok())
+        .filter_map(|i| families.get(i).copied())
+        .collect();
+    let families = if chosen.is_empty() {
+        families.to_vec()
+    } else {
+        chosen
+    };
     let mut priorities: Vec<Priority> = args
         .windows(2)
         .filter(|w| w[0] == "--priority")
