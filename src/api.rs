@@ -5,16 +5,20 @@
 //! imports this module.
 //!
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
-//! parsing), `input` (records written by hand or imported), `query` (read routes),
+//! parsing), `input` (records written by hand or imported), `import` (reading an import
+//! body: NDJSON, JSON or CSV into records), `query` (read routes),
 //! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
-//! from the handlers' attributes), `auth` (who may call what), and `dashboard`
-//! (`GET /dashboard`, the HTML page over the same figures).
+//! from the handlers' attributes), `auth` (who may call what), `bench` (benchmark runs
+//! inside the sidecar), and `dashboard` (`GET /dashboard`, the HTML page over the same
+//! figures).
 
 pub mod auth;
+pub mod bench;
 pub mod dashboard;
 pub mod error;
 pub mod export;
 pub mod health;
+pub mod import;
 pub mod input;
 pub mod openapi;
 pub mod params;
@@ -53,6 +57,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Who may call what.
     pub access: Arc<auth::Access>,
+    /// The benchmark runs inside the sidecar.
+    pub bench: Arc<crate::bench::BenchRuns>,
 }
 
 /// The prefix of every API route.
@@ -99,6 +105,9 @@ fn routes() -> Routes {
         .delete("/clear/{*model}", records::clear_model)
         .post("/clear-old", records::clear_old)
         .get("/openapi.json", openapi::openapi_json)
+        .post("/benchmark", bench::start)
+        .get("/benchmark/{id}", bench::status)
+        .delete("/benchmark/{id}", bench::stop)
 }
 
 /// A router that remembers what it serves.

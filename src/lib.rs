@@ -13,6 +13,8 @@
 //!   with the token rules for destructive routes.
 //! - [`dashboard`]: the HTML page and its SVG charts at `GET /dashboard` (pure: figures
 //!   in, HTML out); also what `ollameter report` saves.
+//! - [`bench`]: `ollameter bench` and the benchmark routes: prompts, grading, the run
+//!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -31,6 +33,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod dashboard;
