@@ -29,7 +29,8 @@
 //! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
 //!   `/api/ps`, and each model's VRAM need.
-//! - [`recommend`]: scoring, rankings and the VRAM-aware recommendation (pure).
+//! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
+//!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads, kept
 //!   in step with the store by the recorder's writer thread.
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
