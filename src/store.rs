@@ -68,6 +68,22 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
+    // 3: alerts (src/alerts/store.rs): firing and resolved, with their evidence as JSON.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        resolved_evidence TEXT,
+        note TEXT
+    );
+    CREATE INDEX alerts_state ON alerts(state, id);",
 ];
 
 /// The schema version this build writes.
