@@ -14,12 +14,7 @@ use super::query::Window;
 use crate::stats::{self, Filter, Insight, Installed, ModelStatistics};
 use crate::telemetry::model_key;
 
-/// Models a list shows when the caller names no `limit`: a page a person can read, and a
-/// few dozen kilobytes of JSON.
-pub const DEFAULT_LIMIT: usize = 50;
-/// The largest `limit` accepted: ten times the default history's bound on model names
-/// (`store.max_models`), so every model fits in one answer.
-pub const MAX_LIMIT: usize = 10_000;
+pub use crate::stats::known::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// The list parameters, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]

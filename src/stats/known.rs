@@ -17,6 +17,13 @@ use serde::{Deserialize, Serialize};
 use super::insights::{Insight, InsightKind, Severity};
 use super::{Filter, Sample};
 
+/// Models a list shows when the caller names no `limit`: a page a person can read, and a
+/// few dozen kilobytes of JSON.
+pub const DEFAULT_LIMIT: usize = 50;
+/// The largest `limit` accepted: ten times the default bound on model names in the
+/// history (`store.max_models`), so every model fits in one answer.
+pub const MAX_LIMIT: usize = 10_000;
+
 /// How many unknown names the insights report one by one; the rest are counted in one line.
 pub const UNKNOWN_NAMES_REPORTED: usize = 5;
 
