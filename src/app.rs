@@ -113,6 +113,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_records_per_model: config.max_records_per_model,
             max_age: Duration::from_secs(config.max_age_days * 86_400),
             retention_interval: config.retention_interval,
+            max_models: usize::try_from(config.max_models).unwrap_or(usize::MAX),
         },
         Some(history.clone() as recorder::CommitHook),
     )

@@ -177,6 +177,13 @@ impl StoreListener for History {
             usize::try_from(max_per_model).unwrap_or(usize::MAX),
         );
     }
+
+    fn models_evicted(&self, models: &[String]) {
+        let mut inner = self.write();
+        for model in models {
+            inner.models.remove(model);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,8 @@ pub struct RecorderSnapshot {
     pub commit_seconds_total: f64,
     /// Duration of the most recent commit, seconds.
     pub last_commit_seconds: f64,
+    /// Models evicted to stay within `store.max_models`.
+    pub models_evicted: u64,
 }
 
 /// Labels of one inference call. `Arc<str>` so that building the key for a known model
@@ -366,6 +368,8 @@ impl Metrics {
     ///
     /// The recorder's figures are exposed as:
     /// - `ollameter_records_written_total`, `ollameter_records_dropped_total` (counters),
+    /// - `ollameter_models_evicted_total` (counter: models deleted to stay within
+    ///   `store.max_models`),
     /// - `ollameter_recorder_queue_depth` (gauge),
     /// - store write latency as two counters, `ollameter_store_commits_total` and
     ///   `ollameter_store_commit_seconds_total` (the mean commit time over a window is
@@ -384,6 +388,12 @@ impl Metrics {
             "ollameter_records_dropped",
             "Records lost because the recorder queue was full or the store refused a batch",
             ConstCounter::new(recorder.dropped),
+        );
+        store.register(
+            "ollameter_models_evicted",
+            "Model names whose records were deleted to stay within store.max_models (names \
+             without a successful call first, then the least recently used)",
+            ConstCounter::new(recorder.models_evicted),
         );
         store.register(
             "ollameter_recorder_queue_depth",
@@ -1010,6 +1020,7 @@ mod tests {
             commits: 4,
             commit_seconds_total: 0.02,
             last_commit_seconds: 0.004,
+            models_evicted: 9,
         };
         let page = metrics.render(&snapshot);
         assert!(
@@ -1027,6 +1038,7 @@ mod tests {
         assert_eq!(value(&s, "ollameter_store_commits_total", &[]), 4.0);
         assert_eq!(value(&s, "ollameter_store_commit_seconds_total", &[]), 0.02);
         assert_eq!(value(&s, "ollameter_store_last_commit_seconds", &[]), 0.004);
+        assert_eq!(value(&s, "ollameter_models_evicted_total", &[]), 9.0);
     }
 
     #[test]
@@ -1051,6 +1063,7 @@ mod tests {
             ("gen_ai_client_token_usage", "histogram"),
             ("ollameter_records_written_total", "counter"),
             ("ollameter_records_dropped_total", "counter"),
+            ("ollameter_models_evicted_total", "counter"),
             ("ollameter_recorder_queue_depth", "gauge"),
             ("ollameter_store_commits_total", "counter"),
             ("ollameter_store_commit_seconds_total", "counter"),

@@ -2,7 +2,8 @@
 //! thread that drains it in batches (by size, or at most `flush_interval` after the first
 //! record of a batch arrived). The proxy never waits: when the queue is full the record
 //! is counted as dropped. Retention runs on the same thread between batches, so the store
-//! has a single writer.
+//! has a single writer. So does the bound on distinct model names (`model_limit`): the
+//! writer evicts the least useful models when a commit takes the count over it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,10 @@ use tokio::sync::oneshot;
 
 use crate::record::Record;
 use crate::store::{Store, StoreError};
+
+mod model_limit;
+
+use model_limit::ModelLimit;
 
 /// How long the writer sleeps between two looks at the queue while it gathers a batch:
 /// the most a flush, a shutdown or a waited-on write can be held up by it, short next to
@@ -30,6 +35,12 @@ pub trait StoreListener: Send + Sync {
     /// Retention deleted records older than `cutoff_ms` and all but the newest
     /// `max_per_model` of each model.
     fn retained(&self, cutoff_ms: i64, max_per_model: u64);
+    /// Every record of these models was deleted to keep the number of distinct model
+    /// names within `store.max_models`. A listener that mirrors the store must forget
+    /// them; the default does nothing.
+    fn models_evicted(&self, models: &[String]) {
+        let _ = models;
+    }
 }
 
 /// A shared listener.
@@ -50,6 +61,8 @@ pub struct RecorderConfig {
     pub max_age: Duration,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Distinct model names kept; beyond, models are evicted (see `model_limit`).
+    pub max_models: usize,
 }
 
 /// Counters the health route and metrics read.
@@ -63,6 +76,10 @@ pub struct RecorderStats {
     pub failed_batches: AtomicU64,
     /// Records deleted by retention.
     pub retention_removed: AtomicU64,
+    /// Models evicted to stay within `max_models`.
+    pub models_evicted: AtomicU64,
+    /// Records deleted with the evicted models.
+    pub model_records_evicted: AtomicU64,
     /// Duration of the last commit, microseconds.
     pub last_commit_us: AtomicU64,
     /// Sum of commit durations, microseconds (with `commits`, the mean).
@@ -222,6 +239,7 @@ pub fn start(
     let writer = Writer {
         store,
         rx,
+        limit: ModelLimit::new(config.max_models),
         config,
         stats: stats.clone(),
         on_commit,
@@ -245,6 +263,7 @@ pub fn start(
 struct Writer {
     store: Store,
     rx: Receiver<Msg>,
+    limit: ModelLimit,
     config: RecorderConfig,
     stats: Arc<RecorderStats>,
     on_commit: Option<CommitHook>,
@@ -290,6 +309,10 @@ impl Batch {
 
 impl Writer {
     fn run(mut self) {
+        if let Err(e) = self.limit.load(&self.store) {
+            // Read again at the first commit over the bound.
+            tracing::warn!(error = %e, "reading the stored models failed; will retry");
+        }
         let mut next_retention = Instant::now();
         loop {
             if Instant::now() >= next_retention {
@@ -314,6 +337,10 @@ impl Writer {
             let shutdown = batch.shutdown;
             let jobs = std::mem::take(&mut batch.jobs);
             self.write(batch);
+            if !jobs.is_empty() {
+                // A job may delete models; the limit reads the store again when it matters.
+                self.limit.mark_stale();
+            }
             for job in jobs {
                 // A job that panics must not take the writer down with it.
                 let store = &mut self.store;
@@ -384,6 +411,8 @@ impl Writer {
                 {
                     hook.committed(&records);
                 }
+                self.limit.committed(&records);
+                self.evict();
                 for (tx, n) in waiters {
                     let _ = tx.send(Ok(n));
                 }
@@ -410,6 +439,44 @@ impl Writer {
         }
     }
 
+    /// Deletes the models over `max_models` from the store and tells the listener.
+    fn evict(&mut self) {
+        let victims = match self.limit.over(&self.store) {
+            Ok(v) if v.is_empty() => return,
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the stored models failed; will retry");
+                return;
+            }
+        };
+        match self.store.delete_models(&victims) {
+            Ok(removed) => {
+                let before = self
+                    .stats
+                    .models_evicted
+                    .fetch_add(victims.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .model_records_evicted
+                    .fetch_add(removed, Ordering::Relaxed);
+                if before == 0 {
+                    // Once: under a stream of junk names this happens on every batch.
+                    tracing::warn!(
+                        max_models = self.config.max_models,
+                        first = %victims[0],
+                        "store.max_models reached: evicting the models without a successful call, then the least recently used (counted in ollameter_models_evicted_total)"
+                    );
+                }
+                if let Some(hook) = &self.on_commit {
+                    hook.models_evicted(&victims);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, models = victims.len(), "evicting models failed; will retry");
+                self.limit.mark_stale();
+            }
+        }
+    }
+
     fn retention(&mut self) {
         let now = chrono::Utc::now();
         let cutoff_ms = now.timestamp_millis() - self.config.max_age.as_millis() as i64;
@@ -420,6 +487,7 @@ impl Writer {
         ) {
             Ok(n) => {
                 if n > 0 {
+                    self.limit.mark_stale();
                     self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
                     tracing::info!(removed = n, "retention removed old records");
                     if let Some(hook) = &self.on_commit {
@@ -445,6 +513,7 @@ mod tests {
             max_records_per_model: 10_000,
             max_age: Duration::from_secs(90 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            max_models: 1_000,
         }
     }
 

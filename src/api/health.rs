@@ -113,6 +113,7 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
         commits: stats.commits.load(Ordering::Relaxed),
         commit_seconds_total: stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
         last_commit_seconds: stats.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+        models_evicted: stats.models_evicted.load(Ordering::Relaxed),
     };
     (
         [(

@@ -70,6 +70,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.store.max_records_per_model,
         DEFAULT_MAX_RECORDS_PER_MODEL,
     );
+    let max_models = positive(
+        "store.max_models",
+        raw.store.max_models,
+        DEFAULT_MAX_MODELS,
+    );
     let max_age_days = positive(
         "store.max_age_days",
         raw.store.max_age_days,
@@ -185,6 +190,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 quality_capture_bytes,
                 db_path,
                 max_records_per_model,
+                max_models,
                 max_age_days,
                 retention_interval: Duration::from_secs(retention_interval_s),
                 queue_capacity: queue_capacity as usize,
@@ -341,6 +347,10 @@ mod tests {
             (
                 "[store]\nmax_records_per_model = 0",
                 "store.max_records_per_model: must be above 0",
+            ),
+            (
+                "[store]\nmax_models = 0",
+                "store.max_models: must be above 0",
             ),
             (
                 "[store]\nmax_age_days = 0",
