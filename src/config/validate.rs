@@ -70,11 +70,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.store.max_records_per_model,
         DEFAULT_MAX_RECORDS_PER_MODEL,
     );
-    let max_models = positive(
-        "store.max_models",
-        raw.store.max_models,
-        DEFAULT_MAX_MODELS,
-    );
+    let max_models = positive("store.max_models", raw.store.max_models, DEFAULT_MAX_MODELS);
     let max_age_days = positive(
         "store.max_age_days",
         raw.store.max_age_days,

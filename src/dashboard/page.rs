@@ -108,8 +108,8 @@ pub fn render_error(message: &str) -> String {
 /// This view with room for every model it left out.
 fn more_models_link(f: &Filters, view: &View) -> String {
     let mut wider = f.clone();
-    wider.limit = (view.statistics.len() + view.models_left_out)
-        .min(crate::stats::known::MAX_LIMIT);
+    wider.limit =
+        (view.statistics.len() + view.models_left_out).min(crate::stats::known::MAX_LIMIT);
     wider.query(None)
 }
 

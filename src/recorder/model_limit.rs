@@ -71,15 +71,21 @@ impl ModelLimit {
         self.models = store
             .stored_models()?
             .into_iter()
-            .map(|StoredModel { model, succeeded, last_call_ms }| {
-                (
-                    model,
-                    Seen {
-                        succeeded,
-                        last_call_ms,
-                    },
-                )
-            })
+            .map(
+                |StoredModel {
+                     model,
+                     succeeded,
+                     last_call_ms,
+                 }| {
+                    (
+                        model,
+                        Seen {
+                            succeeded,
+                            last_call_ms,
+                        },
+                    )
+                },
+            )
             .collect();
         self.stale = false;
         Ok(())

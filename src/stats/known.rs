@@ -26,6 +26,9 @@ pub const MAX_LIMIT: usize = 10_000;
 
 /// How many unknown names the insights report one by one; the rest are counted in one line.
 pub const UNKNOWN_NAMES_REPORTED: usize = 5;
+/// Calls an unknown name needs to be reported on its own when it is close to no installed
+/// model: a mistake repeated, not one generated name among thousands.
+pub const MIN_CALLS_REPORTED: u64 = 3;
 
 /// The models Ollama has installed, as the sampler last read them from `/api/tags`.
 #[derive(Debug, Clone)]
@@ -112,8 +115,9 @@ pub struct UnknownName {
     pub did_you_mean: Option<String>,
 }
 
-/// The unknown names with calls in the window, most calls first (then by name), and
-/// their number. Only the first `top` are returned (with their suggestion).
+/// The unknown names with calls in the window worth reporting one by one (close to an
+/// installed model, or asked for at least [`MIN_CALLS_REPORTED`] times), most calls first
+/// (then by name), at most `top` of them; and the number of unknown names in all.
 pub fn unknown_names<'a>(
     models: impl IntoIterator<Item = (&'a str, &'a [Sample])>,
     installed: &Installed,
@@ -130,12 +134,13 @@ pub fn unknown_names<'a>(
     all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let names = all
         .into_iter()
-        .take(top)
         .map(|(model, calls)| UnknownName {
             model: model.to_string(),
             calls,
             did_you_mean: did_you_mean(model, installed.names()).map(str::to_string),
         })
+        .filter(|n| n.did_you_mean.is_some() || n.calls >= MIN_CALLS_REPORTED)
+        .take(top)
         .collect();
     (names, total)
 }
@@ -225,10 +230,7 @@ mod tests {
     }
 
     fn installed() -> Installed {
-        Installed::new(
-            Some(vec!["llama3.2:latest".into(), "qwen3:8b".into()]),
-            key,
-        )
+        Installed::new(Some(vec!["llama3.2:latest".into(), "qwen3:8b".into()]), key)
     }
 
     #[test]
@@ -262,7 +264,10 @@ mod tests {
             "qwen3:8b".into(),
         ];
         assert_eq!(did_you_mean("lama3.2", &names), Some("llama3.2:latest"));
-        assert_eq!(did_you_mean("Llama3.2:latest", &names), Some("llama3.2:latest"));
+        assert_eq!(
+            did_you_mean("Llama3.2:latest", &names),
+            Some("llama3.2:latest")
+        );
         assert_eq!(did_you_mean("qwen3:8", &names), Some("qwen3:8b"));
         assert_eq!(did_you_mean("lalma3.1:8b", &names), Some("llama3.1:8b"));
         assert_eq!(did_you_mean("zq-7f3a9c1e", &names), None);
@@ -275,26 +280,37 @@ mod tests {
         let inst = installed();
         let many: Vec<Sample> = (0..12).map(|_| failed(true)).collect();
         let few = vec![failed(true)];
+        let repeated: Vec<Sample> = (0..3).map(|_| failed(true)).collect();
         let ok = vec![Sample::new(10, 0, true, 1.0)];
         let models: Vec<(&str, &[Sample])> = vec![
             ("lama3.2", &many),
             ("junk-1", &few),
             ("junk-2", &few),
+            ("qwen3:7b", &few),
+            ("always-this", &repeated),
             ("llama3.2", &ok),
         ];
-        let (top, total) = unknown_names(models.clone(), &inst, &Filter::default(), 2);
-        assert_eq!(total, 3);
-        assert_eq!(top[0].model, "lama3.2");
+        let (top, total) = unknown_names(models.clone(), &inst, &Filter::default(), 5);
+        assert_eq!(total, 5);
+        let reported: Vec<&str> = top.iter().map(|n| n.model.as_str()).collect();
+        assert_eq!(
+            reported,
+            ["lama3.2", "always-this", "qwen3:7b"],
+            "one-off junk is only counted"
+        );
         assert_eq!(top[0].calls, 12);
         assert_eq!(top[0].did_you_mean.as_deref(), Some("llama3.2:latest"));
-        assert_eq!(top[1].model, "junk-1");
+        assert_eq!(top[1].did_you_mean, None);
+        assert_eq!(top[2].did_you_mean.as_deref(), Some("qwen3:8b"));
         let insights = unknown_name_insights(&top, total);
-        assert_eq!(insights.len(), 3);
+        assert_eq!(insights.len(), 4);
         assert_eq!(
             insights[0].message,
             "12 calls asked for `lama3.2`, which Ollama does not have; did you mean `llama3.2:latest`?"
         );
-        assert!(insights[2].message.starts_with("1 more model name"));
+        assert!(insights[3].message.starts_with("2 more model names"));
+        let (two, _) = unknown_names(models.clone(), &inst, &Filter::default(), 2);
+        assert_eq!(two.len(), 2);
         let outside = Filter {
             since_ms: Some(1_000),
             ..Filter::default()
