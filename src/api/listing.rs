@@ -196,7 +196,7 @@ pub fn insights(
         );
         out.extend(stats::unknown_name_insights(&names, total));
         // Keep the order the insights promise: most urgent first.
-        out.sort_by(|a, b| b.severity.cmp(&a.severity));
+        out.sort_by_key(|i| std::cmp::Reverse(i.severity));
         out
     })
 }
