@@ -116,7 +116,7 @@ fn views(runtime: &tokio::runtime::Runtime, models: usize, per_model: usize, cal
         ..Overrides::default()
     };
     let mut config = config::load(None, &[], &flags).expect("config");
-    config.telemetry_enabled = false;
+    config.telemetry.enabled = false;
     runtime.block_on(async {
         let running = app::start(config).await.expect("start");
         let base = format!("http://{}", running.api_addr);

@@ -13,6 +13,7 @@
 //! inside the sidecar), and `dashboard` (`GET /dashboard`, the HTML page over the same
 //! figures).
 
+pub mod alerts;
 pub mod auth;
 pub mod bench;
 pub mod dashboard;
@@ -38,19 +39,25 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::history::History;
-use crate::proxy::ProxyState;
+use crate::metrics::Metrics;
 use crate::recorder::Recorder;
+use crate::telemetry::Telemetry;
 
 /// Largest body the API reads (an import of a few hundred thousand records).
 pub const MAX_API_BODY_BYTES: usize = 256 * 1024 * 1024;
 
-/// What the API handlers share.
+/// What the API handlers share: the read side (history, store file, telemetry, metrics),
+/// the recorder for writes, and a probe of the upstream. Nothing of the data plane.
 #[derive(Clone)]
 pub struct ApiState {
     /// The recorder, for counters and writes.
     pub recorder: Recorder,
-    /// The proxy's state, for its upstream client.
-    pub proxy: ProxyState,
+    /// Asks the upstream whether it answers (`/health`).
+    pub upstream: health::UpstreamProbe,
+    /// The telemetry sampler's handle (snapshot, GPU size, VRAM needs).
+    pub telemetry: Telemetry,
+    /// The Prometheus metrics the proxy records into, rendered by `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// The store's file, for read connections.
     pub db_path: Arc<PathBuf>,
     /// The in-memory history the statistics read.
@@ -59,6 +66,10 @@ pub struct ApiState {
     pub started: Instant,
     /// Who may call what.
     pub access: Arc<auth::Access>,
+    /// Listeners that stopped serving, for `/health`.
+    pub server_failures: health::ServerFailures,
+    /// The alerts board.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<crate::bench::BenchRuns>,
 }
@@ -103,6 +114,7 @@ fn routes() -> Routes {
         .get("/recommend", query::recommend)
         .get("/trend/{*model}", query::trend)
         .get("/insights", query::insights)
+        .get("/alerts", alerts::alerts)
         .get("/export", export::export)
         .delete("/clear/{*model}", records::clear_model)
         .post("/clear-old", records::clear_old)

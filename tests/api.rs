@@ -408,9 +408,7 @@ async fn export_then_import_round_trips_in_every_format() {
         assert_eq!(again["skipped_existing"], 8);
         other.stop().await;
     }
-    // `b/c:2b` never succeeded and the fake Ollama does not have it: an unknown name,
-    // listed only when asked for.
-    let (_, only_b) = api.get("/statistics?include_unknown=true").await;
+    let (_, only_b) = api.get("/statistics").await;
     assert_eq!(only_b["models"].as_object().expect("models").len(), 2);
     assert_eq!(only_b["models"]["a:1b"]["total_operations"], 5);
     let resp = api

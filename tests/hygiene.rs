@@ -71,7 +71,8 @@ async fn ten_thousand_unknown_names_stay_out_of_the_views() {
     })
     .await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.telemetry_interval = Duration::from_millis(50);
+        c.telemetry.enabled = true;
+        c.telemetry.interval = Duration::from_millis(50);
     })
     .await;
     wait_installed(&app).await;
@@ -278,8 +279,7 @@ async fn seed(c: &reqwest::Client, url: &str, model: &str, success: bool, minute
 async fn max_models_evicts_failing_names_first_then_the_least_recently_used() {
     let fake = FakeOllama::start().await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.max_models = 3;
-        c.telemetry_enabled = false;
+        c.recorder.max_models = 3;
     })
     .await;
     let c = http();
@@ -331,7 +331,7 @@ async fn max_models_evicts_failing_names_first_then_the_least_recently_used() {
 #[tokio::test]
 async fn lists_take_a_limit_and_say_how_many_they_left_out() {
     let fake = FakeOllama::start().await;
-    let app = TestApp::start_with(&fake.url(), |c| c.telemetry_enabled = false).await;
+    let app = TestApp::start(&fake.url()).await;
     let c = http();
     let url = app.url.clone();
     for (i, model) in ["a", "b", "c", "d"].iter().enumerate() {

@@ -4,7 +4,7 @@
 //! how many were left out. The statistics route, the insights and the dashboard read their
 //! models through here, so they agree.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiState;
@@ -61,8 +61,7 @@ pub fn flag(name: &str, value: &str) -> Result<bool, String> {
 /// The installed models as the telemetry last read them.
 pub fn installed(state: &ApiState) -> Installed {
     let names = state
-        .proxy
-        .telemetry()
+        .telemetry
         .installed_models()
         .map(|list| list.into_iter().map(|m| m.name).collect());
     Installed::new(names, model_key)
@@ -80,7 +79,8 @@ pub struct Listed {
 }
 
 /// How many models a list left out, as the JSON answers carry it.
-#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct LeftOut {
     /// Models with operations in the window that `limit` cut (the least busy).
     pub models_left_out: usize,

@@ -3,13 +3,12 @@
 //! the in-memory history on a blocking thread, and maps the answer.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
 use bytes::Bytes;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,7 +18,7 @@ use super::listing::{self, LeftOut, ListParams};
 use super::params::{Params, PathText, hours_value, json_object};
 use crate::recommend::{
     self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
-    RecommendParams, Recommendation, VramNeed,
+    RecommendParams, Recommendation, VramBudget, VramNeed,
 };
 use crate::record::Source;
 use crate::stats::{
@@ -129,7 +128,7 @@ fn source_param(p: &Params) -> Result<Option<Source>, ApiError> {
 
 /// `/statistics/{model}`'s answer: the statistics, or a note that the window holds none of
 /// the model's operations (the model has records, just not there).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StatisticsAnswer {
     /// The model's statistics over the window.
@@ -139,7 +138,7 @@ pub enum StatisticsAnswer {
 }
 
 /// What `/statistics/{model}` answers when the window holds none of the model's operations.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EmptyWindow {
     /// Always 0.
     #[schema(minimum = 0, maximum = 0)]
@@ -200,7 +199,7 @@ pub async fn model_statistics(
 
 /// `/statistics`' answer: the models with operations in the window (the busiest
 /// `limit`, unknown names only when asked for).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AllStatistics {
     /// The window asked for; null for all of history.
     pub duration_hours: Option<f64>,
@@ -276,7 +275,7 @@ pub struct CompareRequest {
 pub struct ModelName(pub String);
 
 /// `/compare`'s answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CompareAnswer {
     /// Each model with operations in the window, keyed by name.
     pub models: std::collections::BTreeMap<String, ModelStatistics>,
@@ -286,6 +285,7 @@ pub struct CompareAnswer {
     pub missing: Vec<String>,
     /// The models named that no call ever succeeded with and that Ollama does not have
     /// installed (typos, generated names): not compared unless `include_unknown` is true.
+    #[serde(default)]
     pub unknown: Vec<String>,
 }
 
@@ -353,7 +353,9 @@ pub async fn compare(
             let s = filter.as_ref().and_then(|f| {
                 state
                     .history
-                    .with_model(model, |s| stats::model_statistics(model, s, f))
+                    .with_model(model, |s| {
+                        stats::model_statistics(model, s, f).zip(stats::model_summary(model, s, f))
+                    })
                     .flatten()
             });
             match s {
@@ -487,28 +489,26 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         }
     };
     let filter = window.filter(state);
-    let mut candidates = Vec::new();
-    let mut missing = Vec::new();
-    state.history.with_all(|all| {
-        for model in &models {
-            let summary = filter.as_ref().and_then(|f| {
-                all.get(model)
-                    .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
-            });
-            match summary {
-                Some(summary) => candidates.push(Candidate {
-                    vram_need: VramNeed::from_records(&summary),
-                    summary,
-                }),
-                None => missing.push(model.clone()),
-            }
-        }
+    let telemetry = &state.telemetry;
+    let mut candidates: Vec<Candidate> = state.history.with_all(|all| {
+        models
+            .iter()
+            .map(|model| {
+                let summary = filter.as_ref().and_then(|f| {
+                    all.get(model)
+                        .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
+                });
+                summary.map_or_else(
+                    || Candidate::without_operations(model.clone()),
+                    Candidate::new,
+                )
+            })
+            .collect()
     });
-    let telemetry = state.proxy.telemetry();
     for candidate in &mut candidates {
         // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
         // size) beats what the records carry.
-        if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
+        if let Some(need) = telemetry.vram_need(&candidate.model) {
             candidate.vram_need = Some(VramNeed {
                 mb: need.mb,
                 source: match need.source {
@@ -517,25 +517,22 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
                 },
             });
         }
+        candidate.held_vram_mb = telemetry.held_vram_mb(&candidate.model);
     }
+    // The caller's budget; without one, each model may use what the GPU has free plus what
+    // it holds itself now; without GPU telemetry, nothing is checked.
+    let vram = match (available_vram_mb, telemetry.free_vram_mb()) {
+        (Some(mb), _) => VramBudget::Given(mb),
+        (None, Some(free)) => VramBudget::FreePlusHeld(free),
+        (None, None) => VramBudget::Unknown,
+    };
     let params = RecommendParams {
         priority,
         min_operations,
-        available_vram_mb,
+        vram,
         window_hours: window.hours,
     };
-    let mut answer = if available_vram_mb.is_some() {
-        recommend::recommend(&candidates, &params)
-    } else {
-        recommend_with_free_vram(&candidates, &params, telemetry)
-    };
-    for model in missing {
-        answer.excluded.push(Excluded {
-            model,
-            kinds: vec![ExclusionKind::NoOperations],
-            reason: "no operations recorded in the window".into(),
-        });
-    }
+    let mut answer = recommend::recommend(&candidates, &params);
     for model in unknown {
         answer.excluded.push(Excluded {
             model,
@@ -543,50 +540,6 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             reason: "Ollama does not have this model and no call to it ever succeeded".into(),
         });
     }
-    if answer.recommended_model.is_none() && candidates.is_empty() {
-        answer.reason = if models.is_empty() {
-            "no model has any records yet: point your app at ollameter and make some calls".into()
-        } else {
-            "none of the models has operations in the window".into()
-        };
-    }
-    answer
-}
-
-/// Without a budget from the caller: each candidate may use the GPU's free memory plus
-/// what it holds itself right now (its own VRAM is freed when it is reloaded). Without
-/// telemetry of the GPU there is no budget at all.
-fn recommend_with_free_vram(
-    candidates: &[Candidate],
-    params: &RecommendParams,
-    telemetry: &crate::telemetry::Telemetry,
-) -> Recommendation {
-    let Some(free) = telemetry.free_vram_mb() else {
-        return recommend::recommend(candidates, params);
-    };
-    let mut fitting = Vec::new();
-    let mut too_big = Vec::new();
-    for c in candidates {
-        let held = telemetry.held_vram_mb(&c.summary.model).unwrap_or(0.0);
-        match c.vram_need {
-            Some(need) if need.mb > free + held => too_big.push(Excluded {
-                model: c.summary.model.clone(),
-                kinds: vec![ExclusionKind::NeedsMoreVram],
-                reason: format!(
-                    "needs {:.1} GB of VRAM ({}), {:.1} GB available: {:.1} GB free on the GPU plus {:.1} GB it holds now",
-                    need.mb / 1024.0,
-                    need.source.describe(),
-                    (free + held) / 1024.0,
-                    free / 1024.0,
-                    held / 1024.0
-                ),
-            }),
-            _ => fitting.push(c.clone()),
-        }
-    }
-    let mut answer = recommend::recommend(&fitting, params);
-    answer.vram.available_mb = Some(free);
-    answer.excluded.extend(too_big);
     answer
 }
 
@@ -721,12 +674,12 @@ pub async fn insights(
         None => false,
         Some(v) => listing::flag("include_unknown", v).map_err(ApiError::bad)?,
     };
-    let dropped = state.recorder.stats().dropped.load(Ordering::Relaxed);
+    let dropped = state.recorder.snapshot().dropped;
     let list = tokio::task::spawn_blocking(move || {
         let params = stats::InsightParams {
             now_ms: Utc::now().timestamp_millis(),
             duration_hours: hours,
-            gpu_total_mb: state.proxy.telemetry().gpu_total_mb(),
+            gpu_total_mb: state.telemetry.gpu_total_mb(),
             dropped_records: dropped,
         };
         listing::insights(&state, &params, include_unknown)

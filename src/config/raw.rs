@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[alerts]`
+    #[serde(default)]
+    pub alerts: crate::alerts::config::RawAlerts,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.
@@ -148,6 +151,8 @@ pub struct RawLog {
     pub level: Option<String>,
     /// `text` or `json`.
     pub format: Option<String>,
+    /// `auto`, `always` or `never`: ANSI colours in the text log.
+    pub color: Option<String>,
 }
 
 /// Every key that can be set, as `section.key`: the environment variable is
@@ -171,6 +176,7 @@ pub const KEYS: &[&str] = &[
     "recorder.flush_interval_ms",
     "log.level",
     "log.format",
+    "log.color",
     "telemetry.enabled",
     "telemetry.interval_ms",
     "server.header_read_timeout_ms",
