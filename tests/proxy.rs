@@ -259,7 +259,7 @@ async fn errors_before_and_during_the_stream_are_failures_with_their_kind() {
     let nf = by_model("nope:latest");
     assert!(!nf.success);
     assert_eq!(nf.http_status, Some(404));
-    assert_eq!(nf.error_kind, Some(ErrorKind::UpstreamError));
+    assert_eq!(nf.error_kind, Some(ErrorKind::ModelNotFound));
     assert_eq!(
         nf.error_message.as_deref(),
         Some("model 'nope:latest' not found")

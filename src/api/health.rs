@@ -200,6 +200,7 @@ mod tests {
         fn retained(&self, _: i64, _: u64) {}
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]
@@ -213,6 +214,7 @@ mod tests {
             max_records_per_model: 100,
             max_age: Duration::from_secs(86_400),
             retention_interval: Duration::from_secs(3600),
+            max_models: 1_000,
         };
         let (recorder, task) =
             recorder::start(&path, config, Some(Arc::new(Panics) as CommitHook)).expect("start");

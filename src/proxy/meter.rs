@@ -208,7 +208,8 @@ impl Meter {
                 .error_message
                 .clone()
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            (false, Some(ErrorKind::UpstreamError), Some(message))
+            let kind = ErrorKind::of_upstream_answer(status, &message);
+            (false, Some(kind), Some(message))
         } else {
             match end {
                 End::Dropped if facts.completed && clean => (true, None, None),
