@@ -87,6 +87,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[routing]`
+    #[serde(default)]
+    pub routing: crate::routing::config::RawRouting,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.
@@ -276,6 +279,8 @@ pub struct Config {
     pub read_token: Option<String>,
     /// Whether manual writes need the admin token.
     pub protect_writes: bool,
+    /// Model routing: virtual names, fallbacks, exploration.
+    pub routing: crate::routing::config::RoutingConfig,
 }
 
 fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -341,6 +346,8 @@ pub const KEYS: &[&str] = &[
     "api.admin_token",
     "api.read_token",
     "api.protect_writes",
+    "routing.explore",
+    "routing.max_attempts",
 ];
 
 /// Short environment names for the main settings, matching the flags.
@@ -427,6 +434,11 @@ pub fn load(
 fn env_value(value: &str) -> toml::Value {
     if let Ok(v) = value.parse::<i64>() {
         return toml::Value::Integer(v);
+    }
+    if let Ok(v) = value.parse::<f64>()
+        && v.is_finite()
+    {
+        return toml::Value::Float(v);
     }
     match value {
         "true" => toml::Value::Boolean(true),
@@ -598,6 +610,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "log.level: {log_level:?} is not a tracing filter like info or ollameter=debug"
         ));
     }
+    let routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
     let db_path = PathBuf::from(raw.store.path.clone().unwrap_or_else(|| DEFAULT_DB.into()));
     if db_path.as_os_str().is_empty() {
         problems.push("store.path: must not be empty".into());
@@ -643,6 +656,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 admin_token: raw.api.admin_token,
                 read_token: raw.api.read_token,
                 protect_writes: raw.api.protect_writes.unwrap_or(false),
+                routing,
             })
         }
         _ => Err(ConfigError(problems)),

@@ -13,6 +13,10 @@
 //!   with the token rules for destructive routes.
 //! - [`dashboard`]: the HTML page and its SVG charts at `GET /dashboard` (pure: figures
 //!   in, HTML out); also what `ollameter report` saves.
+//! - [`routing`]: virtual model names (`auto`, `auto:speed`, aliases) resolved per call,
+//!   fallback to the next model before any byte is sent, and exploration of new models.
+//! - [`policy`]: the one model-choice policy over the live history and telemetry, that
+//!   `GET /recommend` answers with and routing acts on.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -36,11 +40,13 @@ pub mod dashboard;
 pub mod decode;
 pub mod history;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod quality;
 pub mod recommend;
 pub mod record;
 pub mod recorder;
+pub mod routing;
 pub mod serve;
 pub mod stats;
 pub mod store;

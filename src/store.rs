@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
+    // 3: model routing: what the client asked for, why this model ran, which attempt.
+    "ALTER TABLE records ADD COLUMN requested_model TEXT;
+    ALTER TABLE records ADD COLUMN route_reason TEXT;
+    ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The schema version this build writes.
@@ -148,6 +152,9 @@ impl Store {
                     r.gpu_memory_peak_mb,
                     r.gpu_free_mb,
                     r.source.as_str(),
+                    r.requested_model,
+                    r.route_reason.map(RouteReason::as_str),
+                    r.attempt,
                 ])?;
             }
         }
@@ -361,6 +368,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
     let ts_ms: i64 = row.get(1)?;
     let error_kind: Option<String> = row.get(8)?;
     let source: String = row.get(31)?;
+    let route_reason: Option<String> = row.get(33)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -397,6 +405,9 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         gpu_memory_peak_mb: row.get(29)?,
         gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
+        requested_model: row.get(32)?,
+        route_reason: route_reason.as_deref().and_then(RouteReason::parse),
+        attempt: row.get::<_, Option<i64>>(34)?.map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
     })
 }
 
@@ -417,6 +428,9 @@ mod tests {
         r.output_tokens = Some(18);
         r.tokens_per_second = Some(342.9);
         r.error_kind = Some(ErrorKind::MidstreamError);
+        r.requested_model = Some("auto:quality".into());
+        r.route_reason = Some(RouteReason::Fallback);
+        r.attempt = 2;
         r
     }
 
@@ -476,6 +490,35 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_2_store_gains_the_routing_columns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch(MIGRATIONS[1]).expect("v2 schema");
+            conn.pragma_update(None, "user_version", 2).expect("v2");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("v2 row");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let old = store.records(None).expect("read");
+        assert_eq!(old[0].requested_model, None);
+        assert_eq!(old[0].route_reason, None);
+        assert_eq!(old[0].attempt, 1, "a stored call was one attempt");
+        let new = record("new", "m", 6);
+        store.insert_batch(std::slice::from_ref(&new)).expect("insert");
+        let back = store.record_by_id("new").expect("read").expect("found");
+        assert_eq!(back.requested_model.as_deref(), Some("auto:quality"));
+        assert_eq!(back.route_reason, Some(RouteReason::Fallback));
+        assert_eq!(back.attempt, 2);
     }
 
     #[test]

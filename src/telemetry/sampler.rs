@@ -26,7 +26,7 @@ use super::snapshot::{
     ServerProcess, SourceState, SourcesState, SystemSnapshot,
 };
 use super::vram::{DEFAULT_CONTEXT_TOKENS, Measured, estimate};
-use super::{Shared, TelemetryConfig, duration_ms, model_key};
+use super::{InstalledModel, Shared, TelemetryConfig, duration_ms, model_key};
 
 /// How often `/api/tags` is read: installed models change on pull and delete, which are
 /// rare and slow; a minute's delay in an estimate costs nothing.
@@ -365,6 +365,17 @@ impl Sampler {
             published.history.push(sample);
             published.snapshot = snapshot;
             published.needs = needs;
+            if self.tags_state == SourceState::Ok {
+                published.installed = Some(
+                    self.tags
+                        .iter()
+                        .map(|t| InstalledModel {
+                            name: tag_name(t).to_owned(),
+                            capabilities: t.capabilities.clone(),
+                        })
+                        .collect(),
+                );
+            }
         }
         self.shared.latest_seq.store(self.seq, Ordering::Release);
     }

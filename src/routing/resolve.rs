@@ -1,0 +1,321 @@
+//! From a virtual name to its [`Resolution`]: the candidates (configured, or the installed
+//! models of the call's kind), the routing-only exclusions (wrong kind, too slow at p95, a
+//! firing critical alert), the recommendation of [`crate::policy`] over the rest, and the
+//! candidates still worth measuring. Blocking (it reads the history); the result is
+//! cached by [`super::cache`] and chosen from per call by [`super::choose`].
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::config::Alias;
+use crate::history::History;
+use crate::policy::{self, PolicyRequest};
+use crate::recommend::{ExclusionKind, Priority, Recommendation};
+use crate::record::CallKind;
+use crate::stats;
+use crate::telemetry::{Telemetry, model_key};
+
+/// Says why a model must not be chosen now (a firing critical alert), or `None`.
+pub type Veto = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A model left out of a virtual name's choice, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RouteExclusion {
+    /// The model.
+    pub model: String,
+    /// Why, in words with numbers.
+    pub reason: String,
+}
+
+/// A candidate not yet measured enough to be recommended, that fits the VRAM budget: it
+/// gets the exploration share of the calls.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Explorable {
+    /// The model.
+    pub model: String,
+    /// Its operations so far in the window (fewer than `min_operations`).
+    pub operations: u64,
+}
+
+/// What one virtual name resolves to for one kind of call and operation, at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    /// The name as the client sent it (`auto`, `auto:quality`, `photo`).
+    pub name: String,
+    /// The call kind the candidates serve.
+    pub kind: CallKind,
+    /// The operation whose statistics decided; `None`: all of them.
+    pub operation: Option<String>,
+    /// The candidates handed to the recommendation.
+    pub candidates: Vec<String>,
+    /// The recommendation, exactly as `GET /recommend` answers it for
+    /// `priority`, `operation`, `min_operations`, `available_vram_gb` and
+    /// `available_models` = `candidates`.
+    pub recommendation: Recommendation,
+    /// The qualifying models, best first: the recommended one and its alternatives, less
+    /// any vetoed.
+    pub ranked: Vec<String>,
+    /// Candidates being measured.
+    pub explorable: Vec<Explorable>,
+    /// Every candidate that cannot be chosen, and why (routing's own reasons first, then
+    /// the recommendation's).
+    pub excluded: Vec<RouteExclusion>,
+    /// When it was computed.
+    #[serde(skip)]
+    pub computed_at: Instant,
+}
+
+/// The models a virtual name chooses from: the alias's list, or the installed models that
+/// serve `kind` (by `/api/tags` capabilities, else by the kinds of call their records
+/// show). Installed names are mapped to the spelling the history knows them by
+/// (`llama3.2` for `llama3.2:latest`) so their records count. Also returns the configured
+/// candidates left out for serving the other kind.
+pub fn candidates(
+    history: &History,
+    telemetry: &Telemetry,
+    alias: &Alias,
+    kind: CallKind,
+) -> (Vec<String>, Vec<RouteExclusion>) {
+    let other = match kind {
+        CallKind::Generation => CallKind::Embedding,
+        CallKind::Embedding => CallKind::Generation,
+    };
+    let installed = telemetry.installed_models();
+    let capability_kind = |model: &str| -> Option<CallKind> {
+        let key = model_key(model);
+        installed
+            .as_ref()?
+            .iter()
+            .find(|m| model_key(&m.name) == key)
+            .and_then(|m| CallKind::of_capabilities(&m.capabilities))
+    };
+    if let Some(list) = &alias.candidates {
+        let mut keep = Vec::new();
+        let mut excluded = Vec::new();
+        for model in list {
+            let serves_other = match capability_kind(model) {
+                Some(k) => k == other,
+                None => history.has_served(model, other) && !history.has_served(model, kind),
+            };
+            if serves_other {
+                excluded.push(RouteExclusion {
+                    model: model.clone(),
+                    reason: format!(
+                        "serves {} calls, and this is a {} call",
+                        other.as_str(),
+                        kind.as_str()
+                    ),
+                });
+            } else {
+                keep.push(model.clone());
+            }
+        }
+        return (keep, excluded);
+    }
+    let served = history.models_serving(kind);
+    let Some(installed) = &installed else {
+        // No `/api/tags` (telemetry off or failing): the models whose records show calls
+        // of this kind.
+        return (served.into_iter().map(|(m, _)| m).collect(), Vec::new());
+    };
+    // The history's spelling of each installed model, the busiest when several match.
+    let mut spelled: HashMap<String, (String, usize)> = HashMap::new();
+    for (model, n) in history.models_serving(kind) {
+        let entry = spelled
+            .entry(model_key(&model))
+            .or_insert_with(|| (model.clone(), n));
+        if n > entry.1 {
+            *entry = (model, n);
+        }
+    }
+    let mut out: Vec<String> = installed
+        .iter()
+        .filter(|m| match CallKind::of_capabilities(&m.capabilities) {
+            Some(k) => k == kind,
+            None => spelled.contains_key(&model_key(&m.name)),
+        })
+        .map(|m| {
+            spelled
+                .get(&model_key(&m.name))
+                .map_or_else(|| m.name.clone(), |(name, _)| name.clone())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    (out, Vec::new())
+}
+
+/// The p95 processing time of a model's successful operations under the filter.
+fn p95_ms(history: &History, model: &str, filter: &stats::Filter) -> Option<f64> {
+    history
+        .with_model(model, |samples| {
+            let mut times: Vec<f32> = filter
+                .select(samples)
+                .filter(|s| s.success)
+                .map(|s| s.processing_time_ms)
+                .collect();
+            stats::percentile(&mut times, 95.0)
+        })
+        .flatten()
+}
+
+/// Resolves `alias` (named `name` by the client) for a call of `kind` whose operation is
+/// `request_operation`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each input is distinct and named"
+)]
+pub fn resolve(
+    history: &History,
+    telemetry: &Telemetry,
+    veto: Option<&Veto>,
+    name: &str,
+    alias: &Alias,
+    kind: CallKind,
+    request_operation: Option<&str>,
+    now: Instant,
+) -> Resolution {
+    let operation = alias
+        .operation
+        .clone()
+        .or_else(|| request_operation.map(str::to_owned));
+    let (mut list, mut excluded) = candidates(history, telemetry, alias, kind);
+    if let Some(max) = alias.max_p95_ms
+        && let Some(filter) = policy::filter(history, None, operation.as_deref())
+    {
+        list.retain(|model| match p95_ms(history, model, &filter) {
+            Some(p95) if p95 > max => {
+                excluded.push(RouteExclusion {
+                    model: model.clone(),
+                    reason: format!(
+                        "p95 processing time {} is over the alias's max_p95_ms of {}",
+                        stats_ms(p95),
+                        stats_ms(max)
+                    ),
+                });
+                false
+            }
+            _ => true,
+        });
+    }
+    let recommendation = policy::recommendation(
+        history,
+        telemetry,
+        PolicyRequest {
+            priority: alias.priority,
+            hours: None,
+            operation: operation.clone(),
+            min_operations: alias.min_operations,
+            available_vram_mb: alias.max_vram_mb,
+            models: Some(list.clone()),
+        },
+    );
+    let mut ranked: Vec<String> = recommendation
+        .recommended_model
+        .iter()
+        .cloned()
+        .chain(recommendation.alternatives.iter().map(|a| a.model.clone()))
+        .collect();
+    let budget = alias
+        .max_vram_mb
+        .map(|mb| (mb, false))
+        .or_else(|| telemetry.free_vram_mb().map(|free| (free, true)));
+    let mut explorable = Vec::new();
+    for e in &recommendation.excluded {
+        let unmeasured = e.kinds.contains(&ExclusionKind::TooFewOperations)
+            || e.kinds.contains(&ExclusionKind::NoOperations);
+        if unmeasured && !e.kinds.contains(&ExclusionKind::NeedsMoreVram) {
+            // The recommendation checks only models with operations; a model without any
+            // is checked here, against the same budget.
+            let need = telemetry.vram_need(&e.model).map(|n| n.mb);
+            let available = budget.map(|(mb, plus_held)| {
+                if plus_held {
+                    mb + telemetry.held_vram_mb(&e.model).unwrap_or(0.0)
+                } else {
+                    mb
+                }
+            });
+            if let (Some(need), Some(available)) = (need, available)
+                && need > available
+            {
+                excluded.push(RouteExclusion {
+                    model: e.model.clone(),
+                    reason: format!(
+                        "not measured yet, and needs {:.1} GB of VRAM, {:.1} GB available",
+                        need / 1024.0,
+                        available / 1024.0
+                    ),
+                });
+                continue;
+            }
+            let operations = operations_in(history, &e.model, operation.as_deref());
+            explorable.push(Explorable {
+                model: e.model.clone(),
+                operations,
+            });
+        }
+    }
+    if let Some(veto) = veto {
+        let mut vetoed = |model: &String| -> bool {
+            match veto(model) {
+                Some(why) => {
+                    excluded.push(RouteExclusion {
+                        model: model.clone(),
+                        reason: why,
+                    });
+                    true
+                }
+                None => false,
+            }
+        };
+        ranked.retain(|m| !vetoed(m));
+        explorable.retain(|e| !vetoed(&e.model));
+    }
+    for e in &recommendation.excluded {
+        if !explorable.iter().any(|x| x.model == e.model)
+            && !excluded.iter().any(|x| x.model == e.model)
+        {
+            excluded.push(RouteExclusion {
+                model: e.model.clone(),
+                reason: e.reason.clone(),
+            });
+        }
+    }
+    Resolution {
+        name: name.to_owned(),
+        kind,
+        operation,
+        candidates: list,
+        recommendation,
+        ranked,
+        explorable,
+        excluded,
+        computed_at: now,
+    }
+}
+
+/// A model's operations in the window of `operation` (all time).
+fn operations_in(history: &History, model: &str, operation: Option<&str>) -> u64 {
+    let Some(filter) = policy::filter(history, None, operation) else {
+        return 0;
+    };
+    history
+        .with_model(model, |s| filter.select(s).count() as u64)
+        .unwrap_or(0)
+}
+
+fn stats_ms(ms: f64) -> String {
+    crate::stats::fmt_ms(ms)
+}
+
+/// The priority a name stands for, for documents.
+pub fn describe(priority: Priority) -> &'static str {
+    match priority {
+        Priority::Speed => "the lowest median processing time",
+        Priority::Quality => "the highest quality score",
+        Priority::Balanced => "the best blend of speed, quality and reliability",
+        Priority::Reliable => "the highest success rate",
+    }
+}
