@@ -151,7 +151,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    let router = crate::routing::ModelRouter::new(
+        config.routing.clone(),
+        history.clone(),
+        telemetry.clone(),
+        metrics.clone(),
+        None,
+    );
     let api_router = api::router(ApiState {
+        routing: router.clone(),
         recorder: recorder.clone(),
         proxy: proxy_state.clone(),
         db_path: Arc::new(config.db_path.clone()),

@@ -77,6 +77,12 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// What model routing does now: each virtual name (auto, auto:speed, aliases), its
+    /// current choice and why, and where its calls ran in the last hour.
+    Route {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A metric of a model over time.
     Trend {
         /// The model.

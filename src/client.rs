@@ -2,6 +2,8 @@
 //! `recommend`, `trend`, `export` and `import` call the API and print readable tables (or
 //! the JSON itself with `--json`); `report` saves the dashboard as one HTML file. Rendering is pure so it is tested without a server.
 
+pub mod routing;
+
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
 

@@ -250,6 +250,8 @@ pub struct View {
     pub insights: Vec<Insight>,
     /// `/system`.
     pub system: SystemSnapshot,
+    /// `/routing`; `None` where the page is built without a running router.
+    pub routing: Option<crate::routing::RoutingSnapshot>,
     /// ollameter's version.
     pub version: &'static str,
 }

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Stats { .. }
         | Command::Compare { .. }
         | Command::Recommend { .. }
+        | Command::Route { .. }
         | Command::Trend { .. }
         | Command::Export { .. }
         | Command::Import { .. }
@@ -188,6 +189,11 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             ]);
             let answer = c.get(&format!("/recommend{q}")).await?;
             Ok(show(args.json, &answer, client::render_recommendation))
+        }
+        Command::Route { client: args } => {
+            let c = client::Client::new(&args.server)?;
+            let answer = c.get("/routing").await?;
+            Ok(show(args.json, &answer, client::routing::render_routing))
         }
         Command::Trend {
             model,

@@ -182,6 +182,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         trend,
         insights,
         system: telemetry.snapshot(),
+        routing: Some(state.routing.snapshot()),
         version: env!("CARGO_PKG_VERSION"),
     })
 }

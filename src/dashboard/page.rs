@@ -8,6 +8,7 @@
 //! - `comparison`: the side-by-side bar charts.
 //! - `trend`: one model's trend with its warnings.
 //! - `warnings`: every other warning.
+//! - `routing`: the virtual model names, what each runs on now, and their last hour.
 //! - `gpu`: the GPUs' memory and the loaded models.
 //! - `format`: how numbers look in tables and on axes.
 
@@ -17,6 +18,7 @@ mod format;
 mod gpu;
 mod overview;
 mod recommendations;
+mod routing;
 mod trend;
 mod warnings;
 
@@ -27,6 +29,7 @@ use self::empty::{empty_window, no_data};
 use self::gpu::gpu;
 use self::overview::overview;
 use self::recommendations::recommendations;
+use self::routing::routing;
 use self::trend::{metric_words, trend};
 use self::warnings::other_insights;
 use super::{Filters, View, WINDOW_CHOICES, format_hours};
@@ -70,6 +73,7 @@ pub fn render(view: &View) -> String {
                         (trend(view))
                         (other_insights(view))
                     }
+                    (routing(view))
                     (gpu(&view.system))
                 }
                 (footer(view))

@@ -15,6 +15,10 @@ struct ModelField<'a> {
 /// Where the top-level `model` value (quotes included) lies in `body`; `None` when the body
 /// is not a JSON object with a `model` key.
 fn model_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    // serde reads a struct from an array too (by position): only an object is a request.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     let field: ModelField<'_> = serde_json::from_slice(body).ok()?;
     let raw = field.model.get().as_bytes();
     // The raw value borrows from `body`: its offset is the distance between the pointers.
