@@ -127,7 +127,10 @@ fn main() -> ExitCode {
         }
         (plain, routed)
     });
-    println!("- calls: {} per way, one at a time, in blocks of {BLOCK}\n", plain.len());
+    println!(
+        "- calls: {} per way, one at a time, in blocks of {BLOCK}\n",
+        plain.len()
+    );
     println!("| way | p50 µs | p90 µs | p99 µs |");
     println!("|---|---|---|---|");
     for (name, v) in [("explicit model", &plain), ("auto:speed", &routed)] {

@@ -91,7 +91,19 @@ impl Source {
 }
 
 /// Why a call ran on the model it ran on. Stored and served as its lowercase name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteReason {
     /// The client named this model itself (`"model": "llama3.2:3b"`).
@@ -131,7 +143,19 @@ impl RouteReason {
 
 /// The kind of work a call asks of a model: a model that embeds cannot chat, and the
 /// reverse, so routing never mixes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CallKind {
     /// Generate, chat, completions, messages, responses.

@@ -196,7 +196,11 @@ impl ModelRouter {
             });
         };
         let attempts = {
-            let mut rng = self.inner.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut rng = self
+                .inner
+                .rng
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             choose::choose(
                 &resolution,
                 self.inner.config.explore,

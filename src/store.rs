@@ -407,7 +407,9 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         source: Source::parse(&source).unwrap_or_default(),
         requested_model: row.get(32)?,
         route_reason: route_reason.as_deref().and_then(RouteReason::parse),
-        attempt: row.get::<_, Option<i64>>(34)?.map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
+        attempt: row
+            .get::<_, Option<i64>>(34)?
+            .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
     })
 }
 
@@ -514,7 +516,9 @@ mod tests {
         assert_eq!(old[0].route_reason, None);
         assert_eq!(old[0].attempt, 1, "a stored call was one attempt");
         let new = record("new", "m", 6);
-        store.insert_batch(std::slice::from_ref(&new)).expect("insert");
+        store
+            .insert_batch(std::slice::from_ref(&new))
+            .expect("insert");
         let back = store.record_by_id("new").expect("read").expect("found");
         assert_eq!(back.requested_model.as_deref(), Some("auto:quality"));
         assert_eq!(back.route_reason, Some(RouteReason::Fallback));

@@ -10,9 +10,9 @@ use chrono::{Duration as ChronoDuration, Utc};
 use common::fake_ollama::{FakeConfig, FakeModel, FakeOllama};
 use common::harness::TestApp;
 use ollameter::config::Config;
+use ollameter::recommend::Priority;
 use ollameter::record::{Record, RouteReason};
 use ollameter::routing::config::{Alias, RoutingConfig};
-use ollameter::recommend::Priority;
 use serde_json::{Value, json};
 
 const BASE: &str = "/api/model-performance";
@@ -152,14 +152,62 @@ async fn official_clients_run_the_model_the_recommendation_names() {
     .await;
     app.running().telemetry.wait_for_ticks(1).await;
     let mut seed = Vec::new();
-    seed.extend(history("fast:1b", "chat", "/api/chat", 12, 50.0, Some(3.0), None));
-    seed.extend(history("good:7b", "chat", "/api/chat", 12, 900.0, Some(4.8), None));
-    seed.extend(history("slow:7b", "chat", "/api/chat", 12, 3000.0, Some(2.0), None));
+    seed.extend(history(
+        "fast:1b",
+        "chat",
+        "/api/chat",
+        12,
+        50.0,
+        Some(3.0),
+        None,
+    ));
+    seed.extend(history(
+        "good:7b",
+        "chat",
+        "/api/chat",
+        12,
+        900.0,
+        Some(4.8),
+        None,
+    ));
+    seed.extend(history(
+        "slow:7b",
+        "chat",
+        "/api/chat",
+        12,
+        3000.0,
+        Some(2.0),
+        None,
+    ));
     // For photos the slow model scores best; the huge one better still, but needs 40 GB.
     let photo = "photo_evaluation";
-    seed.extend(history("good:7b", photo, "/api/generate", 12, 900.0, Some(4.0), None));
-    seed.extend(history("slow:7b", photo, "/api/generate", 12, 3000.0, Some(4.9), None));
-    seed.extend(history("huge:70b", photo, "/api/generate", 12, 5000.0, Some(5.0), Some(40_960.0)));
+    seed.extend(history(
+        "good:7b",
+        photo,
+        "/api/generate",
+        12,
+        900.0,
+        Some(4.0),
+        None,
+    ));
+    seed.extend(history(
+        "slow:7b",
+        photo,
+        "/api/generate",
+        12,
+        3000.0,
+        Some(4.9),
+        None,
+    ));
+    seed.extend(history(
+        "huge:70b",
+        photo,
+        "/api/generate",
+        12,
+        5000.0,
+        Some(5.0),
+        Some(40_960.0),
+    ));
     import(&app, seed).await;
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/routing.py");
@@ -186,7 +234,11 @@ async fn official_clients_run_the_model_the_recommendation_names() {
     assert_eq!(got["openai_quality_header"], "good:7b", "{got:#}");
     assert_eq!(got["openai_quality_model"], "good:7b", "{got:#}");
     assert_eq!(got["openai_quality_stream_header"], "good:7b", "{got:#}");
-    assert_eq!(got["openai_quality_stream_models"], json!(["good:7b"]), "{got:#}");
+    assert_eq!(
+        got["openai_quality_stream_models"],
+        json!(["good:7b"]),
+        "{got:#}"
+    );
     assert_eq!(
         got["generate_photo"], "slow:7b",
         "the alias's own operation and VRAM budget decide: {got:#}"
@@ -197,7 +249,10 @@ async fn official_clients_run_the_model_the_recommendation_names() {
     );
     assert_eq!(got["ollama_unknown"]["status"], 400, "{got:#}");
     let text = got["ollama_unknown"]["error"].as_str().expect("message");
-    assert!(text.contains("auto:fast") && text.contains("auto:speed"), "{text}");
+    assert!(
+        text.contains("auto:fast") && text.contains("auto:speed"),
+        "{text}"
+    );
     assert_eq!(got["openai_unknown"]["status"], 400, "{got:#}");
     assert!(
         got["openai_unknown"]["body"]["message"]
@@ -233,7 +288,10 @@ async fn official_clients_run_the_model_the_recommendation_names() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(!candidates.contains(&"nomic-embed-text:latest"), "{current:#}");
+    assert!(
+        !candidates.contains(&"nomic-embed-text:latest"),
+        "{current:#}"
+    );
     let recommend: Value = http()
         .get(format!(
             "{}{BASE}/recommend?priority=speed&operation=chat&available_models={}",
@@ -256,8 +314,14 @@ async fn official_clients_run_the_model_the_recommendation_names() {
         .find(|a| a["name"] == "photo")
         .expect("photo");
     let excluded = photo_view["current"][0]["excluded"].to_string();
-    assert!(excluded.contains("huge:70b") && excluded.contains("VRAM"), "{photo_view:#}");
-    assert_eq!(photo_view["last_hour"][0]["model"], "slow:7b", "{photo_view:#}");
+    assert!(
+        excluded.contains("huge:70b") && excluded.contains("VRAM"),
+        "{photo_view:#}"
+    );
+    assert_eq!(
+        photo_view["last_hour"][0]["model"], "slow:7b",
+        "{photo_view:#}"
+    );
 
     let records = app.wait_records(72 + 9).await;
     let speed_records = of(&records, "auto:speed");
@@ -318,7 +382,15 @@ async fn a_model_that_fails_before_its_first_byte_falls_back_to_the_next() {
     for model in ["crash:7b", "missing:7b", "fail-midstream:7b"] {
         seed.extend(history(model, "chat", "/api/chat", 12, 10.0, None, None));
     }
-    seed.extend(history("fast:1b", "chat", "/api/chat", 12, 50.0, None, None));
+    seed.extend(history(
+        "fast:1b",
+        "chat",
+        "/api/chat",
+        12,
+        50.0,
+        None,
+        None,
+    ));
     import(&app, seed).await;
 
     // 500 before the first byte: the client gets fast:1b's answer.
@@ -332,7 +404,10 @@ async fn a_model_that_fails_before_its_first_byte_falls_back_to_the_next() {
     let (status, routed, body) = chat(&app, "gone", true).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(routed.as_deref(), Some("fast:1b"));
-    assert!(body.lines().all(|l| l.contains(r#""model":"fast:1b""#)), "{body}");
+    assert!(
+        body.lines().all(|l| l.contains(r#""model":"fast:1b""#)),
+        "{body}"
+    );
 
     let records = app.wait_records(48 + 4).await;
     for (name, failed, status) in [("flaky", "crash:7b", 500), ("gone", "missing:7b", 404)] {
@@ -355,7 +430,11 @@ async fn a_model_that_fails_before_its_first_byte_falls_back_to_the_next() {
     assert_eq!(status, 200);
     assert_eq!(routed.as_deref(), Some("fail-midstream:7b"));
     assert!(body.contains("error"), "{body}");
-    assert_eq!(inference_requests(&fake) - before, 1, "one request upstream");
+    assert_eq!(
+        inference_requests(&fake) - before,
+        1,
+        "one request upstream"
+    );
     let records = app.wait_records(48 + 5).await;
     let midway = of(&records, "midway");
     assert_eq!(midway.len(), 1, "{midway:#?}");
@@ -368,10 +447,9 @@ async fn a_model_that_fails_before_its_first_byte_falls_back_to_the_next() {
 async fn explicit_models_follow_their_fallback_chain() {
     let fake = FakeOllama::start().await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.routing.fallbacks.insert(
-            "crash:1b".into(),
-            vec!["busy:1b".into(), "fast:1b".into()],
-        );
+        c.routing
+            .fallbacks
+            .insert("crash:1b".into(), vec!["busy:1b".into(), "fast:1b".into()]);
     })
     .await;
     let (status, routed, body) = chat(&app, "crash:1b", false).await;
@@ -425,7 +503,11 @@ async fn new_candidates_get_the_exploration_share_until_measured() {
         );
     })
     .await;
-    import(&app, history("fast:1b", "chat", "/api/chat", 1_000, 1.0, None, None)).await;
+    import(
+        &app,
+        history("fast:1b", "chat", "/api/chat", 1_000, 1.0, None, None),
+    )
+    .await;
 
     // Share: newbie stays unmeasured (1,000 operations needed) for all 200 calls.
     let calls = 200;
@@ -454,14 +536,22 @@ async fn new_candidates_get_the_exploration_share_until_measured() {
     tokio::time::sleep(ollameter::routing::cache::MAX_AGE + Duration::from_millis(100)).await;
     for _ in 0..20 {
         let (_, routed, _) = chat(&app, "learning", false).await;
-        assert_eq!(routed.as_deref(), Some("fast:1b"), "rookie is measured and slower");
+        assert_eq!(
+            routed.as_deref(),
+            Some("fast:1b"),
+            "rookie is measured and slower"
+        );
     }
     let records = app.records().await;
     let explored_records: Vec<&Record> = records
         .iter()
         .filter(|r| r.route_reason == Some(RouteReason::Explore))
         .collect();
-    assert!(explored_records.iter().all(|r| r.model == "newbie:1b" || r.model == "rookie:1b"));
+    assert!(
+        explored_records
+            .iter()
+            .all(|r| r.model == "newbie:1b" || r.model == "rookie:1b")
+    );
     app.stop().await;
 }
 
@@ -482,8 +572,24 @@ async fn names_that_cannot_be_served_are_refused_in_the_routes_shape() {
         );
     })
     .await;
-    let mut seed = history("big:13b", "chat", "/api/chat", 12, 10.0, None, Some(9_000.0));
-    seed.extend(history("bigger:70b", "chat", "/api/chat", 12, 10.0, None, Some(40_000.0)));
+    let mut seed = history(
+        "big:13b",
+        "chat",
+        "/api/chat",
+        12,
+        10.0,
+        None,
+        Some(9_000.0),
+    );
+    seed.extend(history(
+        "bigger:70b",
+        "chat",
+        "/api/chat",
+        12,
+        10.0,
+        None,
+        Some(40_000.0),
+    ));
     import(&app, seed).await;
 
     let (status, _, body) = chat(&app, "small", false).await;
@@ -502,7 +608,12 @@ async fn names_that_cannot_be_served_are_refused_in_the_routes_shape() {
     assert_eq!(resp.status(), 400);
     let error: Value = resp.json().await.expect("json");
     assert_eq!(error["error"]["type"], "invalid_request_error");
-    assert!(error["error"]["message"].as_str().expect("message").contains("auto:reliable"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("auto:reliable")
+    );
     assert_eq!(inference_requests(&fake), 0, "nothing reached Ollama");
     app.stop().await;
 }

@@ -12,7 +12,15 @@ pub fn render_routing(answer: &Value) -> String {
         num(&answer["explore"], 2),
         num(&answer["max_attempts"], 0)
     );
-    let mut t = table(&["name", "priority", "kind", "operation", "now", "reason", "fallbacks"]);
+    let mut t = table(&[
+        "name",
+        "priority",
+        "kind",
+        "operation",
+        "now",
+        "reason",
+        "fallbacks",
+    ]);
     for alias in answer["aliases"].as_array().into_iter().flatten() {
         for c in alias["current"].as_array().into_iter().flatten() {
             let fallbacks: Vec<&str> = c["ranked"]
@@ -115,9 +123,16 @@ mod tests {
             "fallbacks": [{"model": "a", "chain": ["b", "c"]}]});
         let text = render_routing(&answer);
         for needle in [
-            "photo", "quality", "photo_evaluation", "llava:7b", "recommended", "gemma3:4b",
-            "measuring qwen2.5vl:7b (2 ops)", "excluded big:70b: needs 40.0 GB of VRAM",
-            "llava:7b 90% (9 calls)", "fallback chain: a -> b -> c",
+            "photo",
+            "quality",
+            "photo_evaluation",
+            "llava:7b",
+            "recommended",
+            "gemma3:4b",
+            "measuring qwen2.5vl:7b (2 ops)",
+            "excluded big:70b: needs 40.0 GB of VRAM",
+            "llava:7b 90% (9 calls)",
+            "fallback chain: a -> b -> c",
         ] {
             assert!(text.contains(needle), "{needle} missing:\n{text}");
         }

@@ -263,7 +263,75 @@ mod tests {
             insights: Vec::new(),
             system: SystemSnapshot::empty(true, 1000, SourcesState::all(&SourceState::Ok)),
             version: "test",
+            routing: None,
         }
+    }
+
+    #[test]
+    fn the_routing_section_shows_each_name_its_choice_and_exclusions() {
+        use crate::recommend::Priority;
+        use crate::record::{CallKind, RouteReason};
+        use crate::routing::share::ModelShare;
+        use crate::routing::{
+            AliasView, CurrentChoice, Explorable, RouteExclusion, RoutingSnapshot,
+        };
+        let mut v = view();
+        v.routing = Some(RoutingSnapshot {
+            explore: 0.1,
+            max_attempts: 3,
+            fallbacks: Vec::new(),
+            aliases: vec![AliasView {
+                name: "ph<o>to".into(),
+                builtin: false,
+                priority: Priority::Quality,
+                candidates: None,
+                operation: Some("photo_evaluation".into()),
+                min_operations: 10,
+                max_vram_gb: Some(8.0),
+                max_p95_ms: None,
+                current: vec![CurrentChoice {
+                    kind: CallKind::Generation,
+                    operation: Some("photo_evaluation".into()),
+                    model: Some("llava:7b".into()),
+                    reason: Some(RouteReason::Recommended),
+                    why: "best".into(),
+                    candidates: vec!["llava:7b".into(), "gemma3:4b".into()],
+                    ranked: vec!["llava:7b".into(), "gemma3:4b".into()],
+                    explorable: vec![Explorable {
+                        model: "qwen2.5vl:7b".into(),
+                        operations: 2,
+                    }],
+                    excluded: vec![RouteExclusion {
+                        model: "big:70b".into(),
+                        reason: "needs 40.0 GB of VRAM".into(),
+                    }],
+                }],
+                last_hour: vec![ModelShare {
+                    model: "llava:7b".into(),
+                    calls: 9,
+                    share: 0.9,
+                    recommended: 9,
+                    explore: 0,
+                    fallback: 0,
+                    explicit: 0,
+                }],
+            }],
+        });
+        let page = render(&v);
+        for needle in [
+            "Model routing",
+            "ph&lt;o&gt;to",
+            "llava:7b",
+            "recommended",
+            "gemma3:4b",
+            "qwen2.5vl:7b (2 ops)",
+            "big:70b (needs 40.0 GB of VRAM)",
+            "llava:7b 90%",
+        ] {
+            assert!(page.contains(needle), "{needle} missing");
+        }
+        v.routing.as_mut().expect("set").aliases.clear();
+        assert!(render(&v).contains("No virtual model used in the last hour"));
     }
 
     #[test]

@@ -67,8 +67,7 @@ impl RouteError {
                 reason,
                 excluded,
             } => {
-                let mut text =
-                    format!("ollameter: no model can serve {name:?} now: {reason}");
+                let mut text = format!("ollameter: no model can serve {name:?} now: {reason}");
                 if excluded.is_empty() {
                     text.push_str(
                         " (no candidate at all: name candidates in [routing.aliases], or pull a \
@@ -207,9 +206,18 @@ mod tests {
         assert_eq!(
             attempts,
             vec![
-                Attempt { model: "a".into(), reason: RouteReason::Recommended },
-                Attempt { model: "b".into(), reason: RouteReason::Fallback },
-                Attempt { model: "c".into(), reason: RouteReason::Fallback },
+                Attempt {
+                    model: "a".into(),
+                    reason: RouteReason::Recommended
+                },
+                Attempt {
+                    model: "b".into(),
+                    reason: RouteReason::Fallback
+                },
+                Attempt {
+                    model: "c".into(),
+                    reason: RouteReason::Fallback
+                },
             ]
         );
         let one = choose(&r, 0.1, 1, &mut rng, uniform).expect("routed");
@@ -249,7 +257,9 @@ mod tests {
         let r = resolution(&["a"], &[("p", 2), ("q", 5)]);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
         let prefer_q = |e: &[&Explorable], _: &mut Xoshiro256PlusPlus| {
-            e.iter().map(|x| if x.model == "q" { 1.0 } else { 0.0 }).collect()
+            e.iter()
+                .map(|x| if x.model == "q" { 1.0 } else { 0.0 })
+                .collect()
         };
         let a = choose(&r, 1.0, 3, &mut rng, prefer_q).expect("routed");
         assert_eq!(a[0].model, "q");
@@ -263,7 +273,10 @@ mod tests {
         assert_eq!(err.status(), 503);
         let text = err.message();
         assert!(text.contains("\"photo\""), "{text}");
-        assert!(text.contains("big (needs 20.0 GB of VRAM, 8.0 GB available)"), "{text}");
+        assert!(
+            text.contains("big (needs 20.0 GB of VRAM, 8.0 GB available)"),
+            "{text}"
+        );
         let unknown = RouteError::UnknownAuto {
             given: "auto:fast".into(),
         };

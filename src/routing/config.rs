@@ -175,9 +175,7 @@ fn validate_alias(name: &str, raw: RawAlias, problems: &mut Vec<String>) -> Opti
     let key = format!("routing.aliases.{name}");
     let before = problems.len();
     if name.trim().is_empty() || name.len() > 256 {
-        problems.push(format!(
-            "{key}: an alias name must be 1 to 256 characters"
-        ));
+        problems.push(format!("{key}: an alias name must be 1 to 256 characters"));
     }
     if is_auto(name) {
         problems.push(format!(
@@ -206,7 +204,11 @@ fn validate_alias(name: &str, raw: RawAlias, problems: &mut Vec<String>) -> Opti
             problems.push(format!("{key}.candidates: a model name is empty"));
         }
     }
-    if raw.operation.as_deref().is_some_and(|o| o.trim().is_empty()) {
+    if raw
+        .operation
+        .as_deref()
+        .is_some_and(|o| o.trim().is_empty())
+    {
         problems.push(format!("{key}.operation: must not be empty"));
     }
     let min_operations = raw.min_operations.unwrap_or(DEFAULT_MIN_OPERATIONS);
