@@ -17,6 +17,8 @@
 //!   fallback to the next model before any byte is sent, and exploration of new models.
 //! - [`policy`]: the one model-choice policy over the live history and telemetry, that
 //!   `GET /recommend` answers with and routing acts on.
+//! - [`bench`]: `ollameter bench` and the benchmark routes: prompts, grading, the run
+//!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -34,6 +36,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod dashboard;

@@ -240,6 +240,12 @@ fn footer(view: &View) -> Markup {
                 }
                 " over the same window."
             }
+            @if let (Some(b), false) = (&view.latest_benchmark, view.filters.standalone) {
+                p.benchmark {
+                    "Latest benchmark: " a href=(format!("{api}/benchmark/{}", b.id)) { (b.id) }
+                    " (" (b.state) ", " (b.done_calls) " of " (b.total_calls) " calls)."
+                }
+            }
         }
     }
 }
@@ -264,6 +270,7 @@ mod tests {
             system: SystemSnapshot::empty(true, 1000, SourcesState::all(&SourceState::Ok)),
             version: "test",
             routing: None,
+            latest_benchmark: None,
         }
     }
 
