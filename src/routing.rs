@@ -168,13 +168,18 @@ impl ModelRouter {
             }
             Target::Virtual(alias) => alias.into_owned(),
         };
+        // An alias with its own operation resolves the same whatever the request's.
+        let operation = alias
+            .operation
+            .clone()
+            .unwrap_or_else(|| operation.to_owned());
         let resolution = {
             let inner = self.inner.clone();
             let name = requested.to_owned();
-            let op = operation.to_owned();
+            let op = operation.clone();
             self.inner
                 .cache
-                .get(requested, operation, kind, move || {
+                .get(requested, &operation, kind, move || {
                     resolve::resolve(
                         &inner.history,
                         &inner.telemetry,
@@ -235,7 +240,6 @@ impl ModelRouter {
         let inner = &self.inner;
         let config = &inner.config;
         let minute = chrono::Utc::now().timestamp() / 60;
-        let shares = inner.shares.lock().unwrap_or_else(PoisonError::into_inner);
         let held = inner.cache.held();
         let mut names: Vec<(String, Alias, bool)> = std::iter::once(AUTO.to_owned())
             .chain(Priority::ALL.iter().map(|p| format!("auto:{p}")))
@@ -253,6 +257,23 @@ impl ModelRouter {
                 .iter()
                 .map(|(n, a)| (n.clone(), a.clone(), false)),
         );
+        // The shares are copied out first: the hot path notes into them, and the
+        // resolutions below take a while over a large history.
+        let (mut alias_shares, fallback_shares): (Vec<Vec<ModelShare>>, Vec<Vec<ModelShare>>) = {
+            let shares = inner.shares.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                names
+                    .iter()
+                    .map(|(name, _, _)| shares.last_hour(name, minute))
+                    .collect(),
+                config
+                    .fallbacks
+                    .keys()
+                    .map(|model| shares.last_hour(model, minute))
+                    .collect(),
+            )
+        };
+        alias_shares.reverse();
         let aliases = names
             .into_iter()
             .map(|(name, alias, builtin)| {
@@ -288,7 +309,7 @@ impl ModelRouter {
                 }
                 current.sort_by(|a, b| (a.kind, &a.operation).cmp(&(b.kind, &b.operation)));
                 AliasView {
-                    last_hour: shares.last_hour(&name, minute),
+                    last_hour: alias_shares.pop().unwrap_or_default(),
                     name,
                     builtin,
                     priority: alias.priority,
@@ -304,10 +325,11 @@ impl ModelRouter {
         let fallbacks = config
             .fallbacks
             .iter()
-            .map(|(model, chain)| FallbackView {
+            .zip(fallback_shares)
+            .map(|((model, chain), last_hour)| FallbackView {
                 model: model.clone(),
                 chain: chain.clone(),
-                last_hour: shares.last_hour(model, minute),
+                last_hour,
             })
             .collect();
         RoutingSnapshot {
