@@ -339,7 +339,10 @@ fn is_numeric(name: &str) -> bool {
         || name.ends_with("_tokens")
         || name.ends_with("_bytes")
         || name.ends_with("_per_second")
-        || matches!(name, "http_status" | "quality_score" | "tokens_generated")
+        || matches!(
+            name,
+            "http_status" | "quality_score" | "tokens_generated" | "attempt"
+        )
 }
 
 fn parse_timestamp(v: &Value) -> Result<DateTime<Utc>, String> {
