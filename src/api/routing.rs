@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::ApiState;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use crate::routing::RoutingSnapshot;
 
 /// `GET /routing`.
@@ -17,7 +17,6 @@ use crate::routing::RoutingSnapshot;
         (status = 200, description = "The virtual names (built in, then configured), each with \
                                       its candidates, current choice and last hour of calls, \
                                       and the explicit fallback chains", body = RoutingSnapshot),
-        (status = 401, description = "A read token is configured and was not given", body = ErrorBody),
     )
 )]
 pub async fn routing(State(state): State<ApiState>) -> Result<Json<RoutingSnapshot>, ApiError> {
