@@ -319,3 +319,145 @@ pub fn describe(priority: Priority) -> &'static str {
         Priority::Reliable => "the highest success rate",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use chrono::{TimeZone, Utc};
+
+    fn records(model: &str, endpoint: &str, n: usize, ms: f64) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let mut r = Record::new(
+                    format!("{model}-{i}"),
+                    Utc.timestamp_millis_opt(1_700_000_000_000 + i as i64)
+                        .single()
+                        .expect("ts"),
+                    model.into(),
+                    if endpoint == "/api/embed" {
+                        "embed"
+                    } else {
+                        "chat"
+                    }
+                    .into(),
+                    endpoint.into(),
+                );
+                r.success = true;
+                r.processing_time_ms = ms + i as f64;
+                r
+            })
+            .collect()
+    }
+
+    fn history(parts: &[(&str, &str, usize, f64)]) -> History {
+        let h = History::default();
+        for (model, endpoint, n, ms) in parts {
+            h.append(&records(model, endpoint, *n, *ms));
+        }
+        h
+    }
+
+    fn run(h: &History, alias: &Alias, kind: CallKind, veto: Option<&Veto>) -> Resolution {
+        let op = match kind {
+            CallKind::Generation => "chat",
+            CallKind::Embedding => "embed",
+        };
+        resolve(
+            h,
+            &Telemetry::disabled(),
+            veto,
+            "test",
+            alias,
+            kind,
+            Some(op),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn without_candidates_a_call_chooses_among_models_of_its_kind() {
+        let h = history(&[
+            ("chat:1b", "/api/chat", 12, 100.0),
+            ("chat:7b", "/v1/chat/completions", 12, 50.0),
+            ("embed:1b", "/api/embed", 12, 5.0),
+        ]);
+        let r = run(
+            &h,
+            &Alias::auto(Priority::Speed),
+            CallKind::Generation,
+            None,
+        );
+        assert_eq!(r.candidates, vec!["chat:1b", "chat:7b"]);
+        assert_eq!(r.ranked, vec!["chat:7b", "chat:1b"]);
+        let e = run(&h, &Alias::auto(Priority::Speed), CallKind::Embedding, None);
+        assert_eq!(e.candidates, vec!["embed:1b"]);
+        assert_eq!(e.ranked, vec!["embed:1b"]);
+    }
+
+    #[test]
+    fn configured_candidates_of_the_other_kind_are_left_out_with_a_reason() {
+        let h = history(&[
+            ("chat:1b", "/api/chat", 12, 100.0),
+            ("embed:1b", "/api/embed", 12, 5.0),
+        ]);
+        let alias = Alias {
+            candidates: Some(vec!["chat:1b".into(), "embed:1b".into()]),
+            ..Alias::auto(Priority::Speed)
+        };
+        let r = run(&h, &alias, CallKind::Generation, None);
+        assert_eq!(r.ranked, vec!["chat:1b"]);
+        assert_eq!(r.excluded[0].model, "embed:1b");
+        assert!(r.excluded[0].reason.contains("serves embedding calls"));
+    }
+
+    #[test]
+    fn p95_limit_unmeasured_candidates_and_vetoes() {
+        let h = history(&[
+            ("fast:1b", "/api/chat", 20, 100.0),
+            ("slow:7b", "/api/chat", 20, 9_000.0),
+            ("young:3b", "/api/chat", 3, 50.0),
+        ]);
+        let alias = Alias {
+            candidates: Some(vec![
+                "fast:1b".into(),
+                "slow:7b".into(),
+                "young:3b".into(),
+                "new:1b".into(),
+            ]),
+            max_p95_ms: Some(5_000.0),
+            ..Alias::auto(Priority::Speed)
+        };
+        let r = run(&h, &alias, CallKind::Generation, None);
+        assert_eq!(r.ranked, vec!["fast:1b"]);
+        let mut explorable: Vec<(&str, u64)> = r
+            .explorable
+            .iter()
+            .map(|e| (e.model.as_str(), e.operations))
+            .collect();
+        explorable.sort();
+        assert_eq!(explorable, vec![("new:1b", 0), ("young:3b", 3)]);
+        let slow = r
+            .excluded
+            .iter()
+            .find(|e| e.model == "slow:7b")
+            .expect("slow");
+        assert!(slow.reason.contains("max_p95_ms"), "{}", slow.reason);
+        assert!(
+            !r.candidates.contains(&"slow:7b".to_string()),
+            "the recommendation never saw it"
+        );
+
+        let veto: Veto = std::sync::Arc::new(|m: &str| {
+            (m == "fast:1b").then(|| "a critical alert is firing: success rate fell".to_string())
+        });
+        let r = run(&h, &alias, CallKind::Generation, Some(&veto));
+        assert!(r.ranked.is_empty());
+        let fast = r
+            .excluded
+            .iter()
+            .find(|e| e.model == "fast:1b")
+            .expect("vetoed");
+        assert!(fast.reason.contains("critical alert"));
+    }
+}
