@@ -8,6 +8,7 @@
 //! - [`serve`]: the accept loop both listeners run (header timeout, connection cap,
 //!   peer address, graceful cut).
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`].
+//! - [`logging`]: whether the log carries ANSI colours (a terminal only, never JSON).
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...).
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
 //!   with the token rules for destructive routes.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decode;
 pub mod history;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
