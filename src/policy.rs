@@ -4,13 +4,16 @@
 //! scoring; this module only gathers its inputs (summaries from the history, VRAM needs
 //! and the budget from telemetry).
 
+use std::borrow::Cow;
+
 use chrono::Utc;
 
 use crate::history::History;
 use crate::recommend::{
     self, Candidate, Excluded, ExclusionKind, Priority, RecommendParams, Recommendation, VramNeed,
 };
-use crate::stats::{self, Filter};
+use crate::record::Source;
+use crate::stats::{self, Filter, Sample};
 use crate::telemetry::{Telemetry, VramSource as TelemetryVramSource};
 
 /// What a recommendation is asked for, validated.
@@ -22,6 +25,8 @@ pub struct PolicyRequest {
     pub hours: Option<f64>,
     /// Only this operation.
     pub operation: Option<String>,
+    /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`); all without.
+    pub source: Option<Source>,
     /// Fewest operations a model needs.
     pub min_operations: u64,
     /// The caller's VRAM budget in MiB; without it, what the GPU has free.
@@ -45,6 +50,20 @@ pub fn filter(history: &History, hours: Option<f64>, operation: Option<&str>) ->
     })
 }
 
+/// A model's samples of `source`; the samples themselves without one.
+pub fn of_source(samples: &[Sample], source: Option<Source>) -> Cow<'_, [Sample]> {
+    match source {
+        None => Cow::Borrowed(samples),
+        Some(source) => Cow::Owned(
+            samples
+                .iter()
+                .filter(|s| s.source == source)
+                .copied()
+                .collect(),
+        ),
+    }
+}
+
 /// The recommendation over the history and the telemetry, as `/recommend` answers it; the
 /// dashboard shows the same and routing acts on it. Blocking: it reads the history under
 /// its lock.
@@ -57,6 +76,7 @@ pub fn recommendation(
         priority,
         hours,
         operation,
+        source,
         min_operations,
         available_vram_mb,
         models,
@@ -69,7 +89,7 @@ pub fn recommendation(
         for model in &models {
             let summary = filter.as_ref().and_then(|f| {
                 all.get(model)
-                    .and_then(|s| stats::model_summary(model, s, f))
+                    .and_then(|s| stats::model_summary(model, &of_source(s, source), f))
             });
             match summary {
                 Some(summary) => candidates.push(Candidate {

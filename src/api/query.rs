@@ -16,15 +16,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::params::{Params, PathText, hours_value, json_object};
-use crate::recommend::{
-    self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
-    RecommendParams, Recommendation, VramNeed,
-};
+use crate::recommend::{self, DEFAULT_MIN_OPERATIONS, Priority, Rankings, Recommendation};
 use crate::record::Source;
 use crate::stats::{
     self, Filter, Insight, ModelStatistics, Sample, Trend, TrendMetric, TrendParams,
 };
-use crate::telemetry::VramSource as TelemetryVramSource;
 
 /// Most models one compare or recommend call may name.
 const MAX_MODELS: usize = 500;
@@ -435,102 +431,19 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         available_vram_mb,
         models,
     } = query;
-    let models = models.unwrap_or_else(|| state.history.models());
-    let filter = window.filter(state);
-    let mut candidates = Vec::new();
-    let mut missing = Vec::new();
-    state.history.with_all(|all| {
-        for model in &models {
-            let summary = filter.as_ref().and_then(|f| {
-                all.get(model)
-                    .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
-            });
-            match summary {
-                Some(summary) => candidates.push(Candidate {
-                    vram_need: VramNeed::from_records(&summary),
-                    summary,
-                }),
-                None => missing.push(model.clone()),
-            }
-        }
-    });
-    let telemetry = state.proxy.telemetry();
-    for candidate in &mut candidates {
-        // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
-        // size) beats what the records carry.
-        if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
-            candidate.vram_need = Some(VramNeed {
-                mb: need.mb,
-                source: match need.source {
-                    TelemetryVramSource::Measured => recommend::VramSource::Measured,
-                    TelemetryVramSource::Estimate => recommend::VramSource::Estimate,
-                },
-            });
-        }
-    }
-    let params = RecommendParams {
-        priority,
-        min_operations,
-        available_vram_mb,
-        window_hours: window.hours,
-    };
-    let mut answer = if available_vram_mb.is_some() {
-        recommend::recommend(&candidates, &params)
-    } else {
-        recommend_with_free_vram(&candidates, &params, telemetry)
-    };
-    for model in missing {
-        answer.excluded.push(Excluded {
-            model,
-            kinds: vec![ExclusionKind::NoOperations],
-            reason: "no operations recorded in the window".into(),
-        });
-    }
-    if answer.recommended_model.is_none() && candidates.is_empty() {
-        answer.reason = if models.is_empty() {
-            "no model has any records yet: point your app at ollameter and make some calls".into()
-        } else {
-            "none of the models has operations in the window".into()
-        };
-    }
-    answer
-}
-
-/// Without a budget from the caller: each candidate may use the GPU's free memory plus
-/// what it holds itself right now (its own VRAM is freed when it is reloaded). Without
-/// telemetry of the GPU there is no budget at all.
-fn recommend_with_free_vram(
-    candidates: &[Candidate],
-    params: &RecommendParams,
-    telemetry: &crate::telemetry::Telemetry,
-) -> Recommendation {
-    let Some(free) = telemetry.free_vram_mb() else {
-        return recommend::recommend(candidates, params);
-    };
-    let mut fitting = Vec::new();
-    let mut too_big = Vec::new();
-    for c in candidates {
-        let held = telemetry.held_vram_mb(&c.summary.model).unwrap_or(0.0);
-        match c.vram_need {
-            Some(need) if need.mb > free + held => too_big.push(Excluded {
-                model: c.summary.model.clone(),
-                kinds: vec![ExclusionKind::NeedsMoreVram],
-                reason: format!(
-                    "needs {:.1} GB of VRAM ({}), {:.1} GB available: {:.1} GB free on the GPU plus {:.1} GB it holds now",
-                    need.mb / 1024.0,
-                    need.source.describe(),
-                    (free + held) / 1024.0,
-                    free / 1024.0,
-                    held / 1024.0
-                ),
-            }),
-            _ => fitting.push(c.clone()),
-        }
-    }
-    let mut answer = recommend::recommend(&fitting, params);
-    answer.vram.available_mb = Some(free);
-    answer.excluded.extend(too_big);
-    answer
+    crate::policy::recommendation(
+        &state.history,
+        state.proxy.telemetry(),
+        crate::policy::PolicyRequest {
+            priority,
+            hours: window.hours,
+            operation: window.operation,
+            source: window.source,
+            min_operations,
+            available_vram_mb,
+            models,
+        },
+    )
 }
 
 /// `/trend/{model}`'s query parameters (documentation; read through [`Params`]).

@@ -207,6 +207,7 @@ pub fn resolve(
             priority: alias.priority,
             hours: None,
             operation: operation.clone(),
+            source: None,
             min_operations: alias.min_operations,
             available_vram_mb: alias.max_vram_mb,
             models: Some(list.clone()),
