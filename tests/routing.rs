@@ -125,7 +125,12 @@ async fn official_clients_run_the_model_the_recommendation_names() {
             FakeModel::new("fast:1b"),
             FakeModel::new("good:7b"),
             FakeModel::new("slow:7b"),
-            FakeModel::new("huge:70b"),
+            // Loaded at 40 GiB of VRAM: telemetry measures it from `/api/ps`.
+            FakeModel {
+                size_bytes: 40 << 30,
+                size_vram_bytes: 40 << 30,
+                ..FakeModel::new("huge:70b")
+            },
             FakeModel {
                 capabilities: vec!["embedding".into()],
                 loaded: false,
