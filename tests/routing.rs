@@ -141,6 +141,9 @@ async fn official_clients_run_the_model_the_recommendation_names() {
     })
     .await;
     let app = TestApp::start_with(&fake.url(), |c| {
+        // Telemetry reads `/api/tags` (the installed models and their capabilities) and
+        // `/api/ps` (each loaded model's VRAM).
+        c.telemetry.enabled = true;
         routing(
             c,
             0.0,

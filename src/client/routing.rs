@@ -3,7 +3,13 @@
 
 use serde_json::Value;
 
-use super::{num, table};
+use super::table;
+
+/// A JSON number with `decimals` places; `-` when absent.
+fn num(v: &Value, decimals: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_string(), |n| format!("{n:.decimals$}"))
+}
 
 /// The routing endpoint's answer as text.
 pub fn render_routing(answer: &Value) -> String {

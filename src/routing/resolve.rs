@@ -325,6 +325,7 @@ pub fn describe(priority: Priority) -> &'static str {
 mod tests {
     use super::*;
     use crate::record::Record;
+    use crate::recorder::StoreListener;
     use chrono::{TimeZone, Utc};
 
     fn records(model: &str, endpoint: &str, n: usize, ms: f64) -> Vec<Record> {
@@ -354,7 +355,7 @@ mod tests {
     fn history(parts: &[(&str, &str, usize, f64)]) -> History {
         let h = History::default();
         for (model, endpoint, n, ms) in parts {
-            h.append(&records(model, endpoint, *n, *ms));
+            h.committed(&records(model, endpoint, *n, *ms));
         }
         h
     }
