@@ -15,14 +15,14 @@
 //!   with the token rules for destructive routes.
 //! - [`dashboard`]: the HTML page and its SVG charts at `GET /dashboard` (pure: figures
 //!   in, HTML out); also what `ollameter report` saves.
-//! - [`routing`]: virtual model names (`auto`, `auto:speed`, aliases) resolved per call,
-//!   fallback to the next model before any byte is sent, and exploration of new models.
-//! - [`policy`]: the one model-choice policy over the live history and telemetry, that
-//!   `GET /recommend` answers with and routing acts on.
 //! - [`bench`]: `ollameter bench` and the benchmark routes: prompts, grading, the run
 //!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
+//! - [`routing`]: virtual model names (`auto`, `auto:speed`, aliases) resolved per call,
+//!   fallback to the next model before any byte is sent, and exploration of new models.
+//! - [`policy`]: the one model-choice policy over the live history and telemetry, that
+//!   `GET /recommend` answers with and routing acts on.
 //! - [`serve`]: the accept loop both listeners run (header timeout, connection cap,
 //!   peer address, graceful cut).
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
