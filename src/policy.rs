@@ -10,11 +10,12 @@ use chrono::Utc;
 
 use crate::history::History;
 use crate::recommend::{
-    self, Candidate, Excluded, ExclusionKind, Priority, RecommendParams, Recommendation, VramNeed,
+    self, Candidate, Excluded, ExclusionKind, Priority, RecommendParams, Recommendation,
+    VramBudget, VramNeed,
 };
 use crate::record::Source;
-use crate::stats::{self, Filter, Sample};
-use crate::telemetry::{Telemetry, VramSource as TelemetryVramSource};
+use crate::stats::{self, Filter, Installed, Sample};
+use crate::telemetry::{Telemetry, VramSource as TelemetryVramSource, model_key};
 
 /// What a recommendation is asked for, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +66,9 @@ pub fn of_source(samples: &[Sample], source: Option<Source>) -> Cow<'_, [Sample]
 }
 
 /// The recommendation over the history and the telemetry, as `/recommend` answers it; the
-/// dashboard shows the same and routing acts on it. Blocking: it reads the history under
-/// its lock.
+/// dashboard shows the same and routing acts on it. Unknown names (never succeeded, not
+/// installed) are never candidates: without `models` they are not considered at all, and
+/// one named in `models` is excluded. Blocking: it reads the history under its lock.
 pub fn recommendation(
     history: &History,
     telemetry: &Telemetry,
@@ -81,29 +83,47 @@ pub fn recommendation(
         available_vram_mb,
         models,
     } = request;
-    let models = models.unwrap_or_else(|| history.models());
-    let filter = filter(history, hours, operation.as_deref());
-    let mut candidates = Vec::new();
-    let mut missing = Vec::new();
-    history.with_all(|all| {
-        for model in &models {
-            let summary = filter.as_ref().and_then(|f| {
-                all.get(model)
-                    .and_then(|s| stats::model_summary(model, &of_source(s, source), f))
-            });
-            match summary {
-                Some(summary) => candidates.push(Candidate {
-                    vram_need: VramNeed::from_records(&summary),
-                    summary,
-                }),
-                None => missing.push(model.clone()),
-            }
+    let installed = Installed::new(
+        telemetry
+            .installed_models()
+            .map(|list| list.into_iter().map(|m| m.name).collect()),
+        model_key,
+    );
+    let (models, unknown) = history.with_all(|all| match models {
+        None => {
+            let mut known: Vec<String> = all
+                .iter()
+                .filter(|(name, s)| !stats::is_unknown(name, s, &installed))
+                .map(|(name, _)| name.clone())
+                .collect();
+            known.sort();
+            (known, Vec::new())
         }
+        Some(named) => named.into_iter().partition(|n| {
+            !all.get(n.as_str())
+                .is_some_and(|s| stats::is_unknown(n, s, &installed))
+        }),
+    });
+    let filter = filter(history, hours, operation.as_deref());
+    let mut candidates: Vec<Candidate> = history.with_all(|all| {
+        models
+            .iter()
+            .map(|model| {
+                let summary = filter.as_ref().and_then(|f| {
+                    all.get(model)
+                        .and_then(|s| stats::model_summary(model, &of_source(s, source), f))
+                });
+                summary.map_or_else(
+                    || Candidate::without_operations(model.clone()),
+                    Candidate::new,
+                )
+            })
+            .collect()
     });
     for candidate in &mut candidates {
         // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
         // size) beats what the records carry.
-        if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
+        if let Some(need) = telemetry.vram_need(&candidate.model) {
             candidate.vram_need = Some(VramNeed {
                 mb: need.mb,
                 source: match need.source {
@@ -112,68 +132,28 @@ pub fn recommendation(
                 },
             });
         }
+        candidate.held_vram_mb = telemetry.held_vram_mb(&candidate.model);
     }
+    // The caller's budget; without one, each model may use what the GPU has free plus what
+    // it holds itself now; without GPU telemetry, nothing is checked.
+    let vram = match (available_vram_mb, telemetry.free_vram_mb()) {
+        (Some(mb), _) => VramBudget::Given(mb),
+        (None, Some(free)) => VramBudget::FreePlusHeld(free),
+        (None, None) => VramBudget::Unknown,
+    };
     let params = RecommendParams {
         priority,
         min_operations,
-        available_vram_mb,
+        vram,
         window_hours: hours,
     };
-    let mut answer = if available_vram_mb.is_some() {
-        recommend::recommend(&candidates, &params)
-    } else {
-        recommend_with_free_vram(&candidates, &params, telemetry)
-    };
-    for model in missing {
+    let mut answer = recommend::recommend(&candidates, &params);
+    for model in unknown {
         answer.excluded.push(Excluded {
             model,
-            kinds: vec![ExclusionKind::NoOperations],
-            reason: "no operations recorded in the window".into(),
+            kinds: vec![ExclusionKind::NoSuccessfulOperations],
+            reason: "Ollama does not have this model and no call to it ever succeeded".into(),
         });
     }
-    if answer.recommended_model.is_none() && candidates.is_empty() {
-        answer.reason = if models.is_empty() {
-            "no model has any records yet: point your app at ollameter and make some calls".into()
-        } else {
-            "none of the models has operations in the window".into()
-        };
-    }
-    answer
-}
-
-/// Without a budget from the caller: each candidate may use the GPU's free memory plus
-/// what it holds itself right now (its own VRAM is freed when it is reloaded). Without
-/// telemetry of the GPU there is no budget at all.
-fn recommend_with_free_vram(
-    candidates: &[Candidate],
-    params: &RecommendParams,
-    telemetry: &Telemetry,
-) -> Recommendation {
-    let Some(free) = telemetry.free_vram_mb() else {
-        return recommend::recommend(candidates, params);
-    };
-    let mut fitting = Vec::new();
-    let mut too_big = Vec::new();
-    for c in candidates {
-        let held = telemetry.held_vram_mb(&c.summary.model).unwrap_or(0.0);
-        match c.vram_need {
-            Some(need) if need.mb > free + held => too_big.push(Excluded {
-                model: c.summary.model.clone(),
-                kinds: vec![ExclusionKind::NeedsMoreVram],
-                reason: format!(
-                    "needs {:.1} GB of VRAM ({}), {:.1} GB available: {:.1} GB free on the GPU plus {:.1} GB it holds now",
-                    need.mb / 1024.0,
-                    need.source.describe(),
-                    (free + held) / 1024.0,
-                    free / 1024.0,
-                    held / 1024.0
-                ),
-            }),
-            _ => fitting.push(c.clone()),
-        }
-    }
-    let mut answer = recommend::recommend(&fitting, params);
-    answer.vram.available_mb = Some(free);
-    answer.excluded.extend(too_big);
     answer
 }

@@ -10,6 +10,10 @@ use rusqlite::{Connection, OpenFlags, Row, params};
 
 use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source};
 
+mod models;
+
+pub use models::StoredModel;
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,7 +72,23 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
-    // 3: model routing: what the client asked for, why this model ran, which attempt.
+    // 3: alerts (src/alerts/store.rs): firing and resolved, with their evidence as JSON.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        resolved_evidence TEXT,
+        note TEXT
+    );
+    CREATE INDEX alerts_state ON alerts(state, id);",
+    // 4: model routing: what the client asked for, why this model ran, which attempt.
     "ALTER TABLE records ADD COLUMN requested_model TEXT;
     ALTER TABLE records ADD COLUMN route_reason TEXT;
     ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",

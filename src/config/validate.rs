@@ -73,6 +73,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.store.max_records_per_model,
         DEFAULT_MAX_RECORDS_PER_MODEL,
     );
+    let max_models = positive("store.max_models", raw.store.max_models, DEFAULT_MAX_MODELS);
     let max_age_days = positive(
         "store.max_age_days",
         raw.store.max_age_days,
@@ -191,6 +192,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
+    let alerts = crate::alerts::config::validate(&raw.alerts)
+        .map_err(|more| problems.extend(more))
+        .ok();
     let (
         Some(listen),
         Some(api_listen),
@@ -233,6 +237,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         store: RawStore {
             path: Some(db_path.display().to_string()),
             max_records_per_model: Some(max_records_per_model),
+            max_models: Some(max_models),
             max_age_days: Some(max_age_days),
             retention_interval_s: Some(retention_interval_s),
         },
@@ -276,6 +281,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_attempts: Some(routing.max_attempts),
             ..raw.routing.clone()
         },
+        alerts: crate::alerts::config::effective(&raw.alerts),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
     Ok(Config {
@@ -303,6 +309,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_records_per_model,
             max_age: Duration::from_secs(max_age_days.saturating_mul(86_400)),
             retention_interval: Duration::from_secs(retention_interval_s),
+            max_models: usize::try_from(max_models).unwrap_or(usize::MAX),
         },
         telemetry: TelemetryConfig {
             interval: Duration::from_millis(telemetry_interval_ms),
@@ -322,6 +329,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             color: log_color,
         },
         routing,
+        alerts: alerts.unwrap_or_default(),
         effective,
     })
 }
@@ -458,6 +466,10 @@ mod tests {
             (
                 "[store]\nmax_records_per_model = 0",
                 "store.max_records_per_model: must be above 0",
+            ),
+            (
+                "[store]\nmax_models = 0",
+                "store.max_models: must be above 0",
             ),
             (
                 "[store]\nmax_age_days = 0",
