@@ -154,20 +154,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Telemetry::disabled()
     };
     let metrics = Arc::new(Metrics::new());
-    let proxy_state = ProxyState::new(
-        &proxy_config,
-        recorder.clone(),
-        telemetry.clone(),
-        metrics.clone(),
-    )
-    .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     let router = crate::routing::ModelRouter::new(
         config.routing.clone(),
         history.clone(),
         telemetry.clone(),
         metrics.clone(),
-        None,
+        Some(crate::routing::alert_veto(alerts_board.clone())),
     );
+    let proxy_state = ProxyState::new(
+        &proxy_config,
+        recorder.clone(),
+        telemetry.clone(),
+        metrics.clone(),
+        router.clone(),
+    )
+    .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     let server_failures = ServerFailures::default();
     let bench = Arc::new(BenchRuns::default());
     let bench_token = access

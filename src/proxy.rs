@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     probe_client: reqwest::Client,
     sinks: Sinks,
     operation_header: axum::http::HeaderName,
+    /// Virtual model names, fallbacks and exploration.
+    router: crate::routing::ModelRouter,
     max_body_bytes: u64,
     limits: DecodeLimits,
 }
@@ -74,6 +76,7 @@ impl ProxyState {
         recorder: Recorder,
         telemetry: Telemetry,
         metrics: Arc<Metrics>,
+        router: crate::routing::ModelRouter,
     ) -> Result<ProxyState, String> {
         let upstream = Upstream::new(&config.upstream, config.connect_timeout)?;
         let probe_client = reqwest::Client::builder()
@@ -93,6 +96,7 @@ impl ProxyState {
                     metrics,
                 },
                 operation_header: config.operation_header.clone(),
+                router,
                 max_body_bytes: config.max_body_bytes,
                 limits: DecodeLimits {
                     capture_bytes: usize::try_from(config.quality_capture_bytes)

@@ -341,6 +341,24 @@ impl ModelRouter {
     }
 }
 
+/// The veto `auto` and the aliases obey: a model with a firing critical alert (latency
+/// doubled, a sixth more failures, quality a point down: see [`crate::alerts`]) is not
+/// chosen, recommended or explored, and the routing view says which alert keeps it out.
+/// Explicit model names are never vetoed.
+pub fn alert_veto(alerts: Arc<crate::alerts::Alerts>) -> Veto {
+    Arc::new(move |model: &str| {
+        let firing = alerts.critical_alerts(model);
+        if firing.is_empty() {
+            return None;
+        }
+        let what: Vec<String> = firing.iter().map(|a| a.summary.clone()).collect();
+        Some(format!(
+            "a critical alert is firing: {} (GET /api/model-performance/alerts)",
+            what.join("; ")
+        ))
+    })
+}
+
 /// A seed that differs between runs (exploration needs no secrecy, only variety).
 fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
@@ -349,17 +367,32 @@ fn seed() -> u64 {
     nanos ^ u64::from(std::process::id()).rotate_left(32)
 }
 
-/// One Thompson draw per unmeasured candidate that has run: its posterior score under the
-/// name's priority. Until the recommendation exposes posteriors this draws each model's
-/// success rate from its Beta posterior (uniform prior), which ranks by reliability.
-fn thompson_draws(
+/// One Thompson draw per unmeasured candidate that has run: a joint draw of the truth
+/// posteriors (latency, quality, success rate, as `/recommend` fits them) scored under the
+/// name's priority; the best draw is explored. A candidate without a posterior (no
+/// operations in the window) draws nothing and loses to any that has one.
+pub(crate) fn thompson_draws(
     resolution: &Resolution,
     explorable: &[&Explorable],
     rng: &mut Xoshiro256PlusPlus,
 ) -> Vec<f64> {
-    use rand::RngExt;
-    let _ = resolution;
-    explorable.iter().map(|_| rng.random::<f64>()).collect()
+    let Some(posteriors) = &resolution.posteriors else {
+        return vec![f64::NEG_INFINITY; explorable.len()];
+    };
+    let index: Vec<Option<usize>> = explorable
+        .iter()
+        .map(|e| posteriors.models.iter().position(|m| m.model == e.model))
+        .collect();
+    let set: Vec<usize> = index.iter().flatten().copied().collect();
+    let drawn = posteriors.draw_scores(resolution.recommendation.priority, &set, rng);
+    let mut next = drawn.into_iter();
+    index
+        .iter()
+        .map(|i| match i {
+            Some(_) => next.next().unwrap_or(f64::NEG_INFINITY),
+            None => f64::NEG_INFINITY,
+        })
+        .collect()
 }
 
 /// The current choice of a name for one kind of call and operation.

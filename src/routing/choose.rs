@@ -190,6 +190,7 @@ mod tests {
                 model: "big".into(),
                 reason: "needs 20.0 GB of VRAM, 8.0 GB available".into(),
             }],
+            posteriors: None,
             computed_at: Instant::now(),
         }
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::config::Alias;
 use crate::history::History;
 use crate::policy::{self, PolicyRequest};
-use crate::recommend::{ExclusionKind, Priority, Recommendation};
+use crate::recommend::{ExclusionKind, Posteriors, Priority, Recommendation, posteriors};
 use crate::record::CallKind;
 use crate::stats;
 use crate::telemetry::{Telemetry, model_key};
@@ -62,6 +62,11 @@ pub struct Resolution {
     /// Every candidate that cannot be chosen, and why (routing's own reasons first, then
     /// the recommendation's).
     pub excluded: Vec<RouteExclusion>,
+    /// The Bayesian posteriors (the ones the recommendation's confidence comes from) of
+    /// every candidate with operations in the window: exploration's Thompson draws come
+    /// from them. `None` when no candidate has any.
+    #[serde(skip)]
+    pub posteriors: Option<Posteriors>,
     /// When it was computed.
     #[serde(skip)]
     pub computed_at: Instant,
@@ -284,6 +289,7 @@ pub fn resolve(
             });
         }
     }
+    let posteriors = candidate_posteriors(history, &list, operation.as_deref());
     Resolution {
         name: name.to_owned(),
         kind,
@@ -293,8 +299,31 @@ pub fn resolve(
         ranked,
         explorable,
         excluded,
+        posteriors,
         computed_at: now,
     }
+}
+
+/// The posteriors of the candidates with operations under `operation` (all time), each
+/// fitted against all of them, as the recommendation fits them.
+fn candidate_posteriors(
+    history: &History,
+    list: &[String],
+    operation: Option<&str>,
+) -> Option<Posteriors> {
+    let filter = policy::filter(history, None, operation)?;
+    let summaries: Vec<crate::stats::ModelSummary> = history.with_all(|all| {
+        list.iter()
+            .filter_map(|model| {
+                all.get(model)
+                    .and_then(|s| crate::stats::model_summary(model, s, &filter))
+            })
+            .collect()
+    });
+    if summaries.is_empty() {
+        return None;
+    }
+    Some(posteriors(&summaries.iter().collect::<Vec<_>>()))
 }
 
 /// A model's operations in the window of `operation` (all time).
@@ -461,5 +490,108 @@ mod tests {
             .find(|e| e.model == "fast:1b")
             .expect("vetoed");
         assert!(fast.reason.contains("critical alert"));
+    }
+
+    #[test]
+    fn a_model_with_a_firing_critical_alert_is_skipped_by_auto() {
+        use crate::alerts::engine::{AlertKind, Evidence, Severity};
+        use crate::alerts::{Alert, AlertState, Alerts, config::AlertsConfig};
+        let h = history(&[
+            ("fast:1b", "/api/chat", 20, 100.0),
+            ("slow:7b", "/api/chat", 20, 400.0),
+        ]);
+        let alerts = std::sync::Arc::new(Alerts::empty(AlertsConfig::default()));
+        let veto = crate::routing::alert_veto(alerts.clone());
+        let alias = Alias::auto(Priority::Speed);
+        let r = run(&h, &alias, CallKind::Generation, Some(&veto));
+        assert_eq!(r.ranked, vec!["fast:1b", "slow:7b"], "no alert: both");
+
+        let mut alert = Alert {
+            id: 1,
+            model: "fast:1b".into(),
+            kind: AlertKind::LatencyP50,
+            severity: Severity::Warning,
+            state: AlertState::Firing,
+            started_at: Utc::now(),
+            resolved_at: None,
+            summary: "fast:1b: median processing time 100 ms -> 180 ms".into(),
+            evidence: Evidence {
+                metric: "median processing_time_ms".into(),
+                baseline: 100.0,
+                current: 180.0,
+                baseline_samples: 50,
+                recent_samples: 20,
+                statistic: 10.0,
+                threshold: 9.0,
+            },
+            resolved_evidence: None,
+            note: None,
+        };
+        alerts.publish(&alert);
+        let r = run(&h, &alias, CallKind::Generation, Some(&veto));
+        assert_eq!(r.ranked, vec!["fast:1b", "slow:7b"], "a warning does not veto");
+
+        alert.severity = Severity::Critical;
+        alert.summary = "fast:1b: median processing time 100 ms -> 250 ms".into();
+        alerts.publish(&alert);
+        let r = run(&h, &alias, CallKind::Generation, Some(&veto));
+        assert_eq!(r.ranked, vec!["slow:7b"], "critical: skipped");
+        let why = &r
+            .excluded
+            .iter()
+            .find(|e| e.model == "fast:1b")
+            .expect("excluded")
+            .reason;
+        assert!(why.contains("critical alert") && why.contains("250 ms"), "{why}");
+
+        alert.state = AlertState::Resolved;
+        alerts.publish(&alert);
+        let r = run(&h, &alias, CallKind::Generation, Some(&veto));
+        assert_eq!(r.ranked, vec!["fast:1b", "slow:7b"], "resolved: back");
+    }
+
+    #[test]
+    fn exploration_draws_come_from_the_truth_posteriors() {
+        // Two candidates under min_operations: one always fails, one always succeeds.
+        // Under `reliable` the posterior draws favour the one that succeeds.
+        let h = history(&[
+            ("good:1b", "/api/chat", 4, 100.0),
+            ("flaky:1b", "/api/chat", 4, 100.0),
+        ]);
+        h.committed(
+            &records("flaky:1b", "/api/chat", 4, 100.0)
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut r)| {
+                    r.id = format!("flaky-fail-{i}");
+                    r.success = false;
+                    r
+                })
+                .collect::<Vec<_>>(),
+        );
+        let alias = Alias {
+            candidates: Some(vec!["good:1b".into(), "flaky:1b".into()]),
+            ..Alias::auto(Priority::Reliable)
+        };
+        let r = run(&h, &alias, CallKind::Generation, None);
+        assert!(r.ranked.is_empty(), "nothing is measured: {:?}", r.ranked);
+        let posteriors = r.posteriors.as_ref().expect("both have operations");
+        assert_eq!(posteriors.models.len(), 2);
+        let explorable: Vec<&Explorable> = r.explorable.iter().collect();
+        let good = explorable
+            .iter()
+            .position(|e| e.model == "good:1b")
+            .expect("good explorable");
+        let mut rng = <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(7);
+        let wins = (0..400)
+            .filter(|_| {
+                let d = crate::routing::thompson_draws(&r, &explorable, &mut rng);
+                let best = (0..d.len())
+                    .max_by(|a, b| d[*a].total_cmp(&d[*b]))
+                    .expect("two");
+                best == good
+            })
+            .count();
+        assert!(wins > 300, "the reliable model wins most draws: {wins}/400");
     }
 }
