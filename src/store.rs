@@ -491,21 +491,22 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
     }
 
-    #[test]
-    fn a_version_2_store_gains_the_routing_columns() {
+    fn an_older_store_gains_the_routing_columns_at_version(version: usize) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
-            conn.execute_batch(MIGRATIONS[1]).expect("v2 schema");
-            conn.pragma_update(None, "user_version", 2).expect("v2");
+            for m in &MIGRATIONS[..version] {
+                conn.execute_batch(m).expect("older schema");
+            }
+            conn.pragma_update(None, "user_version", version as i64)
+                .expect("version");
             conn.execute(
                 "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
                  processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
                 [],
             )
-            .expect("v2 row");
+            .expect("older row");
         }
         let mut store = Store::open(&path).expect("migrates");
         let old = store.records(None).expect("read");
@@ -520,6 +521,16 @@ mod tests {
         assert_eq!(back.requested_model.as_deref(), Some("auto:quality"));
         assert_eq!(back.route_reason, Some(RouteReason::Fallback));
         assert_eq!(back.attempt, 2);
+    }
+
+    #[test]
+    fn a_version_2_store_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(2);
+    }
+
+    #[test]
+    fn a_version_3_store_with_alerts_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(3);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use hyper::body::Incoming;
 
+use super::classify::RequestFacts;
 use super::classify::{
     classify as classify_route, default_operation, is_openai_shape, request_facts,
 };
@@ -43,7 +44,6 @@ use super::{Inner, ProxyState, RECORD_ID_HEADER};
 use crate::decode::Api;
 use crate::record::{CallKind, ErrorKind, Record, RouteReason};
 use crate::routing::{self, MODEL_HEADER, Plan};
-use super::classify::RequestFacts;
 use http_body_util::BodyExt;
 
 /// Longest client-chosen value kept from a header (`X-Request-Id`, the operation).
@@ -132,8 +132,10 @@ async fn attempts(
     for (i, attempt) in plan.attempts.iter().enumerate() {
         let body = routing::body::with_model(&body, &attempt.model).unwrap_or_else(|| body.clone());
         let mut head = head.clone();
-        head.headers
-            .insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        head.headers.insert(
+            axum::http::header::CONTENT_LENGTH,
+            HeaderValue::from(body.len()),
+        );
         let route = RouteFields {
             requested: plan.requested.clone(),
             reason: attempt.reason,

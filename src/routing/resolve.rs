@@ -529,7 +529,11 @@ mod tests {
         };
         alerts.publish(&alert);
         let r = run(&h, &alias, CallKind::Generation, Some(&veto));
-        assert_eq!(r.ranked, vec!["fast:1b", "slow:7b"], "a warning does not veto");
+        assert_eq!(
+            r.ranked,
+            vec!["fast:1b", "slow:7b"],
+            "a warning does not veto"
+        );
 
         alert.severity = Severity::Critical;
         alert.summary = "fast:1b: median processing time 100 ms -> 250 ms".into();
@@ -542,7 +546,10 @@ mod tests {
             .find(|e| e.model == "fast:1b")
             .expect("excluded")
             .reason;
-        assert!(why.contains("critical alert") && why.contains("250 ms"), "{why}");
+        assert!(
+            why.contains("critical alert") && why.contains("250 ms"),
+            "{why}"
+        );
 
         alert.state = AlertState::Resolved;
         alerts.publish(&alert);
