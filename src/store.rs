@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, Source, TimingSource};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
+    // 3: who measured the speeds: `server` (upstream timings) or `proxy`.
+    "ALTER TABLE records ADD COLUMN timing_source TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -148,6 +150,7 @@ impl Store {
                     r.gpu_memory_peak_mb,
                     r.gpu_free_mb,
                     r.source.as_str(),
+                    r.timing_source.map(TimingSource::as_str),
                 ])?;
             }
         }
@@ -361,6 +364,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
     let ts_ms: i64 = row.get(1)?;
     let error_kind: Option<String> = row.get(8)?;
     let source: String = row.get(31)?;
+    let timing_source: Option<String> = row.get(32)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -397,6 +401,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         gpu_memory_peak_mb: row.get(29)?,
         gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
+        timing_source: timing_source.as_deref().and_then(TimingSource::parse),
     })
 }
 
