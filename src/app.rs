@@ -144,6 +144,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &ProxyConfig {
             upstream: config.upstream.clone(),
             connect_timeout: config.connect_timeout,
+            kind: config.upstream_kind,
             operation_header: config.operation_header.clone(),
             max_body_bytes: config.max_body_bytes,
             quality_capture_bytes: config.quality_capture_bytes,
@@ -155,6 +156,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    {
+        // Detect the upstream's kind now rather than at the first health check; an
+        // upstream that is not up yet is detected by the first probe that reaches it.
+        let proxy = proxy_state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = proxy.kind().ensure(proxy.client(), proxy.upstream()).await {
+                tracing::warn!(upstream = proxy.upstream(), error = %e, "upstream kind not known yet");
+            }
+        });
+    }
     let bench = Arc::new(BenchRuns::default());
     let api_router = api::router(ApiState {
         recorder: recorder.clone(),

@@ -96,6 +96,8 @@ pub struct Config {
     /// Connect timeout to the upstream.
     #[serde(serialize_with = "ser_ms")]
     pub connect_timeout: Duration,
+    /// `upstream.kind`: detected (`auto`) or fixed.
+    pub upstream_kind: crate::upstream::KindSetting,
     /// Largest request body read on instrumented routes.
     pub max_body_bytes: u64,
     /// Header naming the operation.

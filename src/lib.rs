@@ -29,6 +29,8 @@
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads.
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
 //! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
+//! - [`upstream`]: the upstream's kind (`ollama` or any OpenAI-compatible server),
+//!   detected or configured, and the health probe each kind answers.
 //! - [`record`]: the record of one call, shared by all of the above.
 
 pub mod api;
@@ -50,3 +52,4 @@ pub mod serve;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

@@ -41,6 +41,7 @@ pub struct ProxyState {
 struct Inner {
     client: reqwest::Client,
     upstream: String,
+    kind: crate::upstream::Kind,
     sinks: Sinks,
     operation_header: axum::http::HeaderName,
     max_body_bytes: u64,
@@ -54,6 +55,8 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// TCP connect timeout; there is no response timeout (model loads take minutes).
     pub connect_timeout: std::time::Duration,
+    /// What the upstream is, or whether to detect it.
+    pub kind: crate::upstream::KindSetting,
     /// Header naming the operation.
     pub operation_header: String,
     /// Largest request body read on instrumented routes.
@@ -90,6 +93,7 @@ impl ProxyState {
             inner: Arc::new(Inner {
                 client,
                 upstream: config.upstream.clone(),
+                kind: crate::upstream::Kind::new(config.kind),
                 sinks: Sinks {
                     recorder,
                     quality,
@@ -110,6 +114,11 @@ impl ProxyState {
     /// The upstream client, shared with the health check.
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.client
+    }
+
+    /// The upstream's kind (configured or detected).
+    pub fn kind(&self) -> &crate::upstream::Kind {
+        &self.inner.kind
     }
 
     /// The upstream base URL.

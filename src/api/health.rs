@@ -2,16 +2,12 @@
 //! writes, how deep is the queue, how many records were written and dropped.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
 use super::ApiState;
-
-/// How long the health check waits for Ollama's `GET /`.
-const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The health answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -21,7 +17,11 @@ pub struct Health {
     pub status: &'static str,
     /// The upstream's base URL.
     pub upstream: String,
-    /// Whether `GET /` on the upstream answered 2xx.
+    /// What the upstream is: `ollama` or `openai` (any OpenAI-compatible server),
+    /// configured (`upstream.kind`) or detected; `null` while it cannot be told.
+    pub upstream_kind: Option<crate::upstream::UpstreamKind>,
+    /// Whether the upstream answered its kind's probe with 2xx: Ollama `GET /api/version`;
+    /// an OpenAI-compatible server `GET /health`, or `GET /v1/models` where it has none.
     pub upstream_reachable: bool,
     /// Why not, when it did not.
     pub upstream_error: Option<String>,
@@ -52,16 +52,11 @@ pub struct Health {
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     let probe = state
         .proxy
-        .client()
-        .get(format!("{}/", state.proxy.upstream()))
-        .timeout(UPSTREAM_PROBE_TIMEOUT)
-        .send()
+        .kind()
+        .probe(state.proxy.client(), state.proxy.upstream())
         .await;
-    let (upstream_reachable, upstream_error) = match probe {
-        Ok(r) if r.status().is_success() => (true, None),
-        Ok(r) => (false, Some(format!("GET / answered {}", r.status()))),
-        Err(e) => (false, Some(crate::proxy::meter::error_chain(&e))),
-    };
+    let upstream_reachable = probe.error.is_none();
+    let upstream_error = probe.error;
     let stats = state.recorder.stats();
     let store_writable = !stats.store_failing();
     Json(Health {
@@ -71,6 +66,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
             "degraded"
         },
         upstream: state.proxy.upstream().to_string(),
+        upstream_kind: probe.kind,
         upstream_reachable,
         upstream_error,
         store_writable,
@@ -91,8 +87,21 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     tag = "meta",
     responses((status = 200, description = "Host, process and GPU telemetry", body = Object))
 )]
-pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::SystemSnapshot> {
-    Json(state.proxy.telemetry().snapshot())
+pub async fn system(State(state): State<ApiState>) -> Json<System> {
+    Json(System {
+        upstream_kind: state.proxy.kind().get(),
+        snapshot: state.proxy.telemetry().snapshot(),
+    })
+}
+
+/// The `/system` answer: the upstream's kind beside the telemetry snapshot.
+#[derive(Debug, Serialize)]
+pub struct System {
+    /// `ollama` or `openai`, configured or detected; `null` while not known.
+    pub upstream_kind: Option<crate::upstream::UpstreamKind>,
+    /// What the telemetry sampler sees.
+    #[serde(flatten)]
+    pub snapshot: crate::telemetry::SystemSnapshot,
 }
 
 /// `GET /metrics`: Prometheus text format: per-model GenAI histograms and ollameter's own

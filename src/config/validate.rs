@@ -1,6 +1,7 @@
 //! Validation: the raw shape checked and turned into typed values, every problem listed
 //! at once and named by its key.
 
+use crate::upstream::KindSetting;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +42,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Err(e) => {
             problems.push(format!("upstream.url: {e}"));
             None
+        }
+    };
+    let upstream_kind = match raw.upstream.kind.as_deref().map(KindSetting::parse) {
+        None => KindSetting::Auto,
+        Some(Ok(kind)) => kind,
+        Some(Err(e)) => {
+            problems.push(format!("upstream.kind: {e}"));
+            KindSetting::Auto
         }
     };
     let mut positive = |key: &str, value: Option<u64>, default: u64| -> u64 {
@@ -188,6 +197,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 api_listen: api_listen.flatten(),
                 upstream,
                 connect_timeout: Duration::from_millis(connect_timeout_ms),
+                upstream_kind,
                 max_body_bytes,
                 operation_header,
                 max_parse_bytes,
