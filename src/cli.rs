@@ -27,6 +27,23 @@ pub enum Command {
     /// Initialise NVML through ollameter's own code and print the GPUs, their memory and
     /// each process's use (for checking a GPU host).
     GpuCheck,
+    /// Commands that ask a running sidecar.
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Measure models on your prompts through a running sidecar, grade the answers, and
+    /// recommend: every call is recorded with source `benchmark`.
+    Bench(BenchArgs),
+    /// Inspect the configuration.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// The commands that ask a running sidecar through [`ollameter::client::Client`].
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
     /// Statistics of one model, or of every model, from a running sidecar.
     Stats {
         /// The model (all models when left out).
@@ -152,15 +169,6 @@ pub enum Command {
             default_value = "http://127.0.0.1:11435"
         )]
         server: String,
-    },
-    /// Measure models on your prompts through a running sidecar, grade the answers, and
-    /// recommend: every call is recorded with source `benchmark`.
-    Bench(BenchArgs),
-    /// Inspect the configuration.
-    Config {
-        /// What to do with it.
-        #[command(subcommand)]
-        action: ConfigAction,
     },
 }
 

@@ -23,9 +23,9 @@ mod ndjson;
 mod openai;
 mod responses;
 mod sse;
-mod timings;
 #[cfg(test)]
 mod tests;
+mod timings;
 
 use lenient::{ErrorField, Lenient, Scalar};
 
@@ -44,7 +44,8 @@ const MAX_PARSE_ERROR_BYTES: usize = 256;
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 
 /// Which inference API the request was made on (chosen by the proxy from method+path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Every one is listed in [`Api::ALL`] (derived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
 pub enum Api {
     /// `POST /api/generate`.
     Generate,
@@ -76,6 +77,9 @@ enum Family {
 }
 
 impl Api {
+    /// Every API, derived from the enum itself (so a new one cannot be left out).
+    pub const ALL: &[Api] = <Api as strum::VariantArray>::VARIANTS;
+
     fn family(self) -> Family {
         match self {
             Api::Generate | Api::Chat | Api::Embed | Api::Embeddings => Family::Native,
@@ -492,7 +496,11 @@ impl Collector {
         // llama.cpp's timings count the generated tokens exactly even when the stream
         // carried no usage; they are the server's count, not an estimate.
         if self.facts.eval_count.is_none()
-            && let Some(n) = self.facts.server_timings.as_ref().and_then(|t| t.predicted_n)
+            && let Some(n) = self
+                .facts
+                .server_timings
+                .as_ref()
+                .and_then(|t| t.predicted_n)
         {
             self.facts.eval_count = Some(n);
         }

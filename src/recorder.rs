@@ -1,20 +1,24 @@
 //! The recorder: a bounded queue between the hot path and the store, and the one writer
 //! thread that drains it in batches (by size, or at most `flush_interval` after the first
 //! record of a batch arrived). The proxy never waits: when the queue is full the record
-//! is counted as dropped. Retention runs on the same thread between batches, so the store
-//! has a single writer.
+//! is counted as dropped. Retention, deletes and quality updates run on the same thread
+//! between batches, so the store has a single writer, and the [`StoreListener`] (the
+//! in-memory history) is told of every change on that thread, in commit order.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
 use crate::record::Record;
 use crate::store::{Store, StoreError};
+use crate::text::panic_message;
 
 /// How long the writer sleeps between two looks at the queue while it gathers a batch:
 /// the most a flush, a shutdown or a waited-on write can be held up by it, short next to
@@ -22,14 +26,19 @@ use crate::store::{Store, StoreError};
 /// finds dozens of them.
 const GATHER_POLL: Duration = Duration::from_millis(5);
 
-/// Told on the writer thread what the store now holds: each batch right after it
-/// committed, and each retention pass after it ran (so an in-memory view stays in step).
+/// Told on the writer thread what the store now holds, right after each change and in
+/// the order of the changes (so an in-memory view stays in step with the store: a batch
+/// committed after a delete is never deleted from the view).
 pub trait StoreListener: Send + Sync {
     /// These records were committed.
     fn committed(&self, records: &[Record]);
-    /// Retention deleted records older than `cutoff_ms` and all but the newest
-    /// `max_per_model` of each model.
+    /// Records older than `cutoff_ms` and all but the newest `max_per_model` of each model
+    /// were deleted (retention, or `u64::MAX` for a delete by age).
     fn retained(&self, cutoff_ms: i64, max_per_model: u64);
+    /// Every record of `model` was deleted.
+    fn model_deleted(&self, model: &str);
+    /// `record` (as it now is in the store) was given this quality score.
+    fn quality_set(&self, record: &Record, quality: f64);
 }
 
 /// A shared listener.
@@ -52,6 +61,23 @@ pub struct RecorderConfig {
     pub retention_interval: Duration,
 }
 
+/// The recorder's counters at one moment, for `/metrics`, `/health` and the insights.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecorderSnapshot {
+    /// Records committed to the store.
+    pub written: u64,
+    /// Records lost: queue full, or the store refused the batch.
+    pub dropped: u64,
+    /// Records waiting in the queue now.
+    pub queue_depth: u64,
+    /// Store commits (batches) so far.
+    pub commits: u64,
+    /// Time spent in store commits so far, seconds.
+    pub commit_seconds_total: f64,
+    /// Duration of the most recent commit, seconds.
+    pub last_commit_seconds: f64,
+}
+
 /// Counters the health route and metrics read.
 #[derive(Debug, Default)]
 pub struct RecorderStats {
@@ -71,6 +97,7 @@ pub struct RecorderStats {
     pub commits: AtomicU64,
     store_failing: AtomicBool,
     last_error: Mutex<Option<String>>,
+    writer_error: Mutex<Option<String>>,
 }
 
 impl RecorderStats {
@@ -84,6 +111,18 @@ impl RecorderStats {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
     }
 
+    /// Why the writer thread stopped before it was told to (it panicked): nothing more
+    /// is stored until a restart.
+    pub fn writer_error(&self) -> Option<String> {
+        self.writer_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    fn set_writer_error(&self, error: String) {
+        if let Ok(mut slot) = self.writer_error.lock() {
+            *slot = Some(error);
+        }
+    }
+
     fn set_error(&self, error: Option<String>) {
         self.store_failing.store(error.is_some(), Ordering::Relaxed);
         if let Ok(mut slot) = self.last_error.lock() {
@@ -92,8 +131,8 @@ impl RecorderStats {
     }
 }
 
-/// Work the writer thread does on the store.
-type StoreJob = Box<dyn FnOnce(&mut Store) + Send>;
+/// Work the writer thread does on the store; it tells the listener what it changed.
+type StoreJob = Box<dyn FnOnce(&mut Store, Option<&dyn StoreListener>) + Send>;
 
 enum Msg {
     Record(Box<Record>),
@@ -129,6 +168,17 @@ pub enum SubmitError {
     Store(String),
 }
 
+/// Why the recorder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer thread could not be started (the OS refused a thread).
+    #[error("cannot start the recorder's writer thread: {0}")]
+    Spawn(std::io::Error),
+}
+
 impl Recorder {
     /// Queues a record without waiting. Returns false (and counts it) when it was dropped.
     pub fn submit(&self, record: Record) -> bool {
@@ -157,38 +207,116 @@ impl Recorder {
         }
     }
 
-    /// Runs `job` on the writer thread after everything queued before it is committed, and
-    /// returns its result.
-    pub async fn run_job<R: Send + 'static>(
+    /// Deletes every record of `model` (after everything queued before is committed);
+    /// returns how many.
+    pub async fn delete_model(&self, model: String) -> Result<u64, SubmitError> {
+        self.run_job(move |store, listener| {
+            let deleted = store.delete_model(&model)?;
+            if let Some(l) = listener {
+                l.model_deleted(&model);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Deletes every record older than `cutoff`; returns how many.
+    pub async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, SubmitError> {
+        self.run_job(move |store, listener| {
+            let deleted = store.delete_before(cutoff)?;
+            if let Some(l) = listener {
+                l.retained(cutoff.timestamp_millis(), u64::MAX);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Scores the stored record with this id; the record as it now is, or `None` when no
+    /// record has the id.
+    pub async fn set_quality(
+        &self,
+        id: String,
+        quality: f64,
+    ) -> Result<Option<Record>, SubmitError> {
+        self.run_job(move |store, listener| {
+            let updated = store.set_quality(&id, quality)?;
+            if let (Some(l), Some(record)) = (listener, &updated) {
+                l.quality_set(record, quality);
+            }
+            Ok(updated)
+        })
+        .await
+    }
+
+    /// Runs `job` on the writer's own connection after everything queued before it, and
+    /// tells the listener nothing: only for tests that make the store fail on purpose
+    /// (the `test-support` feature).
+    #[cfg(feature = "test-support")]
+    pub async fn run_raw_job<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Store) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
+        self.run_job(move |store, _| Ok(job(store))).await
+    }
+
+    /// Runs `job` on the writer thread after everything queued before it is committed,
+    /// and returns its result. Private: every change a job makes must be told to the
+    /// listener, which the public operations above do.
+    async fn run_job<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Store, Option<&dyn StoreListener>) -> Result<R, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        let boxed: StoreJob = Box::new(move |store: &mut Store| {
-            let _ = tx.send(job(store));
+        let boxed: StoreJob = Box::new(move |store, listener| {
+            let _ = tx.send(job(store, listener));
         });
         match self.tx.try_send(Msg::Job(boxed)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(SubmitError::QueueFull),
             Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
         }
-        rx.await.map_err(|_| SubmitError::Stopped)
-    }
-
-    /// Waits until everything queued before this call is committed (or dropped).
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.await;
+        match rx.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(SubmitError::Store(e.to_string())),
+            Err(_) => Err(SubmitError::Stopped),
         }
     }
 
-    /// Records waiting in the queue.
-    pub fn queue_depth(&self) -> usize {
-        self.tx.len()
+    /// Waits until everything queued before this call is committed (or dropped). When the
+    /// queue is full it waits for room without blocking the async runtime's thread.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let mut msg = Msg::Flush(tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    tokio::time::sleep(GATHER_POLL).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        let _ = rx.await;
     }
 
-    /// The counters.
+    /// The counters and the queue's depth now.
+    pub fn snapshot(&self) -> RecorderSnapshot {
+        let s = &self.stats;
+        RecorderSnapshot {
+            written: s.written.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            queue_depth: self.tx.len() as u64,
+            commits: s.commits.load(Ordering::Relaxed),
+            commit_seconds_total: s.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
+            last_commit_seconds: s.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+
+    /// The counters and the store's and writer's state.
     pub fn stats(&self) -> &Arc<RecorderStats> {
         &self.stats
     }
@@ -204,8 +332,12 @@ impl RecorderTask {
     /// Commits everything queued, then stops the writer. Blocks until it has.
     pub fn shutdown(mut self) {
         let _ = self.tx.send(Msg::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            // The writer catches its own panics (and logs them); this is the thread
+            // failing outside that.
+            tracing::error!("the recorder's writer thread panicked");
         }
     }
 }
@@ -215,7 +347,7 @@ pub fn start(
     db_path: &Path,
     config: RecorderConfig,
     on_commit: Option<CommitHook>,
-) -> Result<(Recorder, RecorderTask), StoreError> {
+) -> Result<(Recorder, RecorderTask), StartError> {
     let store = Store::open(db_path)?;
     let (tx, rx) = bounded(config.queue_capacity);
     let stats = Arc::new(RecorderStats::default());
@@ -226,10 +358,17 @@ pub fn start(
         stats: stats.clone(),
         on_commit,
     };
+    let watched = stats.clone();
     let thread = std::thread::Builder::new()
         .name("ollameter-writer".into())
-        .spawn(move || writer.run())
-        .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        .spawn(move || {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| writer.run())) {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(error = %message, "the recorder's writer panicked: nothing more is stored until a restart");
+                watched.set_writer_error(format!("the writer panicked: {message}"));
+            }
+        })
+        .map_err(StartError::Spawn)?;
     Ok((
         Recorder {
             tx: tx.clone(),
@@ -317,7 +456,8 @@ impl Writer {
             for job in jobs {
                 // A job that panics must not take the writer down with it.
                 let store = &mut self.store;
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))).is_err() {
+                let listener = self.on_commit.as_deref();
+                if catch_unwind(AssertUnwindSafe(|| job(store, listener))).is_err() {
                     tracing::error!("a store job panicked");
                 }
             }
@@ -435,7 +575,6 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn config(capacity: usize, flush_ms: u64) -> RecorderConfig {
         RecorderConfig {
@@ -516,6 +655,8 @@ mod tests {
                 .expect("lock")
                 .push((cutoff_ms, max_per_model));
         }
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
     }
 
     #[tokio::test]
@@ -571,6 +712,49 @@ mod tests {
             2,
             "visible as soon as acknowledged"
         );
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+    }
+
+    struct Panics;
+
+    impl StoreListener for Panics {
+        fn committed(&self, _: &[Record]) {
+            panic!("listener bug");
+        }
+        fn retained(&self, _: i64, _: u64) {}
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_says_so_and_callers_hear_it_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        let (rec, task) =
+            start(&path, config(100, 1), Some(Arc::new(Panics) as CommitHook)).expect("start");
+        assert_eq!(rec.stats().writer_error(), None);
+        let first = rec.submit_and_wait(vec![record(1)]).await;
+        assert!(matches!(first, Err(SubmitError::Stopped)), "{first:?}");
+        // The waiter hears of it as the panic unwinds; the error is noted just after.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            if let Some(e) = rec.stats().writer_error() {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "the panic is kept");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        assert!(error.contains("listener bug"), "{error}");
+        assert!(
+            matches!(
+                rec.submit_and_wait(vec![record(2)]).await,
+                Err(SubmitError::Stopped)
+            ),
+            "nothing is queued into a dead writer"
+        );
+        rec.flush().await;
         tokio::task::spawn_blocking(move || task.shutdown())
             .await
             .expect("join");

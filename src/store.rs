@@ -2,7 +2,7 @@
 //! read queries the API uses. Timestamps are stored as Unix milliseconds (UTC) in the
 //! `timestamp` column; every other column has the record field's own name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -78,7 +78,6 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// A connection to the store. The recorder owns the one writer; readers open their own.
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
 }
 
 impl Store {
@@ -87,10 +86,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         migrate(&mut conn)?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Store { conn })
     }
 
     /// Opens a read-only connection for queries.
@@ -100,15 +96,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Store { conn })
     }
 
     /// Inserts records in one transaction: all or none.
@@ -303,20 +291,9 @@ impl Store {
         Ok(answer == "ok")
     }
 
-    /// Whether a write would succeed now: a write transaction that changes nothing.
-    pub fn probe_writable(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
-        Ok(())
-    }
-
-    /// The raw connection, for the query modules.
+    /// The raw connection (tests hold a write lock with it).
     pub fn connection(&self) -> &Connection {
         &self.conn
-    }
-
-    /// The raw connection, for the write modules.
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::error_chain;
+
 /// How long one probe request waits.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -49,14 +51,19 @@ pub enum KindSetting {
 
 impl Serialize for KindSetting {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            KindSetting::Auto => "auto",
-            KindSetting::Fixed(kind) => kind.as_str(),
-        })
+        s.serialize_str(self.as_str())
     }
 }
 
 impl KindSetting {
+    /// `auto`, `ollama` or `openai`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindSetting::Auto => "auto",
+            KindSetting::Fixed(kind) => kind.as_str(),
+        }
+    }
+
     /// Parses `auto`, `ollama` or `openai`.
     pub fn parse(name: &str) -> Result<KindSetting, String> {
         match name {
@@ -134,7 +141,11 @@ impl Kind {
         }
         let kind = detect(client, base).await?;
         self.set_detected(Some(kind));
-        tracing::info!(upstream = base, kind = kind.as_str(), "upstream kind detected");
+        tracing::info!(
+            upstream = base,
+            kind = kind.as_str(),
+            "upstream kind detected"
+        );
         Ok(kind)
     }
 
@@ -242,18 +253,6 @@ async fn get_ok(
         .map_err(|e| GetError::Transport(format!("GET {path}: {}", error_chain(&e))))
 }
 
-/// An error with its causes, as one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +291,10 @@ mod tests {
         assert_eq!(detect(&client, &v).await, Ok(UpstreamKind::OpenAi));
         let none = serve(Router::new()).await;
         let err = detect(&client, &none).await.expect_err("neither");
-        assert!(err.contains("/api/version") && err.contains("/v1/models"), "{err}");
+        assert!(
+            err.contains("/api/version") && err.contains("/v1/models"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -315,12 +317,21 @@ mod tests {
             let base = serve(openai(with_health)).await;
             let kind = Kind::new(KindSetting::Auto);
             let p = kind.probe(&client, &base).await;
-            assert_eq!(p, Probe { kind: Some(UpstreamKind::OpenAi), error: None });
+            assert_eq!(
+                p,
+                Probe {
+                    kind: Some(UpstreamKind::OpenAi),
+                    error: None
+                }
+            );
         }
         // A /health that says the server is loading is not healthy.
         let loading = Router::new()
             .route("/v1/models", get(|| async { "{}" }))
-            .route("/health", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "loading") }));
+            .route(
+                "/health",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "loading") }),
+            );
         let base = serve(loading).await;
         let p = Kind::new(KindSetting::Fixed(UpstreamKind::OpenAi))
             .probe(&client, &base)
@@ -339,7 +350,10 @@ mod tests {
         let p = kind.probe(&client, &other).await;
         assert!(p.error.is_some());
         assert_eq!(kind.get(), None);
-        assert_eq!(kind.probe(&client, &other).await.kind, Some(UpstreamKind::OpenAi));
+        assert_eq!(
+            kind.probe(&client, &other).await.kind,
+            Some(UpstreamKind::OpenAi)
+        );
         // A configured kind is never forgotten or probed for.
         let fixed = Kind::new(KindSetting::Fixed(UpstreamKind::Ollama));
         let p = fixed.probe(&client, &other).await;

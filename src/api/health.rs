@@ -1,7 +1,8 @@
 //! `GET /api/model-performance/health`: is the upstream reachable, is the store taking
-//! writes, how deep is the queue, how many records were written and dropped.
+//! writes, is the writer running, are both listeners serving, how deep is the queue, how
+//! many records were written and dropped. Also `/system` and `/metrics`.
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Json;
 use axum::extract::State;
@@ -9,10 +10,65 @@ use serde::Serialize;
 
 use super::ApiState;
 
+/// Asks the upstream whether it answers, as its kind expects (see
+/// [`crate::upstream::Kind::probe`]): all `/health` and `/system` need of the upstream.
+#[derive(Clone)]
+pub struct UpstreamProbe {
+    client: reqwest::Client,
+    url: String,
+    kind: crate::upstream::Kind,
+}
+
+impl UpstreamProbe {
+    /// A probe of the upstream at `url` (its base URL, without a trailing slash).
+    pub fn new(client: reqwest::Client, url: String, kind: crate::upstream::Kind) -> UpstreamProbe {
+        UpstreamProbe { client, url, kind }
+    }
+
+    /// The upstream's kind, configured or last detected.
+    pub fn kind(&self) -> Option<crate::upstream::UpstreamKind> {
+        self.kind.get()
+    }
+
+    /// The upstream's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Probes the upstream as its kind expects.
+    async fn check(&self) -> crate::upstream::Probe {
+        self.kind.probe(&self.client, &self.url).await
+    }
+}
+
+/// Listeners that stopped serving before shutdown, each with why: `app` writes, `/health`
+/// reads.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFailures(Arc<Mutex<Vec<String>>>);
+
+impl ServerFailures {
+    /// Notes that a listener stopped: `what` and why.
+    pub fn push(&self, failure: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(failure);
+    }
+
+    /// Every failure so far.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// The health answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the upstream or the store is failing.
+    /// `ok`, or `degraded` when the upstream, the store, the writer or a listener is
+    /// failing.
     #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     /// The upstream's base URL.
@@ -27,6 +83,11 @@ pub struct Health {
     pub upstream_error: Option<String>,
     /// Whether the last write to the store succeeded.
     pub store_writable: bool,
+    /// Why the recorder's writer thread stopped, when it did (a panic): records are no
+    /// longer stored until a restart.
+    pub writer_error: Option<String>,
+    /// Listeners that stopped serving, each with why (a panic in the accept loop).
+    pub server_errors: Vec<String>,
     /// The store's last error, while failing.
     pub store_error: Option<String>,
     /// Records waiting to be written.
@@ -50,30 +111,29 @@ pub struct Health {
     responses((status = 200, description = "The sidecar answers; `status` says how it is", body = Health))
 )]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
-    let probe = state
-        .proxy
-        .kind()
-        .probe(state.proxy.client(), state.proxy.upstream())
-        .await;
+    let probe = state.upstream.check().await;
     let upstream_reachable = probe.error.is_none();
     let upstream_error = probe.error;
     let stats = state.recorder.stats();
     let store_writable = !stats.store_failing();
+    let writer_error = stats.writer_error();
+    let server_errors = state.server_failures.list();
+    let snapshot = state.recorder.snapshot();
+    let ok =
+        upstream_reachable && store_writable && writer_error.is_none() && server_errors.is_empty();
     Json(Health {
-        status: if upstream_reachable && store_writable {
-            "ok"
-        } else {
-            "degraded"
-        },
-        upstream: state.proxy.upstream().to_string(),
+        status: if ok { "ok" } else { "degraded" },
+        upstream: state.upstream.url().to_string(),
         upstream_kind: probe.kind,
         upstream_reachable,
         upstream_error,
         store_writable,
+        writer_error,
+        server_errors,
         store_error: stats.last_error(),
-        queue_depth: state.recorder.queue_depth(),
-        records_written: stats.written.load(Ordering::Relaxed),
-        records_dropped: stats.dropped.load(Ordering::Relaxed),
+        queue_depth: snapshot.queue_depth as usize,
+        records_written: snapshot.written,
+        records_dropped: snapshot.dropped,
         uptime_s: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
     })
@@ -89,8 +149,8 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
 )]
 pub async fn system(State(state): State<ApiState>) -> Json<System> {
     Json(System {
-        upstream_kind: state.proxy.kind().get(),
-        snapshot: state.proxy.telemetry().snapshot(),
+        upstream_kind: state.upstream.kind(),
+        snapshot: state.telemetry.snapshot(),
     })
 }
 
@@ -114,20 +174,97 @@ pub struct System {
                body = String, content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::IntoResponse {
-    let stats = state.recorder.stats();
-    let snapshot = crate::metrics::RecorderSnapshot {
-        written: stats.written.load(Ordering::Relaxed),
-        dropped: stats.dropped.load(Ordering::Relaxed),
-        queue_depth: state.recorder.queue_depth() as u64,
-        commits: stats.commits.load(Ordering::Relaxed),
-        commit_seconds_total: stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
-        last_commit_seconds: stats.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
-    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.proxy.metrics().render(&snapshot),
+        state.metrics.render(&state.recorder.snapshot()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::history::History;
+    use crate::record::Record;
+    use crate::recorder::{self, CommitHook, RecorderConfig, StoreListener};
+
+    /// A listener whose first commit panics: the writer thread dies with it.
+    struct Panics;
+
+    impl StoreListener for Panics {
+        fn committed(&self, _: &[Record]) {
+            panic!("listener bug");
+        }
+        fn retained(&self, _: i64, _: u64) {}
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
+    }
+
+    #[tokio::test]
+    async fn a_dead_writer_and_a_stopped_listener_make_health_degraded_and_say_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.db");
+        let config = RecorderConfig {
+            queue_capacity: 10,
+            batch_size: 10,
+            flush_interval: Duration::from_millis(1),
+            max_records_per_model: 100,
+            max_age: Duration::from_secs(86_400),
+            retention_interval: Duration::from_secs(3600),
+        };
+        let (recorder, task) =
+            recorder::start(&path, config, Some(Arc::new(Panics) as CommitHook)).expect("start");
+        let failures = ServerFailures::default();
+        let state = ApiState {
+            recorder: recorder.clone(),
+            upstream: UpstreamProbe::new(
+                reqwest::Client::new(),
+                "http://127.0.0.1:9".into(),
+                crate::upstream::Kind::new(crate::upstream::KindSetting::Auto),
+            ),
+            telemetry: crate::telemetry::Telemetry::disabled(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            db_path: Arc::new(path.clone()),
+            history: Arc::new(History::default()),
+            started: Instant::now(),
+            access: Arc::default(),
+            server_failures: failures.clone(),
+            bench: Arc::default(),
+        };
+        let Json(before) = health(State(state.clone())).await;
+        assert_eq!(before.writer_error, None);
+        assert!(before.server_errors.is_empty());
+
+        let record = Record::new(
+            "r1".into(),
+            chrono::Utc::now(),
+            "m".into(),
+            "chat".into(),
+            "/api/chat".into(),
+        );
+        assert!(recorder.submit_and_wait(vec![record]).await.is_err());
+        failures.push("proxy listener stopped: panicked: boom".into());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let Json(h) = health(State(state.clone())).await;
+            if h.writer_error.is_some() || Instant::now() > deadline {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(after.status, "degraded");
+        let writer = after.writer_error.expect("the writer's panic is shown");
+        assert!(writer.contains("listener bug"), "{writer}");
+        assert_eq!(
+            after.server_errors,
+            ["proxy listener stopped: panicked: boom"]
+        );
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+    }
 }

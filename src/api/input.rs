@@ -224,7 +224,10 @@ pub fn record_from_json(
     r.error_kind = match f.string(&["error_kind"])? {
         None => None,
         Some(name) => Some(ErrorKind::parse(&name).ok_or_else(|| {
-            format!("error_kind: {name:?} is not a known kind (upstream_error, midstream_error, upstream_disconnected, upstream_unreachable, timeout, client_cancelled, request_too_large)")
+            format!(
+                "error_kind: {name:?} is not a known kind ({})",
+                ErrorKind::names()
+            )
         })?),
     };
     r.error_message = f.string(&["error_message", "error"])?;
@@ -253,9 +256,10 @@ pub fn record_from_json(
     r.gpu_free_mb = f.number(&["gpu_free_mb"], 0.0, 1e9)?;
     r.timing_source = match f.string(&["timing_source"])? {
         None => None,
-        Some(name) => Some(TimingSource::parse(&name).ok_or_else(|| {
-            format!("timing_source: {name:?} is not one of server, proxy")
-        })?),
+        Some(name) => Some(
+            TimingSource::parse(&name)
+                .ok_or_else(|| format!("timing_source: {name:?} is not one of server, proxy"))?,
+        ),
     };
     if r.tokens_per_second.is_none()
         && let Some(tokens) = r.output_tokens

@@ -1104,7 +1104,7 @@ fn deep_nesting_never_overflows_the_stack() {
         format!(r#"{{"choices":[{{"delta":{objects}}}]}}"#),
         objects.clone(),
     ];
-    for api in ALL_APIS {
+    for &api in ALL_APIS {
         for body in &bodies {
             let (facts, _) = run(api, Format::Json, 0, &[body.as_bytes()]);
             assert!(facts.parse_errors <= 1, "{api:?} {}", &body[..20]);
@@ -1209,17 +1209,7 @@ impl Rng {
     }
 }
 
-const ALL_APIS: [Api; 9] = [
-    Api::Generate,
-    Api::Chat,
-    Api::Embed,
-    Api::Embeddings,
-    Api::OpenAiChat,
-    Api::OpenAiCompletions,
-    Api::OpenAiEmbeddings,
-    Api::AnthropicMessages,
-    Api::OpenAiResponses,
-];
+const ALL_APIS: &[Api] = Api::ALL;
 
 /// Pieces that steer random input into the parsers' interesting paths.
 const TOKENS: &[&str] = &[
@@ -1382,7 +1372,11 @@ fn llama_chat_stream(include_usage: bool) -> String {
 fn llama_cpp_stream_timings_count_tokens_exactly_without_usage() {
     let facts = decode(Api::OpenAiChat, Format::Sse, &llama_chat_stream(false));
     assert!(facts.completed);
-    assert_eq!(facts.eval_count, Some(3), "predicted_n, not the 2 content chunks");
+    assert_eq!(
+        facts.eval_count,
+        Some(3),
+        "predicted_n, not the 2 content chunks"
+    );
     assert!(!facts.tokens_estimated);
     assert_eq!(
         facts.server_timings,
@@ -1401,7 +1395,10 @@ fn llama_cpp_stream_timings_count_tokens_exactly_without_usage() {
 #[test]
 fn llama_cpp_stream_with_usage_keeps_usage_and_timings() {
     let facts = decode(Api::OpenAiChat, Format::Sse, &llama_chat_stream(true));
-    assert_eq!((facts.prompt_eval_count, facts.eval_count), (Some(12), Some(3)));
+    assert_eq!(
+        (facts.prompt_eval_count, facts.eval_count),
+        (Some(12), Some(3))
+    );
     let t = facts.server_timings.expect("timings");
     assert_eq!(t.tokens_per_second(), Some(150.0));
     assert_eq!(t.prompt_tokens_per_second(), Some(1411.76));

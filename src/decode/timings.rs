@@ -5,8 +5,8 @@
 
 use serde::Deserialize;
 
-use super::lenient::Lenient;
 use super::Collector;
+use super::lenient::Lenient;
 
 /// The fields read; llama.cpp also sends `cache_n`, `*_per_token_ms` and others.
 #[derive(Debug, Default, Deserialize)]
