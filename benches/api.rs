@@ -93,6 +93,7 @@ fn main() {
                 max_records_per_model: u64::MAX,
                 max_age: Duration::from_secs(3650 * 86_400),
                 retention_interval: Duration::from_secs(86_400),
+                max_models: usize::MAX,
             },
             None,
         )

@@ -6,12 +6,14 @@
 //!
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
 //! parsing), `input` (records written by hand or imported), `import` (reading an import
-//! body: NDJSON, JSON or CSV into records), `query` (read routes),
+//! body: NDJSON, JSON or CSV into records), `query` (read routes), `listing` (what every
+//! list of models obeys: unknown names left out, a `limit`),
 //! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
 //! from the handlers' attributes), `auth` (who may call what), `bench` (benchmark runs
 //! inside the sidecar), and `dashboard` (`GET /dashboard`, the HTML page over the same
 //! figures).
 
+pub mod alerts;
 pub mod auth;
 pub mod bench;
 pub mod dashboard;
@@ -20,6 +22,7 @@ pub mod export;
 pub mod health;
 pub mod import;
 pub mod input;
+pub mod listing;
 pub mod openapi;
 pub mod params;
 pub mod query;
@@ -65,6 +68,8 @@ pub struct ApiState {
     pub access: Arc<auth::Access>,
     /// Listeners that stopped serving, for `/health`.
     pub server_failures: health::ServerFailures,
+    /// The alerts board.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<crate::bench::BenchRuns>,
 }
@@ -109,6 +114,7 @@ fn routes() -> Routes {
         .get("/recommend", query::recommend)
         .get("/trend/{*model}", query::trend)
         .get("/insights", query::insights)
+        .get("/alerts", alerts::alerts)
         .get("/export", export::export)
         .delete("/clear/{*model}", records::clear_model)
         .post("/clear-old", records::clear_old)

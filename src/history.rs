@@ -180,6 +180,13 @@ impl StoreListener for History {
         );
     }
 
+    fn models_evicted(&self, models: &[String]) {
+        let mut inner = self.write();
+        for model in models {
+            inner.models.remove(model);
+        }
+    }
+
     fn model_deleted(&self, model: &str) {
         self.remove_model(model);
     }
@@ -273,6 +280,7 @@ mod tests {
             max_records_per_model: 10_000,
             max_age: Duration::from_secs(365 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            max_models: 1_000,
         };
         let (rec, task) =
             recorder::start(&path, config, Some(history.clone() as CommitHook)).expect("start");

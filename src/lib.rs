@@ -9,6 +9,8 @@
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`],
 //!   one typed section per part.
 //! - [`logging`]: whether the log carries ANSI colours (a terminal only, never JSON).
+//! - [`log_writer`]: the log's batching writer to stderr (the per-call line costs no
+//!   system call on the hot path).
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...),
 //!   typed by the API's own answer types.
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
@@ -24,10 +26,13 @@
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
 //!   answers: any split of the bytes gives the same facts.
 //! - [`quality`]: configurable rules that read a quality score from an answer.
+//! - [`alerts`]: change detectors per model evaluated after each commit, the alert
+//!   lifecycle (kept in the store), webhooks, and `is_critical` for routing.
 //! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
 //!   `/api/ps`, and each model's VRAM need.
-//! - [`recommend`]: scoring, rankings and the VRAM-aware recommendation (pure).
+//! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
+//!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads, kept
 //!   in step with the store by the recorder's writer thread.
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
@@ -39,6 +44,7 @@
 //! - [`text`]: the shared small helpers: an error's causes on one line, URL encoding,
 //!   and the one set of number formats.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bench;
@@ -47,6 +53,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decode;
 pub mod history;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_tracing(&config);
+            // Held until the end of `main`: dropping it writes the log lines still pending.
+            let _log = init_tracing(&config);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -264,6 +265,20 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 client::render_recommendation(&answer),
             ))
         }
+        ClientCommand::Alerts {
+            model,
+            state,
+            client: args,
+        } => {
+            let c = Client::new(&args.server)?;
+            let answer = c.alerts(model.as_deref(), state.as_deref()).await?;
+            let value = serde_json::to_value(&answer).unwrap_or_default();
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                ollameter::alerts::text::render(&value),
+            ))
+        }
         ClientCommand::Trend {
             model,
             metric,
@@ -384,7 +399,7 @@ fn healthcheck(config: &Config) -> ExitCode {
     }
 }
 
-fn init_tracing(config: &Config) {
+fn init_tracing(config: &Config) -> ollameter::log_writer::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -394,14 +409,16 @@ fn init_tracing(config: &Config) {
         json,
         ollameter::logging::Terminal::of_stderr(),
     );
+    let (writer, guard) = ollameter::log_writer::BatchedStderr::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

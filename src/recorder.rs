@@ -4,6 +4,8 @@
 //! is counted as dropped. Retention, deletes and quality updates run on the same thread
 //! between batches, so the store has a single writer, and the [`StoreListener`] (the
 //! in-memory history) is told of every change on that thread, in commit order.
+//! The bound on distinct model names (`model_limit`) is kept on the same thread: the
+//! writer evicts the least useful models when a commit takes the count over it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -19,6 +21,10 @@ use tokio::sync::oneshot;
 use crate::record::Record;
 use crate::store::{Store, StoreError};
 use crate::text::panic_message;
+
+mod model_limit;
+
+use model_limit::ModelLimit;
 
 /// How long the writer sleeps between two looks at the queue while it gathers a batch:
 /// the most a flush, a shutdown or a waited-on write can be held up by it, short next to
@@ -39,10 +45,37 @@ pub trait StoreListener: Send + Sync {
     fn model_deleted(&self, model: &str);
     /// `record` (as it now is in the store) was given this quality score.
     fn quality_set(&self, record: &Record, quality: f64);
+    /// Every record of these models was deleted to keep the number of distinct model
+    /// names within `store.max_models`.
+    fn models_evicted(&self, models: &[String]);
 }
 
 /// A shared listener.
 pub type CommitHook = Arc<dyn StoreListener>;
+
+/// Several listeners, told in order (the history first, then the alerts).
+impl StoreListener for Vec<CommitHook> {
+    fn committed(&self, records: &[Record]) {
+        self.iter().for_each(|l| l.committed(records));
+    }
+
+    fn retained(&self, cutoff_ms: i64, max_per_model: u64) {
+        self.iter()
+            .for_each(|l| l.retained(cutoff_ms, max_per_model));
+    }
+
+    fn model_deleted(&self, model: &str) {
+        self.iter().for_each(|l| l.model_deleted(model));
+    }
+
+    fn quality_set(&self, record: &Record, quality: f64) {
+        self.iter().for_each(|l| l.quality_set(record, quality));
+    }
+
+    fn models_evicted(&self, models: &[String]) {
+        self.iter().for_each(|l| l.models_evicted(models));
+    }
+}
 
 /// How the writer batches and keeps the store in bounds.
 #[derive(Debug, Clone)]
@@ -59,6 +92,8 @@ pub struct RecorderConfig {
     pub max_age: Duration,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// Distinct model names kept; beyond, models are evicted (see `model_limit`).
+    pub max_models: usize,
 }
 
 /// The recorder's counters at one moment, for `/metrics`, `/health` and the insights.
@@ -76,6 +111,8 @@ pub struct RecorderSnapshot {
     pub commit_seconds_total: f64,
     /// Duration of the most recent commit, seconds.
     pub last_commit_seconds: f64,
+    /// Models evicted to stay within `store.max_models`.
+    pub models_evicted: u64,
 }
 
 /// Counters the health route and metrics read.
@@ -89,6 +126,10 @@ pub struct RecorderStats {
     pub failed_batches: AtomicU64,
     /// Records deleted by retention.
     pub retention_removed: AtomicU64,
+    /// Models evicted to stay within `max_models`.
+    pub models_evicted: AtomicU64,
+    /// Records deleted with the evicted models.
+    pub model_records_evicted: AtomicU64,
     /// Duration of the last commit, microseconds.
     pub last_commit_us: AtomicU64,
     /// Sum of commit durations, microseconds (with `commits`, the mean).
@@ -249,6 +290,15 @@ impl Recorder {
         .await
     }
 
+    /// Runs `job` on the writer thread after everything queued before it, for tables no
+    /// listener mirrors (the alerts): the store keeps its single writer.
+    pub async fn write_unmirrored<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, SubmitError> {
+        self.run_job(move |store, _| job(store)).await
+    }
+
     /// Runs `job` on the writer's own connection after everything queued before it, and
     /// tells the listener nothing: only for tests that make the store fail on purpose
     /// (the `test-support` feature).
@@ -313,6 +363,7 @@ impl Recorder {
             commits: s.commits.load(Ordering::Relaxed),
             commit_seconds_total: s.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
             last_commit_seconds: s.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+            models_evicted: s.models_evicted.load(Ordering::Relaxed),
         }
     }
 
@@ -354,6 +405,7 @@ pub fn start(
     let writer = Writer {
         store,
         rx,
+        limit: ModelLimit::new(config.max_models),
         config,
         stats: stats.clone(),
         on_commit,
@@ -384,6 +436,7 @@ pub fn start(
 struct Writer {
     store: Store,
     rx: Receiver<Msg>,
+    limit: ModelLimit,
     config: RecorderConfig,
     stats: Arc<RecorderStats>,
     on_commit: Option<CommitHook>,
@@ -429,6 +482,10 @@ impl Batch {
 
 impl Writer {
     fn run(mut self) {
+        if let Err(e) = self.limit.load(&self.store) {
+            // Read again at the first commit over the bound.
+            tracing::warn!(error = %e, "reading the stored models failed; will retry");
+        }
         let mut next_retention = Instant::now();
         loop {
             if Instant::now() >= next_retention {
@@ -453,6 +510,10 @@ impl Writer {
             let shutdown = batch.shutdown;
             let jobs = std::mem::take(&mut batch.jobs);
             self.write(batch);
+            if !jobs.is_empty() {
+                // A job may delete models; the limit reads the store again when it matters.
+                self.limit.mark_stale();
+            }
             for job in jobs {
                 // A job that panics must not take the writer down with it.
                 let store = &mut self.store;
@@ -524,6 +585,8 @@ impl Writer {
                 {
                     hook.committed(&records);
                 }
+                self.limit.committed(&records);
+                self.evict();
                 for (tx, n) in waiters {
                     let _ = tx.send(Ok(n));
                 }
@@ -550,6 +613,44 @@ impl Writer {
         }
     }
 
+    /// Deletes the models over `max_models` from the store and tells the listener.
+    fn evict(&mut self) {
+        let victims = match self.limit.over(&self.store) {
+            Ok(v) if v.is_empty() => return,
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the stored models failed; will retry");
+                return;
+            }
+        };
+        match self.store.delete_models(&victims) {
+            Ok(removed) => {
+                let before = self
+                    .stats
+                    .models_evicted
+                    .fetch_add(victims.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .model_records_evicted
+                    .fetch_add(removed, Ordering::Relaxed);
+                if before == 0 {
+                    // Once: under a stream of junk names this happens on every batch.
+                    tracing::warn!(
+                        max_models = self.config.max_models,
+                        first = %victims[0],
+                        "store.max_models reached: evicting the models without a successful call, then the least recently used (counted in ollameter_models_evicted_total)"
+                    );
+                }
+                if let Some(hook) = &self.on_commit {
+                    hook.models_evicted(&victims);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, models = victims.len(), "evicting models failed; will retry");
+                self.limit.mark_stale();
+            }
+        }
+    }
+
     fn retention(&mut self) {
         let now = chrono::Utc::now();
         let cutoff_ms = now.timestamp_millis() - self.config.max_age.as_millis() as i64;
@@ -560,6 +661,7 @@ impl Writer {
         ) {
             Ok(n) => {
                 if n > 0 {
+                    self.limit.mark_stale();
                     self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
                     tracing::info!(removed = n, "retention removed old records");
                     if let Some(hook) = &self.on_commit {
@@ -584,6 +686,7 @@ mod tests {
             max_records_per_model: 10_000,
             max_age: Duration::from_secs(90 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            max_models: 1_000,
         }
     }
 
@@ -657,6 +760,7 @@ mod tests {
         }
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]
@@ -726,6 +830,7 @@ mod tests {
         fn retained(&self, _: i64, _: u64) {}
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]

@@ -10,6 +10,10 @@ use rusqlite::{Connection, OpenFlags, Row, params};
 
 use crate::record::{ErrorKind, FIELD_NAMES, Record, Source, TimingSource};
 
+mod models;
+
+pub use models::StoredModel;
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,7 +72,23 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
     ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
-    // 3: who measured the speeds: `server` (upstream timings) or `proxy`.
+    // 3: alerts (src/alerts/store.rs): firing and resolved, with their evidence as JSON.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        resolved_evidence TEXT,
+        note TEXT
+    );
+    CREATE INDEX alerts_state ON alerts(state, id);",
+    // 4: who measured the speeds: `server` (upstream timings) or `proxy`.
     "ALTER TABLE records ADD COLUMN timing_source TEXT;",
 ];
 
@@ -458,6 +478,50 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_3_store_keeps_its_alerts_and_gains_timing_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("v3 schema");
+            }
+            conn.pragma_update(None, "user_version", 3).expect("v3");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("v3 row");
+            conn.execute(
+                "INSERT INTO alerts (model, kind, severity, state, started_at, summary, evidence)
+                 VALUES ('m', 'latency', 'warning', 'firing', 5, 's', '{}')",
+                [],
+            )
+            .expect("v3 alert");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(v, 4);
+        let alerts: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .expect("alerts kept");
+        assert_eq!(alerts, 1);
+        let mut fresh = record("new", "m", 6);
+        fresh.timing_source = Some(TimingSource::Server);
+        store.insert_batch(&[fresh]).expect("insert v4 row");
+        let records = store.records(None).expect("read");
+        let by_id = |id: &str| records.iter().find(|r| r.id == id).expect("row");
+        assert_eq!(by_id("old").timing_source, None);
+        assert_eq!(by_id("new").timing_source, Some(TimingSource::Server));
     }
 
     #[test]

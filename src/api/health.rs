@@ -179,7 +179,16 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.metrics.render(&state.recorder.snapshot()),
+        {
+            let mut page = state.metrics.render(&state.recorder.snapshot());
+            let ollama = state.telemetry.snapshot().sampler.sources.ollama_api;
+            page.push_str(
+                &state
+                    .alerts
+                    .render_metrics(crate::alerts::upstream_up(&ollama)),
+            );
+            page
+        },
     )
 }
 
@@ -202,6 +211,7 @@ mod tests {
         fn retained(&self, _: i64, _: u64) {}
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]
@@ -215,6 +225,7 @@ mod tests {
             max_records_per_model: 100,
             max_age: Duration::from_secs(86_400),
             retention_interval: Duration::from_secs(3600),
+            max_models: 1_000,
         };
         let (recorder, task) =
             recorder::start(&path, config, Some(Arc::new(Panics) as CommitHook)).expect("start");
@@ -233,6 +244,7 @@ mod tests {
             started: Instant::now(),
             access: Arc::default(),
             server_failures: failures.clone(),
+            alerts: Arc::new(crate::alerts::Alerts::empty(Default::default())),
             bench: Arc::default(),
         };
         let Json(before) = health(State(state.clone())).await;

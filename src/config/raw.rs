@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[alerts]`
+    #[serde(default)]
+    pub alerts: crate::alerts::config::RawAlerts,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.
@@ -113,6 +116,8 @@ pub struct RawStore {
     pub path: Option<String>,
     /// Newest records kept per model.
     pub max_records_per_model: Option<u64>,
+    /// Distinct model names kept.
+    pub max_models: Option<u64>,
     /// Records older than this are deleted.
     pub max_age_days: Option<u64>,
     /// How often retention runs.
@@ -166,6 +171,7 @@ pub const KEYS: &[&str] = &[
     "proxy.quality_capture_bytes",
     "store.path",
     "store.max_records_per_model",
+    "store.max_models",
     "store.max_age_days",
     "store.retention_interval_s",
     "recorder.queue_capacity",

@@ -82,6 +82,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.store.max_records_per_model,
         DEFAULT_MAX_RECORDS_PER_MODEL,
     );
+    let max_models = positive("store.max_models", raw.store.max_models, DEFAULT_MAX_MODELS);
     let max_age_days = positive(
         "store.max_age_days",
         raw.store.max_age_days,
@@ -199,6 +200,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
              point it at Ollama (usually http://127.0.0.1:11434)"
         ));
     }
+    let alerts = crate::alerts::config::validate(&raw.alerts)
+        .map_err(|more| problems.extend(more))
+        .ok();
     let (
         Some(listen),
         Some(api_listen),
@@ -242,6 +246,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         store: RawStore {
             path: Some(db_path.display().to_string()),
             max_records_per_model: Some(max_records_per_model),
+            max_models: Some(max_models),
             max_age_days: Some(max_age_days),
             retention_interval_s: Some(retention_interval_s),
         },
@@ -280,6 +285,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             read_token: shown(&raw.api.read_token),
             protect_writes: Some(protect_writes),
         },
+        alerts: crate::alerts::config::effective(&raw.alerts),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
     Ok(Config {
@@ -308,6 +314,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_records_per_model,
             max_age: Duration::from_secs(max_age_days.saturating_mul(86_400)),
             retention_interval: Duration::from_secs(retention_interval_s),
+            max_models: usize::try_from(max_models).unwrap_or(usize::MAX),
         },
         telemetry: TelemetryConfig {
             interval: Duration::from_millis(telemetry_interval_ms),
@@ -326,6 +333,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format: log_format,
             color: log_color,
         },
+        alerts: alerts.unwrap_or_default(),
         effective,
     })
 }
@@ -462,6 +470,10 @@ mod tests {
             (
                 "[store]\nmax_records_per_model = 0",
                 "store.max_records_per_model: must be above 0",
+            ),
+            (
+                "[store]\nmax_models = 0",
+                "store.max_models: must be above 0",
             ),
             (
                 "[store]\nmax_age_days = 0",
