@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, Source, TimingSource};
 
 mod models;
 
@@ -88,6 +88,8 @@ const MIGRATIONS: &[&str] = &[
         note TEXT
     );
     CREATE INDEX alerts_state ON alerts(state, id);",
+    // 4: who measured the speeds: `server` (upstream timings) or `proxy`.
+    "ALTER TABLE records ADD COLUMN timing_source TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -156,6 +158,7 @@ impl Store {
                     r.gpu_memory_peak_mb,
                     r.gpu_free_mb,
                     r.source.as_str(),
+                    r.timing_source.map(TimingSource::as_str),
                 ])?;
             }
         }
@@ -358,6 +361,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
     let ts_ms: i64 = row.get(1)?;
     let error_kind: Option<String> = row.get(8)?;
     let source: String = row.get(31)?;
+    let timing_source: Option<String> = row.get(32)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -394,6 +398,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         gpu_memory_peak_mb: row.get(29)?,
         gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
+        timing_source: timing_source.as_deref().and_then(TimingSource::parse),
     })
 }
 
@@ -473,6 +478,50 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_3_store_keeps_its_alerts_and_gains_timing_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("v3 schema");
+            }
+            conn.pragma_update(None, "user_version", 3).expect("v3");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("v3 row");
+            conn.execute(
+                "INSERT INTO alerts (model, kind, severity, state, started_at, summary, evidence)
+                 VALUES ('m', 'latency', 'warning', 'firing', 5, 's', '{}')",
+                [],
+            )
+            .expect("v3 alert");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(v, 4);
+        let alerts: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .expect("alerts kept");
+        assert_eq!(alerts, 1);
+        let mut fresh = record("new", "m", 6);
+        fresh.timing_source = Some(TimingSource::Server);
+        store.insert_batch(&[fresh]).expect("insert v4 row");
+        let records = store.records(None).expect("read");
+        let by_id = |id: &str| records.iter().find(|r| r.id == id).expect("row");
+        assert_eq!(by_id("old").timing_source, None);
+        assert_eq!(by_id("new").timing_source, Some(TimingSource::Server));
     }
 
     #[test]

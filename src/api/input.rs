@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema}
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, Source, TimingSource};
 
 /// Longest model name accepted, in characters (Ollama's own names are far shorter).
 const MAX_NAME_LEN: usize = 256;
@@ -112,6 +112,8 @@ pub struct RecordInput {
     /// The model's `size_vram` in MiB.
     #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
     pub vram_mb: Option<f64>,
+    /// Who measured the speeds: `server` or `proxy`.
+    pub timing_source: Option<TimingSource>,
 }
 
 /// A record's time as [`record_from_json`] reads it.
@@ -252,6 +254,13 @@ pub fn record_from_json(
     r.ollama_rss_peak_mb = f.number(&["ollama_rss_peak_mb"], 0.0, 1e9)?;
     r.gpu_memory_peak_mb = f.number(&["gpu_memory_peak_mb"], 0.0, 1e9)?;
     r.gpu_free_mb = f.number(&["gpu_free_mb"], 0.0, 1e9)?;
+    r.timing_source = match f.string(&["timing_source"])? {
+        None => None,
+        Some(name) => Some(
+            TimingSource::parse(&name)
+                .ok_or_else(|| format!("timing_source: {name:?} is not one of server, proxy"))?,
+        ),
+    };
     if r.tokens_per_second.is_none()
         && let Some(tokens) = r.output_tokens
         && r.processing_time_ms > 0.0
