@@ -42,6 +42,8 @@
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
 //! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
+//! - [`upstream`]: the upstream's kind (`ollama` or any OpenAI-compatible server),
+//!   detected or configured, and the health probe each kind answers.
 //! - [`record`]: the record of one call, shared by all of the above.
 //! - [`text`]: the shared small helpers: an error's causes on one line, URL encoding,
 //!   and the one set of number formats.
@@ -70,6 +72,7 @@ pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests {

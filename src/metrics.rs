@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::record::{Record, RouteReason, Source};
+use crate::record::{ErrorKind, Record, RouteReason, Source};
 pub use crate::recorder::RecorderSnapshot;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
@@ -315,8 +315,15 @@ impl Metrics {
         if record.source != Source::Proxy {
             return;
         }
+        // A model Ollama does not have must not take one of the capped label values:
+        // a client looping over junk names would leave none for the real models.
+        let model = if record.error_kind == Some(ErrorKind::ModelNotFound) {
+            self.models.get_if_known(&record.model)
+        } else {
+            self.models.get(&record.model)
+        };
         let labels = CallLabels {
-            gen_ai_request_model: self.models.get(&record.model),
+            gen_ai_request_model: model,
             gen_ai_operation_name: self.operations.get(&record.operation),
             status: status_of(record),
         };
@@ -509,6 +516,19 @@ impl BoundedLabels {
             other: Arc::from(OTHER),
             unknown: Arc::from(UNKNOWN),
         }
+    }
+
+    /// The label value for `value` if it already has its own, else `other` (`unknown`
+    /// when empty): never takes a new slot.
+    fn get_if_known(&self, value: &str) -> Arc<str> {
+        if value.is_empty() {
+            return self.unknown.clone();
+        }
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known
+            .get(value)
+            .cloned()
+            .unwrap_or_else(|| self.other.clone())
     }
 
     /// The label value for `value`: itself while under the cap (first come, first
@@ -847,6 +867,40 @@ mod tests {
             x.labels.get("gen_ai_request_model").map(String::as_str)
                 == Some(&format!("model-{MAX_MODELS}"))
         }));
+    }
+
+    #[test]
+    fn models_ollama_does_not_have_take_no_label_slot() {
+        let metrics = Metrics::new();
+        metrics.observe_record(&ok_record("llama3.2", 10.0, 1.0, 10.0));
+        for i in 0..MAX_MODELS * 2 {
+            metrics.observe_record(&failed(&format!("junk-{i}"), ErrorKind::ModelNotFound));
+        }
+        metrics.observe_record(&failed("llama3.2", ErrorKind::ModelNotFound));
+        metrics.observe_record(&ok_record("qwen3:8b", 10.0, 1.0, 10.0));
+        let s = render(&metrics);
+        let calls_of = |model: &str| {
+            sum(
+                &s,
+                "ollameter_inference_calls_total",
+                &[("gen_ai_request_model", model)],
+            )
+        };
+        assert_eq!(
+            calls_of(OTHER),
+            (MAX_MODELS * 2) as f64,
+            "counted, as other"
+        );
+        assert_eq!(
+            calls_of("qwen3:8b"),
+            1.0,
+            "a real model still gets its label"
+        );
+        assert_eq!(
+            calls_of("llama3.2"),
+            2.0,
+            "a labelled model keeps its label"
+        );
     }
 
     #[test]

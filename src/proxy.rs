@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     upstream: Upstream,
     /// For the health check's probe (with its own timeout), not for proxied calls.
     probe_client: reqwest::Client,
+    /// The upstream's kind (configured or detected).
+    kind: crate::upstream::Kind,
     sinks: Sinks,
     operation_header: axum::http::HeaderName,
     /// Virtual model names, fallbacks and exploration.
@@ -57,6 +59,8 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// TCP connect timeout; there is no response timeout (model loads take minutes).
     pub connect_timeout: std::time::Duration,
+    /// What the upstream is, or whether to detect it (`upstream.kind`).
+    pub kind: crate::upstream::KindSetting,
     /// Header naming the operation (validated by the configuration).
     pub operation_header: axum::http::HeaderName,
     /// Largest request body read on instrumented routes.
@@ -89,6 +93,7 @@ impl ProxyState {
             inner: Arc::new(Inner {
                 upstream,
                 probe_client,
+                kind: crate::upstream::Kind::new(config.kind),
                 sinks: Sinks {
                     recorder,
                     quality: config.quality.clone(),
@@ -105,6 +110,11 @@ impl ProxyState {
                 },
             }),
         })
+    }
+
+    /// The upstream's kind (configured or detected), shared with the health check.
+    pub fn kind(&self) -> &crate::upstream::Kind {
+        &self.inner.kind
     }
 
     /// A client for the health check's probe of the upstream.

@@ -99,6 +99,37 @@ pub enum Source {
     Benchmark,
 }
 
+/// Who measured a record's speeds and durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingSource {
+    /// The upstream reported them: Ollama's `eval_duration` and friends, or llama.cpp's
+    /// `timings` object.
+    Server,
+    /// The proxy measured them (an OpenAI-compatible server that reports no timings):
+    /// generation speed between the first and the last content chunk.
+    Proxy,
+}
+
+impl TimingSource {
+    /// The snake_case name used in the store, the API and the export.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimingSource::Server => "server",
+            TimingSource::Proxy => "proxy",
+        }
+    }
+
+    /// Parses the snake_case name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<TimingSource> {
+        match name {
+            "server" => Some(TimingSource::Server),
+            "proxy" => Some(TimingSource::Proxy),
+            _ => None,
+        }
+    }
+}
+
 /// The request header by which a client marks a proxied call's source; only
 /// `benchmark` is accepted (see [`Source::from_header`]).
 pub const SOURCE_HEADER: &str = "x-ollameter-source";
@@ -336,6 +367,10 @@ pub struct Record {
     /// Where the record came from.
     #[serde(default)]
     pub source: Source,
+    /// Who measured `tokens_per_second` and the durations: `server` (the upstream's own
+    /// timings) or `proxy` (measured at the proxy); `None` when no speed is known.
+    #[serde(default)]
+    pub timing_source: Option<TimingSource>,
     /// The `model` the client sent, when the proxy routed it (`auto:quality`, an alias
     /// such as `photo`, or the explicit name itself); `model` is the one that ran.
     #[serde(default)]
@@ -392,6 +427,7 @@ impl Record {
             gpu_memory_peak_mb: None,
             gpu_free_mb: None,
             source: Source::Proxy,
+            timing_source: None,
             requested_model: None,
             route_reason: None,
             attempt: 1,
@@ -433,6 +469,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "gpu_memory_peak_mb",
     "gpu_free_mb",
     "source",
+    "timing_source",
     "requested_model",
     "route_reason",
     "attempt",
@@ -473,6 +510,12 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
         assert_eq!(ErrorKind::parse("nope"), None);
+        for t in [TimingSource::Server, TimingSource::Proxy] {
+            assert_eq!(TimingSource::parse(t.as_str()), Some(t));
+            let json = serde_json::to_string(&t).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+        assert_eq!(TimingSource::parse("client"), None);
         assert_eq!(
             ErrorKind::parse("model_not_found"),
             Some(ErrorKind::ModelNotFound)

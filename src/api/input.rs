@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema}
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source, TimingSource};
 
 /// Longest model name accepted, in characters (Ollama's own names are far shorter).
 const MAX_NAME_LEN: usize = 256;
@@ -112,6 +112,8 @@ pub struct RecordInput {
     /// The model's `size_vram` in MiB.
     #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
     pub vram_mb: Option<f64>,
+    /// Who measured the speeds: `server` or `proxy`.
+    pub timing_source: Option<TimingSource>,
     /// The model name the client sent when the proxy routed the call (`auto:quality`,
     /// an alias).
     #[schema(min_length = 1, max_length = 256)]
@@ -261,6 +263,13 @@ pub fn record_from_json(
     r.ollama_rss_peak_mb = f.number(&["ollama_rss_peak_mb"], 0.0, 1e9)?;
     r.gpu_memory_peak_mb = f.number(&["gpu_memory_peak_mb"], 0.0, 1e9)?;
     r.gpu_free_mb = f.number(&["gpu_free_mb"], 0.0, 1e9)?;
+    r.timing_source = match f.string(&["timing_source"])? {
+        None => None,
+        Some(name) => Some(
+            TimingSource::parse(&name)
+                .ok_or_else(|| format!("timing_source: {name:?} is not one of server, proxy"))?,
+        ),
+    };
     r.requested_model = match f.get(&["requested_model"]) {
         None => None,
         Some(_) => Some(f.name(&["requested_model"], "requested_model")?),

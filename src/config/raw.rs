@@ -93,6 +93,8 @@ pub struct RawUpstream {
     pub url: Option<String>,
     /// TCP connect timeout.
     pub connect_timeout_ms: Option<u64>,
+    /// `auto`, `ollama` or `openai`.
+    pub kind: Option<String>,
 }
 
 /// `[proxy]`: how requests are read and measured.
@@ -165,6 +167,7 @@ pub const KEYS: &[&str] = &[
     "server.api_listen",
     "upstream.url",
     "upstream.connect_timeout_ms",
+    "upstream.kind",
     "proxy.max_body_bytes",
     "proxy.operation_header",
     "proxy.max_parse_bytes",

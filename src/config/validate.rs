@@ -10,6 +10,7 @@ use axum::http::HeaderName;
 
 use super::*;
 use crate::quality::QualityRules;
+use crate::upstream::KindSetting;
 
 /// Turns the raw shape into typed values, listing every problem.
 pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -44,6 +45,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Err(e) => {
             problems.push(format!("upstream.url: {e}"));
             None
+        }
+    };
+    let upstream_kind = match raw.upstream.kind.as_deref().map(KindSetting::parse) {
+        None => KindSetting::Auto,
+        Some(Ok(kind)) => kind,
+        Some(Err(e)) => {
+            problems.push(format!("upstream.kind: {e}"));
+            KindSetting::Auto
         }
     };
     let mut positive = |key: &str, value: Option<u64>, default: u64| -> u64 {
@@ -227,6 +236,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         upstream: RawUpstream {
             url: Some(upstream.clone()),
             connect_timeout_ms: Some(connect_timeout_ms),
+            kind: Some(upstream_kind.as_str().to_owned()),
         },
         proxy: RawProxy {
             max_body_bytes: Some(max_body_bytes),
@@ -295,6 +305,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         proxy: ProxyConfig {
             upstream: upstream.clone(),
             connect_timeout,
+            kind: upstream_kind,
             operation_header,
             max_body_bytes,
             quality_capture_bytes,
