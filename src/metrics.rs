@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::record::{ErrorKind, Record, Source};
+use crate::record::{ErrorKind, Record, RouteReason, Source};
 pub use crate::recorder::RecorderSnapshot;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
@@ -168,6 +168,18 @@ struct RequestLabels {
     status: u16,
 }
 
+/// Labels of one routing decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RoutingLabels {
+    /// The name the client sent: `auto...`, an alias, or a model with a fallback chain
+    /// (all bounded by the configuration; unknown `auto:` names are refused before).
+    alias: Arc<str>,
+    /// The model the attempt ran on.
+    model: Arc<str>,
+    /// `recommended`, `explore`, `fallback` or `explicit`.
+    reason: &'static str,
+}
+
 /// A histogram family whose constructor is a plain function, so the type can be named.
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -184,6 +196,8 @@ pub struct Metrics {
     inference_calls: Family<CallLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     proxy_added_latency: Histogram,
+    routing_decisions: Family<RoutingLabels, Counter>,
+    aliases: BoundedLabels,
 }
 
 impl Default for Metrics {
@@ -207,6 +221,7 @@ impl Metrics {
         let inference_calls = Family::<CallLabels, Counter>::default();
         let http_requests = Family::<RequestLabels, Counter>::default();
         let proxy_added_latency = Histogram::new(PROXY_ADDED_LATENCY_BUCKETS);
+        let routing_decisions = Family::<RoutingLabels, Counter>::default();
 
         let mut registry = Registry::default();
         // The GenAI metrics carry the conventions' `gen_ai.system` attribute; it is the
@@ -257,6 +272,12 @@ impl Metrics {
             Unit::Seconds,
             proxy_added_latency.clone(),
         );
+        registry.register(
+            "ollameter_routing_decisions",
+            "Attempts sent by model routing, by the virtual name (alias) the client sent, \
+             the model that ran and the reason (recommended, explore, fallback, explicit)",
+            routing_decisions.clone(),
+        );
 
         Metrics {
             registry,
@@ -269,7 +290,19 @@ impl Metrics {
             inference_calls,
             http_requests,
             proxy_added_latency,
+            routing_decisions,
+            aliases: BoundedLabels::new(MAX_MODELS),
         }
+    }
+
+    /// Counts one routing decision: an attempt of a call for `alias` sent to `model`.
+    pub fn observe_routing(&self, alias: &str, model: &str, reason: RouteReason) {
+        let labels = RoutingLabels {
+            alias: self.aliases.get(alias),
+            model: self.models.get(model),
+            reason: reason.as_str(),
+        };
+        self.routing_decisions.get_or_create(&labels).inc();
     }
 
     /// Counts one finished inference call into the GenAI histograms and the calls

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source, TimingSource};
 
 mod models;
 
@@ -88,6 +88,12 @@ const MIGRATIONS: &[&str] = &[
         note TEXT
     );
     CREATE INDEX alerts_state ON alerts(state, id);",
+    // 4: who measured the speeds: `server` (upstream timings) or `proxy`.
+    "ALTER TABLE records ADD COLUMN timing_source TEXT;",
+    // 5: model routing: what the client asked for, why this model ran, which attempt.
+    "ALTER TABLE records ADD COLUMN requested_model TEXT;
+    ALTER TABLE records ADD COLUMN route_reason TEXT;
+    ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The schema version this build writes.
@@ -156,6 +162,10 @@ impl Store {
                     r.gpu_memory_peak_mb,
                     r.gpu_free_mb,
                     r.source.as_str(),
+                    r.timing_source.map(TimingSource::as_str),
+                    r.requested_model,
+                    r.route_reason.map(RouteReason::as_str),
+                    r.attempt,
                 ])?;
             }
         }
@@ -358,6 +368,8 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
     let ts_ms: i64 = row.get(1)?;
     let error_kind: Option<String> = row.get(8)?;
     let source: String = row.get(31)?;
+    let timing_source: Option<String> = row.get(32)?;
+    let route_reason: Option<String> = row.get(34)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -394,6 +406,12 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         gpu_memory_peak_mb: row.get(29)?,
         gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
+        timing_source: timing_source.as_deref().and_then(TimingSource::parse),
+        requested_model: row.get(33)?,
+        route_reason: route_reason.as_deref().and_then(RouteReason::parse),
+        attempt: row
+            .get::<_, Option<i64>>(35)?
+            .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
     })
 }
 
@@ -414,6 +432,9 @@ mod tests {
         r.output_tokens = Some(18);
         r.tokens_per_second = Some(342.9);
         r.error_kind = Some(ErrorKind::MidstreamError);
+        r.requested_model = Some("auto:quality".into());
+        r.route_reason = Some(RouteReason::Fallback);
+        r.attempt = 2;
         r
     }
 
@@ -473,6 +494,97 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    fn an_older_store_gains_the_routing_columns_at_version(version: usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &MIGRATIONS[..version] {
+                conn.execute_batch(m).expect("older schema");
+            }
+            conn.pragma_update(None, "user_version", version as i64)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("older row");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let old = store.records(None).expect("read");
+        assert_eq!(old[0].requested_model, None);
+        assert_eq!(old[0].route_reason, None);
+        assert_eq!(old[0].attempt, 1, "a stored call was one attempt");
+        let new = record("new", "m", 6);
+        store
+            .insert_batch(std::slice::from_ref(&new))
+            .expect("insert");
+        let back = store.record_by_id("new").expect("read").expect("found");
+        assert_eq!(back.requested_model.as_deref(), Some("auto:quality"));
+        assert_eq!(back.route_reason, Some(RouteReason::Fallback));
+        assert_eq!(back.attempt, 2);
+    }
+
+    #[test]
+    fn a_version_2_store_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(2);
+    }
+
+    #[test]
+    fn a_version_3_store_with_alerts_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(3);
+    }
+
+    #[test]
+    fn a_version_4_store_with_timing_source_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(4);
+    }
+
+    #[test]
+    fn a_version_3_store_keeps_its_alerts_and_gains_timing_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("v3 schema");
+            }
+            conn.pragma_update(None, "user_version", 3).expect("v3");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("v3 row");
+            conn.execute(
+                "INSERT INTO alerts (model, kind, severity, state, started_at, summary, evidence)
+                 VALUES ('m', 'latency', 'warning', 'firing', 5, 's', '{}')",
+                [],
+            )
+            .expect("v3 alert");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(v, 5);
+        let alerts: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .expect("alerts kept");
+        assert_eq!(alerts, 1);
+        let mut fresh = record("new", "m", 6);
+        fresh.timing_source = Some(TimingSource::Server);
+        store.insert_batch(&[fresh]).expect("insert v4 row");
+        let records = store.records(None).expect("read");
+        let by_id = |id: &str| records.iter().find(|r| r.id == id).expect("row");
+        assert_eq!(by_id("old").timing_source, None);
+        assert_eq!(by_id("new").timing_source, Some(TimingSource::Server));
     }
 
     #[test]
