@@ -40,6 +40,10 @@ pub const DEFAULT_RESOLVE_AFTER: u64 = 10;
 /// After an alert resolves, the same model and kind cannot fire again for this long: a
 /// flapping model pages once per cooldown, not every minute.
 pub const DEFAULT_COOLDOWN_S: u64 = 600;
+/// A firing alert of a model that got no call for this long resolves (0: never): `auto`
+/// routing sends no calls to a model it skips, so without this a critical model would
+/// stay skipped for good; if it is still degraded it fires again within a few calls.
+pub const DEFAULT_IDLE_RESOLVE_S: u64 = 600;
 /// An alert still firing after this many calls accepts the new level as the baseline and
 /// resolves (a model that became slower for good stops paging; the note says so).
 pub const DEFAULT_REBASELINE_AFTER_CALLS: u64 = 2_000;
@@ -74,6 +78,7 @@ pub const KEYS: &[&str] = &[
     "alerts.success_drop",
     "alerts.resolve_after",
     "alerts.cooldown_s",
+    "alerts.idle_resolve_s",
     "alerts.rebaseline_after_calls",
     "alerts.critical_ratio",
     "alerts.critical_success_drop",
@@ -113,6 +118,8 @@ pub struct RawAlerts {
     pub resolve_after: Option<u64>,
     /// Quiet time after a resolve.
     pub cooldown_s: Option<u64>,
+    /// Time without calls after which a model's firing alerts resolve.
+    pub idle_resolve_s: Option<u64>,
     /// Calls firing before the new level becomes the baseline.
     pub rebaseline_after_calls: Option<u64>,
     /// Ratio at which a change is critical.
@@ -215,6 +222,9 @@ pub struct AlertsConfig {
     /// Quiet time after a resolve.
     #[serde(serialize_with = "ser_s")]
     pub cooldown: Duration,
+    /// Time without calls after which a model's firing alerts resolve (zero: never).
+    #[serde(serialize_with = "ser_s")]
+    pub idle_resolve: Duration,
     /// Calls firing before the new level becomes the baseline.
     pub rebaseline_after_calls: u64,
     /// Ratio at which a change is critical.
@@ -406,6 +416,7 @@ pub fn validate(raw: &RawAlerts) -> Result<AlertsConfig, Vec<String>> {
         success_drop,
         resolve_after,
         cooldown: Duration::from_secs(raw.cooldown_s.unwrap_or(DEFAULT_COOLDOWN_S)),
+        idle_resolve: Duration::from_secs(raw.idle_resolve_s.unwrap_or(DEFAULT_IDLE_RESOLVE_S)),
         rebaseline_after_calls,
         critical_ratio,
         critical_success_drop,

@@ -454,6 +454,47 @@ impl Engine {
         self.observe_inner(obs, true)
     }
 
+    /// Feeds a quality score given after its call was recorded (`POST
+    /// /records/{id}/quality`) to the quality detector alone, at `at_ms` (when the score
+    /// arrived): scores often come minutes after the call, and a model whose answers got
+    /// worse is seen through them.
+    pub fn observe_late_quality(
+        &mut self,
+        key: &AlertKey,
+        at_ms: i64,
+        score: f64,
+    ) -> Vec<Transition> {
+        if !score.is_finite() {
+            return Vec::new();
+        }
+        self.now_ms = self.now_ms.max(at_ms);
+        let now_ms = self.now_ms;
+        if !self.keys.contains_key(key) {
+            if self.keys.len() >= MAX_KEYS {
+                return Vec::new();
+            }
+            let state = self.new_key();
+            self.keys.insert(key.clone(), state);
+        }
+        let config = &self.config;
+        let Some(state) = self.keys.get_mut(key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (kind, scale, watch, life) in &mut state.watches {
+            if *kind != AlertKind::Quality {
+                continue;
+            }
+            let firing = life.firing.is_some() || life.held.is_some();
+            if let Some(reading) = watch.push(scale.forward(score), firing)
+                && let Some(t) = step(config, key, *kind, *scale, watch, life, &reading, now_ms)
+            {
+                out.push(t);
+            }
+        }
+        out
+    }
+
     fn observe_inner(&mut self, obs: &Observation, live: bool) -> Vec<Transition> {
         self.now_ms = self.now_ms.max(obs.timestamp_ms);
         let now_ms = self.now_ms;
@@ -554,6 +595,59 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Resolves every firing alert of `key` (a model that got no call for a while), at
+    /// `at_ms`, without a cooldown: a model that `auto` routing skips while it is critical
+    /// gets no calls from it, so its detectors would never see it recover. Resolving lets
+    /// routing try it again; if it is still degraded, the detectors (whose baseline stayed
+    /// frozen) fire again within a few calls.
+    pub fn resolve_idle(&mut self, key: &AlertKey, at_ms: i64, idle_s: u64) -> Vec<Transition> {
+        let Some(state) = self.keys.get_mut(key) else {
+            return Vec::new();
+        };
+        let note = format!(
+            "no call for {idle_s} s to judge it by: resolved so that routing tries the model again \
+             (it fires again if it is still degraded)"
+        );
+        let mut out = Vec::new();
+        let lives = state
+            .watches
+            .iter_mut()
+            .map(|w| (w.0, &mut w.3))
+            .chain([(AlertKind::GpuMemory, &mut state.gpu)]);
+        for (kind, life) in lives {
+            life.held = None;
+            if life.firing.take().is_some() {
+                out.push(Transition::Resolved {
+                    key: key.clone(),
+                    kind,
+                    at_ms,
+                    evidence: Evidence {
+                        metric: kind.metric().into(),
+                        baseline: 0.0,
+                        current: 0.0,
+                        baseline_samples: 0,
+                        recent_samples: 0,
+                        statistic: 0.0,
+                        threshold: 0.0,
+                    },
+                    note: Some(note.clone()),
+                });
+            }
+        }
+        out
+    }
+
+    /// The keys with a firing alert (records dropped aside).
+    pub fn firing_keys(&self) -> Vec<AlertKey> {
+        self.keys
+            .iter()
+            .filter(|(_, s)| {
+                s.gpu.firing.is_some() || s.watches.iter().any(|w| w.3.firing.is_some())
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Checks the recorder's dropped-records counter (`dropped_total` so far) at `now_ms`.
@@ -953,6 +1047,91 @@ mod tests {
             assert!(false_per_100k <= bound, "{before}: {false_per_100k}");
             assert!(w60 >= 0.9, "{before} -> 70 %: {w60}: {d:?}");
         }
+    }
+
+    #[test]
+    fn late_quality_scores_reach_the_quality_detector() {
+        let mut engine = Engine::new(AlertsConfig::default());
+        let key = AlertKey { model: "m".into() };
+        let mut noise = Noise::new(9);
+        // Calls recorded without a score; scores arrive later, one a second.
+        for i in 0..200 {
+            assert!(engine.observe(&outcome(i, true)).is_empty());
+        }
+        let mut at = 1_700_000_500_000;
+        let mut score = |engine: &mut Engine, mean: f64| {
+            at += 1_000;
+            let q = (mean + 0.5 * noise.normal()).clamp(1.0, 5.0);
+            engine.observe_late_quality(&key, at, q)
+        };
+        for _ in 0..300 {
+            assert!(score(&mut engine, 4.0).is_empty(), "steady scores");
+        }
+        let fired = (1..=30).find(|_| {
+            score(&mut engine, 3.0).iter().any(|t| {
+                matches!(
+                    t,
+                    Transition::Firing {
+                        kind: AlertKind::Quality,
+                        ..
+                    }
+                )
+            })
+        });
+        assert!(fired.is_some(), "a one-point drop in late scores fires");
+        assert!(engine.firing(&key, AlertKind::Quality));
+        let resolved = (1..=60).any(|_| {
+            score(&mut engine, 4.0).iter().any(|t| {
+                matches!(
+                    t,
+                    Transition::Resolved {
+                        kind: AlertKind::Quality,
+                        ..
+                    }
+                )
+            })
+        });
+        assert!(resolved, "scores back to normal resolve it");
+    }
+
+    #[test]
+    fn an_idle_model_s_alerts_resolve_and_fire_again_if_still_degraded() {
+        let mut engine = Engine::new(AlertsConfig::default());
+        let key = AlertKey { model: "m".into() };
+        let mut series = Series::new(21);
+        for _ in 0..1_000 {
+            engine.observe(&series.next());
+        }
+        series.latency_ms *= 4.0;
+        for _ in 0..60 {
+            engine.observe(&series.next());
+        }
+        assert!(engine.firing(&key, AlertKind::LatencyP50));
+        assert_eq!(engine.firing_keys(), vec![key.clone()]);
+        // Routing skipped it, so no call came; the alert task resolves it as idle.
+        let resolved = engine.resolve_idle(&key, series.i * 1_000, 600);
+        assert!(
+            resolved.iter().any(|t| matches!(
+                t,
+                Transition::Resolved { kind: AlertKind::LatencyP50, note: Some(n), .. } if n.contains("no call")
+            )),
+            "{resolved:?}"
+        );
+        assert!(!engine.firing(&key, AlertKind::LatencyP50));
+        assert!(engine.firing_keys().is_empty());
+        // Tried again and still four times slower: it fires again at once, no cooldown.
+        let again = (1..=10).find(|_| {
+            engine.observe(&series.next()).iter().any(|t| {
+                matches!(
+                    t,
+                    Transition::Firing {
+                        kind: AlertKind::LatencyP50,
+                        ..
+                    }
+                )
+            })
+        });
+        assert!(again.is_some(), "fires again within 10 calls");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod store;
 pub mod text;
 pub mod webhook;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +55,10 @@ pub const RESOLVED_SHOWN: usize = 100;
 /// Observations waiting for the alert task; more are dropped and counted. At thousands of
 /// records a second this is over a second of slack; the task takes microseconds each.
 pub const OBSERVATION_QUEUE: usize = 16_384;
-/// How often the alert task looks at the recorder's dropped-records counter.
+/// Models whose last call time the alert task keeps (as many as the detectors watch).
+const MAX_TRACKED: usize = crate::metrics::MAX_MODELS;
+/// How often the alert task looks at the recorder's dropped-records counter and for
+/// models without calls.
 const DROPPED_CHECK: Duration = Duration::from_secs(5);
 
 /// Whether an alert is firing now.
@@ -307,17 +310,30 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What the hook hands the alert task.
+#[derive(Debug)]
+enum Message {
+    /// A committed call.
+    Call(Observation),
+    /// A quality score given after the call was recorded.
+    LateQuality {
+        key: AlertKey,
+        at_ms: i64,
+        score: f64,
+    },
+}
+
 /// The recorder's post-commit hook: committed records become observations for the alert
 /// task. Never blocks: a full queue drops the observation and counts it.
 pub struct AlertsHook {
-    tx: mpsc::Sender<Observation>,
+    tx: mpsc::Sender<Message>,
     alerts: Arc<Alerts>,
 }
 
 impl StoreListener for AlertsHook {
     fn committed(&self, records: &[Record]) {
         for r in records {
-            if self.tx.try_send(Observation::of(r)).is_err() {
+            if self.tx.try_send(Message::Call(Observation::of(r))).is_err() {
                 self.alerts
                     .observations_dropped
                     .fetch_add(1, Ordering::Relaxed);
@@ -327,11 +343,25 @@ impl StoreListener for AlertsHook {
 
     fn retained(&self, _cutoff_ms: i64, _max_per_model: u64) {}
 
-    // A cleared model keeps its baseline until new calls replace it, and a score given
-    // later is not a new call: neither changes what the detectors saw.
+    // A cleared model keeps its baseline until new calls replace it.
     fn model_deleted(&self, _model: &str) {}
 
-    fn quality_set(&self, _record: &Record, _quality: f64) {}
+    // A score given after the call (the feedback route) is what the quality detector
+    // mostly sees: it goes to that detector alone, at the time it arrived.
+    fn quality_set(&self, record: &Record, quality: f64) {
+        let message = Message::LateQuality {
+            key: AlertKey {
+                model: record.model.clone(),
+            },
+            at_ms: Utc::now().timestamp_millis(),
+            score: quality,
+        };
+        if self.tx.try_send(message).is_err() {
+            self.alerts
+                .observations_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
 
     // Like a clear: the detectors keep a bounded number of keys of their own.
     fn models_evicted(&self, _models: &[String]) {}
@@ -344,7 +374,7 @@ pub struct Prepared {
     pub alerts: Arc<Alerts>,
     /// The hook to give the recorder.
     pub hook: Arc<AlertsHook>,
-    rx: mpsc::Receiver<Observation>,
+    rx: mpsc::Receiver<Message>,
     engine: Engine,
 }
 
@@ -469,6 +499,11 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
         ..
     } = prepared;
     let enabled = alerts.config.enabled;
+    let idle_ms = alerts.config.idle_resolve.as_millis() as i64;
+    // When each model's last call reached the task (wall clock: imported records may be
+    // old), for resolving the alerts of models nobody calls any more.
+    let started_ms = Utc::now().timestamp_millis();
+    let mut last_call: HashMap<String, i64> = HashMap::new();
     let mut tick = tokio::time::interval(DROPPED_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
@@ -478,11 +513,22 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
                 if n == 0 {
                     return;
                 }
-                for obs in batch.drain(..) {
+                for message in batch.drain(..) {
                     if !enabled {
                         continue;
                     }
-                    for t in engine.observe(&obs) {
+                    let transitions = match message {
+                        Message::Call(obs) => {
+                            if last_call.len() < MAX_TRACKED || last_call.contains_key(&obs.key.model) {
+                                last_call.insert(obs.key.model.clone(), Utc::now().timestamp_millis());
+                            }
+                            engine.observe(&obs)
+                        }
+                        Message::LateQuality { key, at_ms, score } => {
+                            engine.observe_late_quality(&key, at_ms, score)
+                        }
+                    };
+                    for t in transitions {
                         apply(&alerts, &recorder, t).await;
                     }
                 }
@@ -490,8 +536,20 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
             _ = tick.tick() => {
                 if enabled {
                     let dropped = recorder.stats().dropped.load(Ordering::Relaxed);
-                    for t in engine.check_dropped(Utc::now().timestamp_millis(), dropped) {
+                    let now_ms = Utc::now().timestamp_millis();
+                    for t in engine.check_dropped(now_ms, dropped) {
                         apply(&alerts, &recorder, t).await;
+                    }
+                    if idle_ms > 0 {
+                        for key in engine.firing_keys() {
+                            let last = last_call.get(&key.model).copied().unwrap_or(started_ms);
+                            if now_ms - last >= idle_ms {
+                                let idle_s = alerts.config.idle_resolve.as_secs();
+                                for t in engine.resolve_idle(&key, now_ms, idle_s) {
+                                    apply(&alerts, &recorder, t).await;
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -557,7 +615,13 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
             };
             a.state = AlertState::Resolved;
             a.resolved_at = Some(time(at_ms));
-            a.summary = format!("resolved: {}", summary(kind, &evidence));
+            a.summary = match &note {
+                // Resolved for want of calls: there are no numbers to show.
+                Some(note) if evidence.recent_samples == 0 && kind != AlertKind::RecordsDropped => {
+                    format!("resolved: {note}")
+                }
+                _ => format!("resolved: {}", summary(kind, &evidence)),
+            };
             a.resolved_evidence = Some(evidence);
             a.note = note;
             a
