@@ -31,6 +31,11 @@ pub const DEFAULT_RATE_THRESHOLD: f64 = 8.0;
 /// Smallest change worth an alert for latency, time to first token, tokens/s and load
 /// time (a ratio): a 25 % move on a very steady model is real but not worth a page.
 pub const DEFAULT_MIN_RELATIVE_CHANGE: f64 = 0.25;
+/// Smallest rise in milliseconds worth an alert for processing time, time to first token
+/// and load time, on top of the relative change: a quarter more of a 20-ms call is
+/// scheduling noise on a busy host, not a degraded model (and Ollama reports a load time
+/// of a few milliseconds on every call to a loaded model).
+pub const DEFAULT_MIN_ABSOLUTE_CHANGE_MS: f64 = 50.0;
 /// Smallest quality drop worth an alert, in points on the 1-to-5 scale.
 pub const DEFAULT_MIN_QUALITY_DROP: f64 = 0.5;
 /// The rise in failure rate the success detector is tuned to find (baseline + 0.15).
@@ -74,6 +79,7 @@ pub const KEYS: &[&str] = &[
     "alerts.drift",
     "alerts.rate_threshold",
     "alerts.min_relative_change",
+    "alerts.min_absolute_change_ms",
     "alerts.min_quality_drop",
     "alerts.success_drop",
     "alerts.resolve_after",
@@ -110,6 +116,8 @@ pub struct RawAlerts {
     pub rate_threshold: Option<f64>,
     /// Smallest ratio change worth an alert.
     pub min_relative_change: Option<f64>,
+    /// Smallest rise in milliseconds worth an alert (times).
+    pub min_absolute_change_ms: Option<f64>,
     /// Smallest quality drop worth an alert.
     pub min_quality_drop: Option<f64>,
     /// Failure-rate rise the success detector looks for.
@@ -213,6 +221,8 @@ pub struct AlertsConfig {
     pub rate_threshold: f64,
     /// Smallest ratio change worth an alert.
     pub min_relative_change: f64,
+    /// Smallest rise in milliseconds worth an alert (processing time, TTFT, load time).
+    pub min_absolute_change_ms: f64,
     /// Smallest quality drop worth an alert.
     pub min_quality_drop: f64,
     /// Failure-rate rise the success detector looks for.
@@ -323,6 +333,12 @@ pub fn validate(raw: &RawAlerts) -> Result<AlertsConfig, Vec<String>> {
             "alerts.min_samples: {min_samples} is more than alerts.reference_window ({reference_window})"
         ));
     }
+    let min_absolute_change_ms = raw
+        .min_absolute_change_ms
+        .unwrap_or(DEFAULT_MIN_ABSOLUTE_CHANGE_MS);
+    if !(min_absolute_change_ms.is_finite() && min_absolute_change_ms >= 0.0) {
+        problems.push("alerts.min_absolute_change_ms: must be a number of 0 or more".into());
+    }
     let mut positive = |key: &str, value: Option<f64>, default: f64| -> f64 {
         let v = value.unwrap_or(default);
         if !(v.is_finite() && v > 0.0) {
@@ -412,6 +428,7 @@ pub fn validate(raw: &RawAlerts) -> Result<AlertsConfig, Vec<String>> {
         drift,
         rate_threshold,
         min_relative_change,
+        min_absolute_change_ms,
         min_quality_drop,
         success_drop,
         resolve_after,

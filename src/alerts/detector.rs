@@ -165,6 +165,14 @@ pub struct ShiftDetector {
     /// Smallest change (on this scale) worth an alarm; half of it floors the scale, so a
     /// model whose calls all take the same time is not paged for jitter.
     min_change: f64,
+    /// For values watched as `ln(ms)`: smallest rise in milliseconds worth an alarm (0:
+    /// none). Half of it is as far as a recovered metric may stay above the baseline.
+    min_absolute: f64,
+}
+
+/// The rise from `base` to `now`, both `ln(x)`, in the units of x.
+fn absolute_rise(base: f64, now: f64) -> f64 {
+    now.exp() - base.exp()
 }
 
 impl ShiftDetector {
@@ -178,7 +186,15 @@ impl ShiftDetector {
             stale: u32::MAX,
             cusum: 0.0,
             min_change,
+            min_absolute: 0.0,
         }
+    }
+
+    /// Also asks a rise of `ms` (values are `ln(milliseconds)`): a 25 % change of a 20-ms
+    /// call is scheduling noise, not a degraded model.
+    pub fn with_absolute_floor(mut self, ms: f64) -> ShiftDetector {
+        self.min_absolute = ms;
+        self
     }
 
     /// Feeds one value. `None` while the baseline is too small to judge against.
@@ -211,14 +227,19 @@ impl ShiftDetector {
             let se = MEDIAN_SE * self.scale / (n as f64).sqrt();
             let statistic = self.cusum;
             let mut alarm = false;
+            let rise = absolute_rise(self.center, current);
             // Significant but small changes keep the sum growing: they fire once large enough.
-            if statistic > self.settings.threshold && change >= self.min_change {
+            if statistic > self.settings.threshold
+                && change >= self.min_change
+                && rise >= self.min_absolute
+            {
                 alarm = true;
                 self.cusum = 0.0;
             }
+            let near = change < (2.0 * se).max(self.min_change / 2.0);
             reading = Some(Reading {
                 alarm,
-                recovered: change < (2.0 * se).max(self.min_change / 2.0),
+                recovered: near || rise < self.min_absolute / 2.0,
                 baseline: self.center,
                 current,
                 baseline_samples: self.windows.reference.len(),
@@ -368,6 +389,8 @@ pub struct TailDetector {
     stale: u32,
     cusum: f64,
     min_change: f64,
+    /// As [`ShiftDetector::with_absolute_floor`].
+    min_absolute: f64,
 }
 
 impl TailDetector {
@@ -380,7 +403,14 @@ impl TailDetector {
             stale: u32::MAX,
             cusum: 0.0,
             min_change,
+            min_absolute: 0.0,
         }
+    }
+
+    /// Also asks the p95 to rise by `ms` (values are `ln(milliseconds)`).
+    pub fn with_absolute_floor(mut self, ms: f64) -> TailDetector {
+        self.min_absolute = ms;
+        self
     }
 
     /// Feeds one value. Readings carry p95s.
@@ -406,12 +436,21 @@ impl TailDetector {
         }
         let mut recent = to_vec(&self.windows.recent);
         let n = recent.len();
-        let above = recent.iter().filter(|v| **v > self.p95).count();
+        // Back to normal: few calls above the old p95 plus half the smallest change worth
+        // an alert (relative, or absolute where one is set, whichever is wider).
+        let mut line = self.p95 + self.min_change / 2.0;
+        if self.min_absolute > 0.0 {
+            line = line.max((self.p95.exp() + self.min_absolute / 2.0).ln());
+        }
+        let above = recent.iter().filter(|v| **v > line).count();
         let current = quantile(&mut recent, 0.95);
         let statistic = self.cusum;
         let mut alarm = false;
         let threshold = self.settings.rate_threshold * TAIL_THRESHOLD_FACTOR;
-        if statistic > threshold && current - self.p95 >= self.min_change {
+        if statistic > threshold
+            && current - self.p95 >= self.min_change
+            && absolute_rise(self.p95, current) >= self.min_absolute
+        {
             alarm = true;
             self.cusum = 0.0;
         }

@@ -355,23 +355,24 @@ impl Engine {
         let s = self.settings;
         let ratio = (1.0 + self.config.min_relative_change).ln();
         let quality = self.config.min_quality_drop;
+        let ms = self.config.min_absolute_change_ms;
         let watch = |kind, scale, w| (kind, scale, w, Lifecycle::default());
         KeyState {
             watches: vec![
                 watch(
                     AlertKind::LatencyP50,
                     Scale::LogUp,
-                    Watch::Shift(ShiftDetector::new(s, ratio)),
+                    Watch::Shift(ShiftDetector::new(s, ratio).with_absolute_floor(ms)),
                 ),
                 watch(
                     AlertKind::LatencyP95,
                     Scale::LogUp,
-                    Watch::Tail(TailDetector::new(s, ratio)),
+                    Watch::Tail(TailDetector::new(s, ratio).with_absolute_floor(ms)),
                 ),
                 watch(
                     AlertKind::Ttft,
                     Scale::LogUp,
-                    Watch::Shift(ShiftDetector::new(s, ratio)),
+                    Watch::Shift(ShiftDetector::new(s, ratio).with_absolute_floor(ms)),
                 ),
                 watch(
                     AlertKind::TokensPerSecond,
@@ -391,7 +392,7 @@ impl Engine {
                 watch(
                     AlertKind::LoadTime,
                     Scale::LogUp,
-                    Watch::Shift(ShiftDetector::new(s, ratio)),
+                    Watch::Shift(ShiftDetector::new(s, ratio).with_absolute_floor(ms)),
                 ),
             ],
             gpu: Lifecycle::default(),
