@@ -21,7 +21,6 @@ pub mod params;
 pub mod query;
 pub mod records;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,8 +44,8 @@ pub struct ApiState {
     pub recorder: Recorder,
     /// The proxy's state, for its upstream client.
     pub proxy: ProxyState,
-    /// The store's file, for read connections.
-    pub db_path: Arc<PathBuf>,
+    /// Where the store is, for read connections (export, import's duplicate check).
+    pub store: Arc<crate::store::StoreLocation>,
     /// The in-memory history the statistics read.
     pub history: Arc<History>,
     /// When the sidecar started.

@@ -20,7 +20,7 @@ use crate::proxy::{self, ProxyConfig, ProxyState};
 use crate::quality::QualityRules;
 use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
 use crate::serve::ConnLimits;
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 use crate::telemetry::{Telemetry, TelemetryConfig};
 
 /// How long in-flight calls may run on after a shutdown signal before they are cut (and
@@ -88,20 +88,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         QualityRules::new(&config.quality_rules)
             .map_err(|problems| StartError::Config(problems.join("; ")))?,
     );
-    // The history is loaded before the writer starts, so no commit can slip between.
-    let history = {
-        let path = config.db_path.clone();
-        tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| History::load(&s)))
-            .await
-            .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
-            .map(Arc::new)
-            .map_err(|source| StartError::Store {
-                path: config.db_path.display().to_string(),
-                source,
-            })?
+    let location = StoreLocation::from_path(&config.db_path).map_err(StartError::Config)?;
+    // SQLite: the history is loaded before the writer starts, so no commit can slip
+    // between. A shared store is read by the writer itself (all of it first, then what
+    // every instance commits), so the sidecar starts even with the database down.
+    let history = match &location {
+        StoreLocation::Sqlite(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| History::load(&s)))
+                .await
+                .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
+                .map(Arc::new)
+                .map_err(|source| StartError::Store {
+                    path: location.describe(),
+                    source,
+                })?
+        }
+        StoreLocation::Postgres(_) => Arc::new(History::default()),
     };
     let (recorder, recorder_task) = recorder::start(
-        &config.db_path,
+        &location,
         RecorderConfig {
             queue_capacity: config.queue_capacity,
             batch_size: config.batch_size,
@@ -109,11 +115,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_records_per_model: config.max_records_per_model,
             max_age: Duration::from_secs(config.max_age_days * 86_400),
             retention_interval: config.retention_interval,
+            instance: config.store.instance.clone(),
+            spill_capacity: config.store.spill_capacity,
+            follow_interval: config.store.follow_interval,
         },
         Some(history.clone() as recorder::CommitHook),
     )
     .map_err(|source| StartError::Store {
-        path: config.db_path.display().to_string(),
+        path: location.describe(),
         source,
     })?;
     let telemetry = if config.telemetry_enabled {
@@ -154,7 +163,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let api_router = api::router(ApiState {
         recorder: recorder.clone(),
         proxy: proxy_state.clone(),
-        db_path: Arc::new(config.db_path.clone()),
+        store: Arc::new(location.clone()),
         history,
         started: Instant::now(),
         access: Arc::new(crate::api::auth::Access {
@@ -213,7 +222,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             proxy_addr
         }
     };
-    tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream, db = %config.db_path.display(), "ollameter listening");
+    tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream, db = %location.describe(), instance = %config.store.instance, "ollameter listening");
     Ok(Running {
         proxy_addr,
         api_addr,

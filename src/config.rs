@@ -167,6 +167,12 @@ pub struct RawStore {
     pub max_age_days: Option<u64>,
     /// How often retention runs.
     pub retention_interval_s: Option<u64>,
+    /// This instance's name in a shared store (default: the host name).
+    pub instance: Option<String>,
+    /// Records held through a shared store's outage beyond the queue.
+    pub spill_capacity: Option<u64>,
+    /// How often the history looks for other instances' changes.
+    pub follow_interval_ms: Option<u64>,
 }
 
 /// `[recorder]`: the queue between the proxy and the store.
@@ -230,8 +236,11 @@ pub struct Config {
     pub max_parse_bytes: u64,
     /// Answer bytes kept for quality rules.
     pub quality_capture_bytes: u64,
-    /// Database file.
+    /// Database file, or a PostgreSQL URL (printed without its password).
+    #[serde(serialize_with = "ser_db")]
     pub db_path: PathBuf,
+    /// Shared-store settings (instance name, spill, following).
+    pub store: crate::store::settings::StoreSettings,
     /// Retention: records per model.
     pub max_records_per_model: u64,
     /// Retention: age in days.
@@ -285,6 +294,10 @@ fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S
     }
 }
 
+fn ser_db<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::store::postgres::redact(&p.to_string_lossy()))
+}
+
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
@@ -328,6 +341,9 @@ pub const KEYS: &[&str] = &[
     "store.max_records_per_model",
     "store.max_age_days",
     "store.retention_interval_s",
+    "store.instance",
+    "store.spill_capacity",
+    "store.follow_interval_ms",
     "recorder.queue_capacity",
     "recorder.batch_size",
     "recorder.flush_interval_ms",
@@ -602,6 +618,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if db_path.as_os_str().is_empty() {
         problems.push("store.path: must not be empty".into());
     }
+    let store = crate::store::settings::validate(&raw.store, &mut problems);
     if let (Some(listen), Some(upstream)) = (listen, upstream.as_deref())
         && upstream_is_self(upstream, listen)
     {
@@ -624,6 +641,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 max_parse_bytes,
                 quality_capture_bytes,
                 db_path,
+                store,
                 max_records_per_model,
                 max_age_days,
                 retention_interval: Duration::from_secs(retention_interval_s),

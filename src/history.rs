@@ -9,7 +9,7 @@ use std::sync::RwLock;
 use crate::record::Record;
 use crate::recorder::StoreListener;
 use crate::stats::Sample;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Store, StoreError};
 
 /// The history of every model.
 #[derive(Default)]
@@ -176,6 +176,24 @@ impl StoreListener for History {
             cutoff_ms,
             usize::try_from(max_per_model).unwrap_or(usize::MAX),
         );
+    }
+
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::Records(records) => self.append(records),
+            Change::Retention {
+                cutoff_ms,
+                max_per_model,
+            } => self.retained(*cutoff_ms, *max_per_model),
+            Change::ClearModel(model) => {
+                self.remove_model(model);
+            }
+            Change::DeleteBefore(cutoff_ms) => self.retain(*cutoff_ms, usize::MAX),
+            Change::Quality {
+                record,
+                quality_score,
+            } => self.set_quality(record, *quality_score),
+        }
     }
 }
 

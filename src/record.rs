@@ -165,6 +165,11 @@ pub struct Record {
     /// Where the record came from.
     #[serde(default)]
     pub source: Source,
+    /// The ollameter instance that stored it (`store.instance`, by default the host
+    /// name); stamped by the recorder when empty. Empty for records stored before
+    /// instances were tracked.
+    #[serde(default)]
+    pub instance: String,
 }
 
 impl Record {
@@ -209,6 +214,7 @@ impl Record {
             gpu_memory_peak_mb: None,
             gpu_free_mb: None,
             source: Source::Proxy,
+            instance: String::new(),
         }
     }
 }
@@ -247,6 +253,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "gpu_memory_peak_mb",
     "gpu_free_mb",
     "source",
+    "instance",
 ];
 
 #[cfg(test)]

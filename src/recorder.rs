@@ -3,8 +3,13 @@
 //! record of a batch arrived). The proxy never waits: when the queue is full the record
 //! is counted as dropped. Retention runs on the same thread between batches, so the store
 //! has a single writer.
+//!
+//! On a shared store (PostgreSQL) the writer also follows what every instance commits and
+//! feeds it to the history in commit order (its own records included), and it rides out
+//! outages: a batch the database refused waits in a bounded spill while the writer
+//! reconnects with a growing pause, and is written when the database is back.
 
-use std::path::Path;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,13 +19,24 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use tokio::sync::oneshot;
 
 use crate::record::Record;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, RecordStore, StoreError, StoreLocation};
 
 /// How long the writer sleeps between two looks at the queue while it gathers a batch:
 /// the most a flush, a shutdown or a waited-on write can be held up by it, short next to
 /// the flush interval, and long enough that at thousands of records a second each look
 /// finds dozens of them.
 const GATHER_POLL: Duration = Duration::from_millis(5);
+
+/// Records read from a shared store per look: bounds the writer's time away from its
+/// queue while a fresh instance loads a large history.
+const FOLLOW_LIMIT: usize = 20_000;
+
+/// First pause before the writer tries an unreachable shared store again; it doubles up
+/// to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Longest pause between two tries of an unreachable shared store.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 /// Told on the writer thread what the store now holds: each batch right after it
 /// committed, and each retention pass after it ran (so an in-memory view stays in step).
@@ -30,6 +46,18 @@ pub trait StoreListener: Send + Sync {
     /// Retention deleted records older than `cutoff_ms` and all but the newest
     /// `max_per_model` of each model.
     fn retained(&self, cutoff_ms: i64, max_per_model: u64);
+    /// A change read from a shared store (any instance's, this one's included), in
+    /// commit order.
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::Records(records) => self.committed(records),
+            Change::Retention {
+                cutoff_ms,
+                max_per_model,
+            } => self.retained(*cutoff_ms, *max_per_model),
+            Change::ClearModel(_) | Change::DeleteBefore(_) | Change::Quality { .. } => {}
+        }
+    }
 }
 
 /// A shared listener.
@@ -50,6 +78,13 @@ pub struct RecorderConfig {
     pub max_age: Duration,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// This ollameter's name, stamped on records that carry none.
+    pub instance: String,
+    /// Shared store only: records held while the database is unreachable, beyond the
+    /// queue; more are dropped and counted.
+    pub spill_capacity: usize,
+    /// Shared store only: how often the writer looks for other instances' changes.
+    pub follow_interval: Duration,
 }
 
 /// Counters the health route and metrics read.
@@ -69,6 +104,8 @@ pub struct RecorderStats {
     pub commit_us_total: AtomicU64,
     /// Number of commits.
     pub commits: AtomicU64,
+    /// Records waiting in the spill for an unreachable shared store.
+    pub spilled: AtomicU64,
     store_failing: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
@@ -93,7 +130,7 @@ impl RecorderStats {
 }
 
 /// Work the writer thread does on the store.
-type StoreJob = Box<dyn FnOnce(&mut Store) + Send>;
+type StoreJob = Box<dyn FnOnce(&mut dyn RecordStore) + Send>;
 
 enum Msg {
     Record(Box<Record>),
@@ -161,10 +198,10 @@ impl Recorder {
     /// returns its result.
     pub async fn run_job<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Store) -> R + Send + 'static,
+        job: impl FnOnce(&mut dyn RecordStore) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        let boxed: StoreJob = Box::new(move |store: &mut Store| {
+        let boxed: StoreJob = Box::new(move |store: &mut dyn RecordStore| {
             let _ = tx.send(job(store));
         });
         match self.tx.try_send(Msg::Job(boxed)) {
@@ -210,21 +247,27 @@ impl RecorderTask {
     }
 }
 
-/// Opens the store and starts the writer thread.
+/// Opens the store and starts the writer thread. A SQLite store must open now; a shared
+/// store is connected by the writer, now or when the database comes back.
 pub fn start(
-    db_path: &Path,
+    location: &StoreLocation,
     config: RecorderConfig,
     on_commit: Option<CommitHook>,
 ) -> Result<(Recorder, RecorderTask), StoreError> {
-    let store = Store::open(db_path)?;
+    let store = location.open_writer(&config.instance)?;
     let (tx, rx) = bounded(config.queue_capacity);
     let stats = Arc::new(RecorderStats::default());
     let writer = Writer {
+        shared: store.is_shared(),
         store,
         rx,
         config,
         stats: stats.clone(),
         on_commit,
+        spill: VecDeque::new(),
+        retry_at: None,
+        retry_pause: FIRST_RETRY_PAUSE,
+        following: true,
     };
     let thread = std::thread::Builder::new()
         .name("ollameter-writer".into())
@@ -243,16 +286,27 @@ pub fn start(
 }
 
 struct Writer {
-    store: Store,
+    store: Box<dyn RecordStore>,
+    /// Whether the store is shared (then the history follows its change log).
+    shared: bool,
     rx: Receiver<Msg>,
     config: RecorderConfig,
     stats: Arc<RecorderStats>,
     on_commit: Option<CommitHook>,
+    /// Shared store: records the database refused, oldest first, written when it is back.
+    spill: VecDeque<Record>,
+    /// Shared store: while unreachable, the next time to try it.
+    retry_at: Option<Instant>,
+    retry_pause: Duration,
+    /// Shared store: more changes are waiting to be read (a large history loading).
+    following: bool,
 }
 
 #[derive(Default)]
 struct Batch {
     records: Vec<Record>,
+    /// Records a caller waits on: answered, never spilled.
+    waited: Vec<Record>,
     waiters: Vec<(oneshot::Sender<Result<usize, String>>, usize)>,
     flushes: Vec<oneshot::Sender<()>>,
     jobs: Vec<StoreJob>,
@@ -269,7 +323,7 @@ impl Batch {
             }
             Msg::Sync(records, tx) => {
                 self.waiters.push((tx, records.len()));
-                self.records.extend(records);
+                self.waited.extend(records);
                 true
             }
             Msg::Flush(tx) => {
@@ -291,12 +345,32 @@ impl Batch {
 impl Writer {
     fn run(mut self) {
         let mut next_retention = Instant::now();
+        let mut next_follow = Instant::now();
         loop {
-            if Instant::now() >= next_retention {
+            if Instant::now() >= next_retention && !self.waiting_to_retry() {
                 self.retention();
                 next_retention = Instant::now() + self.config.retention_interval;
             }
-            let wait = next_retention.saturating_duration_since(Instant::now());
+            if self.shared && !self.waiting_to_retry() {
+                if !self.spill.is_empty() {
+                    self.drain_spill();
+                }
+                if self.following || Instant::now() >= next_follow {
+                    self.follow();
+                    next_follow = Instant::now() + self.config.follow_interval;
+                }
+            }
+            let mut wake = next_retention;
+            if self.shared {
+                wake = wake.min(next_follow);
+                if let Some(at) = self.retry_at {
+                    wake = wake.min(at);
+                }
+                if self.retry_at.is_none() && (self.following || !self.spill.is_empty()) {
+                    wake = Instant::now();
+                }
+            }
+            let wait = wake.saturating_duration_since(Instant::now());
             let first = match self.rx.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -316,7 +390,7 @@ impl Writer {
             self.write(batch);
             for job in jobs {
                 // A job that panics must not take the writer down with it.
-                let store = &mut self.store;
+                let store: &mut dyn RecordStore = self.store.as_mut();
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))).is_err() {
                     tracing::error!("a store job panicked");
                 }
@@ -349,26 +423,141 @@ impl Writer {
         }
     }
 
+    /// Whether a shared store is down and its next try is still ahead.
+    fn waiting_to_retry(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
+    }
+
+    /// A shared store failed: remember why, and wait a growing pause before the next try.
+    fn store_down(&mut self, message: &str) {
+        if !self.stats.store_failing() {
+            tracing::error!(error = %message, "shared store unreachable; records wait in the spill");
+        }
+        self.stats.set_error(Some(message.to_string()));
+        self.retry_at = Some(Instant::now() + self.retry_pause);
+        self.retry_pause = (self.retry_pause * 2).min(MAX_RETRY_PAUSE);
+    }
+
+    /// A shared store answered again.
+    fn store_up(&mut self) {
+        self.retry_at = None;
+        self.retry_pause = FIRST_RETRY_PAUSE;
+        if self.spill.is_empty() && self.stats.store_failing() {
+            tracing::info!("shared store reachable again");
+            self.stats.set_error(None);
+        }
+    }
+
+    /// Keeps records the shared store refused, up to the spill's capacity (the rest are
+    /// dropped and counted).
+    fn spill_records(&mut self, records: Vec<Record>) {
+        for r in records {
+            if self.spill.len() < self.config.spill_capacity {
+                self.spill.push_back(r);
+            } else {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stats
+            .spilled
+            .store(self.spill.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the oldest spilled records (a few batches' worth) to a shared store.
+    fn drain_spill(&mut self) {
+        let n = self.spill.len().min(self.config.batch_size.max(1) * 16);
+        let chunk: Vec<Record> = self.spill.drain(..n).collect();
+        match self.commit(&chunk) {
+            Ok(()) => {
+                self.stats
+                    .written
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .spilled
+                    .store(self.spill.len() as u64, Ordering::Relaxed);
+                self.store_up();
+                self.following = true;
+            }
+            Err(e) => {
+                for r in chunk.into_iter().rev() {
+                    self.spill.push_front(r);
+                }
+                self.store_down(&e.to_string());
+            }
+        }
+    }
+
+    /// Reads what any instance committed since the last look and tells the history.
+    fn follow(&mut self) {
+        match self.store.poll_changes(FOLLOW_LIMIT) {
+            Ok((changes, more)) => {
+                if let Some(hook) = &self.on_commit {
+                    for change in &changes {
+                        hook.changed(change);
+                    }
+                }
+                self.following = more;
+                self.store_up();
+            }
+            Err(e) => {
+                self.following = false;
+                self.store_down(&e.to_string());
+            }
+        }
+    }
+
+    /// One timed commit.
+    fn commit(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.store.insert_batch(records);
+        let us = started.elapsed().as_micros() as u64;
+        self.stats.last_commit_us.store(us, Ordering::Relaxed);
+        self.stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
     fn write(&mut self, batch: Batch) {
         let Batch {
-            records,
+            mut records,
+            waited,
             waiters,
             flushes,
             ..
         } = batch;
+        let fire_and_forget = records.len();
+        records.extend(waited);
+        for r in &mut records {
+            if r.instance.is_empty() {
+                r.instance.clone_from(&self.config.instance);
+            }
+        }
+        if self.shared && (self.waiting_to_retry() || !self.spill.is_empty()) {
+            // The store is down (or still catching up on the spill): the records join the
+            // spill behind those already waiting, so they are written in order.
+            let message = self
+                .stats
+                .last_error()
+                .unwrap_or_else(|| "the shared store is catching up after an outage".into());
+            // A caller waiting on its records is told they were not stored, so it can
+            // send them again; only fire-and-forget records are kept.
+            records.truncate(fire_and_forget);
+            self.spill_records(records);
+            for (tx, _) in waiters {
+                let _ = tx.send(Err(format!("the store is unreachable: {message}")));
+            }
+            for tx in flushes {
+                let _ = tx.send(());
+            }
+            return;
+        }
         let result = if records.is_empty() {
             Ok(())
         } else {
-            let started = Instant::now();
             // One transaction for the whole write, even when a waited-on import brings more
             // than `batch_size`: all or none, so what is counted, announced to the history
             // and answered to the waiters is exactly what the store holds.
-            let result = self.store.insert_batch(&records);
-            let us = started.elapsed().as_micros() as u64;
-            self.stats.last_commit_us.store(us, Ordering::Relaxed);
-            self.stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            result
+            self.commit(&records)
         };
         match result {
             Ok(()) => {
@@ -379,13 +568,30 @@ impl Writer {
                     tracing::info!("store writable again");
                     self.stats.set_error(None);
                 }
-                if let Some(hook) = &self.on_commit
+                if self.shared {
+                    // The history learns of these from the store, in commit order with
+                    // every other instance's records.
+                    self.store_up();
+                    self.follow();
+                } else if let Some(hook) = &self.on_commit
                     && !records.is_empty()
                 {
                     hook.committed(&records);
                 }
                 for (tx, n) in waiters {
                     let _ = tx.send(Ok(n));
+                }
+            }
+            Err(e) if self.shared => {
+                // Kept in the bounded spill and written when the database is back; a
+                // caller waiting on its records is told, and may send them again (the
+                // import skips ids already stored).
+                let message = e.to_string();
+                self.store_down(&message);
+                records.truncate(fire_and_forget);
+                self.spill_records(records);
+                for (tx, _) in waiters {
+                    let _ = tx.send(Err(message.clone()));
                 }
             }
             Err(e) => {
@@ -396,10 +602,9 @@ impl Writer {
                 }
                 self.stats.set_error(Some(message.clone()));
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                let waited: usize = waiters.iter().map(|(_, n)| n).sum();
                 self.stats
                     .dropped
-                    .fetch_add((records.len() - waited) as u64, Ordering::Relaxed);
+                    .fetch_add(fire_and_forget as u64, Ordering::Relaxed);
                 for (tx, _) in waiters {
                     let _ = tx.send(Err(message.clone()));
                 }
@@ -422,7 +627,10 @@ impl Writer {
                 if n > 0 {
                     self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
                     tracing::info!(removed = n, "retention removed old records");
-                    if let Some(hook) = &self.on_commit {
+                    if self.shared {
+                        // Announced through the change log, in order, to every instance.
+                        self.follow();
+                    } else if let Some(hook) = &self.on_commit {
                         hook.retained(cutoff_ms, self.config.max_records_per_model);
                     }
                 }
@@ -435,6 +643,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use chrono::Utc;
 
     fn config(capacity: usize, flush_ms: u64) -> RecorderConfig {
@@ -445,6 +654,9 @@ mod tests {
             max_records_per_model: 10_000,
             max_age: Duration::from_secs(90 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            instance: "test".into(),
+            spill_capacity: 1000,
+            follow_interval: Duration::from_millis(50),
         }
     }
 
@@ -463,7 +675,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
         // A flush interval far longer than the test: only shutdown can have written them.
-        let (rec, task) = start(&path, config(1000, 600_000), None).expect("start");
+        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), config(1000, 600_000), None).expect("start");
         for i in 0..250 {
             assert!(rec.submit(record(i)));
         }
@@ -486,7 +698,7 @@ mod tests {
             .connection()
             .execute_batch("BEGIN EXCLUSIVE")
             .expect("lock");
-        let (rec, task) = start(&path, config(4, 1), None).expect("start");
+        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), config(4, 1), None).expect("start");
         let mut accepted = 0;
         for i in 0..100 {
             if rec.submit(record(i)) {
@@ -526,7 +738,7 @@ mod tests {
         let mut cfg = config(100, 1);
         cfg.max_records_per_model = 3;
         cfg.retention_interval = Duration::from_millis(20);
-        let (rec, task) = start(&path, cfg, Some(seen.clone() as CommitHook)).expect("start");
+        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), cfg, Some(seen.clone() as CommitHook)).expect("start");
         rec.submit_and_wait((0..10).map(record).collect())
             .await
             .expect("stored");
@@ -559,7 +771,7 @@ mod tests {
     async fn submit_and_wait_answers_after_commit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
-        let (rec, task) = start(&path, config(100, 600_000), None).expect("start");
+        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), config(100, 600_000), None).expect("start");
         let n = rec
             .submit_and_wait(vec![record(1), record(2)])
             .await

@@ -1,6 +1,16 @@
-//! The embedded SQLite store: schema and migrations, batched inserts, retention, and the
-//! read queries the API uses. Timestamps are stored as Unix milliseconds (UTC) in the
-//! `timestamp` column; every other column has the record field's own name.
+//! The store: the embedded SQLite file by default, or a PostgreSQL database several
+//! instances share ([`postgres`]), behind one interface ([`RecordStore`]) chosen by the
+//! location's form ([`StoreLocation`]). This file holds the SQLite backend: batched
+//! inserts, retention, and the read queries. Both backends share the versioned schema
+//! ([`migrations`]); timestamps are Unix milliseconds (UTC) in the `timestamp` column and
+//! every other column has the record field's own name.
+
+mod backend;
+pub mod migrations;
+pub mod postgres;
+pub mod settings;
+
+pub use backend::{Change, RecordStore, StoreLocation};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +26,9 @@ pub enum StoreError {
     /// SQLite said no (locked, read-only, full disk, corrupt file, ...).
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no, or cannot be reached.
+    #[error("store: PostgreSQL: {0}")]
+    Postgres(String),
     /// The file was written by a newer ollameter.
     #[error("store: schema version {found} is newer than this ollameter understands ({known})")]
     TooNew {
@@ -26,52 +39,7 @@ pub enum StoreError {
     },
 }
 
-/// Schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
-const MIGRATIONS: &[&str] = &[
-    // 1: the records table.
-    "CREATE TABLE records (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL,
-        timestamp INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        operation TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        stream INTEGER NOT NULL,
-        success INTEGER NOT NULL,
-        http_status INTEGER,
-        error_kind TEXT,
-        error_message TEXT,
-        processing_time_ms REAL NOT NULL,
-        ttft_ms REAL,
-        total_duration_ms REAL,
-        load_duration_ms REAL,
-        prompt_eval_duration_ms REAL,
-        eval_duration_ms REAL,
-        prompt_tokens INTEGER,
-        output_tokens INTEGER,
-        tokens_estimated INTEGER NOT NULL DEFAULT 0,
-        tokens_per_second REAL,
-        prompt_tokens_per_second REAL,
-        done_reason TEXT,
-        request_bytes INTEGER NOT NULL DEFAULT 0,
-        response_bytes INTEGER NOT NULL DEFAULT 0,
-        quality_score REAL,
-        ollama_rss_mb REAL,
-        gpu_memory_mb REAL,
-        vram_mb REAL,
-        source TEXT NOT NULL DEFAULT 'proxy'
-    );
-    CREATE INDEX records_model_time ON records(model, timestamp);
-    CREATE INDEX records_time ON records(timestamp);
-    CREATE INDEX records_id ON records(id);",
-    // 2: memory peaks while a call ran, and the GPU's free memory at its end (telemetry).
-    "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
-    ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
-    ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
-];
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub use migrations::SCHEMA_VERSION;
 
 /// A connection to the store. The recorder owns the one writer; readers open their own.
 pub struct Store {
@@ -148,6 +116,7 @@ impl Store {
                     r.gpu_memory_peak_mb,
                     r.gpu_free_mb,
                     r.source.as_str(),
+                    r.instance,
                 ])?;
             }
         }
@@ -340,20 +309,31 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            found: version,
-            known: SCHEMA_VERSION,
-        });
+    migrations::run(&mut SqliteMigrations(conn))?.map_err(|e| StoreError::TooNew {
+        found: e.found,
+        known: SCHEMA_VERSION,
+    })
+}
+
+/// SQLite keeps the version in `PRAGMA user_version`.
+struct SqliteMigrations<'a>(&'a mut Connection);
+
+impl migrations::Migrate for SqliteMigrations<'_> {
+    type Error = StoreError;
+
+    fn version(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .0
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+
+    fn apply(&mut self, version: i64, step: &migrations::Migration) -> Result<(), StoreError> {
+        let tx = self.0.transaction()?;
+        tx.execute_batch(step.sqlite)?;
+        tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// Rebuilds a record from a row selected with `FIELD_NAMES` in order.
@@ -397,6 +377,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         gpu_memory_peak_mb: row.get(29)?,
         gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
+        instance: row.get(32)?,
     })
 }
 
@@ -456,7 +437,7 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch(migrations::MIGRATIONS[0].sqlite).expect("v1 schema");
             conn.pragma_update(None, "user_version", 1).expect("v1");
             conn.execute(
                 "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
