@@ -5,7 +5,7 @@
 //! Run: `cargo build --release && cargo bench --bench soak -- --minutes 10` (default 10;
 //! `--minutes 1` for a quick look). Not part of CI.
 
-#[path = "../tests/common/fake_ollama.rs"]
+#[path = "../tests/common/fake_ollama/mod.rs"]
 mod fake_ollama;
 
 use std::process::{Child, Command, Stdio};

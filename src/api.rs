@@ -5,7 +5,8 @@
 //! imports this module.
 //!
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
-//! parsing), `input` (records written by hand or imported), `query` (read routes),
+//! parsing), `input` (records written by hand or imported), `import` (reading an import
+//! body: NDJSON, JSON or CSV into records), `query` (read routes),
 //! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
 //! from the handlers' attributes), `auth` (who may call what), and `dashboard`
 //! (`GET /dashboard`, the HTML page over the same figures).
@@ -15,6 +16,7 @@ pub mod dashboard;
 pub mod error;
 pub mod export;
 pub mod health;
+pub mod import;
 pub mod input;
 pub mod openapi;
 pub mod params;

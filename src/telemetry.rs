@@ -11,12 +11,14 @@
 //! - [`vram`]: measured VRAM needs and the estimate formula for models never loaded.
 //! - [`samples`]: the recent samples and a model's memory over one call.
 //! - [`snapshot`]: what `/api/model-performance/system` serves.
-//! - `sampler` (private): the tick that gathers the sources and publishes.
+//! - `sampler` (private): the tick loop that gathers the sources and publishes.
+//! - `join` (private): the pure join of `/api/ps`, the processes and the GPU reading.
 //!
 //! The hot path reads through [`Telemetry`]: [`Telemetry::mark`] is an atomic load and
 //! [`Telemetry::model_memory`] a short read lock, with no I/O and no await.
 
 pub mod gpu;
+mod join;
 pub mod ollama;
 pub mod process;
 mod sampler;

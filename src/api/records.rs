@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use super::input::{ImportJson, RecordInput, csv_row_to_json, record_from_json};
+use super::import::{Rejection, parse_import, sniff};
+use super::input::{ImportJson, RecordInput, record_from_json};
 use super::params::{Params, PathText, json_object, required_number};
 use crate::record::{Record, Source};
 
@@ -65,15 +66,6 @@ pub async fn record(
             model_name: model,
         }),
     ))
-}
-
-/// One row an import refused.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rejection {
-    /// Where: `line 7` (NDJSON, CSV) or `records[3]` (JSON).
-    pub at: String,
-    /// Why, naming the field.
-    pub error: String,
 }
 
 /// An import's answer.
@@ -157,7 +149,9 @@ pub async fn import(
         None => sniff(content_type, &body).to_string(),
     };
     let (records, rejected, format) =
-        tokio::task::spawn_blocking(move || parse_import(&format, &body)).await??;
+        tokio::task::spawn_blocking(move || parse_import(&format, &body))
+            .await?
+            .map_err(ApiError::BadRequest)?;
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let location = state.store.clone();
     let existing = tokio::task::spawn_blocking(move || {
@@ -187,142 +181,6 @@ pub async fn import(
         rejected: rejected.into_iter().take(MAX_LISTED_REJECTIONS).collect(),
         format,
     }))
-}
-
-fn sniff(content_type: &str, body: &[u8]) -> &'static str {
-    let ct = content_type.to_ascii_lowercase();
-    if ct.starts_with("text/csv") {
-        return "csv";
-    }
-    if ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl") {
-        return "ndjson";
-    }
-    let start = body
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&body[..0], |i| &body[i..]);
-    match start.first() {
-        Some(b'[') => "json",
-        Some(b'{') => {
-            // One object is a JSON document; several objects on lines are NDJSON.
-            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
-                "json"
-            } else {
-                "ndjson"
-            }
-        }
-        _ => "csv",
-    }
-}
-
-type Parsed = (Vec<Record>, Vec<Rejection>, &'static str);
-
-fn parse_import(format: &str, body: &[u8]) -> Result<Parsed, ApiError> {
-    let now = Utc::now();
-    let mut records = Vec::new();
-    let mut rejected = Vec::new();
-    let mut take = |at: String, value: Result<Value, String>| match value
-        .and_then(|v| record_from_json(&v, Source::Import, now))
-    {
-        Ok(r) => records.push(r),
-        Err(error) => rejected.push(Rejection { at, error }),
-    };
-    let format = match format {
-        "ndjson" => {
-            for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                take(
-                    format!("line {}", i + 1),
-                    serde_json::from_slice(line).map_err(|e| format!("not valid JSON: {e}")),
-                );
-            }
-            "ndjson"
-        }
-        "csv" => {
-            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(body);
-            let header = reader
-                .headers()
-                .map_err(|e| ApiError::bad(format!("CSV header: {e}")))?
-                .clone();
-            if !header.iter().any(|h| h == "model" || h == "model_name") {
-                return Err(ApiError::bad(
-                    "CSV header: needs the export's columns (model, operation, processing_time_ms, ...)",
-                ));
-            }
-            for (i, row) in reader.records().enumerate() {
-                // Line numbers count the header as line 1.
-                let at = format!("line {}", i + 2);
-                match row {
-                    Ok(row) => take(at, csv_row_to_json(&header, &row)),
-                    Err(e) => take(at, Err(e.to_string())),
-                }
-            }
-            "csv"
-        }
-        _ => {
-            let doc: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad(format!("request body: not valid JSON: {e}")))?;
-            let mut rows = Vec::new();
-            collect_json_records(&doc, "records".to_string(), &mut rows)
-                .map_err(ApiError::BadRequest)?;
-            for (at, row) in rows {
-                take(at, Ok(row));
-            }
-            "json"
-        }
-    };
-    Ok((records, rejected, format))
-}
-
-/// Finds the records in a JSON document: a list of records; `{"records": ...}`; or the
-/// earlier system's file, an object of model name -> list of records (the model name is
-/// filled in from the key when a record lacks it).
-fn collect_json_records(
-    doc: &Value,
-    path: String,
-    out: &mut Vec<(String, Value)>,
-) -> Result<(), String> {
-    match doc {
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                out.push((format!("{path}[{i}]"), item.clone()));
-            }
-            Ok(())
-        }
-        Value::Object(map) if map.contains_key("records") => {
-            collect_json_records(&map["records"], "records".into(), out)
-        }
-        Value::Object(map) if map.contains_key("model_name") || map.contains_key("model") => {
-            out.push((path, doc.clone()));
-            Ok(())
-        }
-        Value::Object(map) => {
-            let mut any = false;
-            for (model, value) in map {
-                if let Value::Array(items) = value {
-                    any = true;
-                    for (i, item) in items.iter().enumerate() {
-                        let mut item = item.clone();
-                        if let Value::Object(o) = &mut item
-                            && !o.contains_key("model_name")
-                            && !o.contains_key("model")
-                        {
-                            o.insert("model_name".into(), Value::String(model.clone()));
-                        }
-                        out.push((format!("{path}.{model}[{i}]"), item));
-                    }
-                }
-            }
-            if any {
-                Ok(())
-            } else {
-                Err("request body: no records found: expected a list of records, {\"records\": [...]}, or {\"model\": [records]}".into())
-            }
-        }
-        _ => Err("request body: expected a list of records or an object holding them".into()),
-    }
 }
 
 /// `POST /records/{id}/quality`'s body.

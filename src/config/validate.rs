@@ -1,0 +1,405 @@
+//! Validation: the raw shape checked and turned into typed values, every problem listed
+//! at once and named by its key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::quality::QualityRules;
+
+/// Turns the raw shape into typed values, listing every problem.
+pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut addr = |key: &str, value: &str| -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "{key}: {value:?} is not an address like 127.0.0.1:11435 or 0.0.0.0:11435"
+                ));
+                None
+            }
+        }
+    };
+    let listen = addr(
+        "server.listen",
+        raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    );
+    let api_listen = raw
+        .server
+        .api_listen
+        .as_deref()
+        .map(|v| addr("server.api_listen", v));
+    let upstream = raw
+        .upstream
+        .url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
+    let upstream = match normalise_upstream(&upstream) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            problems.push(format!("upstream.url: {e}"));
+            None
+        }
+    };
+    let mut positive = |key: &str, value: Option<u64>, default: u64| -> u64 {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            problems.push(format!("{key}: must be above 0"));
+        }
+        v
+    };
+    let connect_timeout_ms = positive(
+        "upstream.connect_timeout_ms",
+        raw.upstream.connect_timeout_ms,
+        DEFAULT_CONNECT_TIMEOUT_MS,
+    );
+    let max_body_bytes = positive(
+        "proxy.max_body_bytes",
+        raw.proxy.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES,
+    );
+    let max_parse_bytes = positive(
+        "proxy.max_parse_bytes",
+        raw.proxy.max_parse_bytes,
+        DEFAULT_MAX_PARSE_BYTES,
+    );
+    let max_records_per_model = positive(
+        "store.max_records_per_model",
+        raw.store.max_records_per_model,
+        DEFAULT_MAX_RECORDS_PER_MODEL,
+    );
+    let max_age_days = positive(
+        "store.max_age_days",
+        raw.store.max_age_days,
+        DEFAULT_MAX_AGE_DAYS,
+    );
+    let retention_interval_s = positive(
+        "store.retention_interval_s",
+        raw.store.retention_interval_s,
+        DEFAULT_RETENTION_INTERVAL_S,
+    );
+    let queue_capacity = positive(
+        "recorder.queue_capacity",
+        raw.recorder.queue_capacity,
+        DEFAULT_QUEUE_CAPACITY,
+    );
+    let batch_size = positive(
+        "recorder.batch_size",
+        raw.recorder.batch_size,
+        DEFAULT_BATCH_SIZE,
+    );
+    let flush_interval_ms = positive(
+        "recorder.flush_interval_ms",
+        raw.recorder.flush_interval_ms,
+        DEFAULT_FLUSH_INTERVAL_MS,
+    );
+    let telemetry_interval_ms = positive(
+        "telemetry.interval_ms",
+        raw.telemetry.interval_ms,
+        DEFAULT_TELEMETRY_INTERVAL_MS,
+    );
+    let header_read_timeout_ms = positive(
+        "server.header_read_timeout_ms",
+        raw.server.header_read_timeout_ms,
+        DEFAULT_HEADER_READ_TIMEOUT_MS,
+    );
+    let max_connections = positive(
+        "server.max_connections",
+        raw.server.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+    );
+    let max_header_bytes = positive(
+        "server.max_header_bytes",
+        raw.server.max_header_bytes,
+        DEFAULT_MAX_HEADER_BYTES,
+    );
+    for (key, token) in [
+        ("api.admin_token", &raw.api.admin_token),
+        ("api.read_token", &raw.api.read_token),
+    ] {
+        if let Some(t) = token
+            && (t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            problems.push(format!(
+                "{key}: use at least 16 characters without spaces (e.g. `openssl rand -hex 24`)"
+            ));
+        }
+    }
+    let quality_capture_bytes = raw
+        .proxy
+        .quality_capture_bytes
+        .unwrap_or(DEFAULT_QUALITY_CAPTURE_BYTES);
+    let operation_header = raw
+        .proxy
+        .operation_header
+        .clone()
+        .unwrap_or_else(|| DEFAULT_OPERATION_HEADER.into());
+    if axum::http::HeaderName::from_bytes(operation_header.as_bytes()).is_err() {
+        problems.push(format!(
+            "proxy.operation_header: {operation_header:?} is not a header name"
+        ));
+    }
+    if let Err(rule_problems) = QualityRules::new(&raw.quality.rules) {
+        problems.extend(rule_problems);
+    }
+    let log_format = match raw.log.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            problems.push(format!("log.format: {other:?} is not one of text, json"));
+            LogFormat::Text
+        }
+    };
+    let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        problems.push(format!(
+            "log.level: {log_level:?} is not a tracing filter like info or ollameter=debug"
+        ));
+    }
+    let db_path = PathBuf::from(raw.store.path.clone().unwrap_or_else(|| DEFAULT_DB.into()));
+    if db_path.as_os_str().is_empty() {
+        problems.push("store.path: must not be empty".into());
+    }
+    let store = crate::store::settings::validate(&raw.store, &mut problems);
+    if let (Some(listen), Some(upstream)) = (listen, upstream.as_deref())
+        && upstream_is_self(upstream, listen)
+    {
+        problems.push(format!(
+            "upstream.url: {upstream} is ollameter's own listen address {listen}; \
+             point it at Ollama (usually http://127.0.0.1:11434)"
+        ));
+    }
+    match (listen, api_listen, upstream) {
+        (Some(listen), api_listen, Some(upstream))
+            if problems.is_empty() && api_listen.is_none_or(|a| a.is_some()) =>
+        {
+            Ok(Config {
+                listen,
+                api_listen: api_listen.flatten(),
+                upstream,
+                connect_timeout: Duration::from_millis(connect_timeout_ms),
+                max_body_bytes,
+                operation_header,
+                max_parse_bytes,
+                quality_capture_bytes,
+                db_path,
+                store,
+                max_records_per_model,
+                max_age_days,
+                retention_interval: Duration::from_secs(retention_interval_s),
+                queue_capacity: queue_capacity as usize,
+                batch_size: batch_size as usize,
+                flush_interval: Duration::from_millis(flush_interval_ms),
+                quality_rules: raw.quality.rules,
+                log_level,
+                log_format,
+                telemetry_enabled: raw.telemetry.enabled.unwrap_or(true),
+                telemetry_interval: Duration::from_millis(telemetry_interval_ms),
+                telemetry_server_pids: raw.telemetry.server_pids.unwrap_or_default(),
+                telemetry_process_names: raw.telemetry.process_names.unwrap_or_default(),
+                header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+                max_connections: max_connections as usize,
+                max_header_bytes: max_header_bytes as usize,
+                admin_token: raw.api.admin_token,
+                read_token: raw.api.read_token,
+                protect_writes: raw.api.protect_writes.unwrap_or(false),
+            })
+        }
+        _ => Err(ConfigError(problems)),
+    }
+}
+
+/// Checks the upstream URL and returns it without a trailing slash.
+fn normalise_upstream(url: &str) -> Result<String, String> {
+    let Some(rest) = url.trim().strip_prefix("http://") else {
+        return Err(format!(
+            "{url:?} must start with http:// (Ollama serves plain HTTP; put TLS in front of both)"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if authority.contains('@') {
+        return Err(format!("{url:?}: credentials in the URL are not supported"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!("{url:?}: no query or fragment allowed"));
+    }
+    Ok(format!("http://{rest}"))
+}
+
+/// The upstream's `host:port`.
+pub fn upstream_authority(upstream: &str) -> &str {
+    let rest = upstream.strip_prefix("http://").unwrap_or(upstream);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// True when the upstream would resolve to the sidecar itself: a loop.
+fn upstream_is_self(upstream: &str, listen: SocketAddr) -> bool {
+    if listen.port() == 0 {
+        return false;
+    }
+    let authority = upstream_authority(upstream);
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = with_port.to_socket_addrs() else {
+        return false;
+    };
+    addrs.into_iter().any(|a| {
+        a.port() == listen.port()
+            && (a.ip() == listen.ip()
+                || (listen.ip().is_unspecified()
+                    && (a.ip().is_loopback() || a.ip().is_unspecified())))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_proxy_to_itself() {
+        let flags = Overrides {
+            listen: Some("127.0.0.1:11435".into()),
+            upstream: Some("http://127.0.0.1:11435".into()),
+            ..Overrides::default()
+        };
+        let err = load(None, &[], &flags).expect_err("loop");
+        assert!(err.to_string().contains("own listen address"), "{err}");
+        let flags = Overrides {
+            listen: Some("0.0.0.0:11435".into()),
+            upstream: Some("http://localhost:11435/".into()),
+            ..Overrides::default()
+        };
+        assert!(load(None, &[], &flags).is_err());
+    }
+
+    #[test]
+    fn each_rejection_names_its_key_and_says_what_is_wanted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: &[(&str, &str)] = &[
+            (
+                "[server]\nlisten = \"x\"",
+                "server.listen: \"x\" is not an address",
+            ),
+            (
+                "[server]\napi_listen = \"y\"",
+                "server.api_listen: \"y\" is not an address",
+            ),
+            (
+                "[server]\nheader_read_timeout_ms = 0",
+                "server.header_read_timeout_ms: must be above 0",
+            ),
+            (
+                "[server]\nmax_connections = 0",
+                "server.max_connections: must be above 0",
+            ),
+            (
+                "[server]\nmax_header_bytes = 0",
+                "server.max_header_bytes: must be above 0",
+            ),
+            (
+                "[upstream]\nurl = \"https://o:1\"",
+                "upstream.url: \"https://o:1\" must start with http://",
+            ),
+            ("[upstream]\nurl = \"http://\"", "has no host"),
+            (
+                "[upstream]\nurl = \"http://u:p@o:1\"",
+                "credentials in the URL",
+            ),
+            (
+                "[upstream]\nurl = \"http://o:1/?q\"",
+                "no query or fragment",
+            ),
+            (
+                "[upstream]\nconnect_timeout_ms = 0",
+                "upstream.connect_timeout_ms: must be above 0",
+            ),
+            (
+                "[proxy]\nmax_body_bytes = 0",
+                "proxy.max_body_bytes: must be above 0",
+            ),
+            (
+                "[proxy]\nmax_parse_bytes = 0",
+                "proxy.max_parse_bytes: must be above 0",
+            ),
+            (
+                "[proxy]\noperation_header = \"bad header\"",
+                "proxy.operation_header",
+            ),
+            ("[store]\npath = \"\"", "store.path: must not be empty"),
+            (
+                "[store]\nmax_records_per_model = 0",
+                "store.max_records_per_model: must be above 0",
+            ),
+            (
+                "[store]\nmax_age_days = 0",
+                "store.max_age_days: must be above 0",
+            ),
+            (
+                "[store]\nretention_interval_s = 0",
+                "store.retention_interval_s: must be above 0",
+            ),
+            (
+                "[recorder]\nqueue_capacity = 0",
+                "recorder.queue_capacity: must be above 0",
+            ),
+            (
+                "[recorder]\nbatch_size = 0",
+                "recorder.batch_size: must be above 0",
+            ),
+            (
+                "[recorder]\nflush_interval_ms = 0",
+                "recorder.flush_interval_ms: must be above 0",
+            ),
+            (
+                "[telemetry]\ninterval_ms = 0",
+                "telemetry.interval_ms: must be above 0",
+            ),
+            (
+                "[log]\nformat = \"xml\"",
+                "log.format: \"xml\" is not one of text, json",
+            ),
+            ("[log]\nlevel = \"[[\"", "log.level"),
+            (
+                "[api]\nadmin_token = \"short\"",
+                "api.admin_token: use at least 16 characters",
+            ),
+            (
+                "[api]\nread_token = \"has spaces in it ok\"",
+                "api.read_token: use at least 16 characters",
+            ),
+            ("[[quality.rules]]\nscale_min = 1", "quality.rules[0]"),
+            ("[store]\nmax_age_days = \"ninety\"", "invalid type"),
+            ("[nope]\nx = 1", "unknown field `nope`"),
+        ];
+        for (i, (text, needle)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("c{i}.toml"));
+            std::fs::write(&path, text).expect("write");
+            let err = load(Some(&path), &[], &Overrides::default()).expect_err(text);
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn upstream_is_normalised() {
+        assert_eq!(
+            normalise_upstream("http://h:1/").as_deref(),
+            Ok("http://h:1")
+        );
+        assert!(normalise_upstream("ftp://h").is_err());
+        assert_eq!(upstream_authority("http://h:1/prefix"), "h:1");
+    }
+}
