@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         | Command::Export { .. }
         | Command::Import { .. }
         | Command::Report { .. } => client_command(cli.command),
+        Command::Migrate { from, to, instance } => migrate(&from, &to, instance),
         Command::GpuCheck => {
             print!("{}", ollameter::telemetry::nvml_report());
             ExitCode::SUCCESS
@@ -68,6 +69,46 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+    }
+}
+
+/// `ollameter migrate`: copies one store into another.
+fn migrate(from: &str, to: &str, instance: Option<String>) -> ExitCode {
+    use ollameter::store::StoreLocation;
+    let (from, to) = match (StoreLocation::parse(from), StoreLocation::parse(to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) => {
+            eprintln!("ollameter: --from: {e}");
+            return ExitCode::from(2);
+        }
+        (_, Err(e)) => {
+            eprintln!("ollameter: --to: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let StoreLocation::Sqlite(path) = &from
+        && !path.exists()
+    {
+        eprintln!("ollameter: --from: {} does not exist", path.display());
+        return ExitCode::from(2);
+    }
+    let instance = instance.unwrap_or_else(ollameter::store::settings::default_instance);
+    match ollameter::store::copy::copy_store(&from, &to, &instance) {
+        Ok(report) => {
+            println!(
+                "copied {} records from {} to {} ({} read, {} already there)",
+                report.copied,
+                from.describe(),
+                to.describe(),
+                report.read,
+                report.skipped_existing
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ollameter: migrate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! every other column has the record field's own name.
 
 mod backend;
+pub mod copy;
 pub mod migrations;
 pub mod postgres;
 pub mod settings;

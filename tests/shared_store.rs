@@ -368,3 +368,77 @@ async fn a_sidecar_started_with_the_database_down_serves_and_catches_up() {
     a.stop().await;
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_a_sqlite_store_once_and_running_instances_see_it() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("pg");
+    let url = cluster.create_database("moved");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("old.db");
+    let mut originals = Vec::new();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    {
+        let mut store = ollameter::store::Store::open(&file).expect("sqlite");
+        for i in 0..1_234 {
+            let mut r = Record::new(
+                format!("old-{i}"),
+                chrono::DateTime::from_timestamp_millis(now_ms - i * 60_000).expect("ts"),
+                "llama3.2".into(),
+                "chat".into(),
+                "/api/chat".into(),
+            );
+            r.success = true;
+            r.processing_time_ms = 100.0 + i as f64;
+            r.quality_score = (i % 3 == 0).then_some(4.0);
+            if i == 0 {
+                r.instance = "named".into();
+            }
+            originals.push(r);
+        }
+        store.insert_batch(&originals).expect("insert");
+    }
+    let fake = FakeOllama::start().await;
+    let watcher = start_on(&fake, &url, "watcher").await;
+    let run = |file: PathBuf, url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["migrate", "--from"])
+            .arg(file)
+            .args(["--to", &url, "--instance", "old-host"])
+            .output()
+            .expect("runs")
+    };
+    let out = run(file.clone(), url.clone());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("copied 1234 records"), "{text}");
+    let again = run(file.clone(), url.clone());
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(text.contains("copied 0 records") && text.contains("1234 already there"), "{text}");
+    let stored = stored(&url).await;
+    assert_eq!(stored.len(), originals.len(), "each record once");
+    for (copy, original) in stored.iter().zip(&originals) {
+        let mut expected = original.clone();
+        if expected.instance.is_empty() {
+            expected.instance = "old-host".into();
+        }
+        assert_eq!(copy, &expected);
+    }
+    let c = http();
+    assert!(
+        eventually(SEEN_WITHIN, || async {
+            operations(&get(&c, &watcher, "/statistics/llama3.2").await.1) == 1_234
+        })
+        .await,
+        "a running instance follows the copied records"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+        .args(["migrate", "--from"])
+        .arg(dir.path().join("missing.db"))
+        .args(["--to", &url])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not exist"));
+    watcher.stop().await;
+}
