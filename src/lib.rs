@@ -25,7 +25,9 @@
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads.
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
-//! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
+//! - [`store`]: one interface over two backends: the embedded SQLite file (default) and a
+//!   PostgreSQL database several instances share (change log in commit order, spill
+//!   through outages); the versioned schema of both, retention, reads, `migrate`.
 //! - [`record`]: the record of one call, shared by all of the above.
 
 pub mod api;

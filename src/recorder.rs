@@ -675,7 +675,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
         // A flush interval far longer than the test: only shutdown can have written them.
-        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), config(1000, 600_000), None).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(1000, 600_000),
+            None,
+        )
+        .expect("start");
         for i in 0..250 {
             assert!(rec.submit(record(i)));
         }
@@ -698,7 +703,8 @@ mod tests {
             .connection()
             .execute_batch("BEGIN EXCLUSIVE")
             .expect("lock");
-        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), config(4, 1), None).expect("start");
+        let (rec, task) =
+            start(&StoreLocation::Sqlite(path.clone()), config(4, 1), None).expect("start");
         let mut accepted = 0;
         for i in 0..100 {
             if rec.submit(record(i)) {
@@ -738,7 +744,12 @@ mod tests {
         let mut cfg = config(100, 1);
         cfg.max_records_per_model = 3;
         cfg.retention_interval = Duration::from_millis(20);
-        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), cfg, Some(seen.clone() as CommitHook)).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            cfg,
+            Some(seen.clone() as CommitHook),
+        )
+        .expect("start");
         rec.submit_and_wait((0..10).map(record).collect())
             .await
             .expect("stored");
@@ -771,7 +782,12 @@ mod tests {
     async fn submit_and_wait_answers_after_commit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
-        let (rec, task) = start(&StoreLocation::Sqlite(path.clone()), config(100, 600_000), None).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(100, 600_000),
+            None,
+        )
+        .expect("start");
         let n = rec
             .submit_and_wait(vec![record(1), record(2)])
             .await

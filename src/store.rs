@@ -438,7 +438,8 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(migrations::MIGRATIONS[0].sqlite).expect("v1 schema");
+            conn.execute_batch(migrations::MIGRATIONS[0].sqlite)
+                .expect("v1 schema");
             conn.pragma_update(None, "user_version", 1).expect("v1");
             conn.execute(
                 "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,

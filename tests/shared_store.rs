@@ -3,9 +3,9 @@
 //! the database going away (at start, or restarted under load) loses and duplicates
 //! nothing while proxied traffic carries on.
 
-mod common;
 #[path = "pg/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -101,7 +101,9 @@ const SEEN_WITHIN: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sidecars_on_one_database_answer_the_same() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("pg");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("pg");
     let url = cluster.create_database("fleet");
     let fake = FakeOllama::start().await;
     let a = start_on(&fake, &url, "a").await;
@@ -170,7 +172,12 @@ async fn two_sidecars_on_one_database_answer_the_same() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     assert!(
         eventually(SEEN_WITHIN, || async {
             get(&c, &a, "/statistics/llama3.2").await.1["quality"]["scored_operations"] == 1
@@ -195,7 +202,10 @@ async fn two_sidecars_on_one_database_answer_the_same() {
         "A still has the cleared model: {}",
         get(&c, &a, "/statistics/llama3.2").await.1
     );
-    assert_eq!(operations(&get(&c, &a, "/statistics/qwen2.5:7b").await.1), 3);
+    assert_eq!(
+        operations(&get(&c, &a, "/statistics/qwen2.5:7b").await.1),
+        3
+    );
 
     // clear-old on A reaches B.
     let resp = c
@@ -218,7 +228,9 @@ async fn two_sidecars_on_one_database_answer_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_instance_loads_everything_already_stored() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("pg");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("pg");
     let url = cluster.create_database("late");
     let fake = FakeOllama::start().await;
     let a = start_on(&fake, &url, "a").await;
@@ -334,7 +346,9 @@ async fn the_database_restarted_under_load_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_started_with_the_database_down_serves_and_catches_up() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("pg");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("pg");
     let url = cluster.create_database("later");
     cluster.stop_server();
     let fake = FakeOllama::start().await;
@@ -356,7 +370,10 @@ async fn a_sidecar_started_with_the_database_down_serves_and_catches_up() {
     .await
     .expect("start");
     assert!(
-        eventually(Duration::from_secs(30), || async { stored(&url).await.len() == 5 }).await,
+        eventually(Duration::from_secs(30), || async {
+            stored(&url).await.len() == 5
+        })
+        .await,
         "the waiting records are written when the database is back"
     );
     assert!(
@@ -371,7 +388,9 @@ async fn a_sidecar_started_with_the_database_down_serves_and_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_copies_a_sqlite_store_once_and_running_instances_see_it() {
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.expect("pg");
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("pg");
     let url = cluster.create_database("moved");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("old.db");
@@ -409,12 +428,19 @@ async fn migrate_copies_a_sqlite_store_once_and_running_instances_see_it() {
     };
     let out = run(file.clone(), url.clone());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("copied 1234 records"), "{text}");
     let again = run(file.clone(), url.clone());
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success());
-    assert!(text.contains("copied 0 records") && text.contains("1234 already there"), "{text}");
+    assert!(
+        text.contains("copied 0 records") && text.contains("1234 already there"),
+        "{text}"
+    );
     let stored = stored(&url).await;
     assert_eq!(stored.len(), originals.len(), "each record once");
     for (copy, original) in stored.iter().zip(&originals) {

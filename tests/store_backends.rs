@@ -57,8 +57,14 @@ fn every_field_round_trips_on_both_backends() {
         b.quality_score = Some(4.5);
         b.source = Source::Proxy;
         store.insert_batch(&[a.clone(), b.clone()]).expect("insert");
-        assert_eq!(store.all_records(None).expect("read"), vec![a.clone(), b.clone()]);
-        assert_eq!(store.all_records(Some("qwen:7b")).expect("read"), vec![b.clone()]);
+        assert_eq!(
+            store.all_records(None).expect("read"),
+            vec![a.clone(), b.clone()]
+        );
+        assert_eq!(
+            store.all_records(Some("qwen:7b")).expect("read"),
+            vec![b.clone()]
+        );
         assert_eq!(store.count().expect("count"), 2);
         assert_eq!(store.find_record("a").expect("find"), Some(a.clone()));
         assert_eq!(store.find_record("zzz").expect("find"), None);
@@ -66,7 +72,11 @@ fn every_field_round_trips_on_both_backends() {
         store
             .each_record(
                 None,
-                Some(Utc.timestamp_millis_opt(1_700_000_000_124).single().expect("ts")),
+                Some(
+                    Utc.timestamp_millis_opt(1_700_000_000_124)
+                        .single()
+                        .expect("ts"),
+                ),
                 &mut |r| {
                     since.push(r.id);
                     true
@@ -90,7 +100,10 @@ fn deletions_and_quality_behave_the_same_on_both_backends() {
             record("b2", "b", 3_000),
         ];
         store.insert_batch(&batch).expect("insert");
-        let scored = store.set_quality("a2", 3.5).expect("quality").expect("found");
+        let scored = store
+            .set_quality("a2", 3.5)
+            .expect("quality")
+            .expect("found");
         assert_eq!(scored.id, "a2");
         assert_eq!(scored.quality_score, Some(3.5));
         assert_eq!(store.set_quality("nope", 3.0).expect("quality"), None);
@@ -145,7 +158,8 @@ fn another_instance_sees_records_and_changes_in_commit_order() {
         .expect("a writes");
     b.insert_batch(&[record("3", "n", 30)]).expect("b writes");
     a.delete_model("m").expect("a clears");
-    b.insert_batch(&[record("4", "m", 40)]).expect("b writes again");
+    b.insert_batch(&[record("4", "m", 40)])
+        .expect("b writes again");
     b.set_quality("4", 5.0).expect("b scores").expect("found");
     // A fresh follower sees the store as it is now, then the changes after its rows, in
     // the order they were committed (the clear's rows are gone already).
@@ -156,17 +170,33 @@ fn another_instance_sees_records_and_changes_in_commit_order() {
         .iter()
         .map(|ch| match ch {
             Change::Records(rs) => {
-                format!("records {}", rs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(","))
+                format!(
+                    "records {}",
+                    rs.iter()
+                        .map(|r| r.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
             }
             Change::ClearModel(m) => format!("clear {m}"),
-            Change::Quality { record, quality_score } => {
+            Change::Quality {
+                record,
+                quality_score,
+            } => {
                 format!("quality {} {quality_score}", record.model)
             }
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, vec!["records 3", "clear m", "records 4", "quality m 5"]);
-    assert_eq!(c.poll_changes(100).expect("again").0, vec![], "nothing twice");
+    assert_eq!(
+        kinds,
+        vec!["records 3", "clear m", "records 4", "quality m 5"]
+    );
+    assert_eq!(
+        c.poll_changes(100).expect("again").0,
+        vec![],
+        "nothing twice"
+    );
     a.insert_batch(&[record("5", "n", 50)]).expect("a writes");
     let (changes, _) = c.poll_changes(100).expect("poll");
     assert!(matches!(&changes[..], [Change::Records(rs)] if rs[0].id == "5"));
@@ -210,7 +240,8 @@ fn a_batch_sent_twice_is_stored_once_on_postgres() {
     let mut a = location.open_writer("a").expect("a");
     let batch = vec![record("x", "m", 1), record("y", "m", 2)];
     a.insert_batch(&batch).expect("first");
-    a.insert_batch(&batch).expect("again, as after a commit that went unanswered");
+    a.insert_batch(&batch)
+        .expect("again, as after a commit that went unanswered");
     assert_eq!(a.count().expect("count"), 2);
 }
 
@@ -252,8 +283,12 @@ fn an_unreachable_database_is_an_error_not_a_hang_or_a_panic() {
     let url = cluster.create_database("gone");
     cluster.stop_server();
     let location = StoreLocation::parse(&url).expect("url");
-    let mut store = location.open_writer("a").expect("a writer opens without connecting");
-    let e = store.insert_batch(&[record("x", "m", 1)]).expect_err("down");
+    let mut store = location
+        .open_writer("a")
+        .expect("a writer opens without connecting");
+    let e = store
+        .insert_batch(&[record("x", "m", 1)])
+        .expect_err("down");
     assert!(e.to_string().contains("PostgreSQL"), "{e}");
     cluster.start_server();
     store

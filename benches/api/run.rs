@@ -139,6 +139,35 @@ pub fn run(runtime: &tokio::runtime::Runtime, db: &str) {
             .no_proxy()
             .build()
             .expect("client");
+        if location.is_shared() {
+            // A shared store's history is read by the writer after start: wait for all.
+            loop {
+                let all: serde_json::Value = http
+                    .get(format!("{base}/statistics"))
+                    .send()
+                    .await
+                    .expect("send")
+                    .json()
+                    .await
+                    .expect("json");
+                let held: u64 = all["models"]
+                    .as_object()
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|s| s["total_operations"].as_u64())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                if held >= total as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!(
+                "history of {total} records read from the shared store: {:.2} s after start",
+                started.elapsed().as_secs_f64()
+            );
+        }
         let measure = |path: String| {
             let http = http.clone();
             async move {

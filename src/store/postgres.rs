@@ -24,9 +24,9 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
+use super::StoreError;
 use super::backend::{Change, RecordStore};
 use super::migrations::{self, Migrate, Migration, SCHEMA_VERSION};
-use super::StoreError;
 use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
 
 /// Held (per transaction) by every write, so numbers are drawn in commit order.
@@ -487,7 +487,10 @@ impl RecordStore for PgStore {
             let rows = tx.query(&records_sql, &[&last, &(limit as i64)])?;
             let mut records = Vec::with_capacity(rows.len());
             for row in &rows {
-                records.push((row.try_get::<_, i64>(FIELD_NAMES.len())?, record_from_row(row)?));
+                records.push((
+                    row.try_get::<_, i64>(FIELD_NAMES.len())?,
+                    record_from_row(row)?,
+                ));
             }
             let upper = if rows.len() == limit {
                 records.last().map_or(i64::MAX, |(seq, _)| *seq)
@@ -589,10 +592,7 @@ impl<'a> Columns<'a> {
                 .iter()
                 .map(|r| r.error_kind.map(ErrorKind::as_str))
                 .collect(),
-            error_message: records
-                .iter()
-                .map(|r| r.error_message.as_deref())
-                .collect(),
+            error_message: records.iter().map(|r| r.error_message.as_deref()).collect(),
             processing_time_ms: records.iter().map(|r| r.processing_time_ms).collect(),
             floats: [
                 col(&|r| r.ttft_ms),
@@ -785,7 +785,10 @@ impl Migrate for PgMigrations<'_> {
             .map_err(pg_error)?;
         let row = self
             .0
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
             .map_err(pg_error)?;
         row.try_get(0).map_err(pg_error)
     }

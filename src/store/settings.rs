@@ -51,7 +51,8 @@ pub fn validate(raw: &RawStore, problems: &mut Vec<String>) -> StoreSettings {
     }
     let instance = match &raw.instance {
         Some(name) if name.trim().is_empty() => {
-            problems.push("store.instance: must not be empty (leave it out for the host name)".into());
+            problems
+                .push("store.instance: must not be empty (leave it out for the host name)".into());
             String::new()
         }
         Some(name) if name.len() > 200 => {

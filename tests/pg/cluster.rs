@@ -7,7 +7,10 @@
 //! binaries come from `OLLAMETER_PG_BIN`, else Debian's `/usr/lib/postgresql/<v>/bin`,
 //! else `PATH` (`scripts/test` installs Debian's `postgresql`).
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -50,9 +53,7 @@ fn bin_dir() -> PathBuf {
         })
         .unwrap_or_default();
     versions.sort();
-    versions
-        .pop()
-        .unwrap_or_else(|| PathBuf::from(""))
+    versions.pop().unwrap_or_else(|| PathBuf::from(""))
 }
 
 fn is_root() -> bool {
@@ -83,7 +84,12 @@ fn server_user() -> (u32, u32) {
         return ids;
     }
     let status = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"])
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
         .arg("ollameter-test")
         .status()
         .expect("useradd runs");
@@ -205,7 +211,14 @@ impl Cluster {
     pub fn create_database(&self, name: &str) -> String {
         let out = self
             .command("createdb")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "ollameter"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "ollameter",
+            ])
             .arg(name)
             .output()
             .expect("createdb runs");
