@@ -135,7 +135,7 @@ type StoreJob = Box<dyn FnOnce(&mut dyn RecordStore) + Send>;
 enum Msg {
     Record(Box<Record>),
     /// Records a caller waits on (manual writes): answered after their commit.
-    Sync(Vec<Record>, oneshot::Sender<Result<usize, String>>),
+    Sync(Vec<Record>, oneshot::Sender<Result<usize, SubmitError>>),
     /// Commit what is queued and answer.
     Flush(oneshot::Sender<()>),
     /// Commit everything queued, then stop.
@@ -153,7 +153,7 @@ pub struct Recorder {
 }
 
 /// Why a record a caller waits on was not stored.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
     /// The queue is full; try again shortly.
     #[error("the recorder queue is full; try again shortly")]
@@ -164,6 +164,9 @@ pub enum SubmitError {
     /// The store refused the write.
     #[error("the store refused the write: {0}")]
     Store(String),
+    /// A shared store cannot be reached now: nothing was stored; send it again later.
+    #[error("the store cannot be reached now; nothing was stored, try again shortly ({0})")]
+    Unreachable(String),
 }
 
 impl Recorder {
@@ -189,7 +192,7 @@ impl Recorder {
         }
         match rx.await {
             Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(SubmitError::Store(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(SubmitError::Stopped),
         }
     }
@@ -307,7 +310,7 @@ struct Batch {
     records: Vec<Record>,
     /// Records a caller waits on: answered, never spilled.
     waited: Vec<Record>,
-    waiters: Vec<(oneshot::Sender<Result<usize, String>>, usize)>,
+    waiters: Vec<(oneshot::Sender<Result<usize, SubmitError>>, usize)>,
     flushes: Vec<oneshot::Sender<()>>,
     jobs: Vec<StoreJob>,
     shutdown: bool,
@@ -544,7 +547,7 @@ impl Writer {
             records.truncate(fire_and_forget);
             self.spill_records(records);
             for (tx, _) in waiters {
-                let _ = tx.send(Err(format!("the store is unreachable: {message}")));
+                let _ = tx.send(Err(SubmitError::Unreachable(message.clone())));
             }
             for tx in flushes {
                 let _ = tx.send(());
@@ -591,7 +594,7 @@ impl Writer {
                 records.truncate(fire_and_forget);
                 self.spill_records(records);
                 for (tx, _) in waiters {
-                    let _ = tx.send(Err(message.clone()));
+                    let _ = tx.send(Err(SubmitError::Unreachable(message.clone())));
                 }
             }
             Err(e) => {
@@ -606,7 +609,7 @@ impl Writer {
                     .dropped
                     .fetch_add(fire_and_forget as u64, Ordering::Relaxed);
                 for (tx, _) in waiters {
-                    let _ = tx.send(Err(message.clone()));
+                    let _ = tx.send(Err(SubmitError::Store(message.clone())));
                 }
             }
         }
