@@ -296,3 +296,47 @@ fn an_unreachable_database_is_an_error_not_a_hang_or_a_panic() {
         .expect("reconnects by itself");
     assert_eq!(store.count().expect("count"), 1);
 }
+
+#[test]
+fn retention_runs_on_one_instance_at_a_time_and_reaches_the_others() {
+    let cluster = Cluster::start();
+    let url = cluster.create_database("retain");
+    let location = StoreLocation::parse(&url).expect("url");
+    let mut a = location.open_writer("a").expect("a");
+    let mut b = location.open_writer("b").expect("b");
+    let now = Utc::now();
+    let batch: Vec<Record> = (0..6)
+        .map(|i| record(&format!("r{i}"), "m", now.timestamp_millis() - i * 1000))
+        .collect();
+    a.insert_batch(&batch).expect("insert");
+    b.poll_changes(100).expect("b follows");
+    // Another instance is running retention now: this one skips its turn.
+    let mut other = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let mut tx = other.transaction().expect("tx");
+    let key: i64 = 0x6f6c_6c61_6d65_7402;
+    let got: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+        .expect("lock")
+        .get(0);
+    assert!(got);
+    assert_eq!(
+        a.apply_retention(now, Duration::from_secs(86_400), 2)
+            .expect("skipped"),
+        0
+    );
+    assert_eq!(a.count().expect("count"), 6, "nothing deleted while another runs it");
+    tx.rollback().expect("release");
+    assert_eq!(
+        a.apply_retention(now, Duration::from_secs(86_400), 2)
+            .expect("runs"),
+        4
+    );
+    let (changes, _) = b.poll_changes(100).expect("b follows");
+    assert_eq!(
+        changes,
+        vec![Change::Retention {
+            cutoff_ms: now.timestamp_millis() - 86_400_000,
+            max_per_model: 2
+        }]
+    );
+}
