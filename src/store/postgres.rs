@@ -129,7 +129,20 @@ pub struct PgStore {
 
 struct Conn {
     client: Client,
-    insert: Option<Statement>,
+    /// Statements prepared on this connection, by name: a cached statement saves a round
+    /// trip per query on the hot paths (insert, follow).
+    prepared: std::collections::HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn prepare(&mut self, name: &'static str, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(stmt) = self.prepared.get(name) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql)?;
+        self.prepared.insert(name, stmt.clone());
+        Ok(stmt)
+    }
 }
 
 impl PgStore {
@@ -154,7 +167,7 @@ impl PgStore {
             migrate(&mut client)?;
             self.conn = Some(Conn {
                 client,
-                insert: None,
+                prepared: std::collections::HashMap::new(),
             });
         }
         Ok(())
@@ -216,8 +229,8 @@ struct ChangeFields<'a> {
 }
 
 fn lock_writes(tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-    Ok(())
+    // A simple query: one round trip, nothing to prepare.
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))
 }
 
 fn pg_error(e: postgres::Error) -> StoreError {
@@ -262,14 +275,7 @@ impl RecordStore for PgStore {
         }
         let columns = Columns::of(records);
         self.with(|conn| {
-            let stmt = match &conn.insert {
-                Some(stmt) => stmt.clone(),
-                None => {
-                    let stmt = conn.client.prepare(INSERT_SQL.as_str())?;
-                    conn.insert = Some(stmt.clone());
-                    stmt
-                }
-            };
+            let stmt = conn.prepare("insert", INSERT_SQL.as_str())?;
             let mut tx = conn.client.transaction()?;
             lock_writes(&mut tx)?;
             tx.execute(&stmt, &columns.params())?;
@@ -476,6 +482,13 @@ impl RecordStore for PgStore {
             SELECT_FIELDS.as_str()
         );
         let (records, events) = self.with(|conn| {
+            let records_stmt = conn.prepare("follow records", &records_sql)?;
+            let changes_stmt = conn.prepare(
+                "follow changes",
+                "SELECT seq, kind, model, cutoff_ms, max_per_model, record_id,
+                        record_timestamp, processing_time_ms, quality_score
+                 FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            )?;
             // One snapshot for both tables: a change cannot be seen without the records
             // committed before it.
             let mut tx = conn
@@ -484,7 +497,7 @@ impl RecordStore for PgStore {
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let rows = tx.query(&records_sql, &[&last, &(limit as i64)])?;
+            let rows = tx.query(&records_stmt, &[&last, &(limit as i64)])?;
             let mut records = Vec::with_capacity(rows.len());
             for row in &rows {
                 records.push((
@@ -497,12 +510,7 @@ impl RecordStore for PgStore {
             } else {
                 i64::MAX
             };
-            let events = tx.query(
-                "SELECT seq, kind, model, cutoff_ms, max_per_model, record_id,
-                        record_timestamp, processing_time_ms, quality_score
-                 FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-                &[&last, &upper],
-            )?;
+            let events = tx.query(&changes_stmt, &[&last, &upper])?;
             let events = events
                 .iter()
                 .map(change_from_row)
