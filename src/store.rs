@@ -454,7 +454,10 @@ mod tests {
         assert_eq!(records[0].id, "old");
         assert_eq!(records[0].processing_time_ms, 12.5);
         assert_eq!(records[0].gpu_free_mb, None);
-        assert_eq!(records[0].instance, "", "records from before instances name none");
+        assert_eq!(
+            records[0].instance, "",
+            "records from before instances name none"
+        );
         let v: i64 = store
             .connection()
             .pragma_query_value(None, "user_version", |r| r.get(0))

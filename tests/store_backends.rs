@@ -324,7 +324,11 @@ fn retention_runs_on_one_instance_at_a_time_and_reaches_the_others() {
             .expect("skipped"),
         0
     );
-    assert_eq!(a.count().expect("count"), 6, "nothing deleted while another runs it");
+    assert_eq!(
+        a.count().expect("count"),
+        6,
+        "nothing deleted while another runs it"
+    );
     tx.rollback().expect("release");
     assert_eq!(
         a.apply_retention(now, Duration::from_secs(86_400), 2)

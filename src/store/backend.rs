@@ -17,7 +17,7 @@ pub enum StoreLocation {
     /// The embedded default: one file, one instance.
     Sqlite(PathBuf),
     /// A database several instances share.
-    Postgres(PgTarget),
+    Postgres(Box<PgTarget>),
 }
 
 impl StoreLocation {
@@ -25,7 +25,7 @@ impl StoreLocation {
     /// `Err` says what is wrong with a PostgreSQL URL.
     pub fn parse(text: &str) -> Result<StoreLocation, String> {
         if PgTarget::is_url(text) {
-            PgTarget::parse(text).map(StoreLocation::Postgres)
+            PgTarget::parse(text).map(|t| StoreLocation::Postgres(Box::new(t)))
         } else {
             Ok(StoreLocation::Sqlite(PathBuf::from(text)))
         }
@@ -56,7 +56,7 @@ impl StoreLocation {
     pub fn open_writer(&self, instance: &str) -> Result<Box<dyn RecordStore>, StoreError> {
         Ok(match self {
             StoreLocation::Sqlite(path) => Box::new(Store::open(path)?),
-            StoreLocation::Postgres(target) => Box::new(PgStore::new(target.clone(), instance)),
+            StoreLocation::Postgres(target) => Box::new(PgStore::new((**target).clone(), instance)),
         })
     }
 
@@ -66,7 +66,7 @@ impl StoreLocation {
         Ok(match self {
             StoreLocation::Sqlite(path) => Box::new(Store::open_reader(path)?),
             StoreLocation::Postgres(target) => {
-                let mut store = PgStore::new(target.clone(), "");
+                let mut store = PgStore::new((**target).clone(), "");
                 store.connect()?;
                 Box::new(store)
             }

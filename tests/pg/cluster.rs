@@ -27,16 +27,10 @@ pub struct Cluster {
 }
 
 /// How the server runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Keep `fsync` on (benchmarks measure a durable server; tests run faster without).
     pub durable: bool,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options { durable: false }
-    }
 }
 
 fn bin_dir() -> PathBuf {
