@@ -8,10 +8,12 @@
 //! parsing), `input` (records written by hand or imported), `import` (reading an import
 //! body: NDJSON, JSON or CSV into records), `query` (read routes),
 //! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
-//! from the handlers' attributes), `auth` (who may call what), and `dashboard`
-//! (`GET /dashboard`, the HTML page over the same figures).
+//! from the handlers' attributes), `auth` (who may call what), `bench` (benchmark runs
+//! inside the sidecar), and `dashboard` (`GET /dashboard`, the HTML page over the same
+//! figures).
 
 pub mod auth;
+pub mod bench;
 pub mod dashboard;
 pub mod error;
 pub mod export;
@@ -54,6 +56,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Who may call what.
     pub access: Arc<auth::Access>,
+    /// The benchmark runs inside the sidecar.
+    pub bench: Arc<crate::bench::BenchRuns>,
 }
 
 /// The prefix of every API route.
@@ -100,6 +104,9 @@ fn routes() -> Routes {
         .delete("/clear/{*model}", records::clear_model)
         .post("/clear-old", records::clear_old)
         .get("/openapi.json", openapi::openapi_json)
+        .post("/benchmark", bench::start)
+        .get("/benchmark/{id}", bench::status)
+        .delete("/benchmark/{id}", bench::stop)
 }
 
 /// A router that remembers what it serves.

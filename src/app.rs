@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
+use crate::bench::BenchRuns;
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -63,6 +64,8 @@ pub struct Running {
     pub telemetry: Telemetry,
     /// The API's routes, for in-process requests (tests, the report).
     pub api_router: Router,
+    /// The benchmark runs inside the sidecar.
+    pub bench: Arc<BenchRuns>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     recorder_task: RecorderTask,
@@ -72,6 +75,7 @@ impl Running {
     /// Stops the sidecar: stop accepting, let calls finish (up to the grace period),
     /// commit every queued record.
     pub async fn shutdown(self) {
+        self.bench.shutdown();
         let _ = self.shutdown.send(true);
         for server in self.servers {
             let _ = server.await;
@@ -160,6 +164,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    let bench = Arc::new(BenchRuns::default());
     let api_router = api::router(ApiState {
         recorder: recorder.clone(),
         proxy: proxy_state.clone(),
@@ -171,6 +176,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             read_token: config.read_token.clone(),
             protect_writes: config.protect_writes,
         }),
+        bench: bench.clone(),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)
@@ -222,6 +228,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             proxy_addr
         }
     };
+    bench.set_target(crate::bench::Target {
+        proxy: local_url(proxy_addr),
+        api: local_url(api_addr),
+        token: config
+            .admin_token
+            .clone()
+            .or_else(|| config.read_token.clone()),
+    });
     tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream, db = %location.describe(), instance = %config.store.instance, "ollameter listening");
     Ok(Running {
         proxy_addr,
@@ -229,10 +243,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder,
         telemetry,
         api_router: api_router_copy,
+        bench,
         shutdown,
         servers,
         recorder_task,
     })
+}
+
+/// The URL this process reaches a listener of its own at: loopback for a wildcard address.
+fn local_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(
+            if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        )
+    } else {
+        addr
+    };
+    format!("http://{host}")
 }
 
 /// Counts every request by its endpoint class and status, for `/metrics`.

@@ -37,6 +37,9 @@ pub enum Command {
         /// Only this operation.
         #[arg(long)]
         operation: Option<String>,
+        /// Only records of this source: benchmark, proxy, manual or import.
+        #[arg(long)]
+        source: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -74,6 +77,9 @@ pub enum Command {
         /// Only this operation.
         #[arg(long)]
         operation: Option<String>,
+        /// Only records of this source: benchmark, proxy, manual or import.
+        #[arg(long)]
+        source: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -160,6 +166,9 @@ pub enum Command {
         #[arg(long)]
         instance: Option<String>,
     },
+    /// Measure models on your prompts through a running sidecar, grade the answers, and
+    /// recommend: every call is recorded with source `benchmark`.
+    Bench(BenchArgs),
     /// Inspect the configuration.
     Config {
         /// What to do with it.
@@ -173,6 +182,48 @@ pub enum Command {
 pub enum ConfigAction {
     /// Print the effective configuration; exit non-zero when it is invalid.
     Check(ServeArgs),
+}
+
+/// `ollameter bench ...`
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["models", "installed"])))]
+pub struct BenchArgs {
+    /// The models to measure (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Every installed model that can generate (from Ollama's /api/tags).
+    #[arg(long, conflicts_with = "models")]
+    pub installed: bool,
+    /// With --installed, embedding models too (measured with /api/embed).
+    #[arg(long)]
+    pub embed: bool,
+    /// A JSONL file, one prompt per line: prompt or messages, images (file paths),
+    /// operation, options, format, and grading (expect, expect_regex, expect_json,
+    /// quality_rule); see config/bench-prompts.example.jsonl.
+    #[arg(long, conflicts_with = "suite")]
+    pub prompts: Option<PathBuf>,
+    /// A built-in suite: `default` (short answer, long answer, JSON output, rating); used
+    /// when no --prompts is given.
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Measured calls per prompt and model.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// One unmeasured load call per model first (recorded as operation `load`); the cold
+    /// load is reported apart from the warm calls.
+    #[arg(long)]
+    pub warmup: bool,
+    /// Ollama's keep_alive for every call (`10m`, `-1`, `0`).
+    #[arg(long)]
+    pub keep_alive: Option<String>,
+    /// The sidecar's proxy URL, when the API has its own port (default: --server).
+    #[arg(long)]
+    pub proxy: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// How the client commands reach the sidecar.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::logging::LogColor;
 use crate::quality::QualityRuleConfig;
 
 pub use load::{Overrides, env_name, load};
@@ -128,6 +129,8 @@ pub struct Config {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// When the text log uses ANSI colours.
+    pub log_color: LogColor,
     /// Whether the telemetry sampler runs.
     pub telemetry_enabled: bool,
     /// Time between telemetry samples.

@@ -252,6 +252,21 @@ pub struct View {
     pub system: SystemSnapshot,
     /// ollameter's version.
     pub version: &'static str,
+    /// The latest benchmark run inside the sidecar, linked from the page.
+    pub latest_benchmark: Option<BenchmarkLink>,
+}
+
+/// Where the latest benchmark run is, for the dashboard's link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchmarkLink {
+    /// The run's id (`GET /api/model-performance/benchmark/{id}`).
+    pub id: String,
+    /// `running`, `finished`, ...
+    pub state: String,
+    /// Calls made.
+    pub done_calls: u64,
+    /// Calls planned.
+    pub total_calls: u64,
 }
 
 #[cfg(test)]

@@ -8,11 +8,14 @@
 //! - [`serve`]: the accept loop both listeners run (header timeout, connection cap,
 //!   peer address, graceful cut).
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`].
+//! - [`logging`]: whether the log carries ANSI colours (a terminal only, never JSON).
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...).
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
 //!   with the token rules for destructive routes.
 //! - [`dashboard`]: the HTML page and its SVG charts at `GET /dashboard` (pure: figures
 //!   in, HTML out); also what `ollameter report` saves.
+//! - [`bench`]: `ollameter bench` and the benchmark routes: prompts, grading, the run
+//!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -32,11 +35,13 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod decode;
 pub mod history;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod quality;

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         | Command::Import { .. }
         | Command::Report { .. } => client_command(cli.command),
         Command::Migrate { from, to, instance } => migrate(&from, &to, instance),
+        Command::Bench(args) => bench(args),
         Command::GpuCheck => {
             print!("{}", ollameter::telemetry::nvml_report());
             ExitCode::SUCCESS
@@ -129,6 +130,78 @@ fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, Exit
     })
 }
 
+/// `ollameter bench`: reads the prompts, then runs against the sidecar.
+fn bench(args: cli::BenchArgs) -> ExitCode {
+    use ollameter::bench::{self, Models, Plan, Target, prompts};
+    let prompts = match (&args.prompts, &args.suite) {
+        (Some(file), _) => prompts::read_file(file),
+        (None, suite) => prompts::suite(suite.as_deref().unwrap_or("default")),
+    };
+    let prompts = match prompts {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.installed && args.models.iter().all(|m| m.trim().is_empty()) {
+        eprintln!("ollameter: --models: name at least one model (a,b,c), or use --installed");
+        return ExitCode::from(2);
+    }
+    let keep_alive = args.keep_alive.as_deref().map(|k| match k.parse::<i64>() {
+        Ok(seconds) => serde_json::json!(seconds),
+        Err(_) => serde_json::json!(k),
+    });
+    let plan = Plan {
+        models: if args.installed {
+            Models::Installed
+        } else {
+            Models::Named(
+                args.models
+                    .iter()
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect(),
+            )
+        },
+        embed: args.embed,
+        prompts,
+        runs: args.runs,
+        concurrency: args.concurrency,
+        warmup: args.warmup,
+        keep_alive,
+    };
+    let server = args.client.server.trim_end_matches('/').to_string();
+    let target = Target {
+        proxy: args
+            .proxy
+            .as_deref()
+            .map_or(server.clone(), |p| p.trim_end_matches('/').to_string()),
+        api: server,
+        token: None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench::cli::run(&target, &plan, args.client.json)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ollameter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a client command against a running sidecar.
 fn client_command(command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -184,12 +257,14 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             model,
             hours,
             operation,
+            source,
             client: args,
         } => {
             let c = client::Client::new(&args.server)?;
             let q = query(&[
                 ("duration_hours", hours.map(|h| h.to_string())),
                 ("operation", operation),
+                ("source", source),
             ]);
             let path = match &model {
                 Some(m) => format!("/statistics/{}{q}", client::encode(m, true)),
@@ -216,6 +291,7 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             hours,
             min_operations,
             operation,
+            source,
             client: args,
         } => {
             let c = client::Client::new(&args.server)?;
@@ -226,6 +302,7 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
                 ("duration_hours", hours.map(|h| h.to_string())),
                 ("min_operations", min_operations.map(|n| n.to_string())),
                 ("operation", operation),
+                ("source", source),
             ]);
             let answer = c.get(&format!("/recommend{q}")).await?;
             Ok(show(args.json, &answer, client::render_recommendation))
@@ -379,9 +456,16 @@ fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = config.log_format == LogFormat::Json;
+    let ansi = ollameter::logging::use_ansi(
+        config.log_color,
+        json,
+        ollameter::logging::Terminal::of_stderr(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -213,6 +213,9 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
     );
     record.stream = facts.stream;
     record.request_bytes = bytes.len() as u64;
+    if let Some(source) = parts.headers.get(crate::record::SOURCE_HEADER) {
+        record.source = crate::record::Source::from_header(source.as_bytes());
+    }
     let mut meter = Meter::new(
         record,
         inner.sinks.clone(),

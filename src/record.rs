@@ -67,7 +67,14 @@ pub enum Source {
     Manual,
     /// Loaded by `POST /api/model-performance/import` or `ollameter import`.
     Import,
+    /// Measured by the proxy on a call that `ollameter bench` (or the benchmark route)
+    /// made, marked with the [`SOURCE_HEADER`] header.
+    Benchmark,
 }
+
+/// The request header by which a client marks a proxied call's source; only
+/// `benchmark` is accepted (see [`Source::from_header`]).
+pub const SOURCE_HEADER: &str = "x-ollameter-source";
 
 impl Source {
     /// The snake_case name used in the store.
@@ -76,6 +83,25 @@ impl Source {
             Source::Proxy => "proxy",
             Source::Manual => "manual",
             Source::Import => "import",
+            Source::Benchmark => "benchmark",
+        }
+    }
+
+    /// Every source, in the order the API lists them.
+    pub const ALL: [Source; 4] = [
+        Source::Proxy,
+        Source::Manual,
+        Source::Import,
+        Source::Benchmark,
+    ];
+
+    /// The source a proxied call's [`SOURCE_HEADER`] names: only `benchmark` (a proxied
+    /// call cannot claim to be manual or imported); anything else leaves it `proxy`.
+    pub fn from_header(value: &[u8]) -> Source {
+        if value.eq_ignore_ascii_case(b"benchmark") {
+            Source::Benchmark
+        } else {
+            Source::Proxy
         }
     }
 
@@ -85,6 +111,7 @@ impl Source {
             "proxy" => Some(Source::Proxy),
             "manual" => Some(Source::Manual),
             "import" => Some(Source::Import),
+            "benchmark" => Some(Source::Benchmark),
             _ => None,
         }
     }
@@ -295,5 +322,19 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
         assert_eq!(ErrorKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn sources_round_trip_and_the_header_accepts_only_benchmark() {
+        for s in Source::ALL {
+            assert_eq!(Source::parse(s.as_str()), Some(s));
+            let json = serde_json::to_string(&s).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(Source::from_header(b"benchmark"), Source::Benchmark);
+        assert_eq!(Source::from_header(b"Benchmark"), Source::Benchmark);
+        for other in [&b"manual"[..], b"import", b"proxy", b"", b"bench"] {
+            assert_eq!(Source::from_header(other), Source::Proxy);
+        }
     }
 }

@@ -1,15 +1,20 @@
-//! The compose file parses and wires the sidecar beside Ollama as the deployment needs:
-//! shared PID namespace, a GPU reservation with the utility capability, a named volume
-//! for the store, the port published, the upstream set.
+//! The compose files parse and wire the sidecar beside Ollama as the deployment needs: the
+//! base file runs anywhere (no device reservation), the GPU override adds only the NVIDIA
+//! reservations (`gpu` for Ollama, `utility` for ollameter's NVML), and the README gives
+//! both commands. scripts/compose-check runs them with the real `docker compose`.
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn compose() -> Yaml {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
-        .expect("docker-compose.yml");
+fn load(file: &str) -> Yaml {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     YamlLoader::load_from_str(&text)
         .expect("valid YAML")
         .remove(0)
+}
+
+fn compose() -> Yaml {
+    load("docker-compose.yml")
 }
 
 fn strings(y: &Yaml) -> Vec<String> {
@@ -20,6 +25,24 @@ fn strings(y: &Yaml) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn services(doc: &Yaml) -> Vec<(String, Yaml)> {
+    doc["services"]
+        .as_hash()
+        .expect("services")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("service name").to_string(), v.clone()))
+        .collect()
+}
+
+/// The default of a `${NAME:-default}` compose value, or the value itself.
+fn default_of(value: &str) -> &str {
+    value
+        .strip_prefix("${")
+        .and_then(|v| v.strip_suffix('}'))
+        .and_then(|v| v.split_once(":-"))
+        .map_or(value, |(_, default)| default)
 }
 
 #[test]
@@ -39,6 +62,10 @@ fn compose_runs_ollama_and_the_sidecar_together() {
         Some("service:ollama"),
         "shares Ollama's PID namespace"
     );
+    assert!(
+        !sidecar["depends_on"]["ollama"].is_badvalue(),
+        "starts after Ollama"
+    );
     assert_eq!(
         sidecar["environment"]["OLLAMETER_UPSTREAM"].as_str(),
         Some("http://ollama:11434")
@@ -47,17 +74,10 @@ fn compose_runs_ollama_and_the_sidecar_together() {
         sidecar["environment"]["OLLAMETER_LISTEN"].as_str(),
         Some("0.0.0.0:11435")
     );
+    let ports = strings(&sidecar["ports"]);
     assert!(
-        strings(&sidecar["ports"])
-            .iter()
-            .any(|p| p.ends_with(":11435")),
-        "port published"
-    );
-    let devices = &sidecar["deploy"]["resources"]["reservations"]["devices"][0];
-    assert_eq!(devices["driver"].as_str(), Some("nvidia"));
-    assert!(
-        strings(&devices["capabilities"]).contains(&"utility".to_string()),
-        "NVML needs utility"
+        ports.iter().any(|p| p == "${OLLAMETER_PORT:-11435}:11435"),
+        "port 11435 published by default: {ports:?}"
     );
     let volumes = strings(&sidecar["volumes"]);
     let store = volumes
@@ -74,6 +94,84 @@ fn compose_runs_ollama_and_the_sidecar_together() {
         Some("."),
         "built from this repository's Dockerfile"
     );
+    assert_eq!(
+        default_of(sidecar["image"].as_str().expect("image")),
+        "ollameter:latest"
+    );
+    for name in ["ollama", "ollameter"] {
+        let test = strings(&services[name]["healthcheck"]["test"]);
+        assert_eq!(
+            test.first().map(String::as_str),
+            Some("CMD"),
+            "{name} has a healthcheck, so `up --wait` means ready"
+        );
+    }
+}
+
+#[test]
+fn the_base_file_reserves_no_device_so_it_runs_without_a_gpu() {
+    for (name, service) in services(&compose()) {
+        assert!(
+            service["deploy"].is_badvalue(),
+            "docker-compose.yml: {name} has a deploy section; device reservations belong in \
+             docker-compose.gpu.yml"
+        );
+        assert!(service["runtime"].is_badvalue(), "{name} names a runtime");
+        assert!(service["devices"].is_badvalue(), "{name} maps devices");
+    }
+}
+
+#[test]
+fn the_gpu_override_adds_only_nvidia_reservations_to_known_services() {
+    let base = compose();
+    let gpu = load("docker-compose.gpu.yml");
+    let wanted = [("ollama", "gpu"), ("ollameter", "utility")];
+    for (name, service) in services(&gpu) {
+        assert!(
+            !base["services"][name.as_str()].is_badvalue(),
+            "the override names {name}, which docker-compose.yml does not run"
+        );
+        let keys: Vec<&str> = service
+            .as_hash()
+            .expect("a mapping")
+            .keys()
+            .filter_map(Yaml::as_str)
+            .collect();
+        assert_eq!(keys, ["deploy"], "{name}: the override only adds devices");
+        let devices = &service["deploy"]["resources"]["reservations"]["devices"][0];
+        assert_eq!(devices["driver"].as_str(), Some("nvidia"), "{name}");
+        assert_eq!(devices["count"].as_str(), Some("all"), "{name}");
+        let capability = wanted
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("gpu", |(_, c)| c);
+        assert!(
+            strings(&devices["capabilities"]).contains(&capability.to_string()),
+            "{name} needs {capability}"
+        );
+    }
+    for (name, _) in wanted {
+        assert!(
+            !gpu["services"][name].is_badvalue(),
+            "the GPU override covers {name}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_gives_the_cpu_and_the_gpu_command() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for command in [
+        "docker compose up -d\n",
+        "docker compose -f docker-compose.yml -f docker-compose.gpu.yml up -d\n",
+    ] {
+        assert!(
+            readme.contains(command),
+            "README lacks `{}`",
+            command.trim()
+        );
+    }
 }
 
 #[test]

@@ -151,6 +151,33 @@ async fn the_document_lists_every_served_route_and_each_documented_status_happen
         .expect("json");
     let id = created["id"].as_str().expect("id").to_string();
     let model = "hf.co/org/model:Q4_K_M";
+    // A benchmark run that fails at once (its one model is not installed), so that the
+    // next start is not a conflict.
+    let failed: Value = http
+        .post(url("/benchmark"))
+        .json(&json!({"models": ["never-installed"]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let run = failed["id"].as_str().expect("run id").to_string();
+    for _ in 0..500 {
+        let s: Value = http
+            .get(url(&format!("/benchmark/{run}")))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        if s["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let long_run = json!({"models": ["llama3.2:latest"], "runs": 1000});
     let cases: Vec<(&str, String, Option<Value>, u16)> = vec![
         ("GET", "/health".into(), None, 200),
         ("POST", "/record".into(), Some(record.clone()), 201),
@@ -212,6 +239,13 @@ async fn the_document_lists_every_served_route_and_each_documented_status_happen
         ("POST", "/clear-old".into(), Some(json!({"days": 0})), 400),
         ("POST", "/clear-old".into(), Some(json!({"days": 30})), 200),
         ("DELETE", format!("/clear/{model}"), None, 200),
+        ("GET", format!("/benchmark/{run}"), None, 200),
+        ("GET", "/benchmark/no-such-run".into(), None, 404),
+        ("DELETE", format!("/benchmark/{run}"), None, 200),
+        ("DELETE", "/benchmark/no-such-run".into(), None, 404),
+        ("POST", "/benchmark".into(), Some(json!({"runs": 2})), 400),
+        ("POST", "/benchmark".into(), Some(long_run.clone()), 202),
+        ("POST", "/benchmark".into(), Some(long_run), 409),
     ];
     let mut happened = BTreeSet::new();
     for (method, path, body, expected) in cases {
@@ -398,6 +432,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     let started = Instant::now();
     let clear_model = format!("{BASE}/clear/{{model}}");
     let clear_old = format!("{BASE}/clear-old");
+    let benchmark = format!("{BASE}/benchmark");
+    let benchmark_run = format!("{BASE}/benchmark/{{id}}");
     schemathesis(
         &app,
         &[
@@ -407,6 +443,24 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
             &clear_model,
             "--exclude-path",
             &clear_old,
+            "--exclude-path",
+            &benchmark,
+            "--exclude-path",
+            &benchmark_run,
+        ],
+    )
+    .await;
+    // The benchmark routes on their own: a run one of them starts makes calls through the
+    // proxy until the sidecar stops, and must not load the machine under the other routes.
+    schemathesis(
+        &app,
+        &[
+            "--max-examples",
+            "30",
+            "--include-path",
+            &benchmark,
+            "--include-path",
+            &benchmark_run,
         ],
     )
     .await;

@@ -41,6 +41,7 @@ fn kind(method: &Method, path: &str) -> Kind {
         (&Method::POST, Some("/clear-old")) => Kind::Destructive,
         (&Method::POST, Some("/record" | "/import")) => Kind::Write,
         (&Method::POST, Some(p)) if p.starts_with("/records/") => Kind::Write,
+        (&Method::POST | &Method::DELETE, Some(p)) if p.starts_with("/benchmark") => Kind::Write,
         _ => Kind::Read,
     }
 }

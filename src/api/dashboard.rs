@@ -90,6 +90,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
     let window = || Window {
         hours: Some(filters.hours),
         operation: filters.operation.clone(),
+        source: None,
     };
     let statistics: Vec<ModelStatistics> = match window().filter(state) {
         Some(filter) => state.history.with_all(|all| {
@@ -183,5 +184,17 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         insights,
         system: telemetry.snapshot(),
         version: env!("CARGO_PKG_VERSION"),
+        latest_benchmark: state.bench.latest().map(|run| {
+            let status = run.status();
+            crate::dashboard::BenchmarkLink {
+                id: status.id,
+                state: serde_json::to_value(status.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                done_calls: status.report.done_calls,
+                total_calls: status.report.total_calls,
+            }
+        }),
     })
 }

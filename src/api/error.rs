@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Not from here: the route is for loopback clients only.
     #[error("{0}")]
     Forbidden(String),
+    /// The request conflicts with what is going on (a benchmark already running).
+    #[error("{0}")]
+    Conflict(String),
     /// The body is over the API's limit.
     #[error("{0}")]
     TooLarge(String),
@@ -84,6 +87,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {

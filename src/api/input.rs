@@ -208,8 +208,9 @@ pub fn record_from_json(
     );
     // An export names each record's origin; keep it so export then import round-trips.
     r.source = match f.string(&["source"])? {
-        Some(name) => Source::parse(&name)
-            .ok_or_else(|| format!("source: {name:?} is not one of proxy, manual, import"))?,
+        Some(name) => Source::parse(&name).ok_or_else(|| {
+            format!("source: {name:?} is not one of proxy, manual, import, benchmark")
+        })?,
         None => source,
     };
     // An export also names the instance that stored each record; the recorder stamps

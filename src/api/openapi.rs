@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use super::{export, health, query, records};
+use super::{bench, export, health, query, records};
 
 /// The document. Paths are absolute (`/api/model-performance/...`), so the document holds
 /// for the sidecar whether the API shares the proxy's port or has its own.
@@ -38,12 +38,16 @@ use super::{export, health, query, records};
         openapi_json,
         health::system,
         health::metrics,
+        bench::start,
+        bench::status,
+        bench::stop,
     ),
     tags(
         (name = "meta", description = "The sidecar itself"),
         (name = "records", description = "Writing, importing and exporting records"),
         (name = "statistics", description = "Statistics, comparison, recommendation, trends, insights"),
         (name = "admin", description = "Deleting records"),
+        (name = "benchmark", description = "Measuring models on prompts before traffic does"),
     )
 )]
 pub struct ApiDoc;

@@ -2,6 +2,7 @@
 //! parses and validates its input, runs a pure function from `stats` or `recommend` over
 //! the in-memory history on a blocking thread, and maps the answer.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -19,7 +20,10 @@ use crate::recommend::{
     self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
     RecommendParams, Recommendation, VramNeed,
 };
-use crate::stats::{self, Filter, Insight, ModelStatistics, Trend, TrendMetric, TrendParams};
+use crate::record::Source;
+use crate::stats::{
+    self, Filter, Insight, ModelStatistics, Sample, Trend, TrendMetric, TrendParams,
+};
 use crate::telemetry::VramSource as TelemetryVramSource;
 
 /// Most models one compare or recommend call may name.
@@ -40,14 +44,18 @@ pub struct WindowQuery {
     pub duration_hours: Option<f64>,
     /// Only operations with this name (`X-Operation`, or the endpoint's kind such as `chat`).
     pub operation: Option<String>,
+    /// Only records of this source; every source when absent.
+    pub source: Option<Source>,
 }
 
-/// The window and operation a query covers.
+/// The window, operation and source a query covers.
 pub(crate) struct Window {
     /// Only the last this many hours; all of the history without.
     pub(crate) hours: Option<f64>,
     /// Only this operation.
     pub(crate) operation: Option<String>,
+    /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`).
+    pub(crate) source: Option<Source>,
 }
 
 impl Window {
@@ -55,7 +63,22 @@ impl Window {
         Ok(Window {
             hours: p.hours("duration_hours")?,
             operation: p.text("operation").map(str::to_string),
+            source: source_param(p)?,
         })
+    }
+
+    /// A model's samples of the asked-for source; the samples themselves without one.
+    pub(crate) fn of_source<'a>(&self, samples: &'a [Sample]) -> Cow<'a, [Sample]> {
+        match self.source {
+            None => Cow::Borrowed(samples),
+            Some(source) => Cow::Owned(
+                samples
+                    .iter()
+                    .filter(|s| s.source == source)
+                    .copied()
+                    .collect(),
+            ),
+        }
     }
 
     /// The filter over the history; `None` when the operation has never been seen (so
@@ -73,6 +96,20 @@ impl Window {
             until_ms: None,
             operation,
         })
+    }
+}
+
+/// The `source` query parameter: one of the record sources, or absent for all.
+fn source_param(p: &Params) -> Result<Option<Source>, ApiError> {
+    match p.text("source") {
+        None => Ok(None),
+        Some(name) => Source::parse(name).map(Some).ok_or_else(|| {
+            let names: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad(format!(
+                "source: {name:?} is not one of {}",
+                names.join(", ")
+            ))
+        }),
     }
 }
 
@@ -132,7 +169,9 @@ pub async fn model_statistics(
         let filter = window.filter(&state)?;
         state
             .history
-            .with_model(&model, |s| stats::model_statistics(&model, s, &filter))
+            .with_model(&model, |s| {
+                stats::model_statistics(&model, &window.of_source(s), &filter)
+            })
             .flatten()
     })
     .await?;
@@ -177,7 +216,8 @@ pub async fn all_statistics(
             Some(filter) => state.history.with_all(|all| {
                 all.iter()
                     .filter_map(|(name, s)| {
-                        stats::model_statistics(name, s, &filter).map(|st| (name.clone(), st))
+                        stats::model_statistics(name, &window.of_source(s), &filter)
+                            .map(|st| (name.clone(), st))
                     })
                     .collect()
             }),
@@ -260,7 +300,11 @@ pub async fn compare(
             )));
         }
     };
-    let window = Window { hours, operation };
+    let window = Window {
+        hours,
+        operation,
+        source: None,
+    };
     let (comparison, missing) = tokio::task::spawn_blocking(move || {
         let filter = window.filter(&state);
         let mut found = Vec::new();
@@ -304,6 +348,9 @@ pub struct RecommendQuery {
     pub min_operations: Option<u64>,
     /// Only operations with this name.
     pub operation: Option<String>,
+    /// Only records of this source (`benchmark` for what `ollameter bench` measured); every
+    /// source when absent.
+    pub source: Option<Source>,
     /// The VRAM budget in GB (above 0, at most 100000): a model whose known need is larger is
     /// excluded.
     #[param(exclusive_minimum = 0.0, maximum = 100_000.0)]
@@ -396,7 +443,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         for model in &models {
             let summary = filter.as_ref().and_then(|f| {
                 all.get(model)
-                    .and_then(|s| stats::model_summary(model, s, f))
+                    .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
             });
             match summary {
                 Some(summary) => candidates.push(Candidate {

@@ -152,6 +152,8 @@ pub struct RawLog {
     pub level: Option<String>,
     /// `text` or `json`.
     pub format: Option<String>,
+    /// `auto`, `always` or `never`: ANSI colours in the text log.
+    pub color: Option<String>,
 }
 
 /// Every key that can be set, as `section.key`: the environment variable is
@@ -177,6 +179,7 @@ pub const KEYS: &[&str] = &[
     "recorder.flush_interval_ms",
     "log.level",
     "log.format",
+    "log.color",
     "telemetry.enabled",
     "telemetry.interval_ms",
     "server.header_read_timeout_ms",

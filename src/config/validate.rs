@@ -152,6 +152,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             LogFormat::Text
         }
     };
+    let log_color = match raw.log.color.as_deref() {
+        None => LogColor::Auto,
+        Some(text) => LogColor::parse(text).unwrap_or_else(|| {
+            problems.push(format!(
+                "log.color: {text:?} is not one of auto, always, never"
+            ));
+            LogColor::Auto
+        }),
+    };
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         problems.push(format!(
@@ -195,6 +204,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 quality_rules: raw.quality.rules,
                 log_level,
                 log_format,
+                log_color,
                 telemetry_enabled: raw.telemetry.enabled.unwrap_or(true),
                 telemetry_interval: Duration::from_millis(telemetry_interval_ms),
                 telemetry_server_pids: raw.telemetry.server_pids.unwrap_or_default(),
@@ -373,6 +383,10 @@ mod tests {
                 "log.format: \"xml\" is not one of text, json",
             ),
             ("[log]\nlevel = \"[[\"", "log.level"),
+            (
+                "[log]\ncolor = \"yes\"",
+                "log.color: \"yes\" is not one of auto, always, never",
+            ),
             (
                 "[api]\nadmin_token = \"short\"",
                 "api.admin_token: use at least 16 characters",

@@ -236,6 +236,12 @@ fn footer(view: &View) -> Markup {
                 }
                 " over the same window."
             }
+            @if let (Some(b), false) = (&view.latest_benchmark, view.filters.standalone) {
+                p.benchmark {
+                    "Latest benchmark: " a href=(format!("{api}/benchmark/{}", b.id)) { (b.id) }
+                    " (" (b.state) ", " (b.done_calls) " of " (b.total_calls) " calls)."
+                }
+            }
         }
     }
 }
@@ -259,6 +265,7 @@ mod tests {
             insights: Vec::new(),
             system: SystemSnapshot::empty(true, 1000, SourcesState::all(&SourceState::Ok)),
             version: "test",
+            latest_benchmark: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The compact form of a record that the in-memory cache keeps and every statistic reads.
 
-use crate::record::Record;
+use crate::record::{Record, Source};
 
 /// One record reduced to what statistics need.
 ///
@@ -10,7 +10,7 @@ use crate::record::Record;
 /// accumulated in `f64` so precision is not lost over many samples.
 ///
 /// `output_tokens` is not used by any statistic yet; it is kept because it fits in the
-/// padding after `success` and costs nothing.
+/// padding after `success` and costs nothing; so does the one-byte `source`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     /// `Record::timestamp` as milliseconds since the Unix epoch (UTC).
@@ -39,6 +39,8 @@ pub struct Sample {
     pub load_duration_ms: f32,
     /// `Record::output_tokens`, NaN when unknown.
     pub output_tokens: f32,
+    /// `Record::source`: statistics and recommend can be asked for one source only.
+    pub source: Source,
 }
 
 // The size is the reason this type exists; a field added carelessly should fail the build.
@@ -67,6 +69,7 @@ impl Sample {
             load_duration_ms: known(r.load_duration_ms),
             // Token counts stay exact in f32 up to 16,777,216, far beyond any answer.
             output_tokens: known(r.output_tokens.map(|t| t as f64)),
+            source: r.source,
         }
     }
 
@@ -92,6 +95,7 @@ impl Sample {
             vram_mb: f32::NAN,
             load_duration_ms: f32::NAN,
             output_tokens: f32::NAN,
+            source: Source::Proxy,
         }
     }
 }
