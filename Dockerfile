@@ -3,10 +3,20 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Dependencies first, in a layer of their own that stays cached until Cargo.toml or
+# Cargo.lock change: an empty crate (benches left out) builds every dependency once.
+RUN mkdir src \
+    && echo 'fn main() {}' >src/main.rs && touch src/lib.rs \
+    && awk '/^\[/ { skip = ($0 == "[[bench]]") } !skip' Cargo.toml >Cargo.deps.toml \
+    && cp Cargo.toml Cargo.full.toml && mv Cargo.deps.toml Cargo.toml \
+    && cargo build --release --locked \
+    && mv Cargo.full.toml Cargo.toml && rm -rf src
 COPY src ./src
 COPY benches ./benches
 COPY assets ./assets
-RUN cargo build --release --locked \
+# Touched: the copied sources may be older than the empty crate's build.
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked \
     && strip target/release/ollameter
 
 FROM debian:bookworm-slim

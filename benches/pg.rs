@@ -41,15 +41,11 @@ fn main() {
         let (rec, task) = recorder::start(
             &location,
             RecorderConfig {
-                queue_capacity: defaults.queue_capacity,
-                batch_size: defaults.batch_size,
-                flush_interval: defaults.flush_interval,
                 max_records_per_model: u64::MAX,
                 max_age: Duration::from_secs(3650 * 86_400),
                 retention_interval: Duration::from_secs(86_400),
                 instance: "bench".into(),
-                spill_capacity: defaults.store.spill_capacity,
-                follow_interval: defaults.store.follow_interval,
+                ..defaults.recorder.clone()
             },
             None,
         )
@@ -70,7 +66,7 @@ fn main() {
         println!(
             "fire-and-forget ingest at batch_size {}: {total} records in {:.2} s = {:.0} records/s \
              ({} commits, mean {:.2} ms)",
-            defaults.batch_size,
+            defaults.recorder.batch_size,
             elapsed.as_secs_f64(),
             total as f64 / elapsed.as_secs_f64(),
             rec.stats().commits.load(Ordering::Relaxed),
@@ -93,7 +89,7 @@ fn main() {
         ..Overrides::default()
     };
     let mut config = config::load(None, &[], &flags).expect("config");
-    config.telemetry_enabled = false;
+    config.telemetry.enabled = false;
     let rounds = if measuring { 40 } else { 3 };
     runtime.block_on(async {
         let running = app::start(config).await.expect("start");

@@ -35,19 +35,25 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::history::History;
-use crate::proxy::ProxyState;
+use crate::metrics::Metrics;
 use crate::recorder::Recorder;
+use crate::telemetry::Telemetry;
 
 /// Largest body the API reads (an import of a few hundred thousand records).
 pub const MAX_API_BODY_BYTES: usize = 256 * 1024 * 1024;
 
-/// What the API handlers share.
+/// What the API handlers share: the read side (history, store file, telemetry, metrics),
+/// the recorder for writes, and a probe of the upstream. Nothing of the data plane.
 #[derive(Clone)]
 pub struct ApiState {
     /// The recorder, for counters and writes.
     pub recorder: Recorder,
-    /// The proxy's state, for its upstream client.
-    pub proxy: ProxyState,
+    /// Asks the upstream whether it answers (`/health`).
+    pub upstream: health::UpstreamProbe,
+    /// The telemetry sampler's handle (snapshot, GPU size, VRAM needs).
+    pub telemetry: Telemetry,
+    /// The Prometheus metrics the proxy records into, rendered by `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// Where the store is, for read connections (export, import's duplicate check).
     pub store: Arc<crate::store::StoreLocation>,
     /// The in-memory history the statistics read.
@@ -56,6 +62,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Who may call what.
     pub access: Arc<auth::Access>,
+    /// Listeners that stopped serving, for `/health`.
+    pub server_failures: health::ServerFailures,
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<crate::bench::BenchRuns>,
 }

@@ -4,25 +4,28 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::health::{ServerFailures, UpstreamProbe};
 use crate::api::{self, ApiState};
 use crate::bench::BenchRuns;
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
-use crate::proxy::{self, ProxyConfig, ProxyState};
-use crate::quality::QualityRules;
-use crate::recorder::{self, Recorder, RecorderConfig, RecorderTask};
+use crate::proxy::{self, ProxyState};
+use crate::recorder::{self, Recorder, RecorderTask};
 use crate::serve::ConnLimits;
 use crate::store::{Store, StoreLocation};
-use crate::telemetry::{Telemetry, TelemetryConfig};
+use crate::telemetry::Telemetry;
+use crate::text::panic_message;
 
 /// How long in-flight calls may run on after a shutdown signal before they are cut (and
 /// recorded as cancelled).
@@ -50,6 +53,9 @@ pub enum StartError {
     /// The configuration is not usable.
     #[error("{0}")]
     Config(String),
+    /// The recorder's writer thread could not be started.
+    #[error("{0}")]
+    Recorder(std::io::Error),
 }
 
 /// A started sidecar.
@@ -67,7 +73,7 @@ pub struct Running {
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<BenchRuns>,
     shutdown: watch::Sender<bool>,
-    servers: Vec<JoinHandle<()>>,
+    servers: Vec<(&'static str, JoinHandle<()>)>,
     recorder_task: RecorderTask,
 }
 
@@ -77,22 +83,38 @@ impl Running {
     pub async fn shutdown(self) {
         self.bench.shutdown();
         let _ = self.shutdown.send(true);
-        for server in self.servers {
-            let _ = server.await;
+        for (what, server) in self.servers {
+            if let Err(e) = server.await {
+                tracing::error!(listener = what, error = %e, "the listener's task failed");
+            }
         }
         self.telemetry.shutdown().await;
         let task = self.recorder_task;
-        let _ = tokio::task::spawn_blocking(move || task.shutdown()).await;
+        if let Err(e) = tokio::task::spawn_blocking(move || task.shutdown()).await {
+            tracing::error!(error = %e, "draining the recorder failed; queued records may be lost");
+        }
     }
 }
 
-/// Starts the sidecar on the configured addresses.
+/// Starts the sidecar on the configured addresses. Each part gets its own section of the
+/// configuration as it is.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let quality = Arc::new(
-        QualityRules::new(&config.quality_rules)
-            .map_err(|problems| StartError::Config(problems.join("; ")))?,
-    );
-    let location = StoreLocation::from_path(&config.db_path).map_err(StartError::Config)?;
+    let Config {
+        server,
+        proxy: proxy_config,
+        store,
+        recorder: recorder_config,
+        telemetry: telemetry_config,
+        access,
+        ..
+    } = config;
+    // Checked by the configuration's validation; a config built by hand may still be wrong.
+    let location = StoreLocation::from_path(&store.path).map_err(StartError::Config)?;
+    let described = location.describe();
+    let store_error = |source| StartError::Store {
+        path: described.clone(),
+        source,
+    };
     // SQLite: the history is loaded before the writer starts, so no commit can slip
     // between. A shared store is read by the writer itself (all of it first, then what
     // every instance commits), so the sidecar starts even with the database down.
@@ -103,79 +125,54 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .await
                 .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
                 .map(Arc::new)
-                .map_err(|source| StartError::Store {
-                    path: location.describe(),
-                    source,
-                })?
+                .map_err(store_error)?
         }
         StoreLocation::Postgres(_) => Arc::new(History::default()),
     };
+    let instance = recorder_config.instance.clone();
     let (recorder, recorder_task) = recorder::start(
         &location,
-        RecorderConfig {
-            queue_capacity: config.queue_capacity,
-            batch_size: config.batch_size,
-            flush_interval: config.flush_interval,
-            max_records_per_model: config.max_records_per_model,
-            max_age: Duration::from_secs(config.max_age_days * 86_400),
-            retention_interval: config.retention_interval,
-            instance: config.store.instance.clone(),
-            spill_capacity: config.store.spill_capacity,
-            follow_interval: config.store.follow_interval,
-        },
+        recorder_config,
         Some(history.clone() as recorder::CommitHook),
     )
-    .map_err(|source| StartError::Store {
-        path: location.describe(),
-        source,
+    .map_err(|e| match e {
+        recorder::StartError::Store(source) => store_error(source),
+        recorder::StartError::Spawn(e) => StartError::Recorder(e),
     })?;
-    let telemetry = if config.telemetry_enabled {
+    let telemetry = if telemetry_config.enabled {
         let client = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(config.connect_timeout)
+            .connect_timeout(proxy_config.connect_timeout)
             .build()
             .map_err(|e| StartError::Config(format!("cannot build the telemetry client: {e}")))?;
-        Telemetry::start_default(
-            TelemetryConfig {
-                interval: config.telemetry_interval,
-                upstream: config.upstream.clone(),
-                server_pids: config.telemetry_server_pids.clone(),
-                process_names: config.telemetry_process_names.clone(),
-                enabled: true,
-            },
-            client,
-        )
+        Telemetry::start_default(telemetry_config, client)
     } else {
         Telemetry::disabled()
     };
     let metrics = Arc::new(Metrics::new());
     let proxy_state = ProxyState::new(
-        &ProxyConfig {
-            upstream: config.upstream.clone(),
-            connect_timeout: config.connect_timeout,
-            operation_header: config.operation_header.clone(),
-            max_body_bytes: config.max_body_bytes,
-            quality_capture_bytes: config.quality_capture_bytes,
-            max_parse_bytes: config.max_parse_bytes,
-        },
+        &proxy_config,
         recorder.clone(),
-        quality,
         telemetry.clone(),
         metrics.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    let server_failures = ServerFailures::default();
     let bench = Arc::new(BenchRuns::default());
+    let bench_token = access
+        .admin_token
+        .clone()
+        .or_else(|| access.read_token.clone());
     let api_router = api::router(ApiState {
         recorder: recorder.clone(),
-        proxy: proxy_state.clone(),
+        upstream: UpstreamProbe::new(proxy_state.client().clone(), proxy_config.upstream.clone()),
+        telemetry: telemetry.clone(),
+        metrics: metrics.clone(),
         store: Arc::new(location.clone()),
         history,
         started: Instant::now(),
-        access: Arc::new(crate::api::auth::Access {
-            admin_token: config.admin_token.clone(),
-            read_token: config.read_token.clone(),
-            protect_writes: config.protect_writes,
-        }),
+        access: Arc::new(access),
+        server_failures: server_failures.clone(),
         bench: bench.clone(),
     });
     let proxy_router = Router::new()
@@ -193,37 +190,56 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map_err(|source| StartError::Bind { addr, source })
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let proxy_listener = bind(config.listen).await?;
+    let proxy_listener = bind(server.listen).await?;
     let proxy_addr = proxy_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
-            addr: config.listen,
+            addr: server.listen,
             source,
         })?;
     let api_router_copy = api_router.clone();
     let limits = ConnLimits {
-        header_read_timeout: config.header_read_timeout,
-        max_connections: config.max_connections,
-        max_header_bytes: config.max_header_bytes,
+        header_read_timeout: server.header_read_timeout,
+        max_connections: server.max_connections,
+        max_header_bytes: server.max_header_bytes,
         grace: SHUTDOWN_GRACE,
     };
+    let failures = &server_failures;
     let mut servers = Vec::new();
-    let api_addr = match config.api_listen {
+    let api_addr = match server.api_listen {
         Some(addr) => {
             let api_listener = bind(addr).await?;
             let api_addr = api_listener
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            servers.push(serve(api_listener, api_router, limits, shutdown_rx.clone()));
-            servers.push(serve(proxy_listener, proxy_router, limits, shutdown_rx));
+            let stop = shutdown_rx.clone();
+            servers.push(serve(
+                "api",
+                api_listener,
+                api_router,
+                limits,
+                stop,
+                failures,
+            ));
+            servers.push(serve(
+                "proxy",
+                proxy_listener,
+                proxy_router,
+                limits,
+                shutdown_rx,
+                failures,
+            ));
             api_addr
         }
         None => {
+            let both = api_router.merge(proxy_router);
             servers.push(serve(
+                "proxy and api",
                 proxy_listener,
-                api_router.merge(proxy_router),
+                both,
                 limits,
                 shutdown_rx,
+                failures,
             ));
             proxy_addr
         }
@@ -231,12 +247,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     bench.set_target(crate::bench::Target {
         proxy: local_url(proxy_addr),
         api: local_url(api_addr),
-        token: config
-            .admin_token
-            .clone()
-            .or_else(|| config.read_token.clone()),
+        token: bench_token,
     });
-    tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream, db = %location.describe(), instance = %config.store.instance, "ollameter listening");
+    tracing::info!(%proxy_addr, %api_addr, upstream = %proxy_config.upstream, db = %location.describe(), %instance, "ollameter listening");
     Ok(Running {
         proxy_addr,
         api_addr,
@@ -279,14 +292,32 @@ async fn count_requests(
     response
 }
 
-/// Serves until the shutdown signal, then gives open calls the grace period to finish.
+/// Serves until the shutdown signal, then gives open calls the grace period to finish. A
+/// listener whose accept loop panics or ends before the signal is logged and noted for
+/// `/health`: the sidecar no longer serves on it.
 fn serve(
+    what: &'static str,
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
     shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(crate::serve::serve(listener, router, limits, shutdown))
+    failures: &ServerFailures,
+) -> (&'static str, JoinHandle<()>) {
+    let failures = failures.clone();
+    let stopping = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = AssertUnwindSafe(crate::serve::serve(listener, router, limits, shutdown))
+            .catch_unwind()
+            .await;
+        let why = match served {
+            Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+            Ok(()) if !*stopping.borrow() => "its accept loop ended".to_string(),
+            Ok(()) => return,
+        };
+        tracing::error!(listener = what, error = %why, "a listener stopped serving");
+        failures.push(format!("{what} listener stopped: {why}"));
+    });
+    (what, task)
 }
 
 /// Runs the sidecar until `signal` resolves, then shuts down in order.

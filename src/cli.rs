@@ -27,6 +27,36 @@ pub enum Command {
     /// Initialise NVML through ollameter's own code and print the GPUs, their memory and
     /// each process's use (for checking a GPU host).
     GpuCheck,
+    /// Commands that ask a running sidecar.
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Copy every record of one store into another: a SQLite file into PostgreSQL (or
+    /// back). Ids the target already holds are skipped, so running it again is harmless.
+    Migrate {
+        /// The source: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// The target: a postgres:// URL or a SQLite file (created if missing).
+        #[arg(long)]
+        to: String,
+        /// The instance named on records that carry none (default: this host's name).
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// Measure models on your prompts through a running sidecar, grade the answers, and
+    /// recommend: every call is recorded with source `benchmark`.
+    Bench(BenchArgs),
+    /// Inspect the configuration.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// The commands that ask a running sidecar through [`ollameter::client::Client`].
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
     /// Statistics of one model, or of every model, from a running sidecar.
     Stats {
         /// The model (all models when left out).
@@ -152,28 +182,6 @@ pub enum Command {
             default_value = "http://127.0.0.1:11435"
         )]
         server: String,
-    },
-    /// Copy every record of one store into another: a SQLite file into PostgreSQL (or
-    /// back). Ids the target already holds are skipped, so running it again is harmless.
-    Migrate {
-        /// The source: a SQLite file or a postgres:// URL.
-        #[arg(long)]
-        from: String,
-        /// The target: a postgres:// URL or a SQLite file (created if missing).
-        #[arg(long)]
-        to: String,
-        /// The instance named on records that carry none (default: this host's name).
-        #[arg(long)]
-        instance: Option<String>,
-    },
-    /// Measure models on your prompts through a running sidecar, grade the answers, and
-    /// recommend: every call is recorded with source `benchmark`.
-    Bench(BenchArgs),
-    /// Inspect the configuration.
-    Config {
-        /// What to do with it.
-        #[command(subcommand)]
-        action: ConfigAction,
     },
 }
 

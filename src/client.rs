@@ -1,9 +1,18 @@
 //! The command-line client of a running sidecar: `ollameter stats`, `compare`,
-//! `recommend`, `trend`, `export` and `import` call the API and print readable tables (or
-//! the JSON itself with `--json`); `report` saves the dashboard as one HTML file. Rendering is pure so it is tested without a server.
+//! `recommend`, `trend`, `export` and `import` call the API through [`Client`], whose
+//! methods return the API's own answer types ([`AllStatistics`], [`Recommendation`],
+//! [`Trend`], ...), and print readable tables (or the JSON with `--json`); `report` saves
+//! the dashboard as one HTML file. Rendering is pure, so it is tested without a server.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::api::query::{AllStatistics, CompareAnswer, StatisticsAnswer};
+use crate::api::records::ImportReport;
+use crate::recommend::Recommendation;
+use crate::stats::{ModelStatistics, Trend};
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +68,7 @@ impl Client {
     async fn answer(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, ClientError> {
         let resp = request.send().await.map_err(|e| ClientError::Unreachable {
             server: self.server.clone(),
-            detail: crate::proxy::meter::error_chain(&e),
+            detail: crate::text::error_chain(&e),
         })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| ClientError::Unreachable {
@@ -80,50 +89,129 @@ impl Client {
         }
     }
 
-    /// GETs an API path (with its query) as JSON.
-    pub async fn get(&self, path_and_query: &str) -> Result<Value, ClientError> {
+    /// GETs an API path (with its query) and reads the answer as `T`.
+    async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, ClientError> {
         let body = self.answer(self.http.get(self.url(path_and_query))).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Io(format!("answer is not JSON: {e}")))
+        parse(&body)
     }
 
-    /// POSTs JSON to an API path.
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let request = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/json");
-        let body = self.answer(request.body(body.to_string())).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Io(format!("answer is not JSON: {e}")))
-    }
-
-    /// POSTs raw bytes (an import file) with a content type.
-    pub async fn post_bytes(
+    /// POSTs a body with its content type to an API path and reads the answer as `T`.
+    async fn post<T: DeserializeOwned>(
         &self,
-        path: &str,
+        path_and_query: &str,
         body: Vec<u8>,
         content_type: &str,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let request = self
             .http
-            .post(self.url(path))
+            .post(self.url(path_and_query))
             .header("content-type", content_type)
             .body(body);
-        let body = self.answer(request).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Io(format!("answer is not JSON: {e}")))
+        parse(&self.answer(request).await?)
     }
 
-    /// GETs raw bytes (an export).
-    pub async fn get_bytes(&self, path_and_query: &str) -> Result<bytes::Bytes, ClientError> {
-        self.answer(self.http.get(self.url(path_and_query))).await
+    /// `GET /statistics`: every model's statistics in the window.
+    pub async fn all_statistics(&self, window: &Window) -> Result<AllStatistics, ClientError> {
+        self.get(&format!("/statistics{}", window.query())).await
     }
 
-    /// GETs the dashboard page (`/dashboard` and `query`, which starts with `?`); an error
-    /// page becomes its message.
-    pub async fn get_dashboard(&self, query: &str) -> Result<String, ClientError> {
-        let url = format!("{}/dashboard{query}", self.server);
+    /// `GET /statistics/{model}`: one model's statistics (or the empty window).
+    pub async fn model_statistics(
+        &self,
+        model: &str,
+        window: &Window,
+    ) -> Result<StatisticsAnswer, ClientError> {
+        let path = format!("/statistics/{}{}", encode(model, true), window.query());
+        self.get(&path).await
+    }
+
+    /// `POST /compare`: the models side by side and the winners.
+    pub async fn compare(
+        &self,
+        models: &[String],
+        window: &Window,
+    ) -> Result<CompareAnswer, ClientError> {
+        let body = serde_json::json!({
+            "models": models,
+            "duration_hours": window.hours,
+            "operation": window.operation,
+        });
+        self.post(
+            "/compare",
+            body.to_string().into_bytes(),
+            "application/json",
+        )
+        .await
+    }
+
+    /// `GET /recommend`: the model to use for a priority.
+    pub async fn recommend(&self, ask: &RecommendAsk) -> Result<Recommendation, ClientError> {
+        let mut pairs = vec![
+            ("priority", Some(ask.priority.clone())),
+            ("available_vram_gb", ask.vram_gb.map(|v| v.to_string())),
+            ("available_models", ask.models.clone()),
+            ("min_operations", ask.min_operations.map(|n| n.to_string())),
+        ];
+        pairs.extend(ask.window.pairs());
+        let q = query(&pairs);
+        self.get(&format!("/recommend{q}")).await
+    }
+
+    /// `GET /trend/{model}`: one metric of a model bucketed over time.
+    pub async fn trend(
+        &self,
+        model: &str,
+        metric: &str,
+        hours: f64,
+        bucket_minutes: u64,
+    ) -> Result<Trend, ClientError> {
+        let q = query(&[
+            ("metric", Some(metric.to_string())),
+            ("hours", Some(hours.to_string())),
+            ("bucket_minutes", Some(bucket_minutes.to_string())),
+        ]);
+        self.get(&format!("/trend/{}{q}", encode(model, true)))
+            .await
+    }
+
+    /// `GET /export`: the records as stored, in `format` (json, ndjson, csv).
+    pub async fn export(
+        &self,
+        format: &str,
+        model: Option<&str>,
+        hours: Option<f64>,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let q = query(&[
+            ("format", Some(format.to_string())),
+            ("model", model.map(str::to_string)),
+            ("duration_hours", hours.map(|h| h.to_string())),
+        ]);
+        self.answer(self.http.get(self.url(&format!("/export{q}"))))
+            .await
+    }
+
+    /// `POST /import`: an export (or the earlier system's file) loaded into the store.
+    pub async fn import(
+        &self,
+        body: Vec<u8>,
+        format: Option<&str>,
+    ) -> Result<ImportReport, ClientError> {
+        let q = query(&[("format", format.map(str::to_string))]);
+        self.post(&format!("/import{q}"), body, "application/octet-stream")
+            .await
+    }
+
+    /// The dashboard as a standalone page (no reloads, no form) for `view`; an error page
+    /// becomes its message.
+    pub async fn dashboard(&self, view: &DashboardView) -> Result<String, ClientError> {
+        let q = query(&[
+            ("hours", Some(view.hours.to_string())),
+            ("operation", view.operation.clone()),
+            ("model", view.model.clone()),
+            ("metric", Some(view.metric.clone())),
+            ("standalone", Some("1".into())),
+        ]);
+        let url = format!("{}/dashboard{q}", self.server);
         match self.answer(self.http.get(url)).await {
             Ok(body) => Ok(String::from_utf8_lossy(&body).into_owned()),
             Err(ClientError::Api { status: 404, .. }) => Err(ClientError::Api {
@@ -157,32 +245,95 @@ fn page_message(page: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Percent-encodes a value for a query string or a path segment (model names carry `:`
-/// and `/`; `/` stays as it is in paths).
-pub fn encode(value: &str, keep_slash: bool) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+pub use crate::text::encode;
+use crate::text::fmt_percent;
+
+/// What the window of a statistics call is: the last `hours` (all of history when
+/// `None`) and one operation (all when `None`).
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Only operations of the last this many hours.
+    pub hours: Option<f64>,
+    /// Only operations with this name.
+    pub operation: Option<String>,
+    /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`).
+    pub source: Option<String>,
 }
 
-fn num(v: &Value, decimals: usize) -> String {
-    match v.as_f64() {
-        Some(n) => format!("{n:.decimals$}"),
-        None => "-".into(),
+impl Window {
+    fn query(&self) -> String {
+        query(&self.pairs())
+    }
+
+    fn pairs(&self) -> [(&'static str, Option<String>); 3] {
+        [
+            ("duration_hours", self.hours.map(|h| h.to_string())),
+            ("operation", self.operation.clone()),
+            ("source", self.source.clone()),
+        ]
     }
 }
 
-fn pct(v: &Value) -> String {
-    v.as_f64()
-        .map_or("-".into(), |n| format!("{:.1}%", n * 100.0))
+/// What `ollameter report` saves of the dashboard.
+#[derive(Debug, Clone)]
+pub struct DashboardView {
+    /// The window, hours.
+    pub hours: f64,
+    /// Only this operation.
+    pub operation: Option<String>,
+    /// The model whose trend is shown (the recommended one when `None`).
+    pub model: Option<String>,
+    /// The trend's metric.
+    pub metric: String,
+}
+
+/// What `ollameter recommend` asks.
+#[derive(Debug, Clone, Default)]
+pub struct RecommendAsk {
+    /// `speed`, `quality`, `balanced` or `reliable` (the server checks it).
+    pub priority: String,
+    /// The VRAM the model must fit in, GB.
+    pub vram_gb: Option<f64>,
+    /// The candidates, comma-separated; every model with data when `None`.
+    pub models: Option<String>,
+    /// Fewest operations a candidate needs.
+    pub min_operations: Option<u64>,
+    /// The window the figures come from.
+    pub window: Window,
+}
+
+/// A query string from the pairs that have a value (`?a=1&b=x`), or nothing.
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v, false))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ClientError::Io(format!(
+            "the answer is not what this ollameter expects ({e}); is the server the same version?"
+        ))
+    })
+}
+
+/// An answer as pretty JSON (`--json`).
+pub fn json<T: Serialize>(answer: &T) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(answer).unwrap_or_default()
+    )
+}
+
+/// A figure with `decimals`, or `-` when unknown.
+fn num(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".into(), |n| format!("{n:.decimals$}"))
 }
 
 fn table(header: &[&str]) -> Table {
@@ -192,17 +343,17 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn stats_row(name: &str, s: &Value) -> Vec<String> {
+fn stats_row(s: &ModelStatistics) -> Vec<String> {
     vec![
-        name.to_string(),
-        num(&s["total_operations"], 0),
-        pct(&s["success_rate"]),
-        num(&s["processing_time_ms"]["p50"], 1),
-        num(&s["processing_time_ms"]["p95"], 1),
-        num(&s["ttft_ms"]["p50"], 1),
-        num(&s["tokens_per_second"]["p50"], 1),
-        num(&s["quality"]["avg"], 2),
-        num(&s["memory_mb"]["max"], 0),
+        s.model.clone(),
+        s.total_operations.to_string(),
+        fmt_percent(s.success_rate),
+        num(s.processing_time_ms.p50, 1),
+        num(s.processing_time_ms.p95, 1),
+        num(s.ttft_ms.p50, 1),
+        num(s.tokens_per_second.p50, 1),
+        num(s.quality.avg, 2),
+        num(s.memory_mb.max, 0),
     ]
 }
 
@@ -218,78 +369,92 @@ const STATS_HEADER: &[&str] = &[
     "mem MiB",
 ];
 
-/// `ollameter stats`: one row per model.
-pub fn render_statistics(answer: &Value) -> String {
+const NO_RECORDS: &str = "no records yet: point your app's OLLAMA_HOST at ollameter\n";
+
+fn stats_table<'a>(models: impl IntoIterator<Item = &'a ModelStatistics>) -> String {
     let mut t = table(STATS_HEADER);
-    if let Some(models) = answer["models"].as_object() {
-        for (name, s) in models {
-            t.add_row(stats_row(name, s));
-        }
-        if models.is_empty() {
-            return "no records yet: point your app's OLLAMA_HOST at ollameter\n".into();
-        }
-    } else {
-        let name = answer["model"].as_str().unwrap_or("?");
-        t.add_row(stats_row(name, answer));
+    for s in models {
+        t.add_row(stats_row(s));
     }
     format!("{t}\n")
 }
 
+/// `ollameter stats`: one row per model.
+pub fn render_statistics(answer: &AllStatistics) -> String {
+    if answer.models.is_empty() {
+        return NO_RECORDS.into();
+    }
+    stats_table(answer.models.values())
+}
+
+/// `ollameter stats MODEL`: its row, or why there is none.
+pub fn render_model_statistics(answer: &StatisticsAnswer) -> String {
+    match answer {
+        StatisticsAnswer::Statistics(s) => stats_table([s.as_ref()]),
+        StatisticsAnswer::Empty(empty) => format!("{}\n", empty.message),
+    }
+}
+
 /// `ollameter compare`: the models side by side and the winners.
-pub fn render_comparison(answer: &Value) -> String {
-    let mut out = render_statistics(answer);
+pub fn render_comparison(answer: &CompareAnswer) -> String {
+    let mut out = stats_table(answer.models.values());
     let mut t = table(&["ranking", "model", "value"]);
-    if let Some(rankings) = answer["rankings"].as_object() {
-        for (name, r) in rankings {
-            t.add_row(vec![
-                name.clone(),
-                r["model"].as_str().unwrap_or("-").to_string(),
-                num(&r["value"], 3),
-            ]);
-        }
+    let r = &answer.rankings;
+    for (name, ranking) in [
+        ("fastest", &r.fastest),
+        ("highest_quality", &r.highest_quality),
+        ("most_reliable", &r.most_reliable),
+        ("highest_throughput", &r.highest_throughput),
+        ("most_memory_efficient", &r.most_memory_efficient),
+        ("best_overall", &r.best_overall),
+    ] {
+        t.add_row(vec![
+            name.to_string(),
+            ranking.as_ref().map_or("-".into(), |r| r.model.clone()),
+            num(ranking.as_ref().map(|r| r.value), 3),
+        ]);
     }
     out.push_str(&format!("{t}\n"));
-    if let Some(missing) = answer["missing"].as_array().filter(|m| !m.is_empty()) {
-        let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
-        out.push_str(&format!("no data in the window: {}\n", names.join(", ")));
+    if !answer.missing.is_empty() {
+        out.push_str(&format!(
+            "no data in the window: {}\n",
+            answer.missing.join(", ")
+        ));
     }
     out
 }
 
 /// `ollameter recommend`: the pick, why, the alternatives and the excluded.
-pub fn render_recommendation(answer: &Value) -> String {
+pub fn render_recommendation(answer: &Recommendation) -> String {
     let mut out = String::new();
-    match answer["recommended_model"].as_str() {
+    match &answer.recommended_model {
         Some(model) => out.push_str(&format!(
             "recommended ({}): {model}  score {}\n",
-            answer["priority"].as_str().unwrap_or("?"),
-            num(&answer["score"], 3)
+            answer.priority,
+            num(answer.score, 3)
         )),
         None => out.push_str("no model qualifies\n"),
     }
-    out.push_str(&format!("{}\n", answer["reason"].as_str().unwrap_or("")));
-    if let Some(alts) = answer["alternatives"].as_array().filter(|a| !a.is_empty()) {
+    out.push_str(&format!("{}\n", answer.reason));
+    if !answer.alternatives.is_empty() {
         let mut t = table(&["rank", "model", "score", "speed", "quality", "reliability"]);
-        for a in alts {
-            let c = &a["component_scores"];
+        for a in &answer.alternatives {
+            let c = &a.component_scores;
             t.add_row(vec![
-                num(&a["rank"], 0),
-                a["model"].as_str().unwrap_or("-").to_string(),
-                num(&a["score"], 3),
-                num(&c["speed"], 3),
-                num(&c["quality"], 3),
-                num(&c["reliability"], 3),
+                a.rank.to_string(),
+                a.model.clone(),
+                num(Some(a.score), 3),
+                num(Some(c.speed), 3),
+                num(c.quality, 3),
+                num(Some(c.reliability), 3),
             ]);
         }
         out.push_str(&format!("{t}\n"));
     }
-    if let Some(excluded) = answer["excluded"].as_array().filter(|e| !e.is_empty()) {
+    if !answer.excluded.is_empty() {
         let mut t = table(&["excluded", "why"]);
-        for e in excluded {
-            t.add_row(vec![
-                e["model"].as_str().unwrap_or("-").to_string(),
-                e["reason"].as_str().unwrap_or("-").to_string(),
-            ]);
+        for e in &answer.excluded {
+            t.add_row(vec![e.model.clone(), e.reason.clone()]);
         }
         out.push_str(&format!("{t}\n"));
     }
@@ -297,56 +462,124 @@ pub fn render_recommendation(answer: &Value) -> String {
 }
 
 /// `ollameter trend`: one row per bucket, then the direction.
-pub fn render_trend(answer: &Value) -> String {
+pub fn render_trend(answer: &Trend) -> String {
     let mut t = table(&["bucket start", "count", "value"]);
-    for b in answer["buckets"].as_array().into_iter().flatten() {
+    for b in &answer.buckets {
         t.add_row(vec![
-            b["start"].as_str().unwrap_or("-").to_string(),
-            num(&b["count"], 0),
-            num(&b["value"], 3),
+            b.start.to_rfc3339(),
+            b.count.to_string(),
+            num(b.value, 3),
         ]);
     }
     format!(
         "{t}\n{} {}: {} (slope {} per hour)\n",
-        answer["model"].as_str().unwrap_or("?"),
-        answer["metric"].as_str().unwrap_or("?"),
-        answer["direction"].as_str().unwrap_or("?"),
-        num(&answer["slope_per_hour"], 3)
+        answer.model,
+        answer.metric.as_str(),
+        serde_name(&answer.direction),
+        num(answer.slope_per_hour, 3)
     )
+}
+
+/// `ollameter import`: what was stored, skipped and refused.
+pub fn render_import(answer: &ImportReport) -> String {
+    let mut text = format!(
+        "imported {} records ({} already stored), rejected {}\n",
+        answer.imported, answer.skipped_existing, answer.rejected_count
+    );
+    for r in &answer.rejected {
+        text.push_str(&format!("  {}: {}\n", r.at, r.error));
+    }
+    text
+}
+
+/// A value's name as the API writes it (`"improving"`).
+fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use serde_json::json;
+    use crate::api::query::EmptyWindow;
+    use crate::stats::{Filter, Sample, model_statistics};
+
+    fn statistics(model: &str) -> ModelStatistics {
+        let samples: Vec<Sample> = (0..12)
+            .map(|i| {
+                let mut s = Sample::new(1_000 + i, 0, i % 4 != 0, 800.0 + i as f32);
+                s.quality_score = 4.0;
+                s
+            })
+            .collect();
+        model_statistics(model, &samples, &Filter::default()).expect("statistics")
+    }
 
     #[test]
     fn tables_show_the_numbers() {
-        let answer = json!({"models": {"llama3.2:3b": {"total_operations": 12, "success_rate": 0.75,
-            "processing_time_ms": {"p50": 812.25, "p95": 1500.0}, "quality": {"avg": 4.123}}}});
+        let s = statistics("llama3.2:3b");
+        let answer = AllStatistics {
+            duration_hours: None,
+            operation: None,
+            models: BTreeMap::from([(s.model.clone(), s.clone())]),
+        };
         let text = render_statistics(&answer);
-        for needle in ["llama3.2:3b", "12", "75.0%", "812.2", "1500.0", "4.12"] {
+        for needle in ["llama3.2:3b", "12", "75%", "4.00"] {
             assert!(text.contains(needle), "{needle} missing:\n{text}");
         }
-        let empty = render_statistics(&json!({"models": {}}));
-        assert!(empty.contains("no records yet"));
+        let p50 = format!("{:.1}", s.processing_time_ms.p50.expect("p50"));
+        assert!(text.contains(&p50), "{p50} missing:\n{text}");
+        let empty = AllStatistics {
+            models: BTreeMap::new(),
+            ..answer
+        };
+        assert!(render_statistics(&empty).contains("no records yet"));
+        let none = StatisticsAnswer::Empty(EmptyWindow {
+            total_operations: 0,
+            message: "no operations of this model in the window".into(),
+        });
+        assert!(render_model_statistics(&none).contains("no operations"));
     }
 
     #[test]
-    fn recommendation_says_why() {
-        let answer = json!({"priority": "speed", "recommended_model": "a", "score": 1.0,
-            "reason": "a is fastest", "alternatives": [], "excluded": [{"model": "b", "reason": "3 operations"}]});
-        let text = render_recommendation(&answer);
-        assert!(text.contains("recommended (speed): a"));
-        assert!(text.contains("a is fastest"));
-        assert!(text.contains("3 operations"));
-        let none = render_recommendation(&json!({"recommended_model": null, "reason": "nothing"}));
-        assert!(none.starts_with("no model qualifies"));
+    fn the_json_is_the_answer_itself() {
+        let s = statistics("m");
+        let text = json(&StatisticsAnswer::Statistics(Box::new(s.clone())));
+        let back: StatisticsAnswer = serde_json::from_str(&text).expect("parses");
+        match back {
+            StatisticsAnswer::Statistics(b) => assert_eq!(*b, s),
+            StatisticsAnswer::Empty(_) => panic!("read back as empty"),
+        }
     }
 
     #[test]
-    fn names_are_encoded_for_urls() {
-        assert_eq!(encode("hf.co/org/m:Q4 K", true), "hf.co/org/m:Q4%20K");
-        assert_eq!(encode("a,b&c", false), "a%2Cb%26c");
+    fn an_import_lists_its_rejections() {
+        let report: ImportReport = serde_json::from_value(serde_json::json!({
+            "imported": 3, "skipped_existing": 1, "rejected_count": 1, "format": "csv",
+            "rejected": [{"at": "line 7", "error": "processing_time_ms: missing"}]
+        }))
+        .expect("report");
+        let text = render_import(&report);
+        assert!(text.starts_with("imported 3 records (1 already stored), rejected 1"));
+        assert!(
+            text.contains("line 7: processing_time_ms: missing"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn queries_skip_what_is_unset_and_encode_the_rest() {
+        let w = Window {
+            hours: Some(2.0),
+            operation: Some("a b".into()),
+            source: None,
+        };
+        assert_eq!(w.query(), "?duration_hours=2&operation=a%20b");
+        assert_eq!(Window::default().query(), "");
     }
 }

@@ -6,7 +6,9 @@
 //! - `load`: defaults < file < environment < flags, merged into the raw shape.
 //! - `validate`: the raw shape checked and turned into [`Config`].
 //!
-//! This file holds the defaults (each with why that number) and the validated types.
+//! This file holds the defaults (each with why that number) and the validated [`Config`]:
+//! one typed section per part ([`ProxyConfig`], [`RecorderConfig`], [`TelemetryConfig`],
+//! [`Access`], ...), each the type that part takes, so nothing is split up again later.
 
 mod load;
 mod raw;
@@ -18,8 +20,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::api::auth::Access;
 use crate::logging::LogColor;
-use crate::quality::QualityRuleConfig;
+pub use crate::proxy::ProxyConfig;
+pub use crate::recorder::RecorderConfig;
+pub use crate::telemetry::TelemetryConfig;
 
 pub use load::{Overrides, env_name, load};
 pub use raw::{
@@ -84,96 +89,69 @@ pub enum LogFormat {
     Json,
 }
 
-/// The validated configuration.
-#[derive(Debug, Clone, Serialize)]
+/// The validated configuration: one typed section for each part, which `app` passes to
+/// that part as it is.
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// Proxy listen address.
+    /// Where to listen and the limits of each connection.
+    pub server: ServerConfig,
+    /// The data plane: upstream, body limits, the operation header, quality rules.
+    pub proxy: ProxyConfig,
+    /// The SQLite file.
+    pub store: StoreConfig,
+    /// The queue, the batches and retention.
+    pub recorder: RecorderConfig,
+    /// The memory and GPU sampler.
+    pub telemetry: TelemetryConfig,
+    /// Who may call what on the API.
+    pub access: Access,
+    /// Logging.
+    pub log: LogConfig,
+    /// Every key with its effective value, in the file's shape (tokens shown as `(set)`),
+    /// for `ollameter config check`.
+    effective: RawConfig,
+}
+
+impl Config {
+    /// The effective configuration as TOML in the file's shape: every key with the value
+    /// in force (defaults filled in), tokens shown as `(set)`, never their value.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(&self.effective)
+    }
+}
+
+/// `[server]`: where the sidecar listens and how long a connection may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Proxy listen address (and the API's, unless `api_listen` is set).
     pub listen: SocketAddr,
     /// API listen address; `None` serves the API on `listen`.
     pub api_listen: Option<SocketAddr>,
-    /// Upstream base URL, without a trailing slash.
-    pub upstream: String,
-    /// Connect timeout to the upstream.
-    #[serde(serialize_with = "ser_ms")]
-    pub connect_timeout: Duration,
-    /// Largest request body read on instrumented routes.
-    pub max_body_bytes: u64,
-    /// Header naming the operation.
-    pub operation_header: String,
-    /// Largest JSON answer parsed.
-    pub max_parse_bytes: u64,
-    /// Answer bytes kept for quality rules.
-    pub quality_capture_bytes: u64,
-    /// Database file, or a PostgreSQL URL (printed without its password).
-    #[serde(serialize_with = "ser_db")]
-    pub db_path: PathBuf,
-    /// Shared-store settings (instance name, spill, following).
-    pub store: crate::store::settings::StoreSettings,
-    /// Retention: records per model.
-    pub max_records_per_model: u64,
-    /// Retention: age in days.
-    pub max_age_days: u64,
-    /// Retention period.
-    #[serde(serialize_with = "ser_s")]
-    pub retention_interval: Duration,
-    /// Recorder queue capacity.
-    pub queue_capacity: usize,
-    /// Recorder batch size.
-    pub batch_size: usize,
-    /// Recorder flush interval.
-    #[serde(serialize_with = "ser_ms")]
-    pub flush_interval: Duration,
-    /// Quality rules as configured (compiled form in `quality`).
-    pub quality_rules: Vec<QualityRuleConfig>,
-    /// Log filter.
-    pub log_level: String,
-    /// Log format.
-    pub log_format: LogFormat,
-    /// When the text log uses ANSI colours.
-    pub log_color: LogColor,
-    /// Whether the telemetry sampler runs.
-    pub telemetry_enabled: bool,
-    /// Time between telemetry samples.
-    #[serde(serialize_with = "ser_ms")]
-    pub telemetry_interval: Duration,
-    /// Ollama server PIDs given by hand.
-    pub telemetry_server_pids: Vec<u32>,
-    /// Ollama server process names given by hand.
-    pub telemetry_process_names: Vec<String>,
     /// Deadline for a request's headers.
-    #[serde(serialize_with = "ser_ms")]
     pub header_read_timeout: Duration,
     /// Connections served at once per listener.
     pub max_connections: usize,
     /// Largest request head.
     pub max_header_bytes: usize,
-    /// Bearer token for destructive routes; never printed.
-    #[serde(serialize_with = "ser_secret")]
-    pub admin_token: Option<String>,
-    /// Bearer token for reads; never printed.
-    #[serde(serialize_with = "ser_secret")]
-    pub read_token: Option<String>,
-    /// Whether manual writes need the admin token.
-    pub protect_writes: bool,
 }
 
-fn ser_secret<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(_) => s.serialize_str("(set)"),
-        None => s.serialize_str("(unset)"),
-    }
+/// `[store]`: where the records are kept. Its retention and shared-store settings
+/// (instance name, spill, following) are the recorder's, which applies them.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Database file, or a PostgreSQL URL (`postgres://...`), checked by `validate`.
+    pub path: PathBuf,
 }
 
-fn ser_db<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::store::postgres::redact(&p.to_string_lossy()))
-}
-
-fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
-}
-
-fn ser_s<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_secs())
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `tracing` filter (`RUST_LOG` wins when set).
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+    /// When the text log uses ANSI colours.
+    pub color: LogColor,
 }
 
 /// Configuration problems, every one of them, each naming its key.

@@ -212,7 +212,7 @@ impl Filters {
         }
         let parts: Vec<String> = pairs
             .into_iter()
-            .map(|(k, v)| format!("{k}={}", crate::client::encode(&v, false)))
+            .map(|(k, v)| format!("{k}={}", crate::text::encode(&v, false)))
             .collect();
         format!("?{}", parts.join("&"))
     }

@@ -43,7 +43,8 @@ const MAX_PARSE_ERROR_BYTES: usize = 256;
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 
 /// Which inference API the request was made on (chosen by the proxy from method+path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Every one is listed in [`Api::ALL`] (derived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
 pub enum Api {
     /// `POST /api/generate`.
     Generate,
@@ -75,6 +76,9 @@ enum Family {
 }
 
 impl Api {
+    /// Every API, derived from the enum itself (so a new one cannot be left out).
+    pub const ALL: &[Api] = <Api as strum::VariantArray>::VARIANTS;
+
     fn family(self) -> Family {
         match self {
             Api::Generate | Api::Chat | Api::Embed | Api::Embeddings => Family::Native,

@@ -1,7 +1,9 @@
 //! The in-memory history the API reads: per model, the compact [`Sample`]s of its records
 //! sorted by time, so a window is a binary search and a statistic one scan. It is loaded
-//! from the store at start and kept in step with it: the writer appends each committed
-//! batch, and deletions (retention, clear) apply the same rules here.
+//! from the store at start and kept in step with it by the recorder's writer thread alone
+//! (as its [`StoreListener`]): each committed batch, each deletion (retention, clear) and
+//! each quality score is applied here right after the store has it, in the same order, so
+//! no change can overtake another.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -9,7 +11,7 @@ use std::sync::RwLock;
 use crate::record::Record;
 use crate::recorder::StoreListener;
 use crate::stats::Sample;
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The history of every model.
 #[derive(Default)]
@@ -75,7 +77,7 @@ impl History {
     }
 
     /// Adds committed records.
-    pub fn append(&self, records: &[Record]) {
+    fn append(&self, records: &[Record]) {
         let mut inner = self.write();
         for r in records {
             inner.insert(r);
@@ -119,13 +121,13 @@ impl History {
     }
 
     /// Forgets a model (after it was cleared from the store).
-    pub fn remove_model(&self, model: &str) -> usize {
-        self.write().models.remove(model).map_or(0, |s| s.len())
+    fn remove_model(&self, model: &str) {
+        self.write().models.remove(model);
     }
 
     /// Forgets records before `cutoff_ms` and all but the newest `max_per_model` of each
     /// model: the store's retention rule, applied to the same records.
-    pub fn retain(&self, cutoff_ms: i64, max_per_model: usize) {
+    fn retain(&self, cutoff_ms: i64, max_per_model: usize) {
         let mut inner = self.write();
         for samples in inner.models.values_mut() {
             let old = samples.partition_point(|s| s.timestamp_ms < cutoff_ms);
@@ -139,7 +141,7 @@ impl History {
     }
 
     /// Sets the quality of the sample that stands for `record`.
-    pub fn set_quality(&self, record: &Record, quality: f64) {
+    fn set_quality(&self, record: &Record, quality: f64) {
         let mut inner = self.write();
         if let Some(samples) = inner.models.get_mut(&record.model) {
             let ts = record.timestamp.timestamp_millis();
@@ -178,22 +180,12 @@ impl StoreListener for History {
         );
     }
 
-    fn changed(&self, change: &Change) {
-        match change {
-            Change::Records(records) => self.append(records),
-            Change::Retention {
-                cutoff_ms,
-                max_per_model,
-            } => self.retained(*cutoff_ms, *max_per_model),
-            Change::ClearModel(model) => {
-                self.remove_model(model);
-            }
-            Change::DeleteBefore(cutoff_ms) => self.retain(*cutoff_ms, usize::MAX),
-            Change::Quality {
-                record,
-                quality_score,
-            } => self.set_quality(record, *quality_score),
-        }
+    fn model_deleted(&self, model: &str) {
+        self.remove_model(model);
+    }
+
+    fn quality_set(&self, record: &Record, quality: f64) {
+        self.set_quality(record, quality);
     }
 }
 
@@ -257,5 +249,80 @@ mod tests {
         let q = q.expect("model");
         assert_eq!(q[0], 4.5);
         assert!(q[1].is_nan());
+    }
+
+    /// The race this module's design removes: a clear is answered, and before its caller
+    /// resumes, the writer commits a new record for the same model. The history must hold
+    /// that record (the store does): changes apply in commit order on the writer, never
+    /// from the caller after the fact. The caller here is held back for certain by
+    /// blocking the test's only runtime thread until the store has the new record.
+    #[tokio::test]
+    async fn a_record_committed_right_after_a_clear_stays_in_the_history() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::recorder::{self, CommitHook, RecorderConfig};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.db");
+        let history = Arc::new(History::default());
+        let config = RecorderConfig {
+            queue_capacity: 100,
+            batch_size: 100,
+            flush_interval: Duration::from_millis(1),
+            max_records_per_model: 10_000,
+            max_age: Duration::from_secs(365 * 86_400),
+            retention_interval: Duration::from_secs(3600),
+            instance: "test".into(),
+            spill_capacity: 0,
+            follow_interval: Duration::from_millis(250),
+        };
+        let (rec, task) = recorder::start(
+            &crate::store::StoreLocation::Sqlite(path.clone()),
+            config,
+            Some(history.clone() as CommitHook),
+        )
+        .expect("start");
+        let now = Utc::now().timestamp_millis();
+        rec.submit_and_wait((0..3).map(|i| record("m", now - 10 + i, "chat")).collect())
+            .await
+            .expect("stored");
+        assert_eq!(history.len(), 3);
+        // Hold the store's write lock so the clear waits in the writer until both it and
+        // the next record are queued, in that order.
+        let lock = Store::open(&path).expect("open");
+        lock.connection()
+            .execute_batch("BEGIN EXCLUSIVE")
+            .expect("lock");
+        let clear = tokio::spawn({
+            let rec = rec.clone();
+            async move { rec.delete_model("m".into()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            rec.submit(record("m", now, "chat")),
+            "queued after the clear"
+        );
+        lock.connection().execute_batch("ROLLBACK").expect("unlock");
+        let reader = Store::open_reader(&path).expect("reader");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reader.count().expect("count") != 1 || history.len() != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never got there"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(clear.await.expect("join").expect("cleared"), 3);
+        assert_eq!(reader.count().expect("count"), 1);
+        assert_eq!(
+            history.with_model("m", <[Sample]>::len),
+            Some(1),
+            "the history holds what the store holds"
+        );
+        drop(lock);
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
     }
 }

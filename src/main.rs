@@ -6,8 +6,8 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, ConfigAction, ServeArgs};
-use ollameter::client;
+use cli::{Cli, ClientCommand, Command, ConfigAction, ServeArgs};
+use ollameter::client::{self, Client, ClientError, DashboardView, RecommendAsk, Window};
 use ollameter::config::{self, Config, LogFormat, Overrides};
 
 fn main() -> ExitCode {
@@ -42,13 +42,7 @@ fn main() -> ExitCode {
             };
             healthcheck(&config)
         }
-        Command::Stats { .. }
-        | Command::Compare { .. }
-        | Command::Recommend { .. }
-        | Command::Trend { .. }
-        | Command::Export { .. }
-        | Command::Import { .. }
-        | Command::Report { .. } => client_command(cli.command),
+        Command::Client(command) => client_command(command),
         Command::Migrate { from, to, instance } => migrate(&from, &to, instance),
         Command::Bench(args) => bench(args),
         Command::GpuCheck => {
@@ -58,7 +52,7 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check(args),
         } => match load(cli.config.as_deref(), &args) {
-            Ok(config) => match toml::to_string_pretty(&config) {
+            Ok(config) => match config.to_toml() {
                 Ok(text) => {
                     println!("{text}");
                     ExitCode::SUCCESS
@@ -203,7 +197,7 @@ fn bench(args: cli::BenchArgs) -> ExitCode {
 }
 
 /// Runs a client command against a running sidecar.
-fn client_command(command: Command) -> ExitCode {
+fn client_command(command: ClientCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -226,65 +220,62 @@ fn client_command(command: Command) -> ExitCode {
     }
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            v.as_ref()
-                .map(|v| format!("{k}={}", client::encode(v, false)))
-        })
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
-}
-
-async fn run_client(command: Command) -> Result<String, client::ClientError> {
-    let show = |json: bool, value: &serde_json::Value, render: fn(&serde_json::Value) -> String| {
-        if json {
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            )
-        } else {
-            render(value)
-        }
-    };
+/// Runs one client command; its output, or why it failed.
+async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
+    let show = |json: bool, typed: String, text: String| if json { typed } else { text };
     match command {
-        Command::Stats {
+        ClientCommand::Stats {
             model,
             hours,
             operation,
             source,
             client: args,
         } => {
-            let c = client::Client::new(&args.server)?;
-            let q = query(&[
-                ("duration_hours", hours.map(|h| h.to_string())),
-                ("operation", operation),
-                ("source", source),
-            ]);
-            let path = match &model {
-                Some(m) => format!("/statistics/{}{q}", client::encode(m, true)),
-                None => format!("/statistics{q}"),
+            let c = Client::new(&args.server)?;
+            let window = Window {
+                hours,
+                operation,
+                source,
             };
-            let answer = c.get(&path).await?;
-            Ok(show(args.json, &answer, client::render_statistics))
+            Ok(match &model {
+                Some(m) => {
+                    let answer = c.model_statistics(m, &window).await?;
+                    show(
+                        args.json,
+                        client::json(&answer),
+                        client::render_model_statistics(&answer),
+                    )
+                }
+                None => {
+                    let answer = c.all_statistics(&window).await?;
+                    show(
+                        args.json,
+                        client::json(&answer),
+                        client::render_statistics(&answer),
+                    )
+                }
+            })
         }
-        Command::Compare {
+        ClientCommand::Compare {
             models,
             hours,
             operation,
             client: args,
         } => {
-            let c = client::Client::new(&args.server)?;
-            let body = serde_json::json!({"models": models, "duration_hours": hours, "operation": operation});
-            let answer = c.post("/compare", &body).await?;
-            Ok(show(args.json, &answer, client::render_comparison))
+            let c = Client::new(&args.server)?;
+            let window = Window {
+                hours,
+                operation,
+                source: None,
+            };
+            let answer = c.compare(&models, &window).await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_comparison(&answer),
+            ))
         }
-        Command::Recommend {
+        ClientCommand::Recommend {
             priority,
             vram_gb,
             models,
@@ -294,55 +285,54 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             source,
             client: args,
         } => {
-            let c = client::Client::new(&args.server)?;
-            let q = query(&[
-                ("priority", Some(priority)),
-                ("available_vram_gb", vram_gb.map(|v| v.to_string())),
-                ("available_models", models),
-                ("duration_hours", hours.map(|h| h.to_string())),
-                ("min_operations", min_operations.map(|n| n.to_string())),
-                ("operation", operation),
-                ("source", source),
-            ]);
-            let answer = c.get(&format!("/recommend{q}")).await?;
-            Ok(show(args.json, &answer, client::render_recommendation))
+            let c = Client::new(&args.server)?;
+            let answer = c
+                .recommend(&RecommendAsk {
+                    priority,
+                    vram_gb,
+                    models,
+                    min_operations,
+                    window: Window {
+                        hours,
+                        operation,
+                        source,
+                    },
+                })
+                .await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_recommendation(&answer),
+            ))
         }
-        Command::Trend {
+        ClientCommand::Trend {
             model,
             metric,
             hours,
             bucket_minutes,
             client: args,
         } => {
-            let c = client::Client::new(&args.server)?;
-            let q = query(&[
-                ("metric", Some(metric)),
-                ("hours", Some(hours.to_string())),
-                ("bucket_minutes", Some(bucket_minutes.to_string())),
-            ]);
-            let answer = c
-                .get(&format!("/trend/{}{q}", client::encode(&model, true)))
-                .await?;
-            Ok(show(args.json, &answer, client::render_trend))
+            let c = Client::new(&args.server)?;
+            let answer = c.trend(&model, &metric, hours, bucket_minutes).await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_trend(&answer),
+            ))
         }
-        Command::Export {
+        ClientCommand::Export {
             format,
             model,
             hours,
             out,
             client: args,
         } => {
-            let c = client::Client::new(&args.server)?;
-            let q = query(&[
-                ("format", Some(format)),
-                ("model", model),
-                ("duration_hours", hours.map(|h| h.to_string())),
-            ]);
-            let body = c.get_bytes(&format!("/export{q}")).await?;
+            let c = Client::new(&args.server)?;
+            let body = c.export(&format, model.as_deref(), hours).await?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &body)
-                        .map_err(|e| client::ClientError::Io(format!("{}: {e}", path.display())))?;
+                        .map_err(|e| ClientError::Io(format!("{}: {e}", path.display())))?;
                     Ok(format!(
                         "wrote {} bytes to {}\n",
                         body.len(),
@@ -352,38 +342,22 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
                 None => Ok(String::from_utf8_lossy(&body).into_owned()),
             }
         }
-        Command::Import {
+        ClientCommand::Import {
             file,
             format,
             client: args,
         } => {
-            let c = client::Client::new(&args.server)?;
+            let c = Client::new(&args.server)?;
             let body = std::fs::read(&file)
-                .map_err(|e| client::ClientError::Io(format!("{}: {e}", file.display())))?;
-            let q = query(&[("format", format)]);
-            let answer = c
-                .post_bytes(&format!("/import{q}"), body, "application/octet-stream")
-                .await?;
-            if args.json {
-                return Ok(format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&answer).unwrap_or_default()
-                ));
-            }
-            let mut text = format!(
-                "imported {} records ({} already stored), rejected {}\n",
-                answer["imported"], answer["skipped_existing"], answer["rejected_count"]
-            );
-            for r in answer["rejected"].as_array().into_iter().flatten() {
-                text.push_str(&format!(
-                    "  {}: {}\n",
-                    r["at"].as_str().unwrap_or("?"),
-                    r["error"].as_str().unwrap_or("?")
-                ));
-            }
-            Ok(text)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+            let answer = c.import(body, format.as_deref()).await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_import(&answer),
+            ))
         }
-        Command::Report {
+        ClientCommand::Report {
             out,
             hours,
             operation,
@@ -391,30 +365,29 @@ async fn run_client(command: Command) -> Result<String, client::ClientError> {
             metric,
             server,
         } => {
-            let c = client::Client::new(&server)?;
-            let q = query(&[
-                ("hours", Some(hours.to_string())),
-                ("operation", operation),
-                ("model", model),
-                ("metric", Some(metric)),
-                ("standalone", Some("1".into())),
-            ]);
-            let page = c.get_dashboard(&q).await?;
+            let c = Client::new(&server)?;
+            let page = c
+                .dashboard(&DashboardView {
+                    hours,
+                    operation,
+                    model,
+                    metric,
+                })
+                .await?;
             std::fs::write(&out, &page)
-                .map_err(|e| client::ClientError::Io(format!("{}: {e}", out.display())))?;
+                .map_err(|e| ClientError::Io(format!("{}: {e}", out.display())))?;
             Ok(format!(
                 "wrote the dashboard ({} bytes) to {}\n",
                 page.len(),
                 out.display()
             ))
         }
-        _ => Ok(String::new()),
     }
 }
 
 /// Asks the running sidecar's health route; any answer from it means the process serves.
 fn healthcheck(config: &Config) -> ExitCode {
-    let addr = config.api_listen.unwrap_or(config.listen);
+    let addr = config.server.api_listen.unwrap_or(config.server.listen);
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -454,11 +427,11 @@ fn healthcheck(config: &Config) -> ExitCode {
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = config.log_format == LogFormat::Json;
+    let json = config.log.format == LogFormat::Json;
     let ansi = ollameter::logging::use_ansi(
-        config.log_color,
+        config.log.color,
         json,
         ollameter::logging::Terminal::of_stderr(),
     );
@@ -466,7 +439,7 @@ fn init_tracing(config: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    match config.log_format {
+    match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }

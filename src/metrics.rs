@@ -31,6 +31,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::record::{Record, Source};
+pub use crate::recorder::RecorderSnapshot;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
 /// format, version 0.0.4.
@@ -138,24 +139,6 @@ const PREFIX_ENDPOINTS: [(&str, &str); 3] = [
     ("/v1/models/", "/v1/models"),
     ("/api/model-performance/", "/api/model-performance"),
 ];
-
-/// What [`Metrics::render`] shows of the recorder, read by the caller from
-/// `RecorderStats` (and the queue) at scrape time.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RecorderSnapshot {
-    /// Records committed to the store.
-    pub written: u64,
-    /// Records lost: queue full, or the store refused the batch.
-    pub dropped: u64,
-    /// Records waiting in the queue now.
-    pub queue_depth: u64,
-    /// Store commits (batches) so far.
-    pub commits: u64,
-    /// Time spent in store commits so far, seconds.
-    pub commit_seconds_total: f64,
-    /// Duration of the most recent commit, seconds.
-    pub last_commit_seconds: f64,
-}
 
 /// Labels of one inference call. `Arc<str>` so that building the key for a known model
 /// is a reference-count increment, not an allocation.

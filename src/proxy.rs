@@ -25,9 +25,10 @@ use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record};
 use crate::recorder::Recorder;
 use crate::telemetry::Telemetry;
+use crate::text::error_chain;
 use classify::{classify, default_operation, is_openai_shape, request_facts};
 use error::error_response;
-use meter::{DecodeLimits, Meter, MeteredStream, Sinks, error_chain};
+use meter::{DecodeLimits, Meter, MeteredStream, Sinks};
 
 /// The response header that names the record of an instrumented call.
 pub const RECORD_ID_HEADER: &str = "x-ollameter-record-id";
@@ -54,14 +55,16 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// TCP connect timeout; there is no response timeout (model loads take minutes).
     pub connect_timeout: std::time::Duration,
-    /// Header naming the operation.
-    pub operation_header: String,
+    /// Header naming the operation (validated by the configuration).
+    pub operation_header: axum::http::HeaderName,
     /// Largest request body read on instrumented routes.
     pub max_body_bytes: u64,
     /// Answer text kept for quality rules.
     pub quality_capture_bytes: u64,
     /// Largest JSON answer parsed.
     pub max_parse_bytes: u64,
+    /// The quality rules, compiled once by the configuration.
+    pub quality: Arc<QualityRules>,
 }
 
 impl ProxyState {
@@ -69,7 +72,6 @@ impl ProxyState {
     pub fn new(
         config: &ProxyConfig,
         recorder: Recorder,
-        quality: Arc<QualityRules>,
         telemetry: Telemetry,
         metrics: Arc<Metrics>,
     ) -> Result<ProxyState, reqwest::Error> {
@@ -83,20 +85,17 @@ impl ProxyState {
             .http1_only()
             .tcp_nodelay(true)
             .build()?;
-        let operation_header =
-            axum::http::HeaderName::from_bytes(config.operation_header.as_bytes())
-                .unwrap_or(axum::http::HeaderName::from_static("x-operation"));
         Ok(ProxyState {
             inner: Arc::new(Inner {
                 client,
                 upstream: config.upstream.clone(),
                 sinks: Sinks {
                     recorder,
-                    quality,
+                    quality: config.quality.clone(),
                     telemetry,
                     metrics,
                 },
-                operation_header,
+                operation_header: config.operation_header.clone(),
                 max_body_bytes: config.max_body_bytes,
                 limits: DecodeLimits {
                     capture_bytes: usize::try_from(config.quality_capture_bytes)
@@ -110,21 +109,6 @@ impl ProxyState {
     /// The upstream client, shared with the health check.
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.client
-    }
-
-    /// The upstream base URL.
-    pub fn upstream(&self) -> &str {
-        &self.inner.upstream
-    }
-
-    /// The metrics the proxy feeds.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.sinks.metrics
-    }
-
-    /// The telemetry handle (memory of the models).
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.inner.sinks.telemetry
     }
 }
 

@@ -4,9 +4,22 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use strum::VariantArray;
 
-/// Why a call failed. Stored and served as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+/// Why a call failed. Stored and served as its snake_case name. Every kind is listed once,
+/// in [`ErrorKind::ALL`] (derived), for parsing, messages, metrics and tests.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Ollama answered with an error status before the first chunk (4xx/5xx).
@@ -20,13 +33,14 @@ pub enum ErrorKind {
     Timeout,
     /// The client went away before the answer was complete.
     ClientCancelled,
-    /// The request body was over the configured limit (413).
-    RequestTooLarge,
     /// The upstream connection broke in the middle of the answer.
     UpstreamDisconnected,
 }
 
 impl ErrorKind {
+    /// Every kind, derived from the enum itself (so a new kind cannot be left out).
+    pub const ALL: &[ErrorKind] = <ErrorKind as VariantArray>::VARIANTS;
+
     /// The snake_case name used in the store, the API and the export.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,24 +49,19 @@ impl ErrorKind {
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::ClientCancelled => "client_cancelled",
-            ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::UpstreamDisconnected => "upstream_disconnected",
         }
     }
 
     /// Parses the snake_case name; `None` for anything else.
     pub fn parse(name: &str) -> Option<ErrorKind> {
-        [
-            ErrorKind::UpstreamError,
-            ErrorKind::MidstreamError,
-            ErrorKind::UpstreamUnreachable,
-            ErrorKind::Timeout,
-            ErrorKind::ClientCancelled,
-            ErrorKind::RequestTooLarge,
-            ErrorKind::UpstreamDisconnected,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == name)
+        ErrorKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// Every name, comma-separated, for messages that list the valid ones.
+    pub fn names() -> String {
+        let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.join(", ")
     }
 }
 
@@ -312,11 +321,7 @@ mod tests {
 
     #[test]
     fn error_kind_names_round_trip() {
-        for k in [
-            ErrorKind::UpstreamError,
-            ErrorKind::ClientCancelled,
-            ErrorKind::Timeout,
-        ] {
+        for &k in ErrorKind::ALL {
             assert_eq!(ErrorKind::parse(k.as_str()), Some(k));
             let json = serde_json::to_string(&k).expect("serializes");
             assert_eq!(json, format!("\"{}\"", k.as_str()));

@@ -1,25 +1,30 @@
 //! The recorder: a bounded queue between the hot path and the store, and the one writer
 //! thread that drains it in batches (by size, or at most `flush_interval` after the first
 //! record of a batch arrived). The proxy never waits: when the queue is full the record
-//! is counted as dropped. Retention runs on the same thread between batches, so the store
-//! has a single writer.
+//! is counted as dropped. Retention, deletes and quality updates run on the same thread
+//! between batches, so the store has a single writer, and the [`StoreListener`] (the
+//! in-memory history) is told of every change on that thread, in commit order.
 //!
-//! On a shared store (PostgreSQL) the writer also follows what every instance commits and
-//! feeds it to the history in commit order (its own records included), and it rides out
+//! On a shared store (PostgreSQL) the history is not told directly: the writer follows
+//! what every instance commits (its own writes, deletes and quality scores included) and
+//! feeds it to the history in commit order, still on this thread. It also rides out
 //! outages: a batch the database refused waits in a bounded spill while the writer
 //! reconnects with a growing pause, and is written when the database is back.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use tokio::sync::oneshot;
 
 use crate::record::Record;
 use crate::store::{Change, RecordStore, StoreError, StoreLocation};
+use crate::text::panic_message;
 
 /// How long the writer sleeps between two looks at the queue while it gathers a batch:
 /// the most a flush, a shutdown or a waited-on write can be held up by it, short next to
@@ -38,15 +43,20 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Longest pause between two tries of an unreachable shared store.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
-/// Told on the writer thread what the store now holds: each batch right after it
-/// committed, and each retention pass after it ran (so an in-memory view stays in step).
+/// Told on the writer thread what the store now holds, right after each change and in
+/// the order of the changes (so an in-memory view stays in step with the store: a batch
+/// committed after a delete is never deleted from the view).
 pub trait StoreListener: Send + Sync {
     /// These records were committed.
     fn committed(&self, records: &[Record]);
-    /// Retention deleted records older than `cutoff_ms` and all but the newest
-    /// `max_per_model` of each model.
+    /// Records older than `cutoff_ms` and all but the newest `max_per_model` of each model
+    /// were deleted (retention, or `u64::MAX` for a delete by age).
     fn retained(&self, cutoff_ms: i64, max_per_model: u64);
-    /// A change read from a shared store (any instance's, this one's included), in
+    /// Every record of `model` was deleted.
+    fn model_deleted(&self, model: &str);
+    /// `record` (as it now is in the store) was given this quality score.
+    fn quality_set(&self, record: &Record, quality: f64);
+    /// A change read from a shared store's log (any instance's, this one's included), in
     /// commit order.
     fn changed(&self, change: &Change) {
         match change {
@@ -55,7 +65,12 @@ pub trait StoreListener: Send + Sync {
                 cutoff_ms,
                 max_per_model,
             } => self.retained(*cutoff_ms, *max_per_model),
-            Change::ClearModel(_) | Change::DeleteBefore(_) | Change::Quality { .. } => {}
+            Change::ClearModel(model) => self.model_deleted(model),
+            Change::DeleteBefore(cutoff_ms) => self.retained(*cutoff_ms, u64::MAX),
+            Change::Quality {
+                record,
+                quality_score,
+            } => self.quality_set(record, *quality_score),
         }
     }
 }
@@ -78,13 +93,31 @@ pub struct RecorderConfig {
     pub max_age: Duration,
     /// How often retention runs.
     pub retention_interval: Duration,
-    /// This ollameter's name, stamped on records that carry none.
+    /// This ollameter's name (`store.instance`), stamped on records that carry none.
     pub instance: String,
     /// Shared store only: records held while the database is unreachable, beyond the
-    /// queue; more are dropped and counted.
+    /// queue; more are dropped and counted (`store.spill_capacity`).
     pub spill_capacity: usize,
-    /// Shared store only: how often the writer looks for other instances' changes.
+    /// Shared store only: how often the writer looks for other instances' changes
+    /// (`store.follow_interval_ms`).
     pub follow_interval: Duration,
+}
+
+/// The recorder's counters at one moment, for `/metrics`, `/health` and the insights.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecorderSnapshot {
+    /// Records committed to the store.
+    pub written: u64,
+    /// Records lost: queue full, or the store refused the batch.
+    pub dropped: u64,
+    /// Records waiting in the queue now.
+    pub queue_depth: u64,
+    /// Store commits (batches) so far.
+    pub commits: u64,
+    /// Time spent in store commits so far, seconds.
+    pub commit_seconds_total: f64,
+    /// Duration of the most recent commit, seconds.
+    pub last_commit_seconds: f64,
 }
 
 /// Counters the health route and metrics read.
@@ -108,6 +141,7 @@ pub struct RecorderStats {
     pub spilled: AtomicU64,
     store_failing: AtomicBool,
     last_error: Mutex<Option<String>>,
+    writer_error: Mutex<Option<String>>,
 }
 
 impl RecorderStats {
@@ -121,6 +155,18 @@ impl RecorderStats {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
     }
 
+    /// Why the writer thread stopped before it was told to (it panicked): nothing more
+    /// is stored until a restart.
+    pub fn writer_error(&self) -> Option<String> {
+        self.writer_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    fn set_writer_error(&self, error: String) {
+        if let Ok(mut slot) = self.writer_error.lock() {
+            *slot = Some(error);
+        }
+    }
+
     fn set_error(&self, error: Option<String>) {
         self.store_failing.store(error.is_some(), Ordering::Relaxed);
         if let Ok(mut slot) = self.last_error.lock() {
@@ -129,8 +175,14 @@ impl RecorderStats {
     }
 }
 
-/// Work the writer thread does on the store.
-type StoreJob = Box<dyn FnOnce(&mut dyn RecordStore) + Send>;
+/// Work the writer thread does on the store; it tells the listener what it changed (when
+/// given one) and returns how to answer its caller, which the writer calls once the
+/// history has the change (on a shared store, after reading it back from the log).
+type StoreJob =
+    Box<dyn FnOnce(&mut dyn RecordStore, Option<&dyn StoreListener>) -> JobAnswer + Send>;
+
+/// Sends a job's result to its caller.
+type JobAnswer = Box<dyn FnOnce() + Send>;
 
 enum Msg {
     Record(Box<Record>),
@@ -164,9 +216,30 @@ pub enum SubmitError {
     /// The store refused the write.
     #[error("the store refused the write: {0}")]
     Store(String),
-    /// A shared store cannot be reached now: nothing was stored; send it again later.
+    /// A shared store cannot be reached now: nothing was changed; send it again later.
     #[error("the store cannot be reached now; nothing was stored, try again shortly ({0})")]
     Unreachable(String),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> SubmitError {
+        match e {
+            // A shared store that is down or restarting: the caller may try again.
+            StoreError::Postgres(m) => SubmitError::Unreachable(m),
+            other => SubmitError::Store(other.to_string()),
+        }
+    }
+}
+
+/// Why the recorder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer thread could not be started (the OS refused a thread).
+    #[error("cannot start the recorder's writer thread: {0}")]
+    Spawn(std::io::Error),
 }
 
 impl Recorder {
@@ -197,38 +270,119 @@ impl Recorder {
         }
     }
 
-    /// Runs `job` on the writer thread after everything queued before it is committed, and
-    /// returns its result.
-    pub async fn run_job<R: Send + 'static>(
+    /// Deletes every record of `model` (after everything queued before is committed);
+    /// returns how many.
+    pub async fn delete_model(&self, model: String) -> Result<u64, SubmitError> {
+        self.run_job(move |store, listener| {
+            let deleted = store.delete_model(&model)?;
+            if let Some(l) = listener {
+                l.model_deleted(&model);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Deletes every record older than `cutoff`; returns how many.
+    pub async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, SubmitError> {
+        self.run_job(move |store, listener| {
+            let deleted = store.delete_before(cutoff)?;
+            if let Some(l) = listener {
+                l.retained(cutoff.timestamp_millis(), u64::MAX);
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Scores the stored record with this id; the record as it now is, or `None` when no
+    /// record has the id.
+    pub async fn set_quality(
+        &self,
+        id: String,
+        quality: f64,
+    ) -> Result<Option<Record>, SubmitError> {
+        self.run_job(move |store, listener| {
+            let updated = store.set_quality(&id, quality)?;
+            if let (Some(l), Some(record)) = (listener, &updated) {
+                l.quality_set(record, quality);
+            }
+            Ok(updated)
+        })
+        .await
+    }
+
+    /// Runs `job` on the writer's own connection after everything queued before it, and
+    /// tells the listener nothing: only for tests that make the store fail on purpose
+    /// (the `test-support` feature).
+    #[cfg(feature = "test-support")]
+    pub async fn run_raw_job<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut dyn RecordStore) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
+        self.run_job(move |store, _| Ok(job(store))).await
+    }
+
+    /// Runs `job` on the writer thread after everything queued before it is committed,
+    /// and returns its result. Private: every change a job makes must be told to the
+    /// listener, which the public operations above do.
+    async fn run_job<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut dyn RecordStore, Option<&dyn StoreListener>) -> Result<R, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        let boxed: StoreJob = Box::new(move |store: &mut dyn RecordStore| {
-            let _ = tx.send(job(store));
+        let boxed: StoreJob = Box::new(move |store, listener| {
+            let result = job(store, listener);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
         });
         match self.tx.try_send(Msg::Job(boxed)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(SubmitError::QueueFull),
             Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
         }
-        rx.await.map_err(|_| SubmitError::Stopped)
-    }
-
-    /// Waits until everything queued before this call is committed (or dropped).
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.await;
+        match rx.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(SubmitError::Stopped),
         }
     }
 
-    /// Records waiting in the queue.
-    pub fn queue_depth(&self) -> usize {
-        self.tx.len()
+    /// Waits until everything queued before this call is committed (or dropped). When the
+    /// queue is full it waits for room without blocking the async runtime's thread.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let mut msg = Msg::Flush(tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    tokio::time::sleep(GATHER_POLL).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        let _ = rx.await;
     }
 
-    /// The counters.
+    /// The counters and the queue's depth now.
+    pub fn snapshot(&self) -> RecorderSnapshot {
+        let s = &self.stats;
+        RecorderSnapshot {
+            written: s.written.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            queue_depth: self.tx.len() as u64,
+            commits: s.commits.load(Ordering::Relaxed),
+            commit_seconds_total: s.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
+            last_commit_seconds: s.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+
+    /// The counters and the store's and writer's state.
     pub fn stats(&self) -> &Arc<RecorderStats> {
         &self.stats
     }
@@ -244,8 +398,12 @@ impl RecorderTask {
     /// Commits everything queued, then stops the writer. Blocks until it has.
     pub fn shutdown(mut self) {
         let _ = self.tx.send(Msg::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            // The writer catches its own panics (and logs them); this is the thread
+            // failing outside that.
+            tracing::error!("the recorder's writer thread panicked");
         }
     }
 }
@@ -256,7 +414,7 @@ pub fn start(
     location: &StoreLocation,
     config: RecorderConfig,
     on_commit: Option<CommitHook>,
-) -> Result<(Recorder, RecorderTask), StoreError> {
+) -> Result<(Recorder, RecorderTask), StartError> {
     let store = location.open_writer(&config.instance)?;
     let (tx, rx) = bounded(config.queue_capacity);
     let stats = Arc::new(RecorderStats::default());
@@ -272,10 +430,17 @@ pub fn start(
         retry_pause: FIRST_RETRY_PAUSE,
         following: true,
     };
+    let watched = stats.clone();
     let thread = std::thread::Builder::new()
         .name("ollameter-writer".into())
-        .spawn(move || writer.run())
-        .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        .spawn(move || {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| writer.run())) {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(error = %message, "the recorder's writer panicked: nothing more is stored until a restart");
+                watched.set_writer_error(format!("the writer panicked: {message}"));
+            }
+        })
+        .map_err(StartError::Spawn)?;
     Ok((
         Recorder {
             tx: tx.clone(),
@@ -391,12 +556,29 @@ impl Writer {
             let shutdown = batch.shutdown;
             let jobs = std::mem::take(&mut batch.jobs);
             self.write(batch);
+            let mut answers = Vec::with_capacity(jobs.len());
             for job in jobs {
-                // A job that panics must not take the writer down with it.
+                // A job that panics must not take the writer down with it. On a shared
+                // store the listener hears of the job's change from the log (below), in
+                // order with every other instance's, so it is not told twice.
                 let store: &mut dyn RecordStore = self.store.as_mut();
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(store))).is_err() {
-                    tracing::error!("a store job panicked");
+                let listener = if self.shared {
+                    None
+                } else {
+                    self.on_commit.as_deref()
+                };
+                match catch_unwind(AssertUnwindSafe(|| job(store, listener))) {
+                    Ok(answer) => answers.push(answer),
+                    Err(_) => tracing::error!("a store job panicked"),
                 }
+            }
+            if self.shared && !answers.is_empty() {
+                // The history reads the jobs' changes back from the log before their
+                // callers hear back, so a `clear` answered is a `clear` the statistics show.
+                self.follow();
+            }
+            for answer in answers {
+                answer();
             }
             if shutdown {
                 return;
@@ -647,7 +829,6 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::store::Store;
-    use chrono::Utc;
 
     fn config(capacity: usize, flush_ms: u64) -> RecorderConfig {
         RecorderConfig {
@@ -737,6 +918,8 @@ mod tests {
                 .expect("lock")
                 .push((cutoff_ms, max_per_model));
         }
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
     }
 
     #[tokio::test]
@@ -802,6 +985,53 @@ mod tests {
             2,
             "visible as soon as acknowledged"
         );
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+    }
+
+    struct Panics;
+
+    impl StoreListener for Panics {
+        fn committed(&self, _: &[Record]) {
+            panic!("listener bug");
+        }
+        fn retained(&self, _: i64, _: u64) {}
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_says_so_and_callers_hear_it_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(100, 1),
+            Some(Arc::new(Panics) as CommitHook),
+        )
+        .expect("start");
+        assert_eq!(rec.stats().writer_error(), None);
+        let first = rec.submit_and_wait(vec![record(1)]).await;
+        assert!(matches!(first, Err(SubmitError::Stopped)), "{first:?}");
+        // The waiter hears of it as the panic unwinds; the error is noted just after.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            if let Some(e) = rec.stats().writer_error() {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "the panic is kept");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        assert!(error.contains("listener bug"), "{error}");
+        assert!(
+            matches!(
+                rec.submit_and_wait(vec![record(2)]).await,
+                Err(SubmitError::Stopped)
+            ),
+            "nothing is queued into a dead writer"
+        );
+        rec.flush().await;
         tokio::task::spawn_blocking(move || task.shutdown())
             .await
             .expect("join");

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,9 +31,6 @@ pub struct ConnLimits {
     pub grace: Duration,
 }
 
-/// Connections refused because the cap was reached (for the logs and metrics).
-pub static REFUSED_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
-
 /// Serves `router` on `listener` until `stop` turns true, then stops gracefully.
 pub async fn serve(
     listener: TcpListener,
@@ -58,7 +54,6 @@ pub async fn serve(
                     }
                 };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    REFUSED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, max = limits.max_connections, "connection cap reached: connection closed");
                     drop(stream);
                     continue;

@@ -81,31 +81,9 @@ pub(crate) fn utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
-/// Rounds a figure for the API to 3 decimals (a microsecond for times). Samples are `f32`,
-/// so 1234.56 comes back as 1234.56005859375 without this; 3 decimals is still finer than
-/// anything measured.
-pub(crate) fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-/// A duration for a sentence: "850 ms" below a second, "1.2 s" from there.
-pub(crate) fn fmt_ms(ms: f64) -> String {
-    if ms < 1000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.1} s", ms / 1000.0)
-    }
-}
-
-/// MiB as GB for a sentence, one decimal ("9.4 GB"), the way Ollama prints sizes.
-pub(crate) fn fmt_gb(mb: f64) -> String {
-    format!("{:.1} GB", mb / 1024.0)
-}
-
-/// Hours for a sentence: "24 h", "0.5 h".
-pub(crate) fn fmt_hours(hours: f64) -> String {
-    format!("{} h", round3(hours))
-}
+// The number formats live in one place for the whole crate; recommendation and insight
+// reasons reach them through here.
+pub(crate) use crate::text::{fmt_gb, fmt_hours, fmt_ms, round3};
 
 #[cfg(test)]
 mod tests {
@@ -137,14 +115,5 @@ mod tests {
         };
         assert!(backwards.window(&s).is_empty());
         assert_eq!(Filter::default().window(&s).len(), 5);
-    }
-
-    #[test]
-    fn formats() {
-        assert_eq!(fmt_ms(850.4), "850 ms");
-        assert_eq!(fmt_ms(1234.0), "1.2 s");
-        assert_eq!(fmt_gb(9625.6), "9.4 GB");
-        assert_eq!(fmt_hours(24.0), "24 h");
-        assert_eq!(round3(f64::from(1234.56_f32)), 1234.56);
     }
 }

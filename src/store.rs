@@ -13,7 +13,7 @@ pub mod settings;
 
 pub use backend::{Change, RecordStore, StoreLocation};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -45,7 +45,6 @@ pub use migrations::SCHEMA_VERSION;
 /// A connection to the store. The recorder owns the one writer; readers open their own.
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
 }
 
 impl Store {
@@ -54,10 +53,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         migrate(&mut conn)?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Store { conn })
     }
 
     /// Opens a read-only connection for queries.
@@ -67,15 +63,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Store { conn })
     }
 
     /// Inserts records in one transaction: all or none.
@@ -270,20 +258,9 @@ impl Store {
         Ok(answer == "ok")
     }
 
-    /// Whether a write would succeed now: a write transaction that changes nothing.
-    pub fn probe_writable(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
-        Ok(())
-    }
-
-    /// The raw connection, for the query modules.
+    /// The raw connection (tests hold a write lock with it).
     pub fn connection(&self) -> &Connection {
         &self.conn
-    }
-
-    /// The raw connection, for the write modules.
-    pub fn connection_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 }
 

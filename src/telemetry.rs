@@ -33,9 +33,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use gpu::{FakeGpu, GpuBackend, NvmlBackend, nvml_report};
-pub use ollama::{FakeOllama, HttpOllama, OllamaApi};
-pub use process::{FakeProcesses, ProcessSource, SysinfoProcesses};
+#[cfg(any(test, feature = "test-support"))]
+pub use gpu::FakeGpu;
+pub use gpu::{GpuBackend, NvmlBackend, nvml_report};
+#[cfg(any(test, feature = "test-support"))]
+pub use ollama::FakeOllama;
+pub use ollama::{HttpOllama, OllamaApi};
+#[cfg(any(test, feature = "test-support"))]
+pub use process::FakeProcesses;
+pub use process::{ProcessSource, SysinfoProcesses};
 pub use samples::ModelMemory;
 pub use snapshot::{SourceState, SourcesState, SystemSnapshot};
 pub use vram::{VramNeed, VramSource};

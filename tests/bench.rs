@@ -492,11 +492,14 @@ async fn the_api_runs_one_benchmark_at_a_time_with_progress() {
 async fn a_quality_rule_scores_in_the_proxy_and_the_example_file_runs() {
     let fake = FakeOllama::start_with(two_models()).await;
     let app = TestApp::start_with(&fake.url(), |config| {
-        config.quality_rules = vec![ollameter::quality::QualityRuleConfig {
+        let rules = [ollameter::quality::QualityRuleConfig {
             operation: Some("grammar_rating".into()),
             json_pointer: Some("/score".into()),
             ..Default::default()
         }];
+        config.proxy.quality = std::sync::Arc::new(
+            ollameter::quality::QualityRules::new(&rules).expect("valid rules"),
+        );
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");

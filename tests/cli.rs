@@ -49,11 +49,26 @@ fn config_check_prints_the_effective_configuration() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("batch_size = 64"), "{text}");
+    assert!(text.contains("url = \"http://ollama:11434\""), "{text}");
+    assert!(text.contains("path = \"/data/x.db\""), "{text}");
     assert!(
-        text.contains("upstream = \"http://ollama:11434\""),
-        "{text}"
+        text.contains("flush_interval_ms = 200"),
+        "defaults shown: {text}"
     );
-    assert!(text.contains("db_path = \"/data/x.db\""), "{text}");
+    // What it prints is the file's own shape: it loads back as a configuration.
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, text.as_bytes()).expect("write");
+    let again = ollameter()
+        .args(["config", "check", "--config"])
+        .arg(&printed)
+        .output()
+        .expect("runs");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), text);
 }
 
 #[test]

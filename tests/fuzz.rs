@@ -8,17 +8,7 @@ use ollameter::decode::{Api, Decoder, Format, ResponseFacts};
 use ollameter::quality::{QualityRuleConfig, QualityRules};
 use proptest::prelude::*;
 
-const APIS: [Api; 9] = [
-    Api::Generate,
-    Api::Chat,
-    Api::Embed,
-    Api::Embeddings,
-    Api::OpenAiChat,
-    Api::OpenAiCompletions,
-    Api::OpenAiEmbeddings,
-    Api::AnthropicMessages,
-    Api::OpenAiResponses,
-];
+const APIS: &[Api] = Api::ALL;
 const FORMATS: [Format; 4] = [Format::Ndjson, Format::Sse, Format::Json, Format::Other];
 
 /// Pieces that look like the real wire formats, so the fuzzer reaches deep paths.

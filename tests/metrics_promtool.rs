@@ -75,15 +75,7 @@ fn busy_metrics() -> Metrics {
     embed.tokens_per_second = None;
     embed.output_tokens = None;
     metrics.observe_record(&embed);
-    for kind in [
-        ErrorKind::UpstreamError,
-        ErrorKind::MidstreamError,
-        ErrorKind::UpstreamUnreachable,
-        ErrorKind::Timeout,
-        ErrorKind::ClientCancelled,
-        ErrorKind::RequestTooLarge,
-        ErrorKind::UpstreamDisconnected,
-    ] {
+    for &kind in ErrorKind::ALL {
         let mut failed = record("llama3.2:latest", "chat", "/api/chat");
         failed.success = false;
         failed.error_kind = Some(kind);

@@ -352,16 +352,27 @@ async fn a_client_that_leaves_during_the_model_load_is_recorded_as_cancelled() {
     })
     .await;
     let app = TestApp::start(&fake.url()).await;
-    let request = client()
-        .post(format!("{}/api/chat", app.url))
-        .json(&json!({"model": "llama3.2", "messages": []}))
-        .send();
-    // The client gives up long before the "model load" ends.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), request)
-            .await
-            .is_err()
+    let request = tokio::spawn(
+        client()
+            .post(format!("{}/api/chat", app.url))
+            .json(&json!({"model": "llama3.2", "messages": []}))
+            .send(),
     );
+    // The client gives up once its call has reached Ollama, long before the "model load"
+    // ends: waiting for the fake to have it (not a fixed time) holds on a slow machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !fake.state.requests().iter().any(|r| r.path == "/api/chat") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !request.is_finished(),
+        "the answer waits for the model load"
+    );
+    request.abort();
     assert!(fake.state.wait_cancelled(1, Duration::from_secs(10)).await);
     let records = app.wait_records(1).await;
     assert_eq!(
@@ -431,7 +442,7 @@ async fn an_unreachable_upstream_gives_502_in_the_routes_shape_and_a_record() {
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_and_never_reach_the_upstream() {
     let fake = FakeOllama::start().await;
-    let app = TestApp::start_with(&fake.url(), |c| c.max_body_bytes = 1024).await;
+    let app = TestApp::start_with(&fake.url(), |c| c.proxy.max_body_bytes = 1024).await;
     let big = json!({"model": "llava", "prompt": "x", "images": ["A".repeat(4096)]});
     let resp = client()
         .post(format!("{}/api/generate", app.url))
@@ -481,7 +492,7 @@ async fn a_client_request_id_becomes_the_record_id() {
 async fn shutdown_commits_every_queued_record() {
     let fake = FakeOllama::start().await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.flush_interval = Duration::from_secs(3600)
+        c.recorder.flush_interval = Duration::from_secs(3600)
     })
     .await;
     let c = client();
@@ -585,7 +596,7 @@ async fn malformed_upstream_output_passes_byte_for_byte_and_the_record_says_so()
             });
         }
     });
-    let app = TestApp::start_with(&upstream, |c| c.telemetry_enabled = false).await;
+    let app = TestApp::start_with(&upstream, |c| c.telemetry.enabled = false).await;
     let got = client()
         .post(format!("{}/api/generate", app.url))
         .json(&json!({"model": "m", "prompt": "x"}))
@@ -610,10 +621,10 @@ async fn malformed_upstream_output_passes_byte_for_byte_and_the_record_says_so()
 
 #[tokio::test]
 async fn quality_rules_read_the_score_from_the_answer() {
-    use ollameter::quality::QualityRuleConfig;
+    use ollameter::quality::{QualityRuleConfig, QualityRules};
     let fake = FakeOllama::start().await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.quality_rules = vec![
+        let rules = [
             QualityRuleConfig {
                 operation: Some("photo_evaluation".into()),
                 json_pointer: Some("/score".into()),
@@ -627,6 +638,7 @@ async fn quality_rules_read_the_score_from_the_answer() {
                 ..QualityRuleConfig::default()
             },
         ];
+        c.proxy.quality = std::sync::Arc::new(QualityRules::new(&rules).expect("valid rules"));
     })
     .await;
     let c = client();
@@ -663,7 +675,7 @@ async fn pull_progress_streams_through_unrecorded() {
         ..FakeConfig::default()
     })
     .await;
-    let app = TestApp::start_with(&fake.url(), |c| c.telemetry_enabled = false).await;
+    let app = TestApp::start_with(&fake.url(), |c| c.telemetry.enabled = false).await;
     let resp = client()
         .post(format!("{}/api/pull", app.url))
         .json(&json!({"model": "llama3.2"}))

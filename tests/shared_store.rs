@@ -29,9 +29,9 @@ async fn start_on(fake: &FakeOllama, url: &str, instance: &str) -> TestApp {
     let url = url.to_string();
     let instance = instance.to_string();
     TestApp::start_with(&fake.url(), move |config| {
-        config.db_path = PathBuf::from(url);
-        config.store.instance = instance;
-        config.telemetry_enabled = false;
+        config.store.path = PathBuf::from(url);
+        config.recorder.instance = instance;
+        config.telemetry.enabled = false;
     })
     .await
 }

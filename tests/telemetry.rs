@@ -75,7 +75,8 @@ async fn a_call_records_the_memory_of_its_models_runner() {
     })
     .await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.telemetry_interval = Duration::from_millis(50)
+        c.telemetry.enabled = true;
+        c.telemetry.interval = Duration::from_millis(50);
     })
     .await;
     let http = reqwest::Client::builder()
@@ -157,7 +158,8 @@ async fn recommend_excludes_a_model_that_does_not_fit_the_vram_and_says_why() {
     })
     .await;
     let app = TestApp::start_with(&fake.url(), |c| {
-        c.telemetry_interval = Duration::from_millis(50)
+        c.telemetry.enabled = true;
+        c.telemetry.interval = Duration::from_millis(50);
     })
     .await;
     let telemetry = app.running().telemetry.clone();

@@ -125,8 +125,8 @@ pub fn run(runtime: &tokio::runtime::Runtime, db: &str) {
         ..Overrides::default()
     };
     let mut config = config::load(None, &[], &flags).expect("config");
-    config.telemetry_enabled = false;
-    config.max_records_per_model = u64::MAX / 2;
+    config.telemetry.enabled = false;
+    config.recorder.max_records_per_model = u64::MAX / 2;
     runtime.block_on(async {
         let started = Instant::now();
         let running = app::start(config).await.expect("start");

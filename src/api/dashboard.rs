@@ -4,7 +4,6 @@
 //! parameter is a 400 page that says which and why.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -45,7 +44,7 @@ pub async fn dashboard(
         .and_then(|v| v.to_str().ok())
         .unwrap_or(FALLBACK_HOST)
         .to_string();
-    let dropped = state.recorder.stats().dropped.load(Ordering::Relaxed);
+    let dropped = state.recorder.snapshot().dropped;
     match tokio::task::spawn_blocking(move || gather(&state, filters, host, dropped)).await {
         Ok(Ok(view)) => page(StatusCode::OK, dashboard::render(&view)),
         Ok(Err(message)) => page(StatusCode::BAD_REQUEST, bad(&message)),
@@ -158,7 +157,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         }
         None => None,
     };
-    let telemetry = state.proxy.telemetry();
+    let telemetry = &state.telemetry;
     let insight_params = InsightParams {
         now_ms,
         duration_hours: filters.hours,

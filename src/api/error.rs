@@ -32,9 +32,6 @@ pub enum ApiError {
     /// The request conflicts with what is going on (a benchmark already running).
     #[error("{0}")]
     Conflict(String),
-    /// The body is over the API's limit.
-    #[error("{0}")]
-    TooLarge(String),
     /// The recorder queue is full or stopping; try again.
     #[error("{0}")]
     Unavailable(String),
@@ -88,7 +85,6 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "API request failed");

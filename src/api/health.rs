@@ -1,7 +1,8 @@
 //! `GET /api/model-performance/health`: is the upstream reachable, is the store taking
-//! writes, how deep is the queue, how many records were written and dropped.
+//! writes, is the writer running, are both listeners serving, how deep is the queue, how
+//! many records were written and dropped. Also `/system` and `/metrics`.
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -9,14 +10,73 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::ApiState;
+use crate::text::error_chain;
 
 /// How long the health check waits for Ollama's `GET /`.
 const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Asks the upstream's `GET /` whether it answers: all `/health` needs of the upstream.
+#[derive(Clone)]
+pub struct UpstreamProbe {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl UpstreamProbe {
+    /// A probe of the upstream at `url` (its base URL, without a trailing slash).
+    pub fn new(client: reqwest::Client, url: String) -> UpstreamProbe {
+        UpstreamProbe { client, url }
+    }
+
+    /// The upstream's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `Ok` when `GET /` answered 2xx, else why not.
+    async fn check(&self) -> Result<(), String> {
+        let probe = self
+            .client
+            .get(format!("{}/", self.url))
+            .timeout(UPSTREAM_PROBE_TIMEOUT)
+            .send()
+            .await;
+        match probe {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("GET / answered {}", r.status())),
+            Err(e) => Err(error_chain(&e)),
+        }
+    }
+}
+
+/// Listeners that stopped serving before shutdown, each with why: `app` writes, `/health`
+/// reads.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFailures(Arc<Mutex<Vec<String>>>);
+
+impl ServerFailures {
+    /// Notes that a listener stopped: `what` and why.
+    pub fn push(&self, failure: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(failure);
+    }
+
+    /// Every failure so far.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// The health answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the upstream or the store is failing.
+    /// `ok`, or `degraded` when the upstream, the store, the writer or a listener is
+    /// failing.
     #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
     /// The upstream's base URL.
@@ -27,6 +87,11 @@ pub struct Health {
     pub upstream_error: Option<String>,
     /// Whether the last write to the store succeeded.
     pub store_writable: bool,
+    /// Why the recorder's writer thread stopped, when it did (a panic): records are no
+    /// longer stored until a restart.
+    pub writer_error: Option<String>,
+    /// Listeners that stopped serving, each with why (a panic in the accept loop).
+    pub server_errors: Vec<String>,
     /// The store's last error, while failing.
     pub store_error: Option<String>,
     /// Records waiting to be written.
@@ -50,34 +115,27 @@ pub struct Health {
     responses((status = 200, description = "The sidecar answers; `status` says how it is", body = Health))
 )]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
-    let probe = state
-        .proxy
-        .client()
-        .get(format!("{}/", state.proxy.upstream()))
-        .timeout(UPSTREAM_PROBE_TIMEOUT)
-        .send()
-        .await;
-    let (upstream_reachable, upstream_error) = match probe {
-        Ok(r) if r.status().is_success() => (true, None),
-        Ok(r) => (false, Some(format!("GET / answered {}", r.status()))),
-        Err(e) => (false, Some(crate::proxy::meter::error_chain(&e))),
-    };
+    let upstream_error = state.upstream.check().await.err();
+    let upstream_reachable = upstream_error.is_none();
     let stats = state.recorder.stats();
     let store_writable = !stats.store_failing();
+    let writer_error = stats.writer_error();
+    let server_errors = state.server_failures.list();
+    let snapshot = state.recorder.snapshot();
+    let ok =
+        upstream_reachable && store_writable && writer_error.is_none() && server_errors.is_empty();
     Json(Health {
-        status: if upstream_reachable && store_writable {
-            "ok"
-        } else {
-            "degraded"
-        },
-        upstream: state.proxy.upstream().to_string(),
+        status: if ok { "ok" } else { "degraded" },
+        upstream: state.upstream.url().to_string(),
         upstream_reachable,
         upstream_error,
         store_writable,
+        writer_error,
+        server_errors,
         store_error: stats.last_error(),
-        queue_depth: state.recorder.queue_depth(),
-        records_written: stats.written.load(Ordering::Relaxed),
-        records_dropped: stats.dropped.load(Ordering::Relaxed),
+        queue_depth: snapshot.queue_depth as usize,
+        records_written: snapshot.written,
+        records_dropped: snapshot.dropped,
         uptime_s: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
     })
@@ -92,7 +150,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     responses((status = 200, description = "Host, process and GPU telemetry", body = Object))
 )]
 pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::SystemSnapshot> {
-    Json(state.proxy.telemetry().snapshot())
+    Json(state.telemetry.snapshot())
 }
 
 /// `GET /metrics`: Prometheus text format: per-model GenAI histograms and ollameter's own
@@ -105,20 +163,98 @@ pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::Sys
                body = String, content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::IntoResponse {
-    let stats = state.recorder.stats();
-    let snapshot = crate::metrics::RecorderSnapshot {
-        written: stats.written.load(Ordering::Relaxed),
-        dropped: stats.dropped.load(Ordering::Relaxed),
-        queue_depth: state.recorder.queue_depth() as u64,
-        commits: stats.commits.load(Ordering::Relaxed),
-        commit_seconds_total: stats.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
-        last_commit_seconds: stats.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
-    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.proxy.metrics().render(&snapshot),
+        state.metrics.render(&state.recorder.snapshot()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::history::History;
+    use crate::record::Record;
+    use crate::recorder::{self, CommitHook, RecorderConfig, StoreListener};
+
+    /// A listener whose first commit panics: the writer thread dies with it.
+    struct Panics;
+
+    impl StoreListener for Panics {
+        fn committed(&self, _: &[Record]) {
+            panic!("listener bug");
+        }
+        fn retained(&self, _: i64, _: u64) {}
+        fn model_deleted(&self, _: &str) {}
+        fn quality_set(&self, _: &Record, _: f64) {}
+    }
+
+    #[tokio::test]
+    async fn a_dead_writer_and_a_stopped_listener_make_health_degraded_and_say_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.db");
+        let config = RecorderConfig {
+            queue_capacity: 10,
+            batch_size: 10,
+            flush_interval: Duration::from_millis(1),
+            max_records_per_model: 100,
+            max_age: Duration::from_secs(86_400),
+            retention_interval: Duration::from_secs(3600),
+            instance: "test".into(),
+            spill_capacity: 0,
+            follow_interval: Duration::from_millis(250),
+        };
+        let location = crate::store::StoreLocation::Sqlite(path.clone());
+        let (recorder, task) =
+            recorder::start(&location, config, Some(Arc::new(Panics) as CommitHook))
+                .expect("start");
+        let failures = ServerFailures::default();
+        let state = ApiState {
+            recorder: recorder.clone(),
+            upstream: UpstreamProbe::new(reqwest::Client::new(), "http://127.0.0.1:9".into()),
+            telemetry: crate::telemetry::Telemetry::disabled(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            store: Arc::new(location),
+            history: Arc::new(History::default()),
+            started: Instant::now(),
+            access: Arc::default(),
+            server_failures: failures.clone(),
+            bench: Arc::default(),
+        };
+        let Json(before) = health(State(state.clone())).await;
+        assert_eq!(before.writer_error, None);
+        assert!(before.server_errors.is_empty());
+
+        let record = Record::new(
+            "r1".into(),
+            chrono::Utc::now(),
+            "m".into(),
+            "chat".into(),
+            "/api/chat".into(),
+        );
+        assert!(recorder.submit_and_wait(vec![record]).await.is_err());
+        failures.push("proxy listener stopped: panicked: boom".into());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let Json(h) = health(State(state.clone())).await;
+            if h.writer_error.is_some() || Instant::now() > deadline {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(after.status, "degraded");
+        let writer = after.writer_error.expect("the writer's panic is shown");
+        assert!(writer.contains("listener bug"), "{writer}");
+        assert_eq!(
+            after.server_errors,
+            ["proxy listener stopped: panicked: boom"]
+        );
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+    }
 }

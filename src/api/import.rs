@@ -4,7 +4,7 @@
 //! where and why. Pure: bytes in, records out; the handler in `records` stores them.
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -12,7 +12,7 @@ use super::input::{csv_row_to_json, record_from_json};
 use crate::record::{Record, Source};
 
 /// One row an import refused.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Rejection {
     /// Where: `line 7` (NDJSON, CSV) or `records[3]` (JSON).
     pub at: String,

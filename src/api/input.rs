@@ -225,7 +225,10 @@ pub fn record_from_json(
     r.error_kind = match f.string(&["error_kind"])? {
         None => None,
         Some(name) => Some(ErrorKind::parse(&name).ok_or_else(|| {
-            format!("error_kind: {name:?} is not a known kind (upstream_error, midstream_error, upstream_disconnected, upstream_unreachable, timeout, client_cancelled, request_too_large)")
+            format!(
+                "error_kind: {name:?} is not a known kind ({})",
+                ErrorKind::names()
+            )
         })?),
     };
     r.error_message = f.string(&["error_message", "error"])?;

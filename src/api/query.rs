@@ -3,13 +3,12 @@
 //! the in-memory history on a blocking thread, and maps the answer.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
 use bytes::Bytes;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -115,7 +114,7 @@ fn source_param(p: &Params) -> Result<Option<Source>, ApiError> {
 
 /// `/statistics/{model}`'s answer: the statistics, or a note that the window holds none of
 /// the model's operations (the model has records, just not there).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StatisticsAnswer {
     /// The model's statistics over the window.
@@ -125,7 +124,7 @@ pub enum StatisticsAnswer {
 }
 
 /// What `/statistics/{model}` answers when the window holds none of the model's operations.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EmptyWindow {
     /// Always 0.
     #[schema(minimum = 0, maximum = 0)]
@@ -185,7 +184,7 @@ pub async fn model_statistics(
 }
 
 /// `/statistics`' answer: every model with operations in the window.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AllStatistics {
     /// The window asked for; null for all of history.
     pub duration_hours: Option<f64>,
@@ -253,7 +252,7 @@ pub struct CompareRequest {
 pub struct ModelName(pub String);
 
 /// `/compare`'s answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CompareAnswer {
     /// Each model with operations in the window, keyed by name.
     pub models: std::collections::BTreeMap<String, ModelStatistics>,
@@ -454,7 +453,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             }
         }
     });
-    let telemetry = state.proxy.telemetry();
+    let telemetry = &state.telemetry;
     for candidate in &mut candidates {
         // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
         // size) beats what the records carry.
@@ -656,12 +655,12 @@ pub async fn insights(
     let hours = params
         .hours("duration_hours")?
         .unwrap_or(DEFAULT_RECENT_HOURS);
-    let dropped = state.recorder.stats().dropped.load(Ordering::Relaxed);
+    let dropped = state.recorder.snapshot().dropped;
     let list = tokio::task::spawn_blocking(move || {
         let params = stats::InsightParams {
             now_ms: Utc::now().timestamp_millis(),
             duration_hours: hours,
-            gpu_total_mb: state.proxy.telemetry().gpu_total_mb(),
+            gpu_total_mb: state.telemetry.gpu_total_mb(),
             dropped_records: dropped,
         };
         state.history.with_all(|all| {

@@ -1,13 +1,14 @@
 //! The write routes: a record by hand, imports, a quality score for a stored record, and
 //! clean-up. Writes go through the recorder's single writer and are acknowledged only
-//! after they are committed.
+//! after they are committed; the writer also updates the in-memory history, so no handler
+//! touches it.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -69,7 +70,7 @@ pub async fn record(
 }
 
 /// An import's answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ImportReport {
     /// Records stored.
     pub imported: usize,
@@ -79,9 +80,9 @@ pub struct ImportReport {
     pub rejected_count: usize,
     /// The first refused rows, each with where and why.
     pub rejected: Vec<Rejection>,
-    /// The format read.
-    #[schema(value_type = String, example = "json")]
-    pub format: &'static str,
+    /// The format read: `json`, `ndjson` or `csv`.
+    #[schema(example = "json")]
+    pub format: String,
 }
 
 /// `POST /import`'s query parameters (documentation; read through [`Params`]).
@@ -179,7 +180,7 @@ pub async fn import(
         skipped_existing,
         rejected_count,
         rejected: rejected.into_iter().take(MAX_LISTED_REJECTIONS).collect(),
-        format,
+        format: format.to_string(),
     }))
 }
 
@@ -227,20 +228,12 @@ pub async fn set_quality(
     let quality = required_number(&obj, "quality_score", "a number from 1 to 5", |q| {
         (1.0..=5.0).contains(&q)
     })?;
-    let lookup = id.clone();
-    let updated = state
-        .recorder
-        .run_job(move |store| store.set_quality(&lookup, quality))
-        .await??;
-    match updated {
-        Some(record) => {
-            state.history.set_quality(&record, quality);
-            Ok(Json(QualitySet {
-                id,
-                model: record.model,
-                quality_score: quality,
-            }))
-        }
+    match state.recorder.set_quality(id.clone(), quality).await? {
+        Some(record) => Ok(Json(QualitySet {
+            id,
+            model: record.model,
+            quality_score: quality,
+        })),
         None => Err(ApiError::NotFound(format!(
             "no record with id {id:?}; use the X-Ollameter-Record-Id of a proxied answer"
         ))),
@@ -274,12 +267,7 @@ pub async fn clear_model(
     State(state): State<ApiState>,
     PathText(model): PathText,
 ) -> Result<Json<Cleared>, ApiError> {
-    let name = model.clone();
-    let deleted = state
-        .recorder
-        .run_job(move |store| store.delete_model(&name))
-        .await??;
-    state.history.remove_model(&model);
+    let deleted = state.recorder.delete_model(model.clone()).await?;
     Ok(Json(Cleared { model, deleted }))
 }
 
@@ -327,11 +315,7 @@ pub async fn clear_old(
         |d| d.is_finite() && d > 0.0 && d <= 36_500.0,
     )?;
     let cutoff = Utc::now() - ChronoDuration::milliseconds((days * 86_400_000.0) as i64);
-    let deleted = state
-        .recorder
-        .run_job(move |store| store.delete_before(cutoff))
-        .await??;
-    state.history.retain(cutoff.timestamp_millis(), usize::MAX);
+    let deleted = state.recorder.delete_before(cutoff).await?;
     Ok(Json(ClearedOld {
         deleted,
         cutoff: cutoff.to_rfc3339(),

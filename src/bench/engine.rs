@@ -429,7 +429,7 @@ impl Sidecar<'_> {
     fn sidecar_error(&self, server: &str, e: &reqwest::Error) -> BenchError {
         BenchError::Sidecar {
             server: server.to_string(),
-            detail: crate::proxy::meter::error_chain(e),
+            detail: crate::text::error_chain(e),
         }
     }
 
@@ -641,7 +641,7 @@ impl Sidecar<'_> {
                 result.error = Some(format!(
                     "cannot reach ollameter at {}: {}",
                     self.target.proxy,
-                    crate::proxy::meter::error_chain(&e)
+                    crate::text::error_chain(&e)
                 ));
                 return String::new();
             }
@@ -682,7 +682,7 @@ impl Sidecar<'_> {
                 Err(e) => {
                     answer.error = Some(format!(
                         "the answer broke off: {}",
-                        crate::proxy::meter::error_chain(&e)
+                        crate::text::error_chain(&e)
                     ));
                     break;
                 }
@@ -729,7 +729,7 @@ impl Sidecar<'_> {
                         return Err(last);
                     }
                 }
-                Err(e) => last = crate::proxy::meter::error_chain(&e),
+                Err(e) => last = crate::text::error_chain(&e),
             }
             tokio::time::sleep(Duration::from_millis(25 * (attempt + 1))).await;
         }
@@ -814,7 +814,7 @@ impl Sidecar<'_> {
                         json!({ "error": error_text(&body) })
                     }
                 }
-                Err(e) => json!({ "error": crate::proxy::meter::error_chain(&e) }),
+                Err(e) => json!({ "error": crate::text::error_chain(&e) }),
             };
             out.insert(priority.to_string(), answer);
         }

@@ -146,10 +146,12 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = load(None, &[], &Overrides::default()).expect("defaults");
-        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.upstream, DEFAULT_UPSTREAM);
-        assert_eq!(c.flush_interval, Duration::from_millis(200));
-        assert_eq!(c.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.proxy.upstream, DEFAULT_UPSTREAM);
+        assert_eq!(c.telemetry.upstream, DEFAULT_UPSTREAM);
+        assert_eq!(c.proxy.operation_header.as_str(), "x-operation");
+        assert_eq!(c.recorder.flush_interval, Duration::from_millis(200));
+        assert_eq!(c.proxy.max_body_bytes, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -171,14 +173,14 @@ mod tests {
             ..Overrides::default()
         };
         let c = load(Some(&path), &e, &flags).expect("valid");
-        assert_eq!(c.listen.port(), 2000, "env beats file");
-        assert_eq!(c.batch_size, 8, "env beats file");
+        assert_eq!(c.server.listen.port(), 2000, "env beats file");
+        assert_eq!(c.recorder.batch_size, 8, "env beats file");
         assert_eq!(
-            c.flush_interval,
+            c.recorder.flush_interval,
             Duration::from_millis(9),
             "file beats default"
         );
-        assert_eq!(c.db_path, PathBuf::from("flag.db"), "flag beats env");
+        assert_eq!(c.store.path, PathBuf::from("flag.db"), "flag beats env");
     }
 
     #[test]

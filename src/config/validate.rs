@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::http::HeaderName;
 
 use super::*;
 use crate::quality::QualityRules;
@@ -131,19 +134,27 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .proxy
         .quality_capture_bytes
         .unwrap_or(DEFAULT_QUALITY_CAPTURE_BYTES);
-    let operation_header = raw
+    let operation_header_text = raw
         .proxy
         .operation_header
         .clone()
         .unwrap_or_else(|| DEFAULT_OPERATION_HEADER.into());
-    if axum::http::HeaderName::from_bytes(operation_header.as_bytes()).is_err() {
-        problems.push(format!(
-            "proxy.operation_header: {operation_header:?} is not a header name"
-        ));
-    }
-    if let Err(rule_problems) = QualityRules::new(&raw.quality.rules) {
-        problems.extend(rule_problems);
-    }
+    let operation_header = match HeaderName::from_bytes(operation_header_text.as_bytes()) {
+        Ok(name) => Some(name),
+        Err(_) => {
+            problems.push(format!(
+                "proxy.operation_header: {operation_header_text:?} is not a header name"
+            ));
+            None
+        }
+    };
+    let quality = match QualityRules::new(&raw.quality.rules) {
+        Ok(rules) => Some(Arc::new(rules)),
+        Err(rule_problems) => {
+            problems.extend(rule_problems);
+            None
+        }
+    };
     let log_format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -180,45 +191,139 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
              point it at Ollama (usually http://127.0.0.1:11434)"
         ));
     }
-    match (listen, api_listen, upstream) {
-        (Some(listen), api_listen, Some(upstream))
-            if problems.is_empty() && api_listen.is_none_or(|a| a.is_some()) =>
-        {
-            Ok(Config {
-                listen,
-                api_listen: api_listen.flatten(),
-                upstream,
-                connect_timeout: Duration::from_millis(connect_timeout_ms),
-                max_body_bytes,
-                operation_header,
-                max_parse_bytes,
-                quality_capture_bytes,
-                db_path,
-                store,
-                max_records_per_model,
-                max_age_days,
-                retention_interval: Duration::from_secs(retention_interval_s),
-                queue_capacity: queue_capacity as usize,
-                batch_size: batch_size as usize,
-                flush_interval: Duration::from_millis(flush_interval_ms),
-                quality_rules: raw.quality.rules,
-                log_level,
-                log_format,
-                log_color,
-                telemetry_enabled: raw.telemetry.enabled.unwrap_or(true),
-                telemetry_interval: Duration::from_millis(telemetry_interval_ms),
-                telemetry_server_pids: raw.telemetry.server_pids.unwrap_or_default(),
-                telemetry_process_names: raw.telemetry.process_names.unwrap_or_default(),
-                header_read_timeout: Duration::from_millis(header_read_timeout_ms),
-                max_connections: max_connections as usize,
-                max_header_bytes: max_header_bytes as usize,
-                admin_token: raw.api.admin_token,
-                read_token: raw.api.read_token,
-                protect_writes: raw.api.protect_writes.unwrap_or(false),
-            })
-        }
-        _ => Err(ConfigError(problems)),
-    }
+    let (
+        Some(listen),
+        Some(api_listen),
+        Some(upstream),
+        Some(operation_header),
+        Some(quality),
+        true,
+    ) = (
+        listen,
+        api_listen.map_or(Some(None), |a| a.map(Some)),
+        upstream,
+        operation_header,
+        quality,
+        problems.is_empty(),
+    )
+    else {
+        return Err(ConfigError(problems));
+    };
+    let telemetry_enabled = raw.telemetry.enabled.unwrap_or(true);
+    let protect_writes = raw.api.protect_writes.unwrap_or(false);
+    let shown = |token: &Option<String>| token.as_ref().map(|_| "(set)".to_string());
+    let effective = RawConfig {
+        server: RawServer {
+            listen: Some(listen.to_string()),
+            api_listen: api_listen.map(|a| a.to_string()),
+            header_read_timeout_ms: Some(header_read_timeout_ms),
+            max_connections: Some(max_connections),
+            max_header_bytes: Some(max_header_bytes),
+        },
+        upstream: RawUpstream {
+            url: Some(upstream.clone()),
+            connect_timeout_ms: Some(connect_timeout_ms),
+        },
+        proxy: RawProxy {
+            max_body_bytes: Some(max_body_bytes),
+            operation_header: Some(operation_header_text),
+            max_parse_bytes: Some(max_parse_bytes),
+            quality_capture_bytes: Some(quality_capture_bytes),
+        },
+        store: RawStore {
+            path: Some(crate::store::postgres::redact(&db_path.to_string_lossy())),
+            max_records_per_model: Some(max_records_per_model),
+            max_age_days: Some(max_age_days),
+            retention_interval_s: Some(retention_interval_s),
+            instance: Some(store.instance.clone()),
+            spill_capacity: Some(store.spill_capacity as u64),
+            follow_interval_ms: Some(store.follow_interval.as_millis() as u64),
+        },
+        recorder: RawRecorder {
+            queue_capacity: Some(queue_capacity),
+            batch_size: Some(batch_size),
+            flush_interval_ms: Some(flush_interval_ms),
+        },
+        quality: raw.quality.clone(),
+        log: RawLog {
+            level: Some(log_level.clone()),
+            format: Some(
+                match log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }
+                .into(),
+            ),
+            color: Some(
+                match log_color {
+                    LogColor::Auto => "auto",
+                    LogColor::Always => "always",
+                    LogColor::Never => "never",
+                }
+                .into(),
+            ),
+        },
+        telemetry: RawTelemetry {
+            enabled: Some(telemetry_enabled),
+            interval_ms: Some(telemetry_interval_ms),
+            server_pids: Some(raw.telemetry.server_pids.clone().unwrap_or_default()),
+            process_names: Some(raw.telemetry.process_names.clone().unwrap_or_default()),
+        },
+        api: RawApi {
+            admin_token: shown(&raw.api.admin_token),
+            read_token: shown(&raw.api.read_token),
+            protect_writes: Some(protect_writes),
+        },
+    };
+    let connect_timeout = Duration::from_millis(connect_timeout_ms);
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            api_listen,
+            header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+            max_connections: max_connections as usize,
+            max_header_bytes: max_header_bytes as usize,
+        },
+        proxy: ProxyConfig {
+            upstream: upstream.clone(),
+            connect_timeout,
+            operation_header,
+            max_body_bytes,
+            quality_capture_bytes,
+            max_parse_bytes,
+            quality,
+        },
+        store: StoreConfig { path: db_path },
+        recorder: RecorderConfig {
+            queue_capacity: queue_capacity as usize,
+            batch_size: batch_size as usize,
+            flush_interval: Duration::from_millis(flush_interval_ms),
+            max_records_per_model,
+            max_age: Duration::from_secs(max_age_days.saturating_mul(86_400)),
+            retention_interval: Duration::from_secs(retention_interval_s),
+            instance: store.instance,
+            spill_capacity: store.spill_capacity,
+            follow_interval: store.follow_interval,
+        },
+        telemetry: TelemetryConfig {
+            interval: Duration::from_millis(telemetry_interval_ms),
+            upstream,
+            server_pids: raw.telemetry.server_pids.unwrap_or_default(),
+            process_names: raw.telemetry.process_names.unwrap_or_default(),
+            enabled: telemetry_enabled,
+        },
+        access: Access {
+            admin_token: raw.api.admin_token,
+            read_token: raw.api.read_token,
+            protect_writes,
+        },
+        log: LogConfig {
+            level: log_level,
+            format: log_format,
+            color: log_color,
+        },
+        effective,
+    })
 }
 
 /// Checks the upstream URL and returns it without a trailing slash.

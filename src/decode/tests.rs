@@ -1104,7 +1104,7 @@ fn deep_nesting_never_overflows_the_stack() {
         format!(r#"{{"choices":[{{"delta":{objects}}}]}}"#),
         objects.clone(),
     ];
-    for api in ALL_APIS {
+    for &api in ALL_APIS {
         for body in &bodies {
             let (facts, _) = run(api, Format::Json, 0, &[body.as_bytes()]);
             assert!(facts.parse_errors <= 1, "{api:?} {}", &body[..20]);
@@ -1209,17 +1209,7 @@ impl Rng {
     }
 }
 
-const ALL_APIS: [Api; 9] = [
-    Api::Generate,
-    Api::Chat,
-    Api::Embed,
-    Api::Embeddings,
-    Api::OpenAiChat,
-    Api::OpenAiCompletions,
-    Api::OpenAiEmbeddings,
-    Api::AnthropicMessages,
-    Api::OpenAiResponses,
-];
+const ALL_APIS: &[Api] = Api::ALL;
 
 /// Pieces that steer random input into the parsers' interesting paths.
 const TOKENS: &[&str] = &[

@@ -18,6 +18,7 @@ use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record};
 use crate::recorder::Recorder;
 use crate::telemetry::{SampleMark, Telemetry};
+use crate::text::error_chain;
 
 /// Error messages kept in a record are cut to this many bytes.
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
@@ -383,19 +384,4 @@ where
             Poll::Pending => Poll::Pending,
         }
     }
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

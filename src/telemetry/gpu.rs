@@ -4,7 +4,6 @@
 //! without NVIDIA's library, driver or permission is a normal case: the backend answers
 //! with the reason in words and the sampler carries on.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::Nvml;
@@ -256,42 +255,52 @@ impl GpuBackend for NvmlBackend {
     }
 }
 
-/// A GPU backend whose answer the test sets. Clones share the answer, so a test keeps one
-/// clone to change what the sampler sees next.
-#[derive(Clone)]
-pub struct FakeGpu {
-    answer: Arc<Mutex<Result<GpuReading, String>>>,
-}
+/// The test double of the GPU (tests, and the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+mod fake {
+    use std::sync::{Arc, Mutex, PoisonError};
 
-impl FakeGpu {
-    /// A backend that answers `reading`.
-    pub fn new(reading: GpuReading) -> FakeGpu {
-        FakeGpu {
-            answer: Arc::new(Mutex::new(Ok(reading))),
+    use super::*;
+
+    /// A GPU backend whose answer the test sets. Clones share the answer, so a test keeps one
+    /// clone to change what the sampler sees next.
+    #[derive(Clone)]
+    pub struct FakeGpu {
+        answer: Arc<Mutex<Result<GpuReading, String>>>,
+    }
+
+    impl FakeGpu {
+        /// A backend that answers `reading`.
+        pub fn new(reading: GpuReading) -> FakeGpu {
+            FakeGpu {
+                answer: Arc::new(Mutex::new(Ok(reading))),
+            }
+        }
+
+        /// A backend with no GPU, for `reason`.
+        pub fn unavailable(reason: &str) -> FakeGpu {
+            FakeGpu {
+                answer: Arc::new(Mutex::new(Err(reason.to_owned()))),
+            }
+        }
+
+        /// Changes the answer of every clone.
+        pub fn set(&self, answer: Result<GpuReading, String>) {
+            *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = answer;
         }
     }
 
-    /// A backend with no GPU, for `reason`.
-    pub fn unavailable(reason: &str) -> FakeGpu {
-        FakeGpu {
-            answer: Arc::new(Mutex::new(Err(reason.to_owned()))),
+    impl GpuBackend for FakeGpu {
+        fn sample(&mut self) -> Result<GpuReading, String> {
+            self.answer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
         }
     }
-
-    /// Changes the answer of every clone.
-    pub fn set(&self, answer: Result<GpuReading, String>) {
-        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = answer;
-    }
 }
-
-impl GpuBackend for FakeGpu {
-    fn sample(&mut self) -> Result<GpuReading, String> {
-        self.answer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
+#[cfg(any(test, feature = "test-support"))]
+pub use fake::FakeGpu;
 
 /// Starts NVML through the project's backend and describes what it sees: each device's
 /// memory and utilisation and each process's memory, with the process's name where this

@@ -3,14 +3,14 @@
 //! once per model) and `GET /api/tags` (installed models). [`HttpOllama`] asks the real
 //! upstream; [`FakeOllama`] answers tests from memory.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::text::error_chain;
 
 /// How long one telemetry request to Ollama may take. `/api/ps` and `/api/tags` read
 /// memory and the models directory; a server that needs longer is busy loading, and the
@@ -207,9 +207,12 @@ impl HttpOllama {
             .timeout(OLLAMA_API_TIMEOUT)
             .send()
             .await
-            .map_err(|e| failed(chain(&e)))?;
+            .map_err(|e| failed(error_chain(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| failed(chain(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             let text: String = text.chars().take(200).collect();
@@ -217,22 +220,6 @@ impl HttpOllama {
         }
         Ok(body.to_vec())
     }
-}
-
-/// An error and its causes on one line: reqwest's own message ("error sending request")
-/// says nothing until its source ("connection refused") is added.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
 }
 
 impl OllamaApi for HttpOllama {
@@ -276,73 +263,84 @@ impl OllamaApi for HttpOllama {
     }
 }
 
-#[derive(Default)]
-struct FakeState {
-    ps: Option<Result<Vec<PsModel>, String>>,
-    tags: Option<Result<Vec<TagModel>, String>>,
-    shows: HashMap<String, ShowInfo>,
-    show_calls: Vec<String>,
+/// The test double of Ollama's API (tests, and the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+mod fake {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct FakeState {
+        ps: Option<Result<Vec<PsModel>, String>>,
+        tags: Option<Result<Vec<TagModel>, String>>,
+        shows: HashMap<String, ShowInfo>,
+        show_calls: Vec<String>,
+    }
+
+    /// An Ollama answered from memory. Clones share the answers, so a test keeps one clone
+    /// to change them and to count `/api/show` calls.
+    #[derive(Clone, Default)]
+    pub struct FakeOllama {
+        state: Arc<Mutex<FakeState>>,
+    }
+
+    impl FakeOllama {
+        /// No models loaded or installed.
+        pub fn new() -> FakeOllama {
+            FakeOllama::default()
+        }
+
+        fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+            f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+
+        /// Sets the `/api/ps` answer.
+        pub fn set_ps(&self, answer: Result<Vec<PsModel>, String>) {
+            self.with(|s| s.ps = Some(answer));
+        }
+
+        /// Sets the `/api/tags` answer.
+        pub fn set_tags(&self, answer: Result<Vec<TagModel>, String>) {
+            self.with(|s| s.tags = Some(answer));
+        }
+
+        /// Sets the `/api/show` answer for `model`; other models answer 404.
+        pub fn set_show(&self, model: &str, info: ShowInfo) {
+            self.with(|s| s.shows.insert(model.to_owned(), info));
+        }
+
+        /// The models `/api/show` was asked about, in order.
+        pub fn show_calls(&self) -> Vec<String> {
+            self.with(|s| s.show_calls.clone())
+        }
+    }
+
+    impl OllamaApi for FakeOllama {
+        fn ps(&self) -> ApiFuture<'_, Vec<PsModel>> {
+            let answer = self.with(|s| s.ps.clone().unwrap_or_else(|| Ok(Vec::new())));
+            Box::pin(async move { answer })
+        }
+
+        fn show(&self, model: String) -> ApiFuture<'_, ShowInfo> {
+            let answer = self.with(|s| {
+                s.show_calls.push(model.clone());
+                s.shows.get(&model).cloned().ok_or_else(|| {
+                    format!("POST /api/show failed: HTTP 404 Not Found: model '{model}' not found")
+                })
+            });
+            Box::pin(async move { answer })
+        }
+
+        fn tags(&self) -> ApiFuture<'_, Vec<TagModel>> {
+            let answer = self.with(|s| s.tags.clone().unwrap_or_else(|| Ok(Vec::new())));
+            Box::pin(async move { answer })
+        }
+    }
 }
-
-/// An Ollama answered from memory. Clones share the answers, so a test keeps one clone
-/// to change them and to count `/api/show` calls.
-#[derive(Clone, Default)]
-pub struct FakeOllama {
-    state: Arc<Mutex<FakeState>>,
-}
-
-impl FakeOllama {
-    /// No models loaded or installed.
-    pub fn new() -> FakeOllama {
-        FakeOllama::default()
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Sets the `/api/ps` answer.
-    pub fn set_ps(&self, answer: Result<Vec<PsModel>, String>) {
-        self.with(|s| s.ps = Some(answer));
-    }
-
-    /// Sets the `/api/tags` answer.
-    pub fn set_tags(&self, answer: Result<Vec<TagModel>, String>) {
-        self.with(|s| s.tags = Some(answer));
-    }
-
-    /// Sets the `/api/show` answer for `model`; other models answer 404.
-    pub fn set_show(&self, model: &str, info: ShowInfo) {
-        self.with(|s| s.shows.insert(model.to_owned(), info));
-    }
-
-    /// The models `/api/show` was asked about, in order.
-    pub fn show_calls(&self) -> Vec<String> {
-        self.with(|s| s.show_calls.clone())
-    }
-}
-
-impl OllamaApi for FakeOllama {
-    fn ps(&self) -> ApiFuture<'_, Vec<PsModel>> {
-        let answer = self.with(|s| s.ps.clone().unwrap_or_else(|| Ok(Vec::new())));
-        Box::pin(async move { answer })
-    }
-
-    fn show(&self, model: String) -> ApiFuture<'_, ShowInfo> {
-        let answer = self.with(|s| {
-            s.show_calls.push(model.clone());
-            s.shows.get(&model).cloned().ok_or_else(|| {
-                format!("POST /api/show failed: HTTP 404 Not Found: model '{model}' not found")
-            })
-        });
-        Box::pin(async move { answer })
-    }
-
-    fn tags(&self) -> ApiFuture<'_, Vec<TagModel>> {
-        let answer = self.with(|s| s.tags.clone().unwrap_or_else(|| Ok(Vec::new())));
-        Box::pin(async move { answer })
-    }
-}
+#[cfg(any(test, feature = "test-support"))]
+pub use fake::FakeOllama;
 
 #[cfg(test)]
 mod tests {

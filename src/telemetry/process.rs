@@ -4,7 +4,6 @@
 //! [`classify`].
 
 use std::ffi::OsString;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
@@ -189,69 +188,79 @@ impl ProcessSource for SysinfoProcesses {
     }
 }
 
-#[derive(Debug)]
-struct FakeTable {
-    table: Result<Vec<ProcInfo>, String>,
-    full_scans: usize,
-    partial_refreshes: usize,
-}
+/// The test double of the process table (tests, and the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+mod fake {
+    use std::sync::{Arc, Mutex, PoisonError};
 
-/// A process table the test sets. Clones share it, so a test keeps one clone to change
-/// the table and to count scans.
-#[derive(Debug, Clone)]
-pub struct FakeProcesses {
-    state: Arc<Mutex<FakeTable>>,
-}
+    use super::*;
 
-impl FakeProcesses {
-    /// A table holding `table`.
-    pub fn new(table: Vec<ProcInfo>) -> FakeProcesses {
-        FakeProcesses {
-            state: Arc::new(Mutex::new(FakeTable {
-                table: Ok(table),
-                full_scans: 0,
-                partial_refreshes: 0,
-            })),
+    #[derive(Debug)]
+    struct FakeTable {
+        table: Result<Vec<ProcInfo>, String>,
+        full_scans: usize,
+        partial_refreshes: usize,
+    }
+
+    /// A process table the test sets. Clones share it, so a test keeps one clone to change
+    /// the table and to count scans.
+    #[derive(Debug, Clone)]
+    pub struct FakeProcesses {
+        state: Arc<Mutex<FakeTable>>,
+    }
+
+    impl FakeProcesses {
+        /// A table holding `table`.
+        pub fn new(table: Vec<ProcInfo>) -> FakeProcesses {
+            FakeProcesses {
+                state: Arc::new(Mutex::new(FakeTable {
+                    table: Ok(table),
+                    full_scans: 0,
+                    partial_refreshes: 0,
+                })),
+            }
+        }
+
+        fn with<T>(&self, f: impl FnOnce(&mut FakeTable) -> T) -> T {
+            f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+
+        /// Replaces the table (or makes it unreadable).
+        pub fn set(&self, table: Result<Vec<ProcInfo>, String>) {
+            self.with(|s| s.table = table);
+        }
+
+        /// How many times every process was read.
+        pub fn full_scans(&self) -> usize {
+            self.with(|s| s.full_scans)
+        }
+
+        /// How many times only chosen processes were read.
+        pub fn partial_refreshes(&self) -> usize {
+            self.with(|s| s.partial_refreshes)
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut FakeTable) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
-    }
+    impl ProcessSource for FakeProcesses {
+        fn all(&mut self) -> Result<Vec<ProcInfo>, String> {
+            self.with(|s| {
+                s.full_scans += 1;
+                s.table.clone()
+            })
+        }
 
-    /// Replaces the table (or makes it unreadable).
-    pub fn set(&self, table: Result<Vec<ProcInfo>, String>) {
-        self.with(|s| s.table = table);
-    }
-
-    /// How many times every process was read.
-    pub fn full_scans(&self) -> usize {
-        self.with(|s| s.full_scans)
-    }
-
-    /// How many times only chosen processes were read.
-    pub fn partial_refreshes(&self) -> usize {
-        self.with(|s| s.partial_refreshes)
+        fn some(&mut self, pids: &[u32]) -> Result<Vec<ProcInfo>, String> {
+            self.with(|s| {
+                s.partial_refreshes += 1;
+                s.table
+                    .clone()
+                    .map(|t| t.into_iter().filter(|p| pids.contains(&p.pid)).collect())
+            })
+        }
     }
 }
-
-impl ProcessSource for FakeProcesses {
-    fn all(&mut self) -> Result<Vec<ProcInfo>, String> {
-        self.with(|s| {
-            s.full_scans += 1;
-            s.table.clone()
-        })
-    }
-
-    fn some(&mut self, pids: &[u32]) -> Result<Vec<ProcInfo>, String> {
-        self.with(|s| {
-            s.partial_refreshes += 1;
-            s.table
-                .clone()
-                .map(|t| t.into_iter().filter(|p| pids.contains(&p.pid)).collect())
-        })
-    }
-}
+#[cfg(any(test, feature = "test-support"))]
+pub use fake::FakeProcesses;
 
 #[cfg(test)]
 mod tests {

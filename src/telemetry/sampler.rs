@@ -3,7 +3,6 @@
 //! three into one [`Sample`] (the pure join is in [`super::join`]), and publishes it with a fresh snapshot and VRAM needs. A
 //! tick that panics is caught and counted; the next one runs as usual.
 
-use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -27,6 +26,7 @@ use super::samples::Sample;
 use super::snapshot::{NamedVramNeed, SourceState, SourcesState, SystemSnapshot};
 use super::vram::{DEFAULT_CONTEXT_TOKENS, Measured, estimate};
 use super::{Shared, TelemetryConfig, duration_ms, model_key};
+use crate::text::panic_message;
 
 /// How often `/api/tags` is read: installed models change on pull and delete, which are
 /// rare and slow; a minute's delay in an estimate costs nothing.
@@ -476,14 +476,6 @@ impl Sampler {
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(format!("the {what} panicked: {}", panic_message(&*payload))))
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// A future that turns a panic while polling into an error, so one bad tick does not end

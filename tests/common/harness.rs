@@ -24,7 +24,8 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-/// The test configuration: port 0, a temporary store, a short flush interval.
+/// The test configuration: port 0, a temporary store, a short flush interval, telemetry
+/// off.
 pub fn test_config(upstream: &str, dir: &tempfile::TempDir) -> Config {
     let flags = Overrides {
         listen: Some("127.0.0.1:0".into()),
@@ -33,7 +34,11 @@ pub fn test_config(upstream: &str, dir: &tempfile::TempDir) -> Config {
         ..Overrides::default()
     };
     let mut config = config::load(None, &[], &flags).expect("valid test config");
-    config.flush_interval = Duration::from_millis(10);
+    config.recorder.flush_interval = Duration::from_millis(10);
+    // The sampler polls the upstream's /api/ps every second: off unless a test needs it
+    // (`start_with(.., |c| c.telemetry.enabled = true)`), so what the fake sees is the
+    // test's own traffic.
+    config.telemetry.enabled = false;
     config
 }
 
@@ -48,7 +53,7 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(upstream, &dir);
         tweak(&mut config);
-        let db = config.db_path.clone();
+        let db = config.store.path.clone();
         let running = app::start(config).await.expect("sidecar starts");
         TestApp {
             url: format!("http://{}", running.proxy_addr),

@@ -1,4 +1,5 @@
-//! How numbers look in the tables and on the charts' axes, and a chart that failed.
+//! How numbers look on the charts' axes (the table formats are the crate's one set, in
+//! [`crate::text`]), and a chart that failed.
 
 use maud::{Markup, PreEscaped, html};
 
@@ -13,35 +14,9 @@ pub(super) fn number_cell(value: Option<f64>, format: fn(f64) -> String) -> Mark
     }
 }
 
-/// A time for a table: "850 ms", "1.23 s", "75.0 s".
-pub(super) fn duration(ms: f64) -> String {
-    if ms < 1000.0 {
-        format!("{ms:.0} ms")
-    } else if ms < 10_000.0 {
-        format!("{:.2} s", ms / 1000.0)
-    } else {
-        format!("{:.1} s", ms / 1000.0)
-    }
-}
-
-/// A share as a percentage: "98.5%", "100%".
-pub(super) fn percent(share: f64) -> String {
-    let p = share * 100.0;
-    if (p - p.round()).abs() < 0.05 {
-        format!("{p:.0}%")
-    } else {
-        format!("{p:.1}%")
-    }
-}
-
-/// MiB for a table: "812 MB", "9.4 GB".
-pub(super) fn megabytes(mb: f64) -> String {
-    if mb >= 1024.0 {
-        format!("{:.1} GB", mb / 1024.0)
-    } else {
-        format!("{mb:.0} MB")
-    }
-}
+pub(super) use crate::text::{
+    fmt_mb as megabytes, fmt_ms_precise as duration, fmt_percent as percent,
+};
 
 pub(super) fn axis_ms(v: f64) -> String {
     format!("{v:.0} ms")
@@ -105,14 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn number_formats() {
-        assert_eq!(duration(850.4), "850 ms");
-        assert_eq!(duration(1234.5), "1.23 s");
-        assert_eq!(duration(75_000.0), "75.0 s");
-        assert_eq!(percent(1.0), "100%");
-        assert_eq!(percent(0.985), "98.5%");
-        assert_eq!(megabytes(812.0), "812 MB");
-        assert_eq!(megabytes(9625.6), "9.4 GB");
+    fn axis_formats() {
         assert_eq!(axis_s(1500.0), "1.5 s");
         assert_eq!(axis_s(20_000.0), "20 s");
     }
