@@ -147,7 +147,7 @@ fn main() {
              over {rounds} records (follow interval {} ms)",
             ms(times[times.len() / 2]),
             ms(times[times.len() - 1]),
-            ollameter::store::settings::DEFAULT_FOLLOW_INTERVAL_MS
+            ollameter::config::store::DEFAULT_FOLLOW_INTERVAL_MS
         );
         tokio::task::spawn_blocking(move || task.shutdown())
             .await

@@ -12,6 +12,7 @@
 
 mod load;
 mod raw;
+pub mod store;
 mod validate;
 
 use std::net::SocketAddr;

@@ -87,7 +87,7 @@ fn migrate(from: &str, to: &str, instance: Option<String>) -> ExitCode {
         eprintln!("ollameter: --from: {} does not exist", path.display());
         return ExitCode::from(2);
     }
-    let instance = instance.unwrap_or_else(ollameter::store::settings::default_instance);
+    let instance = instance.unwrap_or_else(ollameter::config::store::default_instance);
     match ollameter::store::copy::copy_store(&from, &to, &instance) {
         Ok(report) => {
             println!(

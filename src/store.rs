@@ -9,7 +9,6 @@ mod backend;
 pub mod copy;
 pub mod migrations;
 pub mod postgres;
-pub mod settings;
 
 pub use backend::{Change, RecordStore, StoreLocation};
 

@@ -182,7 +182,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if db_path.as_os_str().is_empty() {
         problems.push("store.path: must not be empty".into());
     }
-    let store = crate::store::settings::validate(&raw.store, &mut problems);
+    let store = store::validate(&raw.store, &mut problems);
     if let (Some(listen), Some(upstream)) = (listen, upstream.as_deref())
         && upstream_is_self(upstream, listen)
     {

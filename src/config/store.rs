@@ -1,13 +1,14 @@
 //! The `[store]` settings that only matter for a shared store (PostgreSQL): this
 //! instance's name, the spill that holds records through an outage, and how often the
-//! history looks for other instances' changes. Validated from the raw `[store]` section.
+//! history looks for other instances' changes. Validated from the raw `[store]` section
+//! into the recorder's settings (its writer applies them).
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::StoreLocation;
-use crate::config::RawStore;
+use super::RawStore;
+use crate::store::StoreLocation;
 
 /// Records kept through a database outage beyond the queue: at 1,000 calls/s about a
 /// minute and a half, at about 1 KiB each a hundred MiB at most.
