@@ -12,6 +12,7 @@
 //! inside the sidecar), and `dashboard` (`GET /dashboard`, the HTML page over the same
 //! figures).
 
+pub mod alerts;
 pub mod auth;
 pub mod bench;
 pub mod dashboard;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub access: Arc<auth::Access>,
     /// Listeners that stopped serving, for `/health`.
     pub server_failures: health::ServerFailures,
+    /// The alerts board.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<crate::bench::BenchRuns>,
 }
@@ -108,6 +111,7 @@ fn routes() -> Routes {
         .get("/recommend", query::recommend)
         .get("/trend/{*model}", query::trend)
         .get("/insights", query::insights)
+        .get("/alerts", alerts::alerts)
         .get("/export", export::export)
         .delete("/clear/{*model}", records::clear_model)
         .post("/clear-old", records::clear_old)

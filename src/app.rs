@@ -70,6 +70,9 @@ pub struct Running {
     pub telemetry: Telemetry,
     /// The API's routes, for in-process requests (tests, the report).
     pub api_router: Router,
+    /// The alerts board (what is firing; `is_critical` for routing).
+    pub alerts: Arc<crate::alerts::Alerts>,
+    alerts_task: crate::alerts::AlertsTask,
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<BenchRuns>,
     shutdown: watch::Sender<bool>,
@@ -89,6 +92,7 @@ impl Running {
             }
         }
         self.telemetry.shutdown().await;
+        self.alerts_task.shutdown().await;
         let task = self.recorder_task;
         if let Err(e) = tokio::task::spawn_blocking(move || task.shutdown()).await {
             tracing::error!(error = %e, "draining the recorder failed; queued records may be lost");
@@ -106,6 +110,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder: recorder_config,
         telemetry: telemetry_config,
         access,
+        alerts: alerts_config,
         ..
     } = config;
     // Checked by the configuration's validation; a config built by hand may still be wrong.
@@ -130,15 +135,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         StoreLocation::Postgres(_) => Arc::new(History::default()),
     };
     let instance = recorder_config.instance.clone();
+    let alerts = crate::alerts::prepare(alerts_config, &location, &history)
+        .await
+        .map_err(store_error)?;
     let (recorder, recorder_task) = recorder::start(
         &location,
         recorder_config,
-        Some(history.clone() as recorder::CommitHook),
+        Some(Arc::new(vec![
+            history.clone() as recorder::CommitHook,
+            alerts.hook.clone() as recorder::CommitHook,
+        ]) as recorder::CommitHook),
     )
     .map_err(|e| match e {
         recorder::StartError::Store(source) => store_error(source),
         recorder::StartError::Spawn(e) => StartError::Recorder(e),
     })?;
+    let alerts_board = alerts.alerts.clone();
+    let alerts_task = alerts.start(recorder.clone());
     let telemetry = if telemetry_config.enabled {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -173,6 +186,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         started: Instant::now(),
         access: Arc::new(access),
         server_failures: server_failures.clone(),
+        alerts: alerts_board.clone(),
         bench: bench.clone(),
     });
     let proxy_router = Router::new()
@@ -256,6 +270,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder,
         telemetry,
         api_router: api_router_copy,
+        alerts: alerts_board,
+        alerts_task,
         bench,
         shutdown,
         servers,

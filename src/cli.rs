@@ -113,6 +113,17 @@ pub enum ClientCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Firing alerts and the last resolved ones.
+    Alerts {
+        /// Only this model's alerts.
+        #[arg(long)]
+        model: Option<String>,
+        /// firing or resolved (both when left out).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A metric of a model over time.
     Trend {
         /// The model.

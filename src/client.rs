@@ -157,6 +157,19 @@ impl Client {
         self.get(&format!("/recommend{q}")).await
     }
 
+    /// `GET /alerts`: firing and lately resolved alerts, of one model and state if given.
+    pub async fn alerts(
+        &self,
+        model: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<crate::alerts::AlertList, ClientError> {
+        let q = query(&[
+            ("model", model.map(str::to_string)),
+            ("state", state.map(str::to_string)),
+        ]);
+        self.get(&format!("/alerts{q}")).await
+    }
+
     /// `GET /trend/{model}`: one metric of a model bucketed over time.
     pub async fn trend(
         &self,

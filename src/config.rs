@@ -108,6 +108,8 @@ pub struct Config {
     pub access: Access,
     /// Logging.
     pub log: LogConfig,
+    /// `[alerts]`: change detectors and webhooks.
+    pub alerts: crate::alerts::config::AlertsConfig,
     /// Every key with its effective value, in the file's shape (tokens shown as `(set)`),
     /// for `ollameter config check`.
     effective: RawConfig,

@@ -11,6 +11,7 @@
 //! - [`charts`]: the SVG charts (plotters), in a colour-blind-safe palette.
 //! - `page`: the HTML (maud, which escapes every interpolated value).
 
+pub mod alerts;
 pub mod charts;
 mod page;
 
@@ -250,6 +251,8 @@ pub struct View {
     pub insights: Vec<Insight>,
     /// `/system`.
     pub system: SystemSnapshot,
+    /// `/alerts`: firing and lately resolved.
+    pub alerts: crate::alerts::AlertList,
     /// ollameter's version.
     pub version: &'static str,
     /// The latest benchmark run inside the sidecar, linked from the page.

@@ -24,10 +24,13 @@
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
 //!   answers: any split of the bytes gives the same facts.
 //! - [`quality`]: configurable rules that read a quality score from an answer.
+//! - [`alerts`]: change detectors per model evaluated after each commit, the alert
+//!   lifecycle (kept in the store), webhooks, and `is_critical` for routing.
 //! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
 //!   `/api/ps`, and each model's VRAM need.
-//! - [`recommend`]: scoring, rankings and the VRAM-aware recommendation (pure).
+//! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
+//!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads, kept
 //!   in step with the store by the recorder's writer thread.
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
@@ -39,6 +42,7 @@
 //! - [`text`]: the shared small helpers: an error's causes on one line, URL encoding,
 //!   and the one set of number formats.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod bench;

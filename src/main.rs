@@ -305,6 +305,20 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 client::render_recommendation(&answer),
             ))
         }
+        ClientCommand::Alerts {
+            model,
+            state,
+            client: args,
+        } => {
+            let c = Client::new(&args.server)?;
+            let answer = c.alerts(model.as_deref(), state.as_deref()).await?;
+            let value = serde_json::to_value(&answer).unwrap_or_default();
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                ollameter::alerts::text::render(&value),
+            ))
+        }
         ClientCommand::Trend {
             model,
             metric,

@@ -78,6 +78,26 @@ pub trait StoreListener: Send + Sync {
 /// A shared listener.
 pub type CommitHook = Arc<dyn StoreListener>;
 
+/// Several listeners, told in order (the history first, then the alerts).
+impl StoreListener for Vec<CommitHook> {
+    fn committed(&self, records: &[Record]) {
+        self.iter().for_each(|l| l.committed(records));
+    }
+
+    fn retained(&self, cutoff_ms: i64, max_per_model: u64) {
+        self.iter()
+            .for_each(|l| l.retained(cutoff_ms, max_per_model));
+    }
+
+    fn model_deleted(&self, model: &str) {
+        self.iter().for_each(|l| l.model_deleted(model));
+    }
+
+    fn quality_set(&self, record: &Record, quality: f64) {
+        self.iter().for_each(|l| l.quality_set(record, quality));
+    }
+}
+
 /// How the writer batches and keeps the store in bounds.
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
@@ -310,6 +330,15 @@ impl Recorder {
             Ok(updated)
         })
         .await
+    }
+
+    /// Runs `job` on the writer thread after everything queued before it, for tables no
+    /// listener mirrors (the alerts): the store keeps its single writer.
+    pub async fn write_unmirrored<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut dyn RecordStore) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, SubmitError> {
+        self.run_job(move |store, _| job(store)).await
     }
 
     /// Runs `job` on the writer's own connection after everything queued before it, and

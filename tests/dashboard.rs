@@ -186,6 +186,8 @@ async fn the_page_shows_the_stores_numbers_charts_and_recommendation() {
         page.contains("3 operations, fewer than the 10 required"),
         "{page}"
     );
+    // Each recommendation says how sure it is.
+    assert!(page.contains("likely the best</p>"), "{page}");
 
     // Four comparison charts and the trend, each valid SVG with its figures.
     let svgs = charts(&page);

@@ -231,6 +231,8 @@ async fn the_document_lists_every_served_route_and_each_documented_status_happen
         ("GET", "/trend/never-seen".into(), None, 404),
         ("GET", "/insights".into(), None, 200),
         ("GET", "/insights?duration_hours=-1".into(), None, 400),
+        ("GET", "/alerts?state=firing".into(), None, 200),
+        ("GET", "/alerts?state=open".into(), None, 400),
         ("GET", "/export".into(), None, 200),
         ("GET", "/export?format=xml".into(), None, 400),
         ("GET", "/openapi.json".into(), None, 200),

@@ -182,6 +182,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         trend,
         insights,
         system: telemetry.snapshot(),
+        alerts: state.alerts.list(None, None),
         version: env!("CARGO_PKG_VERSION"),
         latest_benchmark: state.bench.latest().map(|run| {
             let status = run.status();

@@ -168,7 +168,16 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.metrics.render(&state.recorder.snapshot()),
+        {
+            let mut page = state.metrics.render(&state.recorder.snapshot());
+            let ollama = state.telemetry.snapshot().sampler.sources.ollama_api;
+            page.push_str(
+                &state
+                    .alerts
+                    .render_metrics(crate::alerts::upstream_up(&ollama)),
+            );
+            page
+        },
     )
 }
 
@@ -223,6 +232,7 @@ mod tests {
             started: Instant::now(),
             access: Arc::default(),
             server_failures: failures.clone(),
+            alerts: Arc::new(crate::alerts::Alerts::empty(Default::default())),
             bench: Arc::default(),
         };
         let Json(before) = health(State(state.clone())).await;

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use super::{bench, export, health, query, records};
+use super::{alerts, bench, export, health, query, records};
 
 /// The document. Paths are absolute (`/api/model-performance/...`), so the document holds
 /// for the sidecar whether the API shares the proxy's port or has its own.
@@ -32,6 +32,7 @@ use super::{bench, export, health, query, records};
         query::recommend,
         query::trend,
         query::insights,
+        alerts::alerts,
         export::export,
         records::clear_model,
         records::clear_old,

@@ -16,8 +16,8 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::params::{Params, PathText, hours_value, json_object};
 use crate::recommend::{
-    self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
-    RecommendParams, Recommendation, VramNeed,
+    self, Candidate, DEFAULT_MIN_OPERATIONS, Priority, Rankings, RecommendParams, Recommendation,
+    VramBudget, VramNeed,
 };
 use crate::record::Source;
 use crate::stats::{
@@ -312,7 +312,9 @@ pub async fn compare(
             let s = filter.as_ref().and_then(|f| {
                 state
                     .history
-                    .with_model(model, |s| stats::model_statistics(model, s, f))
+                    .with_model(model, |s| {
+                        stats::model_statistics(model, s, f).zip(stats::model_summary(model, s, f))
+                    })
                     .flatten()
             });
             match s {
@@ -436,28 +438,26 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
     } = query;
     let models = models.unwrap_or_else(|| state.history.models());
     let filter = window.filter(state);
-    let mut candidates = Vec::new();
-    let mut missing = Vec::new();
-    state.history.with_all(|all| {
-        for model in &models {
-            let summary = filter.as_ref().and_then(|f| {
-                all.get(model)
-                    .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
-            });
-            match summary {
-                Some(summary) => candidates.push(Candidate {
-                    vram_need: VramNeed::from_records(&summary),
-                    summary,
-                }),
-                None => missing.push(model.clone()),
-            }
-        }
-    });
     let telemetry = &state.telemetry;
+    let mut candidates: Vec<Candidate> = state.history.with_all(|all| {
+        models
+            .iter()
+            .map(|model| {
+                let summary = filter.as_ref().and_then(|f| {
+                    all.get(model)
+                        .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
+                });
+                summary.map_or_else(
+                    || Candidate::without_operations(model.clone()),
+                    Candidate::new,
+                )
+            })
+            .collect()
+    });
     for candidate in &mut candidates {
         // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
         // size) beats what the records carry.
-        if let Some(need) = telemetry.vram_need(&candidate.summary.model) {
+        if let Some(need) = telemetry.vram_need(&candidate.model) {
             candidate.vram_need = Some(VramNeed {
                 mb: need.mb,
                 source: match need.source {
@@ -466,70 +466,22 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
                 },
             });
         }
+        candidate.held_vram_mb = telemetry.held_vram_mb(&candidate.model);
     }
+    // The caller's budget; without one, each model may use what the GPU has free plus what
+    // it holds itself now; without GPU telemetry, nothing is checked.
+    let vram = match (available_vram_mb, telemetry.free_vram_mb()) {
+        (Some(mb), _) => VramBudget::Given(mb),
+        (None, Some(free)) => VramBudget::FreePlusHeld(free),
+        (None, None) => VramBudget::Unknown,
+    };
     let params = RecommendParams {
         priority,
         min_operations,
-        available_vram_mb,
+        vram,
         window_hours: window.hours,
     };
-    let mut answer = if available_vram_mb.is_some() {
-        recommend::recommend(&candidates, &params)
-    } else {
-        recommend_with_free_vram(&candidates, &params, telemetry)
-    };
-    for model in missing {
-        answer.excluded.push(Excluded {
-            model,
-            kinds: vec![ExclusionKind::NoOperations],
-            reason: "no operations recorded in the window".into(),
-        });
-    }
-    if answer.recommended_model.is_none() && candidates.is_empty() {
-        answer.reason = if models.is_empty() {
-            "no model has any records yet: point your app at ollameter and make some calls".into()
-        } else {
-            "none of the models has operations in the window".into()
-        };
-    }
-    answer
-}
-
-/// Without a budget from the caller: each candidate may use the GPU's free memory plus
-/// what it holds itself right now (its own VRAM is freed when it is reloaded). Without
-/// telemetry of the GPU there is no budget at all.
-fn recommend_with_free_vram(
-    candidates: &[Candidate],
-    params: &RecommendParams,
-    telemetry: &crate::telemetry::Telemetry,
-) -> Recommendation {
-    let Some(free) = telemetry.free_vram_mb() else {
-        return recommend::recommend(candidates, params);
-    };
-    let mut fitting = Vec::new();
-    let mut too_big = Vec::new();
-    for c in candidates {
-        let held = telemetry.held_vram_mb(&c.summary.model).unwrap_or(0.0);
-        match c.vram_need {
-            Some(need) if need.mb > free + held => too_big.push(Excluded {
-                model: c.summary.model.clone(),
-                kinds: vec![ExclusionKind::NeedsMoreVram],
-                reason: format!(
-                    "needs {:.1} GB of VRAM ({}), {:.1} GB available: {:.1} GB free on the GPU plus {:.1} GB it holds now",
-                    need.mb / 1024.0,
-                    need.source.describe(),
-                    (free + held) / 1024.0,
-                    free / 1024.0,
-                    held / 1024.0
-                ),
-            }),
-            _ => fitting.push(c.clone()),
-        }
-    }
-    let mut answer = recommend::recommend(&fitting, params);
-    answer.vram.available_mb = Some(free);
-    answer.excluded.extend(too_big);
-    answer
+    recommend::recommend(&candidates, &params)
 }
 
 /// `/trend/{model}`'s query parameters (documentation; read through [`Params`]).

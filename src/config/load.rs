@@ -63,7 +63,10 @@ pub fn load(
         let key = if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| alias == name) {
             Some(*key)
         } else {
-            KEYS.iter().copied().find(|k| env_name(k) == *name)
+            KEYS.iter()
+                .chain(crate::alerts::config::KEYS)
+                .copied()
+                .find(|k| env_name(k) == *name)
         };
         if let Some(key) = key {
             set_key(&mut table, key, env_value(value));
@@ -106,6 +109,14 @@ pub fn load(
 fn env_value(value: &str) -> toml::Value {
     if let Ok(v) = value.parse::<i64>() {
         return toml::Value::Integer(v);
+    }
+    // Digits only, so words like `inf` or `nan` stay strings.
+    if value
+        .chars()
+        .all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
+        && let Ok(v) = value.parse::<f64>()
+    {
+        return toml::Value::Float(v);
     }
     match value {
         "true" => toml::Value::Boolean(true),

@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[alerts]`
+    #[serde(default)]
+    pub alerts: crate::alerts::config::RawAlerts,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.

@@ -191,6 +191,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
              point it at Ollama (usually http://127.0.0.1:11434)"
         ));
     }
+    let alerts = crate::alerts::config::validate(&raw.alerts)
+        .map_err(|more| problems.extend(more))
+        .ok();
     let (
         Some(listen),
         Some(api_listen),
@@ -274,6 +277,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             read_token: shown(&raw.api.read_token),
             protect_writes: Some(protect_writes),
         },
+        alerts: crate::alerts::config::effective(&raw.alerts),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
     Ok(Config {
@@ -322,6 +326,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format: log_format,
             color: log_color,
         },
+        alerts: alerts.unwrap_or_default(),
         effective,
     })
 }

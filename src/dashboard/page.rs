@@ -57,6 +57,7 @@ pub fn render(view: &View) -> String {
             body {
                 (header(view))
                 main {
+                    (super::alerts::section(&view.alerts))
                     @if view.models_with_records.is_empty() {
                         (no_data(view))
                     } @else if view.statistics.is_empty() {
@@ -264,6 +265,7 @@ mod tests {
             trend: None,
             insights: Vec::new(),
             system: SystemSnapshot::empty(true, 1000, SourcesState::all(&SourceState::Ok)),
+            alerts: Default::default(),
             version: "test",
             latest_benchmark: None,
         }

@@ -320,8 +320,16 @@ pub struct ModelSummary {
     pub successful_operations: u64,
     /// Median processing time of the successful operations; `None` without one.
     pub p50_processing_time_ms: Option<f64>,
+    /// First quartile of the same: with the third, the spread that says how precisely the
+    /// median is known. `None` without a successful operation (or from full statistics).
+    pub p25_processing_time_ms: Option<f64>,
+    /// Third quartile of the same.
+    pub p75_processing_time_ms: Option<f64>,
     /// Mean quality score of the scored operations.
     pub quality_avg: Option<f64>,
+    /// Sample variance (n - 1) of the quality scores: how consistent they are. `None` with
+    /// fewer than two scores (or from full statistics).
+    pub quality_variance: Option<f64>,
     /// How many operations carry a quality score.
     pub scored_operations: u64,
     /// Highest `vram_mb` (Ollama's `size_vram`) seen.
@@ -337,7 +345,10 @@ impl From<&ModelStatistics> for ModelSummary {
             total_operations: s.total_operations,
             successful_operations: s.successful_operations,
             p50_processing_time_ms: s.processing_time_ms.p50,
+            p25_processing_time_ms: None,
+            p75_processing_time_ms: None,
             quality_avg: s.quality.avg,
+            quality_variance: None,
             scored_operations: s.quality.scored_operations,
             max_vram_mb: s.vram_mb.max,
             max_gpu_memory_mb: s.gpu_memory_mb.max,
@@ -352,25 +363,36 @@ pub fn model_summary(model: &str, samples: &[Sample], filter: &Filter) -> Option
     let mut counts = Counts::EMPTY;
     let mut times = Vec::with_capacity(window.len());
     let (mut quality, mut vram, mut gpu) = (Moments::EMPTY, Moments::EMPTY, Moments::EMPTY);
+    let mut quality_squares = 0.0;
     for s in window.iter().filter(|s| filter.matches_operation(s)) {
         counts.push(s);
         if s.success {
             times.push(s.processing_time_ms);
         }
         quality.push(s.quality_score);
+        if !s.quality_score.is_nan() {
+            quality_squares += f64::from(s.quality_score) * f64::from(s.quality_score);
+        }
         vram.push(s.vram_mb);
         gpu.push(s.gpu_memory_mb);
     }
     if counts.total == 0 {
         return None;
     }
-    let [p50] = rounded(&mut times, [0.5]);
+    let [p25, p50, p75] = rounded(&mut times, [0.25, 0.5, 0.75]);
+    let quality_variance = (quality.count > 1).then(|| {
+        let n = quality.count as f64;
+        ((quality_squares - quality.sum * quality.sum / n) / (n - 1.0)).max(0.0)
+    });
     Some(ModelSummary {
         model: model.to_owned(),
         total_operations: counts.total,
         successful_operations: counts.successful,
         p50_processing_time_ms: p50,
+        p25_processing_time_ms: p25,
+        p75_processing_time_ms: p75,
         quality_avg: quality.avg(),
+        quality_variance,
         scored_operations: quality.count,
         max_vram_mb: vram.max(),
         max_gpu_memory_mb: gpu.max(),
@@ -526,11 +548,21 @@ mod tests {
             },
         ] {
             let full = model_statistics("m", &data(), &f).unwrap();
-            assert_eq!(
-                model_summary("m", &data(), &f).unwrap(),
-                ModelSummary::from(&full)
-            );
+            let mut summary = model_summary("m", &data(), &f).unwrap();
+            // The spreads only the summary computes.
+            assert!(summary.p25_processing_time_ms <= summary.p50_processing_time_ms);
+            assert!(summary.p75_processing_time_ms >= summary.p50_processing_time_ms);
+            summary.p25_processing_time_ms = None;
+            summary.p75_processing_time_ms = None;
+            summary.quality_variance = None;
+            assert_eq!(summary, ModelSummary::from(&full));
         }
+        // Scores 2 and 4: mean 3, sample variance ((-1)² + 1²) / 1 = 2. Times 10, 100,
+        // 200, 400: p25 at rank 0.75 = 77.5, p75 at rank 2.25 = 250.
+        let s = model_summary("m", &data(), &Filter::default()).unwrap();
+        assert_eq!(s.quality_variance, Some(2.0));
+        assert_eq!(s.p25_processing_time_ms, Some(77.5));
+        assert_eq!(s.p75_processing_time_ms, Some(250.0));
     }
 
     #[test]

@@ -102,7 +102,40 @@ pub const MIGRATIONS: &[Migration] = &[
         ALTER TABLE records ADD COLUMN gpu_memory_peak_mb DOUBLE PRECISION;
         ALTER TABLE records ADD COLUMN gpu_free_mb DOUBLE PRECISION;",
     },
-    // 3: the instance that stored each record (empty for older records). On PostgreSQL
+    // 3: alerts (src/alerts/store.rs): firing and resolved, with their evidence as JSON.
+    Migration {
+        sqlite: "CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model TEXT NOT NULL,
+            host TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            resolved_at INTEGER,
+            summary TEXT NOT NULL,
+            evidence TEXT NOT NULL,
+            resolved_evidence TEXT,
+            note TEXT
+        );
+        CREATE INDEX alerts_state ON alerts(state, id);",
+        postgres: "CREATE TABLE alerts (
+            id BIGSERIAL PRIMARY KEY,
+            model TEXT NOT NULL,
+            host TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,
+            started_at BIGINT NOT NULL,
+            resolved_at BIGINT,
+            summary TEXT NOT NULL,
+            evidence TEXT NOT NULL,
+            resolved_evidence TEXT,
+            note TEXT
+        );
+        CREATE INDEX alerts_state ON alerts(state, id);",
+    },
+    // 4: the instance that stored each record (empty for older records). On PostgreSQL
     // also the change log (deletions and quality feedback, numbered with the records) and
     // the identity that lets a batch whose commit went unanswered be sent again.
     Migration {

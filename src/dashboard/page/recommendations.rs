@@ -30,6 +30,11 @@ pub(super) fn recommendations(view: &View) -> Markup {
                                 @if let Some(score) = r.score {
                                     p.score { "score " (format!("{score:.3}")) " of 1" }
                                 }
+                                @if let Some(c) = r.confidence {
+                                    p.confidence title="The posterior probability that this model is truly the best of those that qualify" {
+                                        (crate::recommend::reasons::percent(c)) " likely the best"
+                                    }
+                                }
                             }
                             None => { p.model.none { "none qualifies" } }
                         }

@@ -1,0 +1,498 @@
+//! The change detectors, pure: values in, readings out. Each watches one metric of one
+//! model against that model's own baseline.
+//!
+//! - [`ShiftDetector`]: a one-sided CUSUM on robustly standardised values. The baseline is
+//!   the median and MAD of a reference window (the last `reference_window` values, less the
+//!   newest `recent_window`, so a change is never its own baseline); each value becomes
+//!   `u = clamp((y - median) / (1.4826 MAD), -4, 4)`, and `S = max(0, S + u - drift)` fires
+//!   at `S > threshold`. Median and MAD ignore outliers in the baseline; the clamp keeps one
+//!   wild call from firing alone. Latency-like metrics are watched on a log scale, so a
+//!   doubling is the same step on a fast model and a slow one.
+//! - [`RateDetector`]: a Bernoulli CUSUM (log-likelihood ratio of "bad" events under the
+//!   baseline rate `p0` against `p0 + success_drop`), for the success rate.
+//! - [`TailDetector`]: the same Bernoulli CUSUM on "above the baseline's p95" events: when
+//!   the p95 rises, far more than 5 % of calls exceed the old p95.
+//!
+//! While an alert fires, the baseline is frozen (the bad values never enter it), and a
+//! detector reports whether its recent window is back near the baseline.
+
+use std::collections::VecDeque;
+
+/// Largest contribution of one value to the CUSUM, in robust standard deviations.
+const CLIP: f64 = 4.0;
+/// 1.4826 MAD estimates the standard deviation of normal data.
+const MAD_TO_SD: f64 = 1.4826;
+/// The standard error of a median of n normal values is about 1.2533 sd / sqrt(n).
+const MEDIAN_SE: f64 = 1.2533;
+/// The baseline's median and MAD are recomputed after this many new baseline values
+/// (and whenever the baseline was empty): each recompute is O(window), and a few values
+/// move a 500-value median by nothing that matters.
+const RECOMPUTE_EVERY: u32 = 8;
+/// Share of baseline calls above the baseline's p95, by definition.
+const TAIL_P0: f64 = 0.05;
+/// Share of calls above the old p95 the tail detector is tuned to find.
+const TAIL_P1: f64 = 0.30;
+/// The tail detector's threshold, as a multiple of the rate threshold: its baseline p95
+/// is itself an estimate from the window, which makes "above p95" events a little more
+/// frequent than 5 % by chance; at 1x the tail fired several times per 100,000 calls of
+/// stationary noise, and at 1.5x still about one; at 2x it is a second opinion on the
+/// median detector that adds no false alerts of its own.
+const TAIL_THRESHOLD_FACTOR: f64 = 2.0;
+/// Smallest baseline failure rate assumed: a model with no failure in its window is not
+/// infinitely surprised by one.
+const MIN_P0: f64 = 0.005;
+
+/// The windows and thresholds every detector shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Baseline values kept.
+    pub reference_window: usize,
+    /// Newest values kept out of the baseline.
+    pub recent_window: usize,
+    /// Baseline values needed before a detector fires.
+    pub min_samples: usize,
+    /// CUSUM decision interval, robust standard deviations.
+    pub threshold: f64,
+    /// CUSUM drift, robust standard deviations.
+    pub drift: f64,
+    /// Bernoulli CUSUM decision interval (log-likelihood ratio).
+    pub rate_threshold: f64,
+    /// Rise in the bad-event rate the rate detectors look for.
+    pub rate_rise: f64,
+}
+
+/// What a detector says after one value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// The CUSUM crossed its threshold on this value (and the change is large enough).
+    pub alarm: bool,
+    /// The recent window is back near the baseline (meaningful while firing).
+    pub recovered: bool,
+    /// The baseline: median, p95 or success rate, on the detector's scale.
+    pub baseline: f64,
+    /// The same statistic over the recent window.
+    pub current: f64,
+    /// Values in the baseline.
+    pub baseline_samples: usize,
+    /// Values in the recent window.
+    pub recent_samples: usize,
+    /// The CUSUM statistic before it was reset.
+    pub statistic: f64,
+    /// Its threshold.
+    pub threshold: f64,
+}
+
+/// The baseline and the recent window of one metric.
+#[derive(Debug, Clone)]
+struct Windows<T> {
+    reference: VecDeque<T>,
+    recent: VecDeque<T>,
+    reference_cap: usize,
+    recent_cap: usize,
+}
+
+impl<T: Copy> Windows<T> {
+    fn new(settings: &Settings) -> Windows<T> {
+        Windows {
+            reference: VecDeque::with_capacity(settings.reference_window.min(1024)),
+            recent: VecDeque::with_capacity(settings.recent_window),
+            reference_cap: settings.reference_window,
+            recent_cap: settings.recent_window,
+        }
+    }
+
+    /// Adds a value; the one leaving the recent window enters the baseline unless it is
+    /// frozen. Returns true when the baseline changed.
+    fn push(&mut self, value: T, frozen: bool) -> bool {
+        self.recent.push_back(value);
+        if self.recent.len() <= self.recent_cap {
+            return false;
+        }
+        let Some(old) = self.recent.pop_front() else {
+            return false;
+        };
+        if frozen {
+            return false;
+        }
+        self.reference.push_back(old);
+        if self.reference.len() > self.reference_cap {
+            self.reference.pop_front();
+        }
+        true
+    }
+
+    /// Makes the recent window the whole baseline (a new level accepted).
+    fn rebaseline(&mut self) {
+        self.reference.clear();
+        self.reference.extend(self.recent.drain(..));
+    }
+}
+
+/// The `q` quantile (0..1) of `values` (reordered), by linear interpolation.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let pos = q * (values.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+}
+
+fn to_vec(values: &VecDeque<f32>) -> Vec<f64> {
+    values.iter().map(|v| f64::from(*v)).collect()
+}
+
+/// Median and robust sd (1.4826 MAD) of a window.
+fn median_and_scale(values: &VecDeque<f32>) -> (f64, f64) {
+    let mut v = to_vec(values);
+    let median = quantile(&mut v, 0.5);
+    let mut deviations: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+    (median, MAD_TO_SD * quantile(&mut deviations, 0.5))
+}
+
+/// A one-sided CUSUM on robustly standardised values, for a metric oriented so that
+/// "worse" is "up" (the caller negates tokens/s and quality, and takes logs of times).
+#[derive(Debug, Clone)]
+pub struct ShiftDetector {
+    settings: Settings,
+    windows: Windows<f32>,
+    center: f64,
+    scale: f64,
+    stale: u32,
+    cusum: f64,
+    /// Smallest change (on this scale) worth an alarm; half of it floors the scale, so a
+    /// model whose calls all take the same time is not paged for jitter.
+    min_change: f64,
+}
+
+impl ShiftDetector {
+    /// A detector that fires on upward shifts of at least `min_change`.
+    pub fn new(settings: Settings, min_change: f64) -> ShiftDetector {
+        ShiftDetector {
+            settings,
+            windows: Windows::new(&settings),
+            center: f64::NAN,
+            scale: f64::NAN,
+            stale: u32::MAX,
+            cusum: 0.0,
+            min_change,
+        }
+    }
+
+    /// Feeds one value. `None` while the baseline is too small to judge against.
+    pub fn push(&mut self, y: f64, firing: bool) -> Option<Reading> {
+        if !y.is_finite() {
+            return None;
+        }
+        let ready = self.windows.reference.len() >= self.settings.min_samples;
+        let mut reading = None;
+        if ready {
+            if self.stale >= RECOMPUTE_EVERY {
+                let (center, scale) = median_and_scale(&self.windows.reference);
+                self.center = center;
+                self.scale = scale.max(self.min_change / 2.0);
+                self.stale = 0;
+            }
+            if !firing {
+                let u = ((y - self.center) / self.scale).clamp(-CLIP, CLIP);
+                self.cusum = (self.cusum + u - self.settings.drift).max(0.0);
+            }
+        }
+        if self.windows.push(y as f32, firing) {
+            self.stale = self.stale.saturating_add(1);
+        }
+        if ready {
+            let mut recent = to_vec(&self.windows.recent);
+            let n = recent.len();
+            let current = quantile(&mut recent, 0.5);
+            let change = current - self.center;
+            let se = MEDIAN_SE * self.scale / (n as f64).sqrt();
+            let statistic = self.cusum;
+            let mut alarm = false;
+            // Significant but small changes keep the sum growing: they fire once large enough.
+            if statistic > self.settings.threshold && change >= self.min_change {
+                alarm = true;
+                self.cusum = 0.0;
+            }
+            reading = Some(Reading {
+                alarm,
+                recovered: change < (2.0 * se).max(self.min_change / 2.0),
+                baseline: self.center,
+                current,
+                baseline_samples: self.windows.reference.len(),
+                recent_samples: n,
+                statistic,
+                threshold: self.settings.threshold,
+            });
+        }
+        reading
+    }
+
+    /// Accepts the recent level as the new baseline.
+    pub fn rebaseline(&mut self) {
+        self.windows.rebaseline();
+        self.cusum = 0.0;
+        self.stale = u32::MAX;
+    }
+}
+
+/// The Bernoulli CUSUM step: `S = max(0, S + log LR(event))` for bad-event rates `p0`
+/// (baseline) against `p1` (changed).
+fn bernoulli_step(cusum: f64, bad: bool, p0: f64, p1: f64) -> f64 {
+    let llr = if bad {
+        (p1 / p0).ln()
+    } else {
+        ((1.0 - p1) / (1.0 - p0)).ln()
+    };
+    (cusum + llr).max(0.0)
+}
+
+/// A Bernoulli CUSUM on failures, for the success rate.
+#[derive(Debug, Clone)]
+pub struct RateDetector {
+    settings: Settings,
+    windows: Windows<bool>,
+    cusum: f64,
+}
+
+impl RateDetector {
+    /// A detector of a rising failure rate.
+    pub fn new(settings: Settings) -> RateDetector {
+        RateDetector {
+            settings,
+            windows: Windows::new(&settings),
+            cusum: 0.0,
+        }
+    }
+
+    /// Feeds one call's outcome. Readings carry success rates (0 to 1).
+    pub fn push(&mut self, success: bool, firing: bool) -> Option<Reading> {
+        let n_ref = self.windows.reference.len();
+        let ready = n_ref >= self.settings.min_samples;
+        let failures_ref = self.windows.reference.iter().filter(|ok| !**ok).count();
+        // Laplace's rule: a window without failures still has a small, non-zero rate.
+        let p0 = ((failures_ref as f64 + 1.0) / (n_ref as f64 + 2.0)).max(MIN_P0);
+        let p1 = (p0 + self.settings.rate_rise).min(0.99);
+        if ready && !firing {
+            self.cusum = bernoulli_step(self.cusum, !success, p0, p1);
+        }
+        self.windows.push(success, firing);
+        if !ready {
+            return None;
+        }
+        let n = self.windows.recent.len();
+        let failures = self.windows.recent.iter().filter(|ok| !**ok).count();
+        let statistic = self.cusum;
+        let rate_now = failures as f64 / n as f64;
+        let mut alarm = false;
+        // The sum alone fires a few times per 100,000 calls at a 1 % failure rate (a burst
+        // of 3 failures is not that rare); asking the recent window to show the whole rise
+        // as well cuts that to about 0.5 while the detection delay barely moves.
+        if statistic > self.settings.rate_threshold && rate_now - p0 >= self.settings.rate_rise {
+            alarm = true;
+            self.cusum = 0.0;
+        }
+        let allowed = (n as f64 * (p0 + self.settings.rate_rise / 3.0)).ceil() as usize;
+        Some(Reading {
+            alarm,
+            recovered: failures <= allowed,
+            baseline: 1.0 - failures_ref as f64 / n_ref.max(1) as f64,
+            current: 1.0 - rate_now,
+            baseline_samples: n_ref,
+            recent_samples: n,
+            statistic,
+            threshold: self.settings.rate_threshold,
+        })
+    }
+
+    /// Accepts the recent level as the new baseline.
+    pub fn rebaseline(&mut self) {
+        self.windows.rebaseline();
+        self.cusum = 0.0;
+    }
+}
+
+/// A Bernoulli CUSUM on calls above the baseline's p95, for a rising tail (p95) that the
+/// median may not show.
+#[derive(Debug, Clone)]
+pub struct TailDetector {
+    settings: Settings,
+    windows: Windows<f32>,
+    p95: f64,
+    stale: u32,
+    cusum: f64,
+    min_change: f64,
+}
+
+impl TailDetector {
+    /// A detector of a rising p95 by at least `min_change` (on the caller's scale).
+    pub fn new(settings: Settings, min_change: f64) -> TailDetector {
+        TailDetector {
+            settings,
+            windows: Windows::new(&settings),
+            p95: f64::NAN,
+            stale: u32::MAX,
+            cusum: 0.0,
+            min_change,
+        }
+    }
+
+    /// Feeds one value. Readings carry p95s.
+    pub fn push(&mut self, y: f64, firing: bool) -> Option<Reading> {
+        if !y.is_finite() {
+            return None;
+        }
+        let ready = self.windows.reference.len() >= self.settings.min_samples;
+        if ready {
+            if self.stale >= RECOMPUTE_EVERY {
+                self.p95 = quantile(&mut to_vec(&self.windows.reference), 0.95);
+                self.stale = 0;
+            }
+            if !firing {
+                self.cusum = bernoulli_step(self.cusum, y > self.p95, TAIL_P0, TAIL_P1);
+            }
+        }
+        if self.windows.push(y as f32, firing) {
+            self.stale = self.stale.saturating_add(1);
+        }
+        if !ready {
+            return None;
+        }
+        let mut recent = to_vec(&self.windows.recent);
+        let n = recent.len();
+        let above = recent.iter().filter(|v| **v > self.p95).count();
+        let current = quantile(&mut recent, 0.95);
+        let statistic = self.cusum;
+        let mut alarm = false;
+        let threshold = self.settings.rate_threshold * TAIL_THRESHOLD_FACTOR;
+        if statistic > threshold && current - self.p95 >= self.min_change {
+            alarm = true;
+            self.cusum = 0.0;
+        }
+        let allowed = (n as f64 * (TAIL_P0 + TAIL_P1) / 2.0).ceil() as usize;
+        Some(Reading {
+            alarm,
+            recovered: above <= allowed,
+            baseline: self.p95,
+            current,
+            baseline_samples: self.windows.reference.len(),
+            recent_samples: n,
+            statistic,
+            threshold,
+        })
+    }
+
+    /// Accepts the recent level as the new baseline.
+    pub fn rebaseline(&mut self) {
+        self.windows.rebaseline();
+        self.cusum = 0.0;
+        self.stale = u32::MAX;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small deterministic generator (SplitMix64) with normal draws (Box-Muller): the
+    /// tests need reproducible noise, not a cryptographic source.
+    pub(crate) struct Noise(u64);
+
+    impl Noise {
+        /// The state starts at a hash of the seed: SplitMix64 walks its state in fixed
+        /// steps, so seeds one step apart would give the same series shifted by one draw.
+        pub(crate) fn new(seed: u64) -> Noise {
+            Noise(mix(seed ^ 0x5DEE_CE66_D1CE_4E5B))
+        }
+
+        pub(crate) fn uniform(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            ((mix(self.0) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+
+        pub(crate) fn normal(&mut self) -> f64 {
+            let (a, b) = (self.uniform(), self.uniform());
+            (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+        }
+    }
+
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn settings() -> Settings {
+        Settings {
+            reference_window: 500,
+            recent_window: 20,
+            min_samples: 50,
+            threshold: 9.0,
+            drift: 0.75,
+            rate_threshold: 8.0,
+            rate_rise: 0.15,
+        }
+    }
+
+    #[test]
+    fn a_constant_series_never_fires_and_a_step_on_it_does() {
+        let mut d = ShiftDetector::new(settings(), 1.25f64.ln());
+        for _ in 0..1_000 {
+            let r = d.push(100f64.ln(), false);
+            assert!(r.is_none_or(|r| !r.alarm));
+        }
+        let fired = (0..30).position(|_| d.push(300f64.ln(), false).is_some_and(|r| r.alarm));
+        assert!(fired.is_some_and(|i| i < 10), "{fired:?}");
+    }
+
+    #[test]
+    fn a_small_significant_change_waits_for_the_minimum() {
+        let mut d = ShiftDetector::new(settings(), 1.25f64.ln());
+        let mut noise = Noise::new(7);
+        for _ in 0..600 {
+            d.push(100f64.ln() + 0.01 * noise.normal(), false);
+        }
+        // 10 % slower: clearly significant at this noise, below the 25 % minimum.
+        for _ in 0..500 {
+            let r = d.push(110f64.ln() + 0.01 * noise.normal(), false);
+            assert!(r.is_some_and(|r| !r.alarm));
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_frozen_while_firing_and_recovery_is_seen() {
+        let mut d = ShiftDetector::new(settings(), 1.25f64.ln());
+        let mut noise = Noise::new(3);
+        for _ in 0..600 {
+            d.push(100f64.ln() + 0.3 * noise.normal(), false);
+        }
+        for i in 0..1_000 {
+            let r = d
+                .push(400f64.ln() + 0.3 * noise.normal(), true)
+                .expect("ready");
+            // Once the recent window holds mostly slow calls, it is not recovered.
+            assert!(i < 12 || !r.recovered, "{i}: {r:?}");
+            assert!((r.baseline - 100f64.ln()).abs() < 0.1, "frozen baseline");
+        }
+        let back = (0..60).position(|_| {
+            d.push(100f64.ln() + 0.3 * noise.normal(), true)
+                .is_some_and(|r| r.recovered)
+        });
+        assert!(back.is_some_and(|i| i <= 20), "{back:?}");
+    }
+
+    #[test]
+    fn rate_detector_reads_success_rates() {
+        let mut d = RateDetector::new(settings());
+        for i in 0..200 {
+            d.push(i % 50 != 0, false);
+        }
+        let r = d.push(true, false).expect("ready");
+        assert!((r.baseline - 0.98).abs() < 0.01, "{r:?}");
+        assert!(!r.alarm);
+        let fired = (0..30).position(|_| d.push(false, false).is_some_and(|r| r.alarm));
+        assert!(fired.is_some_and(|i| i < 6), "{fired:?}");
+    }
+}

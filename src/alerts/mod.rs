@@ -1,0 +1,744 @@
+//! Monitoring and alerts: ollameter watches each model on its own and says when one
+//! degrades.
+//!
+//! Committed records reach the alerts through the recorder's post-commit hook
+//! ([`AlertsHook`], called on the writer thread right after the history is updated, in
+//! commit order): it only turns each record into an [`engine::Observation`] and
+//! `try_send`s it into a bounded channel, so the writer never waits. The alert task owns
+//! the [`engine::Engine`] (the change detectors, per [`engine::AlertKey`]), turns its
+//! transitions into [`Alert`]s, stores them (table `alerts`, written on the writer thread
+//! through `Recorder::run_job`), publishes them to the [`Alerts`] board that the API,
+//! dashboard and `/metrics` read, and hands them to the webhooks ([`webhook`]).
+//!
+//! - [`config`]: `[alerts]` and `[[alerts.webhooks]]`.
+//! - [`detector`]: the change detectors (robust CUSUM, Bernoulli CUSUMs), pure.
+//! - [`engine`]: per model and kind, detectors and the firing/resolved lifecycle, pure.
+//! - [`store`]: the `alerts` table.
+//! - [`webhook`]: payloads (json, alertmanager, slack) and the senders.
+//! - [`text`]: `ollameter alerts`' tables.
+//!
+//! For routing: [`Alerts::is_critical`] says whether a model has a firing alert of
+//! severity `critical`; `auto` routing and aliases should skip such a model until it
+//! resolves (the routing itself is issue 13).
+
+pub mod config;
+pub mod detector;
+pub mod engine;
+pub mod store;
+pub mod text;
+pub mod webhook;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use utoipa::ToSchema;
+
+use crate::history::History;
+use crate::record::Record;
+use crate::recorder::{Recorder, StoreListener};
+use config::AlertsConfig;
+use engine::{
+    ALL_MODELS, AlertKey, AlertKind, Engine, Evidence, Observation, Severity, Transition,
+};
+use webhook::Notifier;
+
+/// Resolved alerts the board (and `GET /alerts`) keeps.
+pub const RESOLVED_SHOWN: usize = 100;
+/// Observations waiting for the alert task; more are dropped and counted. At thousands of
+/// records a second this is over a second of slack; the task takes microseconds each.
+pub const OBSERVATION_QUEUE: usize = 16_384;
+/// How often the alert task looks at the recorder's dropped-records counter.
+const DROPPED_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether an alert is firing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Firing.
+    Firing,
+    /// Resolved.
+    Resolved,
+}
+
+impl AlertState {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert, as the API, the store and the webhooks show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    /// Its id in the store.
+    pub id: i64,
+    /// The model (`*` for alerts about ollameter itself).
+    pub model: String,
+    /// What went wrong.
+    pub kind: AlertKind,
+    /// How bad (the highest reached while firing).
+    pub severity: Severity,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// When it started firing.
+    pub started_at: DateTime<Utc>,
+    /// When it resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// One line a person reads.
+    pub summary: String,
+    /// The numbers when it fired (or became critical).
+    pub evidence: Evidence,
+    /// The numbers when it resolved.
+    pub resolved_evidence: Option<Evidence>,
+    /// Why it resolved, when not a plain recovery.
+    pub note: Option<String>,
+}
+
+/// `GET /alerts`' answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AlertList {
+    /// Firing alerts, oldest first.
+    pub active: Vec<Alert>,
+    /// The last resolved ones (at most 100), newest first.
+    pub resolved: Vec<Alert>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    active: Vec<Alert>,
+    resolved: VecDeque<Alert>,
+}
+
+/// The alerts of a running sidecar: what is firing, what resolved lately, counters.
+pub struct Alerts {
+    config: AlertsConfig,
+    board: RwLock<Board>,
+    observations_dropped: AtomicU64,
+    notifier: Option<Notifier>,
+}
+
+impl Alerts {
+    /// A board with no alert and no webhook (tests, or alerts switched off).
+    pub fn empty(config: AlertsConfig) -> Alerts {
+        Alerts {
+            config,
+            board: RwLock::new(Board::default()),
+            observations_dropped: AtomicU64::new(0),
+            notifier: None,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Board> {
+        self.board
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Board> {
+        self.board
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `model` has a firing alert of severity `critical`: the question `auto`
+    /// routing and aliases ask before choosing a model (skip it while true).
+    pub fn is_critical(&self, model: &str) -> bool {
+        self.read()
+            .active
+            .iter()
+            .any(|a| a.model == model && a.severity == Severity::Critical)
+    }
+
+    /// The firing critical alerts of `model` (what a routing decision cites as its reason).
+    pub fn critical_alerts(&self, model: &str) -> Vec<Alert> {
+        self.read()
+            .active
+            .iter()
+            .filter(|a| a.model == model && a.severity == Severity::Critical)
+            .cloned()
+            .collect()
+    }
+
+    /// Firing alerts and the last resolved ones, optionally of one model and state.
+    pub fn list(&self, model: Option<&str>, state: Option<AlertState>) -> AlertList {
+        let board = self.read();
+        let keep = |a: &&Alert| model.is_none_or(|m| a.model == m);
+        AlertList {
+            active: if state == Some(AlertState::Resolved) {
+                Vec::new()
+            } else {
+                board.active.iter().filter(keep).cloned().collect()
+            },
+            resolved: if state == Some(AlertState::Firing) {
+                Vec::new()
+            } else {
+                board.resolved.iter().filter(keep).cloned().collect()
+            },
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AlertsConfig {
+        &self.config
+    }
+
+    fn publish(&self, alert: &Alert) {
+        let mut board = self.write();
+        board.active.retain(|a| a.id != alert.id);
+        match alert.state {
+            AlertState::Firing => board.active.push(alert.clone()),
+            AlertState::Resolved => {
+                board.resolved.push_front(alert.clone());
+                board.resolved.truncate(RESOLVED_SHOWN);
+            }
+        }
+    }
+
+    fn active(&self, model: &str, kind: AlertKind) -> Option<Alert> {
+        self.read()
+            .active
+            .iter()
+            .find(|a| a.model == model && a.kind == kind)
+            .cloned()
+    }
+
+    /// The alert metrics in the Prometheus text format: `ollameter_alert_active{model,kind}`
+    /// (1 while firing), the webhooks' counters, observations the alert task dropped, and
+    /// `ollameter_upstream_up` (whether telemetry's last `GET /api/ps` answered; absent
+    /// while unknown) for the upstream-down rule.
+    pub fn render_metrics(&self, upstream_up: Option<bool>) -> String {
+        let mut page = String::new();
+        if let Some(up) = upstream_up {
+            let _ = writeln!(
+                page,
+                "# HELP ollameter_upstream_up Whether Ollama answered the telemetry sampler's last GET /api/ps (1) or not (0)\n\
+                 # TYPE ollameter_upstream_up gauge\n\
+                 ollameter_upstream_up {}",
+                u8::from(up)
+            );
+        }
+        let _ = writeln!(
+            page,
+            "# HELP ollameter_alert_active Whether an alert of this model and kind is firing (1)\n\
+             # TYPE ollameter_alert_active gauge"
+        );
+        for a in &self.read().active {
+            let _ = writeln!(
+                page,
+                "ollameter_alert_active{{kind=\"{}\",model=\"{}\"}} 1",
+                a.kind.as_str(),
+                escape(&a.model),
+            );
+        }
+        type Read = fn(&webhook::WebhookStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
+            (
+                "ollameter_alert_webhook_sent",
+                "Alert notifications a webhook receiver accepted",
+                |s| s.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "ollameter_alert_webhook_failures",
+                "Webhook tries that failed (connection error, timeout or non-2xx answer)",
+                |s| s.failed_attempts.load(Ordering::Relaxed),
+            ),
+            (
+                "ollameter_alert_webhook_dropped",
+                "Alert notifications given up: every try failed or the webhook's queue was full",
+                |s| s.dropped.load(Ordering::Relaxed),
+            ),
+        ];
+        let hooks = self
+            .notifier
+            .as_ref()
+            .map(Notifier::stats)
+            .unwrap_or_default();
+        for (name, help, read) in counters {
+            let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (hook, format, stats) in &hooks {
+                let _ = writeln!(
+                    page,
+                    "{name}_total{{format=\"{}\",webhook=\"{}\"}} {}",
+                    format.as_str(),
+                    escape(hook),
+                    read(stats)
+                );
+            }
+        }
+        let _ = writeln!(
+            page,
+            "# HELP ollameter_alert_observations_dropped Committed records the alert detectors \
+             skipped because their queue was full\n\
+             # TYPE ollameter_alert_observations_dropped counter\n\
+             ollameter_alert_observations_dropped_total {}",
+            self.observations_dropped.load(Ordering::Relaxed)
+        );
+        page
+    }
+}
+
+/// Whether the upstream answered, from telemetry's state of its `/api/ps` source (`None`
+/// while it has not sampled, or telemetry is off).
+pub fn upstream_up(state: &crate::telemetry::SourceState) -> Option<bool> {
+    use crate::telemetry::SourceState;
+    match state {
+        SourceState::Ok => Some(true),
+        SourceState::Unavailable(_) => Some(false),
+        SourceState::Pending | SourceState::Disabled(_) => None,
+    }
+}
+
+/// A label value in the text format: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The recorder's post-commit hook: committed records become observations for the alert
+/// task. Never blocks: a full queue drops the observation and counts it.
+pub struct AlertsHook {
+    tx: mpsc::Sender<Observation>,
+    alerts: Arc<Alerts>,
+}
+
+impl StoreListener for AlertsHook {
+    fn committed(&self, records: &[Record]) {
+        for r in records {
+            if self.tx.try_send(Observation::of(r)).is_err() {
+                self.alerts
+                    .observations_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn retained(&self, _cutoff_ms: i64, _max_per_model: u64) {}
+
+    // A cleared model keeps its baseline until new calls replace it, and a score given
+    // later is not a new call: neither changes what the detectors saw.
+    fn model_deleted(&self, _model: &str) {}
+
+    fn quality_set(&self, _record: &Record, _quality: f64) {}
+}
+
+/// Alerts being set up: the board and the hook exist (the recorder needs the hook), the
+/// task starts once the recorder does.
+pub struct Prepared {
+    /// The board.
+    pub alerts: Arc<Alerts>,
+    /// The hook to give the recorder.
+    pub hook: Arc<AlertsHook>,
+    rx: mpsc::Receiver<Observation>,
+    engine: Engine,
+}
+
+/// The running alert task.
+pub struct AlertsTask {
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    alerts: Arc<Alerts>,
+}
+
+impl AlertsTask {
+    /// Stops the alert task and the webhook senders.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(n) = &self.alerts.notifier {
+            n.shutdown();
+        }
+    }
+}
+
+/// Loads the stored alerts, warms the detectors' baselines from the history, and starts
+/// the webhook senders (on the current runtime).
+///
+/// On a shared store (PostgreSQL) alerts are not stored yet: each instance keeps its own
+/// in memory, and they start empty.
+pub async fn prepare(
+    config: AlertsConfig,
+    location: &crate::store::StoreLocation,
+    history: &History,
+) -> Result<Prepared, crate::store::StoreError> {
+    let location = location.clone();
+    let loaded = tokio::task::spawn_blocking(move || match location {
+        crate::store::StoreLocation::Sqlite(path) => {
+            let store = crate::store::Store::open(&path)?;
+            store::load(store.connection(), RESOLVED_SHOWN).map_err(crate::store::StoreError::from)
+        }
+        crate::store::StoreLocation::Postgres(_) => Ok((Vec::new(), Vec::new())),
+    })
+    .await
+    .map_err(|e| {
+        crate::store::StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    })??;
+    let (active, resolved) = loaded;
+    let mut engine = Engine::new(config.clone());
+    if config.enabled {
+        warm(&mut engine, &config, history);
+    }
+    for a in &active {
+        engine.restore(
+            &AlertKey {
+                model: a.model.clone(),
+            },
+            a.kind,
+            a.severity,
+            a.started_at.timestamp_millis(),
+        );
+    }
+    let notifier = Notifier::start(&config);
+    let alerts = Arc::new(Alerts {
+        config,
+        board: RwLock::new(Board {
+            active,
+            resolved: resolved.into(),
+        }),
+        observations_dropped: AtomicU64::new(0),
+        notifier: Some(notifier),
+    });
+    let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
+    Ok(Prepared {
+        hook: Arc::new(AlertsHook {
+            tx,
+            alerts: alerts.clone(),
+        }),
+        alerts,
+        rx,
+        engine,
+    })
+}
+
+/// Feeds each model's newest calls to its detectors' baselines (no alert is raised).
+fn warm(engine: &mut Engine, config: &AlertsConfig, history: &History) {
+    let take = config.reference_window + config.recent_window;
+    history.with_all(|models| {
+        for (model, samples) in models {
+            let from = samples.len().saturating_sub(take);
+            for s in &samples[from..] {
+                let known = |v: f32| (!v.is_nan()).then_some(f64::from(v));
+                engine.warm(&Observation {
+                    key: AlertKey {
+                        model: model.clone(),
+                    },
+                    timestamp_ms: s.timestamp_ms,
+                    success: s.success,
+                    processing_time_ms: f64::from(s.processing_time_ms),
+                    ttft_ms: known(s.ttft_ms),
+                    tokens_per_second: known(s.tokens_per_second),
+                    load_duration_ms: known(s.load_duration_ms),
+                    quality_score: known(s.quality_score),
+                    gpu_used_free_mb: None,
+                });
+            }
+        }
+    });
+}
+
+impl Prepared {
+    /// Starts the alert task; it stores alerts through `recorder`.
+    pub fn start(self, recorder: Recorder) -> AlertsTask {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let alerts = self.alerts.clone();
+        let task = tokio::spawn(run(self, recorder, shutdown_rx));
+        AlertsTask {
+            shutdown,
+            task: Some(task),
+            alerts,
+        }
+    }
+}
+
+async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiver<bool>) {
+    let Prepared {
+        alerts,
+        mut rx,
+        mut engine,
+        ..
+    } = prepared;
+    let enabled = alerts.config.enabled;
+    let mut tick = tokio::time::interval(DROPPED_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    return;
+                }
+                for obs in batch.drain(..) {
+                    if !enabled {
+                        continue;
+                    }
+                    for t in engine.observe(&obs) {
+                        apply(&alerts, &recorder, t).await;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if enabled {
+                    let dropped = recorder.stats().dropped.load(Ordering::Relaxed);
+                    for t in engine.check_dropped(Utc::now().timestamp_millis(), dropped) {
+                        apply(&alerts, &recorder, t).await;
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+/// Stores a transition, publishes it and notifies.
+async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition) {
+    let alert = match transition {
+        Transition::Firing {
+            key,
+            kind,
+            severity,
+            started_ms,
+            evidence,
+            escalated,
+        } => {
+            let existing = if escalated {
+                alerts.active(&key.model, kind)
+            } else {
+                None
+            };
+            let summary = summary(kind, &evidence);
+            match existing {
+                Some(mut a) => {
+                    a.severity = severity;
+                    a.summary = summary;
+                    a.evidence = evidence;
+                    a
+                }
+                None => Alert {
+                    id: 0,
+                    model: key.model,
+                    kind,
+                    severity,
+                    state: AlertState::Firing,
+                    started_at: time(started_ms),
+                    resolved_at: None,
+                    summary,
+                    evidence,
+                    resolved_evidence: None,
+                    note: None,
+                },
+            }
+        }
+        Transition::Resolved {
+            key,
+            kind,
+            at_ms,
+            evidence,
+            note,
+        } => {
+            let Some(mut a) = alerts.active(&key.model, kind) else {
+                return;
+            };
+            a.state = AlertState::Resolved;
+            a.resolved_at = Some(time(at_ms));
+            a.summary = format!("resolved: {}", summary(kind, &evidence));
+            a.resolved_evidence = Some(evidence);
+            a.note = note;
+            a
+        }
+    };
+    let Some(alert) = persist(recorder, alert).await else {
+        return;
+    };
+    match alert.state {
+        AlertState::Firing => tracing::warn!(
+            model = %alert.model, kind = alert.kind.as_str(), severity = alert.severity.as_str(),
+            summary = %alert.summary, "alert firing"
+        ),
+        AlertState::Resolved => tracing::info!(
+            model = %alert.model, kind = alert.kind.as_str(), summary = %alert.summary, "alert resolved"
+        ),
+    }
+    alerts.publish(&alert);
+    if let Some(n) = &alerts.notifier {
+        n.notify(&Arc::new(alert));
+    }
+}
+
+/// Ids of alerts kept only in memory (on a shared store).
+static MEMORY_IDS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+
+/// Writes the alert on the writer thread; retries briefly when the recorder's queue is
+/// full. Returns it with its id, or `None` when the store would not take it (logged).
+async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<Alert> {
+    for attempt in 0..20u32 {
+        let copy = alert.clone();
+        let result = recorder
+            .write_unmirrored(move |store| {
+                let Some(store) = store.as_sqlite() else {
+                    // A shared store keeps no alerts yet: an id unique in this process.
+                    return Ok(if copy.id == 0 {
+                        MEMORY_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    } else {
+                        copy.id
+                    });
+                };
+                let conn = store.connection();
+                let id = if copy.id == 0 {
+                    store::insert(conn, &copy)?
+                } else {
+                    store::update(conn, &copy)?;
+                    copy.id
+                };
+                Ok(id)
+            })
+            .await;
+        match result {
+            Ok(id) => {
+                alert.id = id;
+                return Some(alert);
+            }
+            Err(crate::recorder::SubmitError::QueueFull) => {
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "alert not stored");
+                return None;
+            }
+        }
+    }
+    tracing::error!("alert not stored: the recorder queue stayed full");
+    None
+}
+
+/// One line about the change.
+pub fn summary(kind: AlertKind, e: &Evidence) -> String {
+    let ratio = |now: f64, base: f64| if base > 0.0 { now / base } else { f64::NAN };
+    match kind {
+        AlertKind::LatencyP50 | AlertKind::LatencyP95 | AlertKind::Ttft | AlertKind::LoadTime => {
+            format!(
+                "{} rose from {:.0} to {:.0} ({:.1}x)",
+                e.metric,
+                e.baseline,
+                e.current,
+                ratio(e.current, e.baseline)
+            )
+        }
+        AlertKind::TokensPerSecond => format!(
+            "{} fell from {:.1} to {:.1} ({:.1}x)",
+            e.metric,
+            e.baseline,
+            e.current,
+            ratio(e.current, e.baseline)
+        ),
+        AlertKind::SuccessRate => format!(
+            "success rate fell from {:.1} % to {:.1} %",
+            e.baseline * 100.0,
+            e.current * 100.0
+        ),
+        AlertKind::Quality => format!(
+            "{} fell from {:.2} to {:.2}",
+            e.metric, e.baseline, e.current
+        ),
+        AlertKind::GpuMemory => format!(
+            "{:.1} % of GPU memory free (alert below {:.1} %)",
+            e.current * 100.0,
+            e.baseline * 100.0
+        ),
+        AlertKind::RecordsDropped => {
+            format!("{} records dropped ({} in all)", e.current, e.statistic)
+        }
+    }
+}
+
+/// The model name of alerts about ollameter itself.
+pub const SELF_MODEL: &str = ALL_MODELS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(model: &str, severity: Severity, state: AlertState) -> Alert {
+        Alert {
+            id: 1,
+            model: model.into(),
+            kind: AlertKind::LatencyP50,
+            severity,
+            state,
+            started_at: Utc::now(),
+            resolved_at: None,
+            summary: String::new(),
+            evidence: Evidence {
+                metric: "median processing_time_ms".into(),
+                baseline: 1.0,
+                current: 2.0,
+                baseline_samples: 100,
+                recent_samples: 20,
+                statistic: 9.0,
+                threshold: 8.0,
+            },
+            resolved_evidence: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn is_critical_sees_only_firing_critical_alerts_of_that_model() {
+        let alerts = Alerts::empty(AlertsConfig::default());
+        assert!(!alerts.is_critical("a"));
+        let mut warning = alert("a", Severity::Warning, AlertState::Firing);
+        warning.id = 1;
+        alerts.publish(&warning);
+        assert!(!alerts.is_critical("a"), "a warning does not steer routing");
+        let mut critical = alert("a", Severity::Critical, AlertState::Firing);
+        critical.id = 1;
+        alerts.publish(&critical);
+        assert!(alerts.is_critical("a"), "escalated to critical");
+        assert!(!alerts.is_critical("b"));
+        assert_eq!(alerts.critical_alerts("a").len(), 1);
+        let mut resolved = critical.clone();
+        resolved.state = AlertState::Resolved;
+        alerts.publish(&resolved);
+        assert!(!alerts.is_critical("a"), "resolved: routable again");
+        let list = alerts.list(Some("a"), None);
+        assert!(list.active.is_empty());
+        assert_eq!(list.resolved.len(), 1);
+        assert!(alerts.list(Some("b"), None).resolved.is_empty());
+        assert!(
+            alerts
+                .list(None, Some(AlertState::Firing))
+                .resolved
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_metrics_show_firing_alerts() {
+        let alerts = Alerts::empty(AlertsConfig::default());
+        alerts.publish(&alert("we\"ird", Severity::Critical, AlertState::Firing));
+        let page = alerts.render_metrics(Some(false));
+        assert!(page.contains("ollameter_upstream_up 0"), "{page}");
+        assert!(
+            page.contains("ollameter_alert_active{kind=\"latency_p50\",model=\"we\\\"ird\"} 1"),
+            "{page}"
+        );
+    }
+}

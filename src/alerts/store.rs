@@ -1,0 +1,148 @@
+//! The `alerts` table (schema migration 3 in [`crate::store`]): every alert that fired,
+//! with its evidence as JSON, so firing alerts and the recent history survive a restart.
+//! Written only on the recorder's writer thread (through `Recorder::run_job`), read at
+//! start.
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::engine::{AlertKind, Evidence, Severity};
+use super::{Alert, AlertState};
+
+/// Resolved alerts kept in the table; older ones are deleted as new ones resolve.
+pub const KEEP_RESOLVED: i64 = 1_000;
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Inserts a new alert; returns its id.
+pub fn insert(conn: &Connection, alert: &Alert) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO alerts (model, host, kind, severity, state, started_at, resolved_at,
+                             summary, evidence, resolved_evidence, note)
+         VALUES (?1, '', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            alert.model,
+            alert.kind.as_str(),
+            alert.severity.as_str(),
+            alert.state.as_str(),
+            ms(alert.started_at),
+            alert.resolved_at.map(ms),
+            alert.summary,
+            json(&alert.evidence),
+            alert.resolved_evidence.as_ref().map(json),
+            alert.note,
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Updates an alert (escalated or resolved), and keeps the resolved ones in bounds.
+pub fn update(conn: &Connection, alert: &Alert) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE alerts SET severity = ?2, state = ?3, resolved_at = ?4, summary = ?5,
+                           evidence = ?6, resolved_evidence = ?7, note = ?8
+         WHERE id = ?1",
+        params![
+            alert.id,
+            alert.severity.as_str(),
+            alert.state.as_str(),
+            alert.resolved_at.map(ms),
+            alert.summary,
+            json(&alert.evidence),
+            alert.resolved_evidence.as_ref().map(json),
+            alert.note,
+        ],
+    )?;
+    if alert.state == AlertState::Resolved {
+        conn.execute(
+            "DELETE FROM alerts WHERE state = 'resolved' AND id NOT IN (
+                 SELECT id FROM alerts WHERE state = 'resolved' ORDER BY id DESC LIMIT ?1)",
+            [KEEP_RESOLVED],
+        )?;
+    }
+    Ok(())
+}
+
+fn json(e: &Evidence) -> String {
+    serde_json::to_string(e).unwrap_or_else(|_| "{}".into())
+}
+
+/// The firing alerts and the newest `resolved` resolved ones (newest first).
+pub fn load(conn: &Connection, resolved: usize) -> rusqlite::Result<(Vec<Alert>, Vec<Alert>)> {
+    let read = |sql: &str, limit: i64| -> rusqlite::Result<Vec<Alert>> {
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([limit], |row| {
+            let kind: String = row.get(2)?;
+            let severity: String = row.get(3)?;
+            let state: String = row.get(4)?;
+            let evidence: String = row.get(8)?;
+            let resolved_evidence: Option<String> = row.get(9)?;
+            Ok((
+                Alert {
+                    id: row.get(0)?,
+                    model: row.get(1)?,
+                    kind: AlertKind::parse(&kind).unwrap_or(AlertKind::LatencyP50),
+                    severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
+                    state: if state == "resolved" {
+                        AlertState::Resolved
+                    } else {
+                        AlertState::Firing
+                    },
+                    started_at: time(row.get(5)?),
+                    resolved_at: row.get::<_, Option<i64>>(6)?.map(time),
+                    summary: row.get(7)?,
+                    evidence: serde_json::from_str(&evidence).unwrap_or_else(|_| empty()),
+                    resolved_evidence: resolved_evidence
+                        .and_then(|e| serde_json::from_str(&e).ok()),
+                    note: row.get(10)?,
+                },
+                AlertKind::parse(&kind).is_some(),
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (alert, known) = row?;
+            // A kind a newer ollameter wrote is kept in the table but not shown.
+            if known {
+                out.push(alert);
+            }
+        }
+        Ok(out)
+    };
+    const COLUMNS: &str = "id, model, kind, severity, state, started_at, resolved_at, summary, \
+                           evidence, resolved_evidence, note";
+    let firing = read(
+        &format!("SELECT {COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY id LIMIT ?1"),
+        i64::MAX,
+    )?;
+    let resolved = read(
+        &format!("SELECT {COLUMNS} FROM alerts WHERE state = 'resolved' ORDER BY id DESC LIMIT ?1"),
+        resolved as i64,
+    )?;
+    Ok((firing, resolved))
+}
+
+/// The number of alerts stored (tests).
+pub fn count(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+        .optional()
+        .map(|n| n.unwrap_or(0))
+}
+
+fn empty() -> Evidence {
+    Evidence {
+        metric: String::new(),
+        baseline: f64::NAN,
+        current: f64::NAN,
+        baseline_samples: 0,
+        recent_samples: 0,
+        statistic: f64::NAN,
+        threshold: f64::NAN,
+    }
+}
