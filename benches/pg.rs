@@ -43,6 +43,7 @@ fn main() {
             RecorderConfig {
                 max_records_per_model: u64::MAX,
                 max_age: Duration::from_secs(3650 * 86_400),
+                max_models: usize::MAX,
                 retention_interval: Duration::from_secs(86_400),
                 instance: "bench".into(),
                 ..defaults.recorder.clone()
@@ -101,6 +102,7 @@ fn main() {
                 flush_interval: Duration::from_millis(200),
                 max_records_per_model: u64::MAX,
                 max_age: Duration::from_secs(3650 * 86_400),
+                max_models: usize::MAX,
                 retention_interval: Duration::from_secs(86_400),
                 instance: "other".into(),
                 spill_capacity: 0,

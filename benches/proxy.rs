@@ -1,14 +1,17 @@
-//! The proxy benchmark of issue 6: what ollameter costs its users, next to a plain nginx,
-//! against a fast fake Ollama, in one run.
+//! The proxy benchmark of issues 6 and 12: what ollameter costs its users, next to a
+//! plain nginx and a bare hyper proxy (the floor of ollameter's async stack), against a
+//! fast fake Ollama, in one run.
 //!
-//! Run: `cargo bench --bench proxy` (about 5 minutes; `-- --quick` for a 30-second smoke
+//! Run: `cargo bench --bench proxy` (about 6 minutes; `-- --quick` for a 40-second smoke
 //! run, `-- --smoke` for the few seconds the test suite runs, `-- --runs N` for another
-//! number of runs, `-- --ollameter PATH` to measure another build, `-- --serve SECONDS` to
-//! hold the fake, ollameter and nginx up for profiling). It needs Debian's `wrk` and `nginx`
-//! (`apt-get install -y wrk nginx`); without them it falls back to its own load client
-//! and skips nginx, and says so. The ollameter binary measured is the one Cargo builds for
-//! the bench (release profile). docs/benchmarks.md explains the method and records the
-//! numbers.
+//! number of runs, `-- --ollameter PATH` to measure another build, `-- --no-bare` to skip
+//! the bare hyper proxy, `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
+//! bare proxy up for profiling). It needs Debian's `wrk` and `nginx` (`apt-get install -y
+//! wrk nginx`); without them it falls back to its own load client and skips nginx, and
+//! says so. The ollameter binary measured is the one Cargo builds for the bench (release
+//! profile); the bare proxy (benches/proxy/bareproxy, its own package) is built by the
+//! bench with Cargo into target/bareproxy. docs/benchmarks.md explains the method and
+//! records the numbers.
 
 #[path = "proxy/harness/mod.rs"]
 mod harness;
@@ -64,12 +67,18 @@ fn main() -> ExitCode {
     if nginx.is_none() {
         eprintln!("nginx not found (apt-get install -y nginx): the nginx way is skipped");
     }
-    let mut plan = if args.iter().any(|a| a == "--smoke") {
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let bare = if smoke || args.iter().any(|a| a == "--no-bare") {
+        None
+    } else {
+        build_bare()
+    };
+    let mut plan = if smoke {
         Plan::smoke()
     } else if quick {
-        Plan::quick(wrk, nginx)
+        Plan::quick(wrk, nginx, bare)
     } else {
-        Plan::full(wrk, nginx)
+        Plan::full(wrk, nginx, bare)
     };
     if let Some(runs) = runs {
         plan.runs = runs;
@@ -104,6 +113,18 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Builds the bare hyper proxy, or says why that way is skipped.
+fn build_bare() -> Option<std::path::PathBuf> {
+    eprintln!("building the bare hyper proxy (benches/proxy/bareproxy)");
+    match harness::children::Bare::build() {
+        Ok(bin) => Some(bin),
+        Err(e) => {
+            eprintln!("{e}: the bare hyper way is skipped");
+            None
+        }
+    }
+}
+
 /// `--serve SECONDS`: starts the fake Ollama, ollameter and nginx as the benchmark does,
 /// prints their addresses and holds them, for profiling one of them under a load of your
 /// choice (docs/benchmarks.md shows how).
@@ -133,6 +154,10 @@ fn serve(bin: &std::path::Path, hold: std::time::Duration) -> ExitCode {
         .and_then(|nginx| harness::children::Nginx::start(&nginx, fake.addr, dir.path()).ok());
     if let Some(nginx) = &nginx {
         println!("nginx:       http://{}/api/generate", nginx.addr);
+    }
+    let bare = build_bare().and_then(|bin| harness::children::Bare::start(&bin, fake.addr).ok());
+    if let Some(bare) = &bare {
+        println!("bare hyper:  http://{}/api/generate", bare.addr);
     }
     println!("holding them for {} s", hold.as_secs());
     std::thread::sleep(hold);
@@ -176,17 +201,14 @@ fn per_run(report: &Report, f: impl Fn(&RunResult) -> Option<f64>) -> Vec<f64> {
 }
 
 fn print_tables(plan: &Plan, report: &Report) {
-    let mut ways = vec![Way::Direct, Way::Ollameter];
-    if plan.nginx.is_some() {
-        ways.push(Way::Nginx);
-    }
+    let ways = plan.ways();
 
     println!("## 1. Non-streaming POST /api/generate, closed loop");
     println!();
     println!(
-        "| concurrency | way | p50 µs | p99 µs | p99.9 µs | req/s | added p50 µs | added p99 µs |"
+        "| concurrency | way | p50 µs | p99 µs | p99.9 µs | req/s | added p50 µs | added p99 µs | proxy CPU µs/call |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &c in &plan.concurrency {
         for &way in &ways {
             let get = |f: fn(&harness::load::Closed) -> f64| {
@@ -202,13 +224,19 @@ fn print_tables(plan: &Plan, report: &Report) {
             } else {
                 (cell(&added(|x| x.p50_us), 0), cell(&added(|x| x.p99_us), 0))
             };
+            let cpu = per_run(report, |r| r.cpu_per_call(way, c));
             println!(
-                "| {c} | {} | {} | {} | {} | {} | {a50} | {a99} |",
+                "| {c} | {} | {} | {} | {} | {} | {a50} | {a99} | {} |",
                 way.name(),
                 cell(&get(|x| x.p50_us), 0),
                 cell(&get(|x| x.p99_us), 0),
                 cell(&get(|x| x.p999_us), 0),
                 cell(&get(|x| x.rps()), 0),
+                if cpu.is_empty() {
+                    String::new()
+                } else {
+                    cell(&cpu, 1)
+                },
             );
         }
     }
@@ -415,6 +443,24 @@ fn print_targets(plan: &Plan, report: &Report) {
             ratio * 100.0,
             verdict(ratio >= 0.9)
         );
+        let cpu = |way: Way| median(&per_run(report, |r| r.cpu_per_call(way, 64)));
+        let (o, n) = (cpu(Way::Ollameter), cpu(Way::Nginx));
+        println!(
+            "| c64 CPU per call <= 1.5x nginx's | ollameter {o:.1} µs, nginx {n:.1} µs ({:.2}x) | {} |",
+            o / n,
+            verdict(o <= 1.5 * n)
+        );
+        if plan.bare.is_some() {
+            let b = cpu(Way::Bare);
+            let ratio = median(&per_run(report, |r| {
+                Some(r.closed(Way::Bare, 64)?.rps() / r.closed(Way::Nginx, 64)?.rps())
+            }));
+            println!(
+                "| (floor) bare hyper at c64: throughput vs nginx, CPU per call | {:.0}%, {b:.1} µs ({:.2}x nginx's) | |",
+                ratio * 100.0,
+                b / n
+            );
+        }
     }
     let stream_added = |f: fn(&scenarios::StreamStats) -> f64| {
         median(&per_run(report, |r| {

@@ -6,7 +6,8 @@
 //!
 //! Sub-modules: `error` (the one error type and its statuses), `params` (query and body
 //! parsing), `input` (records written by hand or imported), `import` (reading an import
-//! body: NDJSON, JSON or CSV into records), `query` (read routes),
+//! body: NDJSON, JSON or CSV into records), `query` (read routes), `listing` (what every
+//! list of models obeys: unknown names left out, a `limit`),
 //! `records` (write routes), `export`, `health`, `openapi` (the OpenAPI document, generated
 //! from the handlers' attributes), `auth` (who may call what), `bench` (benchmark runs
 //! inside the sidecar), and `dashboard` (`GET /dashboard`, the HTML page over the same
@@ -21,6 +22,7 @@ pub mod export;
 pub mod health;
 pub mod import;
 pub mod input;
+pub mod listing;
 pub mod openapi;
 pub mod params;
 pub mod query;

@@ -394,10 +394,24 @@ fn stats_table<'a>(models: impl IntoIterator<Item = &'a ModelStatistics>) -> Str
 
 /// `ollameter stats`: one row per model.
 pub fn render_statistics(answer: &AllStatistics) -> String {
-    if answer.models.is_empty() {
+    if answer.models.is_empty() && answer.left_out.unknown_models_hidden == 0 {
         return NO_RECORDS.into();
     }
-    stats_table(answer.models.values())
+    let mut out = stats_table(answer.models.values());
+    let left = &answer.left_out;
+    if left.models_left_out > 0 {
+        out.push_str(&format!(
+            "{} more models not shown (the least busy; the API's `limit` lists more)\n",
+            left.models_left_out
+        ));
+    }
+    if left.unknown_models_hidden > 0 {
+        out.push_str(&format!(
+            "{} model names that Ollama does not have were asked for (`include_unknown=true` lists them)\n",
+            left.unknown_models_hidden
+        ));
+    }
+    out
 }
 
 /// `ollameter stats MODEL`: its row, or why there is none.
@@ -540,6 +554,7 @@ mod tests {
             duration_hours: None,
             operation: None,
             models: BTreeMap::from([(s.model.clone(), s.clone())]),
+            left_out: Default::default(),
         };
         let text = render_statistics(&answer);
         for needle in ["llama3.2:3b", "12", "75%", "4.00"] {

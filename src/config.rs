@@ -64,6 +64,10 @@ pub const DEFAULT_BATCH_SIZE: u64 = 64;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 200;
 /// Per model: enough history for stable percentiles and trends (the earlier system kept 1,000).
 pub const DEFAULT_MAX_RECORDS_PER_MODEL: u64 = 10_000;
+/// Distinct model names the history keeps: far more than one Ollama host serves (a few
+/// dozen), few enough that every view of them stays small and fast (docs/benchmarks.md),
+/// and a bound on memory under any stream of names a client sends.
+pub const DEFAULT_MAX_MODELS: u64 = 1_000;
 /// A quarter of history, for trends across model updates.
 pub const DEFAULT_MAX_AGE_DAYS: u64 = 90;
 /// Memory moves on the scale of seconds (a model loads, a context grows); sampling each

@@ -53,7 +53,7 @@ pub const WINDOW_CHOICES: [(f64, &str); 6] = [
 ];
 /// Every query parameter the dashboard reads; any other is a 400 (a typo would otherwise
 /// silently show another view than the link meant).
-pub const PARAMETERS: [&str; 8] = [
+pub const PARAMETERS: [&str; 10] = [
     "hours",
     "operation",
     "model",
@@ -62,6 +62,8 @@ pub const PARAMETERS: [&str; 8] = [
     "min_operations",
     "refresh",
     "standalone",
+    "include_unknown",
+    "limit",
 ];
 
 /// What the page shows, from the query string. Every field is in the URL, so a view can
@@ -84,6 +86,10 @@ pub struct Filters {
     pub refresh_s: u32,
     /// A file to keep (`standalone=1`): no reload, no filter form, no links back.
     pub standalone: bool,
+    /// Show names no call ever succeeded with and Ollama does not have (`include_unknown`).
+    pub include_unknown: bool,
+    /// Most models shown, the busiest first (`limit`).
+    pub limit: usize,
 }
 
 impl Default for Filters {
@@ -97,6 +103,8 @@ impl Default for Filters {
             min_operations: crate::recommend::DEFAULT_MIN_OPERATIONS,
             refresh_s: DEFAULT_REFRESH_S,
             standalone: false,
+            include_unknown: false,
+            limit: crate::stats::known::DEFAULT_LIMIT,
         }
     }
 }
@@ -175,6 +183,24 @@ impl Filters {
                 _ => return Err(format!("standalone: {v:?} must be 1 or 0")),
             };
         }
+        if let Some(v) = text("include_unknown") {
+            filters.include_unknown = match v {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => return Err(format!("include_unknown: {v:?} must be true or false")),
+            };
+        }
+        if let Some(v) = text("limit") {
+            let max = crate::stats::known::MAX_LIMIT;
+            filters.limit = match v.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    return Err(format!(
+                        "limit: {v:?} must be a whole number of models from 1 to {max}"
+                    ));
+                }
+            };
+        }
         Ok(filters)
     }
 
@@ -211,6 +237,12 @@ impl Filters {
         if self.refresh_s != defaults.refresh_s {
             pairs.push(("refresh", self.refresh_s.to_string()));
         }
+        if self.include_unknown {
+            pairs.push(("include_unknown", "true".into()));
+        }
+        if self.limit != defaults.limit {
+            pairs.push(("limit", self.limit.to_string()));
+        }
         let parts: Vec<String> = pairs
             .into_iter()
             .map(|(k, v)| format!("{k}={}", crate::text::encode(&v, false)))
@@ -239,8 +271,14 @@ pub struct View {
     pub models_with_records: Vec<String>,
     /// Every operation name seen, sorted.
     pub operations: Vec<String>,
-    /// Each model's statistics in the window and operation, sorted by model.
+    /// Each model's statistics in the window and operation: the busiest `limit` of them,
+    /// most operations first.
     pub statistics: Vec<ModelStatistics>,
+    /// Models with operations in the window that `limit` left out.
+    pub models_left_out: usize,
+    /// Unknown names (never succeeded, not installed) with operations in the window that
+    /// are not shown.
+    pub unknown_models_hidden: usize,
     /// The recommendation for each priority, in [`crate::recommend::Priority::ALL`]'s order.
     pub recommendations: Vec<Recommendation>,
     /// The model the trend is of, when there is one to show.

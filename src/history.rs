@@ -180,6 +180,13 @@ impl StoreListener for History {
         );
     }
 
+    fn models_evicted(&self, models: &[String]) {
+        let mut inner = self.write();
+        for model in models {
+            inner.models.remove(model);
+        }
+    }
+
     fn model_deleted(&self, model: &str) {
         self.remove_model(model);
     }
@@ -276,6 +283,7 @@ mod tests {
             instance: "test".into(),
             spill_capacity: 0,
             follow_interval: Duration::from_millis(250),
+            max_models: 1_000,
         };
         let (rec, task) = recorder::start(
             &crate::store::StoreLocation::Sqlite(path.clone()),

@@ -9,6 +9,8 @@
 //! - [`config`]: raw configuration (file, environment, flags) validated into [`config::Config`],
 //!   one typed section per part.
 //! - [`logging`]: whether the log carries ANSI colours (a terminal only, never JSON).
+//! - [`log_writer`]: the log's batching writer to stderr (the per-call line costs no
+//!   system call on the hot path).
 //! - [`client`]: the command-line client of a running sidecar (`stats`, `recommend`, ...),
 //!   typed by the API's own answer types.
 //! - [`api`]: the sidecar's own routes under `/api/model-performance/` and `/metrics`,
@@ -51,6 +53,7 @@ pub mod config;
 pub mod dashboard;
 pub mod decode;
 pub mod history;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -349,6 +349,8 @@ impl Metrics {
     ///
     /// The recorder's figures are exposed as:
     /// - `ollameter_records_written_total`, `ollameter_records_dropped_total` (counters),
+    /// - `ollameter_models_evicted_total` (counter: models deleted to stay within
+    ///   `store.max_models`),
     /// - `ollameter_recorder_queue_depth` (gauge),
     /// - store write latency as two counters, `ollameter_store_commits_total` and
     ///   `ollameter_store_commit_seconds_total` (the mean commit time over a window is
@@ -367,6 +369,12 @@ impl Metrics {
             "ollameter_records_dropped",
             "Records lost because the recorder queue was full or the store refused a batch",
             ConstCounter::new(recorder.dropped),
+        );
+        store.register(
+            "ollameter_models_evicted",
+            "Model names whose records were deleted to stay within store.max_models (names \
+             without a successful call first, then the least recently used)",
+            ConstCounter::new(recorder.models_evicted),
         );
         store.register(
             "ollameter_recorder_queue_depth",
@@ -993,6 +1001,7 @@ mod tests {
             commits: 4,
             commit_seconds_total: 0.02,
             last_commit_seconds: 0.004,
+            models_evicted: 9,
         };
         let page = metrics.render(&snapshot);
         assert!(
@@ -1010,6 +1019,7 @@ mod tests {
         assert_eq!(value(&s, "ollameter_store_commits_total", &[]), 4.0);
         assert_eq!(value(&s, "ollameter_store_commit_seconds_total", &[]), 0.02);
         assert_eq!(value(&s, "ollameter_store_last_commit_seconds", &[]), 0.004);
+        assert_eq!(value(&s, "ollameter_models_evicted_total", &[]), 9.0);
     }
 
     #[test]
@@ -1034,6 +1044,7 @@ mod tests {
             ("gen_ai_client_token_usage", "histogram"),
             ("ollameter_records_written_total", "counter"),
             ("ollameter_records_dropped_total", "counter"),
+            ("ollameter_models_evicted_total", "counter"),
             ("ollameter_recorder_queue_depth", "gauge"),
             ("ollameter_store_commits_total", "counter"),
             ("ollameter_store_commit_seconds_total", "counter"),

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     ClientCancelled,
     /// The upstream connection broke in the middle of the answer.
     UpstreamDisconnected,
+    /// Ollama answered 404 "model not found" (natively or in the OpenAI shape): the
+    /// request named a model that is not installed.
+    ModelNotFound,
 }
 
 impl ErrorKind {
@@ -50,6 +53,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::ClientCancelled => "client_cancelled",
             ErrorKind::UpstreamDisconnected => "upstream_disconnected",
+            ErrorKind::ModelNotFound => "model_not_found",
         }
     }
 
@@ -62,6 +66,20 @@ impl ErrorKind {
     pub fn names() -> String {
         let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         names.join(", ")
+    }
+
+    /// The kind of a call the upstream answered with an error `status` and `message`:
+    /// [`ErrorKind::ModelNotFound`] for Ollama's 404 about the model (`model "x" not found,
+    /// try pulling it first` natively, the same text in `error.message` on `/v1/*`),
+    /// [`ErrorKind::UpstreamError`] for anything else (a 404 for an unknown path says
+    /// `404 page not found` and names no model).
+    pub fn of_upstream_answer(status: u16, message: &str) -> ErrorKind {
+        let lower = message.to_ascii_lowercase();
+        if status == 404 && lower.contains("model") && lower.contains("not found") {
+            ErrorKind::ModelNotFound
+        } else {
+            ErrorKind::UpstreamError
+        }
     }
 }
 
@@ -327,6 +345,35 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
         assert_eq!(ErrorKind::parse("nope"), None);
+        assert_eq!(
+            ErrorKind::parse("model_not_found"),
+            Some(ErrorKind::ModelNotFound)
+        );
+    }
+
+    #[test]
+    fn a_404_about_the_model_is_model_not_found_and_nothing_else_is() {
+        for message in [
+            "model \"lama3.2\" not found, try pulling it first",
+            "model 'x' not found",
+        ] {
+            assert_eq!(
+                ErrorKind::of_upstream_answer(404, message),
+                ErrorKind::ModelNotFound
+            );
+        }
+        assert_eq!(
+            ErrorKind::of_upstream_answer(404, "404 page not found"),
+            ErrorKind::UpstreamError
+        );
+        assert_eq!(
+            ErrorKind::of_upstream_answer(400, "model 'x' not found"),
+            ErrorKind::UpstreamError
+        );
+        assert_eq!(
+            ErrorKind::of_upstream_answer(500, "runner crashed"),
+            ErrorKind::UpstreamError
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! feeds it to the history in commit order, still on this thread. It also rides out
 //! outages: a batch the database refused waits in a bounded spill while the writer
 //! reconnects with a growing pause, and is written when the database is back.
+//!
+//! The bound on distinct model names (`model_limit`) is kept on the same thread: the
+//! writer evicts the least useful models when a commit takes the count over it.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,6 +28,10 @@ use tokio::sync::oneshot;
 use crate::record::Record;
 use crate::store::{Change, RecordStore, StoreError, StoreLocation};
 use crate::text::panic_message;
+
+mod model_limit;
+
+use model_limit::ModelLimit;
 
 /// How long the writer sleeps between two looks at the queue while it gathers a batch:
 /// the most a flush, a shutdown or a waited-on write can be held up by it, short next to
@@ -66,6 +73,7 @@ pub trait StoreListener: Send + Sync {
                 max_per_model,
             } => self.retained(*cutoff_ms, *max_per_model),
             Change::ClearModel(model) => self.model_deleted(model),
+            Change::EvictModel(model) => self.models_evicted(std::slice::from_ref(model)),
             Change::DeleteBefore(cutoff_ms) => self.retained(*cutoff_ms, u64::MAX),
             Change::Quality {
                 record,
@@ -73,6 +81,9 @@ pub trait StoreListener: Send + Sync {
             } => self.quality_set(record, *quality_score),
         }
     }
+    /// Every record of these models was deleted to keep the number of distinct model
+    /// names within `store.max_models`.
+    fn models_evicted(&self, models: &[String]);
 }
 
 /// A shared listener.
@@ -95,6 +106,10 @@ impl StoreListener for Vec<CommitHook> {
 
     fn quality_set(&self, record: &Record, quality: f64) {
         self.iter().for_each(|l| l.quality_set(record, quality));
+    }
+
+    fn models_evicted(&self, models: &[String]) {
+        self.iter().for_each(|l| l.models_evicted(models));
     }
 }
 
@@ -121,6 +136,8 @@ pub struct RecorderConfig {
     /// Shared store only: how often the writer looks for other instances' changes
     /// (`store.follow_interval_ms`).
     pub follow_interval: Duration,
+    /// Distinct model names kept; beyond, models are evicted (see `model_limit`).
+    pub max_models: usize,
 }
 
 /// The recorder's counters at one moment, for `/metrics`, `/health` and the insights.
@@ -138,6 +155,8 @@ pub struct RecorderSnapshot {
     pub commit_seconds_total: f64,
     /// Duration of the most recent commit, seconds.
     pub last_commit_seconds: f64,
+    /// Models evicted to stay within `store.max_models`.
+    pub models_evicted: u64,
 }
 
 /// Counters the health route and metrics read.
@@ -151,6 +170,10 @@ pub struct RecorderStats {
     pub failed_batches: AtomicU64,
     /// Records deleted by retention.
     pub retention_removed: AtomicU64,
+    /// Models evicted to stay within `max_models`.
+    pub models_evicted: AtomicU64,
+    /// Records deleted with the evicted models.
+    pub model_records_evicted: AtomicU64,
     /// Duration of the last commit, microseconds.
     pub last_commit_us: AtomicU64,
     /// Sum of commit durations, microseconds (with `commits`, the mean).
@@ -408,6 +431,7 @@ impl Recorder {
             commits: s.commits.load(Ordering::Relaxed),
             commit_seconds_total: s.commit_us_total.load(Ordering::Relaxed) as f64 / 1e6,
             last_commit_seconds: s.last_commit_us.load(Ordering::Relaxed) as f64 / 1e6,
+            models_evicted: s.models_evicted.load(Ordering::Relaxed),
         }
     }
 
@@ -451,6 +475,7 @@ pub fn start(
         shared: store.is_shared(),
         store,
         rx,
+        limit: ModelLimit::new(config.max_models),
         config,
         stats: stats.clone(),
         on_commit,
@@ -487,6 +512,7 @@ struct Writer {
     /// Whether the store is shared (then the history follows its change log).
     shared: bool,
     rx: Receiver<Msg>,
+    limit: ModelLimit,
     config: RecorderConfig,
     stats: Arc<RecorderStats>,
     on_commit: Option<CommitHook>,
@@ -541,6 +567,10 @@ impl Batch {
 
 impl Writer {
     fn run(mut self) {
+        if let Err(e) = self.limit.load(self.store.as_mut()) {
+            // Read again at the first commit over the bound.
+            tracing::warn!(error = %e, "reading the stored models failed; will retry");
+        }
         let mut next_retention = Instant::now();
         let mut next_follow = Instant::now();
         loop {
@@ -585,6 +615,10 @@ impl Writer {
             let shutdown = batch.shutdown;
             let jobs = std::mem::take(&mut batch.jobs);
             self.write(batch);
+            if !jobs.is_empty() {
+                // A job may delete models; the limit reads the store again when it matters.
+                self.limit.mark_stale();
+            }
             let mut answers = Vec::with_capacity(jobs.len());
             for job in jobs {
                 // A job that panics must not take the writer down with it. On a shared
@@ -705,6 +739,14 @@ impl Writer {
     fn follow(&mut self) {
         match self.store.poll_changes(FOLLOW_LIMIT) {
             Ok((changes, more)) => {
+                // The bound on model names counts every instance's models.
+                for change in &changes {
+                    match change {
+                        Change::Records(records) => self.limit.committed(records),
+                        Change::Quality { .. } => {}
+                        _ => self.limit.mark_stale(),
+                    }
+                }
                 if let Some(hook) = &self.on_commit {
                     for change in &changes {
                         hook.changed(change);
@@ -792,6 +834,8 @@ impl Writer {
                 {
                     hook.committed(&records);
                 }
+                self.limit.committed(&records);
+                self.evict();
                 for (tx, n) in waiters {
                     let _ = tx.send(Ok(n));
                 }
@@ -829,6 +873,48 @@ impl Writer {
         }
     }
 
+    /// Deletes the models over `max_models` from the store and tells the listener.
+    fn evict(&mut self) {
+        let victims = match self.limit.over(self.store.as_mut()) {
+            Ok(v) if v.is_empty() => return,
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the stored models failed; will retry");
+                return;
+            }
+        };
+        match self.store.delete_models(&victims) {
+            Ok(removed) => {
+                let before = self
+                    .stats
+                    .models_evicted
+                    .fetch_add(victims.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .model_records_evicted
+                    .fetch_add(removed, Ordering::Relaxed);
+                if before == 0 {
+                    // Once: under a stream of junk names this happens on every batch.
+                    tracing::warn!(
+                        max_models = self.config.max_models,
+                        first = %victims[0],
+                        "store.max_models reached: evicting the models without a successful call, then the least recently used (counted in ollameter_models_evicted_total)"
+                    );
+                }
+                if self.shared {
+                    // Recorded in the change log, one row per model, so every instance
+                    // (this one included, in commit order) hears of it, like a `clear`.
+                    self.follow();
+                } else if let Some(hook) = &self.on_commit {
+                    hook.models_evicted(&victims);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, models = victims.len(), "evicting models failed; will retry");
+                self.limit.mark_stale();
+            }
+        }
+    }
+
     fn retention(&mut self) {
         let now = chrono::Utc::now();
         let cutoff_ms = now.timestamp_millis() - self.config.max_age.as_millis() as i64;
@@ -839,6 +925,7 @@ impl Writer {
         ) {
             Ok(n) => {
                 if n > 0 {
+                    self.limit.mark_stale();
                     self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
                     tracing::info!(removed = n, "retention removed old records");
                     if self.shared {
@@ -870,6 +957,7 @@ mod tests {
             instance: "test".into(),
             spill_capacity: 1000,
             follow_interval: Duration::from_millis(50),
+            max_models: 1_000,
         }
     }
 
@@ -949,6 +1037,7 @@ mod tests {
         }
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]
@@ -1028,6 +1117,7 @@ mod tests {
         fn retained(&self, _: i64, _: u64) {}
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]

@@ -10,11 +10,14 @@
 //!   recommendation needs.
 //! - [`trend`](mod@trend): a metric bucketed over time, with a weighted least-squares slope.
 //! - [`insights`](mod@insights): warnings a person can act on.
+//! - [`known`]: which model names are real (unknown names stay out of the views), the
+//!   "did you mean" for a mistyped one, and the one rule that cuts a list to a `limit`.
 //!
 //! Scoring, rankings and recommendation live in [`crate::recommend`], which reads these.
 
 pub mod confidence;
 pub mod insights;
+pub mod known;
 pub mod model;
 pub mod percentile;
 pub mod sample;
@@ -22,6 +25,10 @@ pub mod trend;
 
 pub use confidence::{wilson_interval, wilson_lower_bound, wilson_upper_bound};
 pub use insights::{Insight, InsightKind, InsightParams, Severity, insights};
+pub use known::{
+    Installed, UnknownName, did_you_mean, is_unknown, top_by_operations, unknown_name_insights,
+    unknown_names,
+};
 pub use model::{ModelStatistics, ModelSummary, model_statistics, model_summary};
 pub use percentile::{percentile, percentiles};
 pub use sample::Sample;

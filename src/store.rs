@@ -20,6 +20,10 @@ use rusqlite::{Connection, OpenFlags, Row, params};
 
 use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
 
+mod models;
+
+pub use models::StoredModel;
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

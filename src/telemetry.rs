@@ -111,6 +111,17 @@ pub(crate) struct Published {
     pub(crate) snapshot: SystemSnapshot,
     /// Each need with the model's key, in name order.
     pub(crate) needs: Vec<(String, NamedVramNeed)>,
+    /// The installed models at the last good `/api/tags`; `None` before one.
+    pub(crate) installed: Option<Vec<InstalledModel>>,
+}
+
+/// One installed model, as `/api/tags` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledModel {
+    /// The name, e.g. `llama3.2:latest`.
+    pub name: String,
+    /// What it can do (`completion`, `embedding`, ...); empty where Ollama does not say.
+    pub capabilities: Vec<String>,
 }
 
 /// Shared between the sampler task and the handles.
@@ -127,6 +138,7 @@ impl Shared {
                 history: SampleHistory::new(capacity),
                 snapshot,
                 needs: Vec::new(),
+                installed: None,
             }),
             latest_seq: AtomicU64::new(0),
         }
@@ -312,6 +324,12 @@ impl Telemetry {
                 .map(|(_, n)| (n.model.clone(), n.need.clone()))
                 .collect()
         })
+    }
+
+    /// The installed models at the last good `/api/tags` (read every minute); `None` when
+    /// telemetry is off or `/api/tags` never answered.
+    pub fn installed_models(&self) -> Option<Vec<InstalledModel>> {
+        self.inner.shared.read(|p| p.installed.clone())
     }
 
     /// Free memory over all GPUs at the last sample, MiB; `None` without GPU telemetry.

@@ -111,6 +111,7 @@ fn a_busy_page_passes_promtool() {
         commits: 40,
         commit_seconds_total: 0.37,
         last_commit_seconds: 0.008,
+        models_evicted: 3,
     });
     assert!(page.contains("gen_ai_client_operation_duration_seconds_bucket"));
     let (ok, output) = check_metrics(&page);

@@ -259,7 +259,7 @@ async fn errors_before_and_during_the_stream_are_failures_with_their_kind() {
     let nf = by_model("nope:latest");
     assert!(!nf.success);
     assert_eq!(nf.http_status, Some(404));
-    assert_eq!(nf.error_kind, Some(ErrorKind::UpstreamError));
+    assert_eq!(nf.error_kind, Some(ErrorKind::ModelNotFound));
     assert_eq!(
         nf.error_message.as_deref(),
         Some("model 'nope:latest' not found")
@@ -695,5 +695,71 @@ async fn pull_progress_streams_through_unrecorded() {
     );
     assert_eq!(progress.last().expect("last")["status"], "success");
     assert!(app.records().await.is_empty());
+    app.stop().await;
+}
+
+/// A figure of the Prometheus text at `/metrics`: the value of the line that starts with
+/// `series` followed by a space.
+async fn metric(c: &reqwest::Client, app: &TestApp, series: &str) -> f64 {
+    let text = c
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn the_added_latency_metric_counts_each_call_without_the_upstreams_time() {
+    // Every answer waits 300 ms for its "model load": the upstream's time, not ollameter's.
+    let fake = FakeOllama::start_with(FakeConfig {
+        header_delay: Duration::from_millis(300),
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start(&fake.url()).await;
+    let c = client();
+    let count = "ollameter_proxy_added_latency_seconds_count";
+    assert_eq!(metric(&c, &app, count).await, 0.0, "nothing proxied yet");
+    let streamed = c
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": "x"}))
+        .send()
+        .await
+        .expect("send")
+        .bytes()
+        .await
+        .expect("body");
+    assert!(lines(&streamed).len() > 1, "a streamed answer");
+    c.post(format!("{}/api/chat", app.url))
+        .json(&json!({"model": "llama3.2", "stream": false, "messages": []}))
+        .send()
+        .await
+        .expect("send")
+        .bytes()
+        .await
+        .expect("body");
+    // Not recorded, so not counted either.
+    c.get(format!("{}/api/tags", app.url))
+        .send()
+        .await
+        .expect("send");
+    // The figures are observed as each answer's body ends, just after the client has it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metric(&c, &app, count).await < 2.0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(metric(&c, &app, count).await, 2.0, "one figure per call");
+    let own = metric(&c, &app, "ollameter_proxy_added_latency_seconds_sum").await;
+    assert!(own > 0.0, "ollameter's own time is measured: {own}");
+    assert!(
+        own < 0.3,
+        "the upstream's 2 x 300 ms (and the stream's gaps) are not ollameter's: {own} s"
+    );
     app.stop().await;
 }

@@ -89,6 +89,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, db: &str) {
                 flush_interval: Duration::from_millis(200),
                 max_records_per_model: u64::MAX,
                 max_age: Duration::from_secs(3650 * 86_400),
+                max_models: usize::MAX,
                 retention_interval: Duration::from_secs(86_400),
                 instance: "bench".into(),
                 spill_capacity: 0,

@@ -331,6 +331,9 @@ impl StoreListener for AlertsHook {
     fn model_deleted(&self, _model: &str) {}
 
     fn quality_set(&self, _record: &Record, _quality: f64) {}
+
+    // Like a clear: the detectors keep a bounded number of keys of their own.
+    fn models_evicted(&self, _models: &[String]) {}
 }
 
 /// Alerts being set up: the board and the hook exist (the recorder needs the hook), the

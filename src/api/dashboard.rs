@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::ApiState;
+use super::listing::{self, ListParams};
 use super::query::{RecommendRequest, Window, recommendation};
 use crate::dashboard::{self, Filters, View};
 use crate::recommend::Priority;
@@ -91,17 +92,15 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         operation: filters.operation.clone(),
         source: None,
     };
-    let statistics: Vec<ModelStatistics> = match window().filter(state) {
-        Some(filter) => state.history.with_all(|all| {
-            let mut list: Vec<ModelStatistics> = all
-                .iter()
-                .filter_map(|(name, s)| stats::model_statistics(name, s, &filter))
-                .collect();
-            list.sort_by(|a, b| a.model.cmp(&b.model));
-            list
-        }),
-        None => Vec::new(),
+    let list = ListParams {
+        include_unknown: filters.include_unknown,
+        limit: filters.limit,
     };
+    let listed = match window().filter(state) {
+        Some(filter) => listing::statistics(state, &window(), &filter, list),
+        None => listing::Listed::default(),
+    };
+    let statistics: Vec<ModelStatistics> = listed.models;
     let recommendations: Vec<_> = Priority::ALL
         .into_iter()
         .map(|priority| {
@@ -117,7 +116,11 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
             )
         })
         .collect();
-    let models_with_records = state.history.models();
+    let models_with_records = if filters.include_unknown {
+        state.history.models()
+    } else {
+        listing::known_models(state)
+    };
     let recommended = recommendations
         .iter()
         .find(|r| r.priority == Priority::Balanced)
@@ -164,12 +167,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         gpu_total_mb: telemetry.gpu_total_mb(),
         dropped_records: dropped,
     };
-    let insights = state.history.with_all(|all| {
-        stats::insights(
-            all.iter().map(|(name, s)| (name.as_str(), s.as_slice())),
-            &insight_params,
-        )
-    });
+    let insights = listing::insights(state, &insight_params, filters.include_unknown);
     Ok(View {
         filters,
         generated_at: now,
@@ -177,6 +175,8 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         models_with_records,
         operations: state.history.operations(),
         statistics,
+        models_left_out: listed.left_out,
+        unknown_models_hidden: listed.unknown_hidden,
         recommendations,
         trend_model,
         trend,

@@ -200,6 +200,7 @@ mod tests {
         fn retained(&self, _: i64, _: u64) {}
         fn model_deleted(&self, _: &str) {}
         fn quality_set(&self, _: &Record, _: f64) {}
+        fn models_evicted(&self, _: &[String]) {}
     }
 
     #[tokio::test]
@@ -216,6 +217,7 @@ mod tests {
             instance: "test".into(),
             spill_capacity: 0,
             follow_interval: Duration::from_millis(250),
+            max_models: 1_000,
         };
         let location = crate::store::StoreLocation::Sqlite(path.clone());
         let (recorder, task) =

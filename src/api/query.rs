@@ -14,10 +14,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use super::listing::{self, LeftOut, ListParams};
 use super::params::{Params, PathText, hours_value, json_object};
 use crate::recommend::{
-    self, Candidate, DEFAULT_MIN_OPERATIONS, Priority, Rankings, RecommendParams, Recommendation,
-    VramBudget, VramNeed,
+    self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
+    RecommendParams, Recommendation, VramBudget, VramNeed,
 };
 use crate::record::Source;
 use crate::stats::{
@@ -45,6 +46,19 @@ pub struct WindowQuery {
     pub operation: Option<String>,
     /// Only records of this source; every source when absent.
     pub source: Option<Source>,
+}
+
+/// The list parameters of `/statistics` and `/insights` (documentation; read through
+/// [`ListParams`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// List names that no call ever succeeded with and that Ollama does not have
+    /// installed (a client's typos, generated names); `false` when absent.
+    pub include_unknown: Option<bool>,
+    /// Most models listed, the busiest in the window first (1 to 10000; default 50).
+    #[param(minimum = 1, maximum = 10_000)]
+    pub limit: Option<u64>,
 }
 
 /// The window, operation and source a query covers.
@@ -183,7 +197,8 @@ pub async fn model_statistics(
     }))
 }
 
-/// `/statistics`' answer: every model with operations in the window.
+/// `/statistics`' answer: the models with operations in the window (the busiest
+/// `limit`, unknown names only when asked for).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AllStatistics {
     /// The window asked for; null for all of history.
@@ -192,6 +207,9 @@ pub struct AllStatistics {
     pub operation: Option<String>,
     /// Each model's statistics, keyed by name.
     pub models: std::collections::BTreeMap<String, ModelStatistics>,
+    /// What the list left out.
+    #[serde(flatten)]
+    pub left_out: LeftOut,
 }
 
 /// `GET /statistics`: every model's statistics.
@@ -199,9 +217,12 @@ pub struct AllStatistics {
     get,
     path = "/api/model-performance/statistics",
     tag = "statistics",
-    params(WindowQuery),
+    params(WindowQuery, ListQuery),
     responses(
-        (status = 200, description = "Every model with operations in the window", body = AllStatistics),
+        (status = 200, description = "The models with operations in the window: the busiest \
+                                      `limit` of them, unknown names only with \
+                                      `include_unknown=true`, and how many were left out",
+         body = AllStatistics),
         (status = 400, description = "A bad query parameter, named", body = ErrorBody),
     )
 )]
@@ -210,22 +231,21 @@ pub async fn all_statistics(
     params: Params,
 ) -> Result<Json<AllStatistics>, ApiError> {
     let window = Window::from_params(&params)?;
+    let list = ListParams::from_params(&params)?;
     let answer = tokio::task::spawn_blocking(move || {
-        let models = match window.filter(&state) {
-            Some(filter) => state.history.with_all(|all| {
-                all.iter()
-                    .filter_map(|(name, s)| {
-                        stats::model_statistics(name, &window.of_source(s), &filter)
-                            .map(|st| (name.clone(), st))
-                    })
-                    .collect()
-            }),
-            None => Default::default(),
+        let listed = match window.filter(&state) {
+            Some(filter) => listing::statistics(&state, &window, &filter, list),
+            None => listing::Listed::default(),
         };
         AllStatistics {
             duration_hours: window.hours,
             operation: window.operation,
-            models,
+            left_out: LeftOut::from(&listed),
+            models: listed
+                .models
+                .into_iter()
+                .map(|s| (s.model.clone(), s))
+                .collect(),
         }
     })
     .await?;
@@ -244,6 +264,9 @@ pub struct CompareRequest {
     /// Only operations with this name; all when null.
     #[schema(pattern = r"\S")]
     pub operation: Option<String>,
+    /// Compare names that no call ever succeeded with and that Ollama does not have
+    /// installed; without, such names are answered in `unknown`. `false` when null.
+    pub include_unknown: Option<bool>,
 }
 
 /// A model name as a body names it: not blank (surrounding spaces are trimmed).
@@ -260,6 +283,10 @@ pub struct CompareAnswer {
     pub rankings: Rankings,
     /// The models named that have no operation in the window.
     pub missing: Vec<String>,
+    /// The models named that no call ever succeeded with and that Ollama does not have
+    /// installed (typos, generated names): not compared unless `include_unknown` is true.
+    #[serde(default)]
+    pub unknown: Vec<String>,
 }
 
 /// `POST /compare {models, duration_hours, operation}`.
@@ -299,16 +326,30 @@ pub async fn compare(
             )));
         }
     };
+    let include_unknown = match obj.get("include_unknown") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "include_unknown: expected true or false, got {other}"
+            )));
+        }
+    };
     let window = Window {
         hours,
         operation,
         source: None,
     };
-    let (comparison, missing) = tokio::task::spawn_blocking(move || {
+    let (comparison, missing, unknown) = tokio::task::spawn_blocking(move || {
         let filter = window.filter(&state);
         let mut found = Vec::new();
         let mut missing = Vec::new();
-        for model in &models {
+        let unknown = if include_unknown {
+            Vec::new()
+        } else {
+            listing::unknown_among(&state, &models)
+        };
+        for model in models.iter().filter(|m| !unknown.contains(m)) {
             let s = filter.as_ref().and_then(|f| {
                 state
                     .history
@@ -322,13 +363,14 @@ pub async fn compare(
                 None => missing.push(model.clone()),
             }
         }
-        (recommend::compare(found), missing)
+        (recommend::compare(found), missing, unknown)
     })
     .await?;
     Ok(Json(CompareAnswer {
         models: comparison.models,
         rankings: comparison.rankings,
         missing,
+        unknown,
     }))
 }
 
@@ -436,7 +478,16 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         available_vram_mb,
         models,
     } = query;
-    let models = models.unwrap_or_else(|| state.history.models());
+    // Unknown names (never succeeded, not installed) are never candidates: by default they
+    // are not considered at all, and one named in `available_models` is excluded.
+    let (models, unknown) = match models {
+        None => (listing::known_models(state), Vec::new()),
+        Some(named) => {
+            let unknown = listing::unknown_among(state, &named);
+            let known = named.into_iter().filter(|m| !unknown.contains(m)).collect();
+            (known, unknown)
+        }
+    };
     let filter = window.filter(state);
     let telemetry = &state.telemetry;
     let mut candidates: Vec<Candidate> = state.history.with_all(|all| {
@@ -481,7 +532,15 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         vram,
         window_hours: window.hours,
     };
-    recommend::recommend(&candidates, &params)
+    let mut answer = recommend::recommend(&candidates, &params);
+    for model in unknown {
+        answer.excluded.push(Excluded {
+            model,
+            kinds: vec![ExclusionKind::NoSuccessfulOperations],
+            reason: "Ollama does not have this model and no call to it ever succeeded".into(),
+        });
+    }
+    answer
 }
 
 /// `/trend/{model}`'s query parameters (documentation; read through [`Params`]).
@@ -578,6 +637,10 @@ pub struct InsightsQuery {
     /// The window in hours (above 0, at most 87600; default 24).
     #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
     pub duration_hours: Option<f64>,
+    /// Apply the per-model rules to names that no call ever succeeded with and that
+    /// Ollama does not have installed too; without, they are reported once each (the most
+    /// frequent) as `unknown_model` with a "did you mean". `false` when absent.
+    pub include_unknown: Option<bool>,
 }
 
 /// `/insights`' answer.
@@ -607,6 +670,10 @@ pub async fn insights(
     let hours = params
         .hours("duration_hours")?
         .unwrap_or(DEFAULT_RECENT_HOURS);
+    let include_unknown = match params.text("include_unknown") {
+        None => false,
+        Some(v) => listing::flag("include_unknown", v).map_err(ApiError::bad)?,
+    };
     let dropped = state.recorder.snapshot().dropped;
     let list = tokio::task::spawn_blocking(move || {
         let params = stats::InsightParams {
@@ -615,12 +682,7 @@ pub async fn insights(
             gpu_total_mb: state.telemetry.gpu_total_mb(),
             dropped_records: dropped,
         };
-        state.history.with_all(|all| {
-            stats::insights(
-                all.iter().map(|(name, s)| (name.as_str(), s.as_slice())),
-                &params,
-            )
-        })
+        listing::insights(&state, &params, include_unknown)
     })
     .await?;
     Ok(Json(InsightsAnswer {

@@ -114,6 +114,8 @@ pub struct RawStore {
     pub path: Option<String>,
     /// Newest records kept per model.
     pub max_records_per_model: Option<u64>,
+    /// Distinct model names kept.
+    pub max_models: Option<u64>,
     /// Records older than this are deleted.
     pub max_age_days: Option<u64>,
     /// How often retention runs.
@@ -172,6 +174,7 @@ pub const KEYS: &[&str] = &[
     "proxy.quality_capture_bytes",
     "store.path",
     "store.max_records_per_model",
+    "store.max_models",
     "store.max_age_days",
     "store.retention_interval_s",
     "store.instance",

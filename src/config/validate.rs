@@ -73,6 +73,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         raw.store.max_records_per_model,
         DEFAULT_MAX_RECORDS_PER_MODEL,
     );
+    let max_models = positive("store.max_models", raw.store.max_models, DEFAULT_MAX_MODELS);
     let max_age_days = positive(
         "store.max_age_days",
         raw.store.max_age_days,
@@ -236,6 +237,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         store: RawStore {
             path: Some(crate::store::postgres::redact(&db_path.to_string_lossy())),
             max_records_per_model: Some(max_records_per_model),
+            max_models: Some(max_models),
             max_age_days: Some(max_age_days),
             retention_interval_s: Some(retention_interval_s),
             instance: Some(store.instance.clone()),
@@ -308,6 +310,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             instance: store.instance,
             spill_capacity: store.spill_capacity,
             follow_interval: store.follow_interval,
+            max_models: usize::try_from(max_models).unwrap_or(usize::MAX),
         },
         telemetry: TelemetryConfig {
             interval: Duration::from_millis(telemetry_interval_ms),
@@ -463,6 +466,10 @@ mod tests {
             (
                 "[store]\nmax_records_per_model = 0",
                 "store.max_records_per_model: must be above 0",
+            ),
+            (
+                "[store]\nmax_models = 0",
+                "store.max_models: must be above 0",
             ),
             (
                 "[store]\nmax_age_days = 0",

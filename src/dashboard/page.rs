@@ -106,6 +106,21 @@ pub fn render_error(message: &str) -> String {
     .into_string()
 }
 
+/// This view with room for every model it left out.
+fn more_models_link(f: &Filters, view: &View) -> String {
+    let mut wider = f.clone();
+    wider.limit =
+        (view.statistics.len() + view.models_left_out).min(crate::stats::known::MAX_LIMIT);
+    wider.query(None)
+}
+
+/// This view with the unknown names shown.
+fn unknown_models_link(f: &Filters) -> String {
+    let mut with = f.clone();
+    with.include_unknown = true;
+    with.query(None)
+}
+
 fn window_words(hours: f64) -> String {
     match WINDOW_CHOICES.iter().find(|(h, _)| *h == hours) {
         Some((_, words)) => (*words).to_string(),
@@ -127,6 +142,21 @@ fn header(view: &View) -> Markup {
                     None => { "all operations" }
                 }
                 " · " (operations) " operations of " (view.statistics.len()) " models"
+                @if view.models_left_out > 0 {
+                    " (the busiest " (view.statistics.len()) "; " (view.models_left_out)
+                    " more not shown"
+                    @if !f.standalone {
+                        ": " a href=(more_models_link(f, view)) { "show them" }
+                    }
+                    ")"
+                }
+                @if view.unknown_models_hidden > 0 {
+                    " · " (view.unknown_models_hidden)
+                    " unknown model names hidden"
+                    @if !f.standalone {
+                        " (" a href=(unknown_models_link(f)) { "show them" } ")"
+                    }
+                }
                 " · computed " (view.generated_at.format("%Y-%m-%d %H:%M:%S UTC"))
                 @if f.standalone {
                     " · a saved copy: it does not update"
@@ -260,6 +290,8 @@ mod tests {
             models_with_records: Vec::new(),
             operations: Vec::new(),
             statistics: Vec::new(),
+            models_left_out: 0,
+            unknown_models_hidden: 0,
             recommendations: Vec::new(),
             trend_model: None,
             trend: None,

@@ -2,51 +2,54 @@
 //! upstream's (Ollama refuses foreign hosts), everything else passes as it came.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
-/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus
-/// `Host`, which the upstream client sets from the upstream URL.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// Copies headers minus the hop-by-hop ones (and those the `Connection` header names).
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        if HOP_BY_HOP.contains(&name.as_str()) || named.iter().any(|n| n == name.as_str()) {
-            continue;
+/// Removes the hop-by-hop headers (and those the `Connection` header names) in place:
+/// the rest of the message's headers move on as they came, without a copy.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        // Rare (HTTP/1.1 clients seldom name extra hop-by-hop headers): collected only
+        // when the header is there.
+        let named: Vec<String> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        for name in named {
+            headers.remove(name.as_str());
         }
-        out.append(name.clone(), value.clone());
     }
-    out
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
 }
 
-/// The headers sent upstream: the client's, minus hop-by-hop and `Host`.
-pub fn request_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = end_to_end(headers);
-    out.remove(header::HOST);
-    out
+/// The headers sent upstream: the client's, minus hop-by-hop and `Host` (the upstream
+/// client sets the upstream's own).
+pub fn request_headers(mut headers: HeaderMap) -> HeaderMap {
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers
 }
 
 /// The request's declared body length, if any.
@@ -114,17 +117,16 @@ pub async fn read_body(
 }
 
 /// The client's response: the upstream's status and end-to-end headers, and its body
-/// as `wrap` streams it.
-pub fn response<F>(upstream: reqwest::Response, wrap: F) -> Response
+/// as `wrap` passes it on.
+pub fn response<F>(upstream: hyper::Response<Incoming>, wrap: F) -> Response
 where
-    F: FnOnce(Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + Unpin>) -> Body,
+    F: FnOnce(Incoming) -> Body,
 {
-    let status = upstream.status();
-    let headers = end_to_end(upstream.headers());
-    let body = wrap(Box::new(upstream.bytes_stream()));
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
+    let (mut parts, body) = upstream.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let mut response = Response::new(wrap(body));
+    *response.status_mut() = parts.status;
+    *response.headers_mut() = parts.headers;
     response
 }
 
@@ -180,7 +182,7 @@ mod tests {
         h.insert(header::ORIGIN, HeaderValue::from_static("http://app"));
         h.append("x-multi", HeaderValue::from_static("a"));
         h.append("x-multi", HeaderValue::from_static("b"));
-        let out = request_headers(&h);
+        let out = request_headers(h);
         assert!(out.get(header::HOST).is_none());
         assert!(out.get(header::CONNECTION).is_none());
         assert!(out.get("x-secret-hop").is_none());

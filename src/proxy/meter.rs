@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use http_body::{Body as _, Frame};
+use hyper::body::Incoming;
 
 use crate::decode::{Api, Decoder, Format, ResponseFacts};
 use crate::metrics::Metrics;
@@ -106,9 +107,14 @@ impl Meter {
         self.record.as_ref().map_or("", |r| r.id.as_str())
     }
 
-    /// The request is about to be sent upstream.
+    /// The request is about to be sent upstream: the time before it was ollameter's own.
     pub fn upstream_sent(&mut self) {
         self.upstream_sent = Some(Instant::now());
+    }
+
+    /// The upstream's body ended (or broke): the time after it is ollameter's own.
+    fn upstream_done(&mut self) {
+        self.upstream_done = Some(Instant::now());
     }
 
     /// The upstream's response headers arrived: prepare to read its body.
@@ -202,7 +208,8 @@ impl Meter {
                 .error_message
                 .clone()
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            (false, Some(ErrorKind::UpstreamError), Some(message))
+            let kind = ErrorKind::of_upstream_answer(status, &message);
+            (false, Some(kind), Some(message))
         } else {
             match end {
                 End::Dropped if facts.completed && clean => (true, None, None),
@@ -262,12 +269,6 @@ impl Meter {
         record.vram_mb = memory.vram_mb;
         record.gpu_free_mb = memory.gpu_free_mb;
         self.sinks.metrics.observe_record(&record);
-        if let (Some(sent), Some(done)) = (self.upstream_sent, self.upstream_done) {
-            // ollameter's own share: reading and parsing the request before it went
-            // upstream, and finishing the record after the upstream's body ended.
-            let own = sent.saturating_duration_since(self.started) + done.elapsed();
-            self.sinks.metrics.observe_proxy_overhead(own.as_secs_f64());
-        }
         tracing::info!(
             record_id = %record.id,
             model = %record.model,
@@ -282,6 +283,13 @@ impl Meter {
         );
         if !self.sinks.recorder.submit(record) {
             tracing::warn!("recorder queue full: record dropped");
+        }
+        if let (Some(sent), Some(done)) = (self.upstream_sent, self.upstream_done) {
+            // ollameter's own share of the call: reading and parsing the request before it
+            // went upstream, and finishing the record after the upstream's body ended (up
+            // to here, the record queued). The time in between was the upstream's.
+            let own = sent.saturating_duration_since(self.started) + done.elapsed();
+            self.sinks.metrics.observe_proxy_overhead(own.as_secs_f64());
         }
     }
 }
@@ -346,42 +354,64 @@ fn ms_between(start: Instant, end: Instant) -> f64 {
     end.saturating_duration_since(start).as_secs_f64() * 1e3
 }
 
-/// The upstream's body, passed through unchanged while the meter watches it.
-pub struct MeteredStream<S> {
-    inner: S,
+/// The upstream's body, passed through frame by frame, unchanged, while the meter
+/// watches it: each data frame is counted and fed to the decoder, and the end of the
+/// body (or its failure) finishes the record.
+pub struct MeteredBody {
+    inner: Incoming,
     meter: Meter,
 }
 
-impl<S> MeteredStream<S> {
-    /// Wraps an upstream body stream.
-    pub fn new(inner: S, meter: Meter) -> MeteredStream<S> {
-        MeteredStream { inner, meter }
+impl MeteredBody {
+    /// Wraps an upstream answer's body.
+    pub fn new(inner: Incoming, meter: Meter) -> MeteredBody {
+        let mut body = MeteredBody { inner, meter };
+        if body.inner.is_end_stream() {
+            // An empty body (`Content-Length: 0`): the server will not poll it.
+            body.ended(End::Complete);
+        }
+        body
+    }
+
+    fn ended(&mut self, end: End) {
+        self.meter.upstream_done();
+        self.meter.finish(end);
     }
 }
 
-impl<S> Stream for MeteredStream<S>
-where
-    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
-{
-    type Item = Result<Bytes, std::io::Error>;
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.meter.on_chunk(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(chunk) = frame.data_ref() {
+                    this.meter.on_chunk(chunk);
+                }
+                // A body of known length ends with its last byte: the server writes that
+                // chunk as the end and never polls again.
+                if this.inner.is_end_stream() {
+                    this.ended(End::Complete);
+                }
             }
-            Poll::Ready(Some(Err(e))) => {
-                let message = error_chain(&e);
-                this.meter.finish(End::UpstreamBroke(message.clone()));
-                Poll::Ready(Some(Err(std::io::Error::other(message))))
-            }
-            Poll::Ready(None) => {
-                this.meter.finish(End::Complete);
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => this.ended(End::UpstreamBroke(error_chain(e))),
+            Poll::Ready(None) => this.ended(End::Complete),
+            Poll::Pending => {}
         }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -79,6 +79,8 @@ pub enum InsightKind {
     MemoryNearCapacity,
     /// The recorder dropped records.
     DroppedRecords,
+    /// Calls asked for a model Ollama does not have (see [`super::known`]).
+    UnknownModel,
 }
 
 /// One warning.

@@ -1,6 +1,6 @@
 //! The compact form of a record that the in-memory cache keeps and every statistic reads.
 
-use crate::record::{Record, Source};
+use crate::record::{ErrorKind, Record, Source};
 
 /// One record reduced to what statistics need.
 ///
@@ -41,6 +41,9 @@ pub struct Sample {
     pub output_tokens: f32,
     /// `Record::source`: statistics and recommend can be asked for one source only.
     pub source: Source,
+    /// Whether Ollama answered this call "model not found": a name made only of such
+    /// calls is a client's mistake, kept out of the views (see `stats::known`).
+    pub model_not_found: bool,
 }
 
 // The size is the reason this type exists; a field added carelessly should fail the build.
@@ -70,6 +73,7 @@ impl Sample {
             // Token counts stay exact in f32 up to 16,777,216, far beyond any answer.
             output_tokens: known(r.output_tokens.map(|t| t as f64)),
             source: r.source,
+            model_not_found: r.error_kind == Some(ErrorKind::ModelNotFound),
         }
     }
 
@@ -96,6 +100,7 @@ impl Sample {
             load_duration_ms: f32::NAN,
             output_tokens: f32::NAN,
             source: Source::Proxy,
+            model_not_found: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::postgres::{PgStore, PgTarget};
-use super::{Store, StoreError};
+use super::{Store, StoreError, StoredModel};
 use crate::record::Record;
 
 /// Where the records are kept: a SQLite file, or a PostgreSQL database.
@@ -91,6 +91,9 @@ pub enum Change {
     ClearModel(String),
     /// Every record before `cutoff_ms` was deleted.
     DeleteBefore(i64),
+    /// Every record of a model was deleted to keep the number of distinct model names
+    /// within `store.max_models`.
+    EvictModel(String),
     /// A record's quality score was set. The record is given by what the history keys
     /// its samples on.
     Quality {
@@ -117,6 +120,11 @@ pub trait RecordStore: Send {
     fn delete_model(&mut self, model: &str) -> Result<u64, StoreError>;
     /// Deletes every record older than `cutoff`; returns how many.
     fn delete_before(&mut self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Every model with records, with whether it ever succeeded and its newest call.
+    fn stored_models(&mut self) -> Result<Vec<StoredModel>, StoreError>;
+    /// Deletes every record of these models in one transaction (`store.max_models`
+    /// eviction); returns how many.
+    fn delete_models(&mut self, models: &[String]) -> Result<u64, StoreError>;
     /// Sets the quality score of the newest record with this id and returns it as it now
     /// is; `None` when no record has the id.
     fn set_quality(&mut self, id: &str, quality: f64) -> Result<Option<Record>, StoreError>;
@@ -184,6 +192,14 @@ impl RecordStore for Store {
 
     fn delete_before(&mut self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         Store::delete_before(self, cutoff)
+    }
+
+    fn stored_models(&mut self) -> Result<Vec<StoredModel>, StoreError> {
+        Store::stored_models(self)
+    }
+
+    fn delete_models(&mut self, models: &[String]) -> Result<u64, StoreError> {
+        Store::delete_models(self, models)
     }
 
     fn set_quality(&mut self, id: &str, quality: f64) -> Result<Option<Record>, StoreError> {

@@ -24,9 +24,9 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 
-use super::StoreError;
 use super::backend::{Change, RecordStore};
 use super::migrations::{self, Migrate, Migration, SCHEMA_VERSION};
+use super::{StoreError, StoredModel};
 use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
 
 /// Held (per transaction) by every write, so numbers are drawn in commit order.
@@ -351,6 +351,47 @@ impl RecordStore for PgStore {
                     ..ChangeFields::default()
                 },
             )?;
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn stored_models(&mut self) -> Result<Vec<StoredModel>, StoreError> {
+        self.with(|conn| {
+            let rows = conn.client.query(
+                "SELECT model, bool_or(success), MAX(timestamp) FROM records GROUP BY model",
+                &[],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredModel {
+                        model: row.try_get(0)?,
+                        succeeded: row.try_get::<_, Option<bool>>(1)?.unwrap_or(false),
+                        last_call_ms: row.try_get(2)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn delete_models(&mut self, models: &[String]) -> Result<u64, StoreError> {
+        let instance = self.instance.clone();
+        self.with(|conn| {
+            let mut tx = conn.client.transaction()?;
+            lock_writes(&mut tx)?;
+            let n = tx.execute("DELETE FROM records WHERE model = ANY($1)", &[&models])?;
+            // One log row per model: every instance's history and bound hear of it.
+            for model in models {
+                PgStore::log_change(
+                    &mut tx,
+                    &instance,
+                    "evict_model",
+                    ChangeFields {
+                        model: Some(model),
+                        ..ChangeFields::default()
+                    },
+                )?;
+            }
             tx.commit()?;
             Ok(n)
         })
@@ -733,6 +774,7 @@ fn change_from_row(row: &Row) -> Result<(i64, Option<Change>), postgres::Error> 
             max_per_model: max_per_model.map_or(u64::MAX, |m| m.max(0) as u64),
         }),
         "clear_model" => model.map(Change::ClearModel),
+        "evict_model" => model.map(Change::EvictModel),
         "delete_before" => cutoff_ms.map(Change::DeleteBefore),
         "quality" => {
             let id: Option<String> = row.try_get(5)?;

@@ -94,6 +94,10 @@ pub struct TagModel {
     /// Family, parameter size, quantisation.
     #[serde(default)]
     pub details: ModelDetails,
+    /// What the model can do: `completion`, `embedding`, `vision`, `tools`, ... (empty
+    /// where this Ollama does not say).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// What telemetry keeps from `/api/show`.

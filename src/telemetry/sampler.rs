@@ -25,7 +25,7 @@ use super::process::{Matchers, ProcessSource, classify};
 use super::samples::Sample;
 use super::snapshot::{NamedVramNeed, SourceState, SourcesState, SystemSnapshot};
 use super::vram::{DEFAULT_CONTEXT_TOKENS, Measured, estimate};
-use super::{Shared, TelemetryConfig, duration_ms, model_key};
+use super::{InstalledModel, Shared, TelemetryConfig, duration_ms, model_key};
 use crate::text::panic_message;
 
 /// How often `/api/tags` is read: installed models change on pull and delete, which are
@@ -358,6 +358,17 @@ impl Sampler {
             published.history.push(sample);
             published.snapshot = snapshot;
             published.needs = needs;
+            if self.tags_state == SourceState::Ok {
+                published.installed = Some(
+                    self.tags
+                        .iter()
+                        .map(|t| InstalledModel {
+                            name: tag_name(t).to_owned(),
+                            capabilities: t.capabilities.clone(),
+                        })
+                        .collect(),
+                );
+            }
         }
         self.shared.latest_seq.store(self.seq, Ordering::Release);
     }

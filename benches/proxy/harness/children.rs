@@ -347,3 +347,109 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
+
+/// CPU time a process has used so far (user + system, all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces): state is the 3rd
+            // field of the line, utime the 14th and stime the 15th.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0)
+}
+
+/// The processes a process started (nginx's workers).
+fn children_of(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+/// Clock ticks per second of `/proc`'s CPU times (`getconf CLK_TCK`; 100 on Linux).
+pub fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds a process and its children have used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = cpu_ticks(pid) + children_of(pid).into_iter().map(cpu_ticks).sum::<u64>();
+    ticks as f64 / ticks_per_second()
+}
+
+impl Ollameter {
+    /// CPU seconds used so far, every thread.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.guard.pid())
+    }
+}
+
+impl Nginx {
+    /// CPU seconds used so far by the master and its workers.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.guard.pid())
+    }
+}
+
+/// The bare hyper reverse proxy (benches/proxy/bareproxy): the floor of a tokio + hyper
+/// data plane, no metering.
+pub struct Bare {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    guard: Guard,
+}
+
+impl Bare {
+    /// Builds benches/proxy/bareproxy with Cargo (release profile, its own target
+    /// directory under `target/`) and returns the binary.
+    pub fn build() -> Result<PathBuf, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = root.join("benches/proxy/bareproxy/Cargo.toml");
+        let target = root.join("target/bareproxy");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building {} failed: {status}", manifest.display()));
+        }
+        Ok(target.join("release/bareproxy"))
+    }
+
+    /// Starts the binary at `bin` in front of `upstream`.
+    pub fn start(bin: &Path, upstream: SocketAddr) -> Result<Bare, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = Command::new(bin)
+            .arg(addr.to_string())
+            .arg(format!("http://{upstream}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let mut guard = Guard::new("bareproxy", child);
+        wait_listening(addr, &mut guard)?;
+        Ok(Bare { addr, guard })
+    }
+
+    /// CPU seconds used so far, every thread.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.guard.pid())
+    }
+}

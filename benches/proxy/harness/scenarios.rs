@@ -1,9 +1,9 @@
-//! The scenarios of issue 6, run the same way against each of the three paths to the
-//! fake Ollama: direct, through ollameter, through nginx.
+//! The scenarios of issue 6, run the same way against each of the paths to the fake
+//! Ollama: direct, through ollameter, through nginx, through a bare hyper proxy.
 //!
-//! One run starts a fresh ollameter (and nginx), measures its idle RSS, then runs, for
-//! each scenario, the three ways back to back so that drift in the machine's load hits
-//! all three alike. The fixed-rate recording scenario needs only ollameter and runs once,
+//! One run starts a fresh ollameter (and nginx, and the bare proxy), measures its idle
+//! RSS, then runs, for each scenario, the ways back to back so that drift in the
+//! machine's load hits them all alike. The fixed-rate recording scenario needs only ollameter and runs once,
 //! after the runs, against a fresh ollameter and an empty store.
 
 use std::path::{Path, PathBuf};
@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::children::{Nginx, Ollameter};
+use super::children::{Bare, Nginx, Ollameter};
 use super::load::{self, Closed, OpenLoop, StreamSample};
 use super::stats::{max, median, percentile};
 use super::upstream::FakeOllama;
 
-/// One of the three paths to the fake Ollama.
+/// One of the paths to the fake Ollama.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {
     /// The client talks to the fake itself.
@@ -25,6 +25,8 @@ pub enum Way {
     Ollameter,
     /// Through nginx.
     Nginx,
+    /// Through a bare hyper reverse proxy (no metering): the async stack's floor.
+    Bare,
 }
 
 impl Way {
@@ -34,6 +36,7 @@ impl Way {
             Way::Direct => "direct",
             Way::Ollameter => "ollameter",
             Way::Nginx => "nginx",
+            Way::Bare => "bare hyper",
         }
     }
 }
@@ -69,11 +72,13 @@ pub struct Plan {
     pub wrk: Option<PathBuf>,
     /// `nginx`; the nginx way is skipped without it.
     pub nginx: Option<PathBuf>,
+    /// The bare hyper proxy's binary; that way is skipped without it.
+    pub bare: Option<PathBuf>,
 }
 
 impl Plan {
-    /// The full benchmark: 3 runs, about 5 minutes.
-    pub fn full(wrk: Option<PathBuf>, nginx: Option<PathBuf>) -> Plan {
+    /// The full benchmark: 3 runs, about 6 minutes.
+    pub fn full(wrk: Option<PathBuf>, nginx: Option<PathBuf>, bare: Option<PathBuf>) -> Plan {
         Plan {
             runs: 3,
             closed: Duration::from_secs(5),
@@ -89,11 +94,12 @@ impl Plan {
             record: Duration::from_secs(30),
             wrk,
             nginx,
+            bare,
         }
     }
 
     /// A smoke run of every scenario in about 30 seconds: one run, short measurements.
-    pub fn quick(wrk: Option<PathBuf>, nginx: Option<PathBuf>) -> Plan {
+    pub fn quick(wrk: Option<PathBuf>, nginx: Option<PathBuf>, bare: Option<PathBuf>) -> Plan {
         Plan {
             runs: 1,
             closed: Duration::from_secs(1),
@@ -102,7 +108,7 @@ impl Plan {
             ttft_probes: 20,
             big_body_requests: 3,
             record: Duration::from_secs(5),
-            ..Plan::full(wrk, nginx)
+            ..Plan::full(wrk, nginx, bare)
         }
     }
 
@@ -123,13 +129,18 @@ impl Plan {
             record: Duration::from_secs(1),
             wrk: None,
             nginx: None,
+            bare: None,
         }
     }
 
-    fn ways(&self) -> Vec<Way> {
+    /// The ways this plan measures, in table order.
+    pub fn ways(&self) -> Vec<Way> {
         let mut ways = vec![Way::Direct, Way::Ollameter];
         if self.nginx.is_some() {
             ways.push(Way::Nginx);
+        }
+        if self.bare.is_some() {
+            ways.push(Way::Bare);
         }
         ways
     }
@@ -155,6 +166,9 @@ pub struct StreamStats {
 pub struct RunResult {
     /// Scenario 1: per way and concurrency.
     pub closed: Vec<(Way, usize, Closed)>,
+    /// Scenario 1: the proxy's own CPU per answered request (user + system time of all
+    /// its threads and processes, from `/proc`), microseconds, per way and concurrency.
+    pub cpu_us_per_call: Vec<(Way, usize, f64)>,
     /// Scenario 2: per way.
     pub streams: Vec<(Way, StreamStats)>,
     /// Scenario 3: median latency of the large request per way, microseconds.
@@ -180,6 +194,14 @@ impl RunResult {
             .iter()
             .find(|(w, c, _)| *w == way && *c == concurrency)
             .map(|(_, _, r)| *r)
+    }
+
+    /// The proxy's CPU per call of `way` at `concurrency`, microseconds.
+    pub fn cpu_per_call(&self, way: Way, concurrency: usize) -> Option<f64> {
+        self.cpu_us_per_call
+            .iter()
+            .find(|(w, c, _)| *w == way && *c == concurrency)
+            .map(|(_, _, us)| *us)
     }
 
     /// The streaming result of `way`.
@@ -269,6 +291,10 @@ async fn one_run(
         Some(nginx) => Some(Nginx::start(nginx, fake.addr, dir.path())?),
         None => None,
     };
+    let bare = match &plan.bare {
+        Some(bare) => Some(Bare::start(bare, fake.addr)?),
+        None => None,
+    };
     // Let both settle (ollameter's telemetry sampler takes its first reading) before the
     // idle figures.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -281,6 +307,15 @@ async fn one_run(
         Way::Direct => url(fake.addr),
         Way::Ollameter => url(ollameter.addr),
         Way::Nginx => nginx.as_ref().map_or_else(String::new, |n| url(n.addr)),
+        Way::Bare => bare.as_ref().map_or_else(String::new, |b| url(b.addr)),
+    };
+    // The CPU seconds the way's proxy process(es) have used so far (none for direct: the
+    // fake runs inside this process).
+    let cpu = |way: Way| match way {
+        Way::Direct => None,
+        Way::Ollameter => Some(ollameter.cpu_seconds()),
+        Way::Nginx => nginx.as_ref().map(Nginx::cpu_seconds),
+        Way::Bare => bare.as_ref().map(Bare::cpu_seconds),
     };
     let ways = plan.ways();
     let closed = |url: String, connections: usize, duration: Duration| {
@@ -312,7 +347,15 @@ async fn one_run(
             if way == Way::Ollameter && c == top {
                 ollameter.reset_peak();
             }
+            let cpu_before = cpu(way);
             let r = closed(target(way), c, plan.closed).await;
+            if let (Some(before), Some(after)) = (cpu_before, cpu(way))
+                && r.requests > 0
+            {
+                result
+                    .cpu_us_per_call
+                    .push((way, c, (after - before) * 1e6 / r.requests as f64));
+            }
             if way == Way::Ollameter && c == top {
                 result.ollameter_loaded_peak_kib = ollameter.peak_kib();
             }
@@ -393,6 +436,7 @@ async fn one_run(
         }
         result.big_body_us.push((way, median(&latencies)));
     }
+    drop(bare);
     drop(nginx);
     drop(ollameter);
     Ok(result)

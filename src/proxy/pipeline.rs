@@ -1,0 +1,329 @@
+//! One proxied call as a pipeline of named phases (in the spirit of pingora's request
+//! phases). Each phase is a small function with a plain input and output, so the handler
+//! reads top to bottom:
+//!
+//! 1. [`classify`]: the request's head as it will go upstream (hop-by-hop headers
+//!    removed, in place), its error shape, and whether it is an inference call.
+//!    Anything else is forwarded as a stream ([`forward_only`]) and never buffered.
+//! 2. [`read_body`]: an inference call's body, whole and within the limit (413 above it).
+//! 3. [`open_record`]: the meter, which owns the call's record from here on (id, model,
+//!    operation, stream flag) and finishes it however the call ends.
+//! 4. [`resolve`]: where the call goes and the exact bytes it sends: today the one
+//!    upstream and the client's body; model resolution (`"auto"`, aliases) and the choice
+//!    of a host belong here.
+//! 5. [`forward`]: one attempt, one upstream: sends the head and body, returns the head of
+//!    the answer. Nothing has reached the client yet, so a failed attempt can be resolved
+//!    again and forwarded elsewhere with the same or a rewritten body (`Bytes` clones share
+//!    the buffer): that is where fallback slots in, between phases 5 and 6.
+//! 6. [`respond`]: the answer streams to the client through the meter, which watches each
+//!    chunk and finishes the record at the end of the body (or on a failure before it).
+//!
+//! Metering stays off the byte path: a chunk is passed on as it came, a copy of its
+//! bytes is only read by the decoder, and the record leaves through the recorder's queue.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use chrono::Utc;
+use hyper::body::Incoming;
+
+use super::classify::{
+    classify as classify_route, default_operation, is_openai_shape, request_facts,
+};
+use super::error::error_response;
+use super::forward::{self, ReadBodyError};
+use super::meter::{Meter, MeteredBody};
+use super::upstream::{self, Upstream, UpstreamError};
+use super::{Inner, ProxyState, RECORD_ID_HEADER};
+use crate::decode::Api;
+use crate::record::{ErrorKind, Record};
+
+/// Longest client-chosen value kept from a header (`X-Request-Id`, the operation).
+const MAX_HEADER_VALUE_CHARS: usize = 128;
+
+/// The proxy's handler: forwards any request, metering the inference calls.
+pub async fn handle(State(state): State<ProxyState>, request: Request) -> Response {
+    let started = Instant::now();
+    let proxy = &*state.inner;
+    let (head, route, body) = match classify(request) {
+        Ok(classified) => classified,
+        Err(answer) => return answer,
+    };
+    let Route::Inference(api) = route else {
+        return forward_only(proxy, head, body).await;
+    };
+    let body = match read_body(proxy, &head, body).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    let mut meter = open_record(proxy, &head, api, &body, started);
+    let target = resolve(proxy, &head, body);
+    meter.upstream_sent();
+    let answer = forward(&head, &target).await;
+    respond(proxy, &head, answer, meter)
+}
+
+/// What a request is to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// An inference call of this API: metered and recorded.
+    Inference(Api),
+    /// Anything else: streamed through both ways, not recorded.
+    ForwardOnly,
+}
+
+/// The request's head as it goes upstream, and how the proxy's own errors are shaped.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The client's method.
+    pub method: Method,
+    /// The client's path and query (never its authority: an absolute-form URI naming
+    /// another host cannot take the proxy away from its upstream).
+    pub path_and_query: PathAndQuery,
+    /// The client's end-to-end headers (hop-by-hop and `Host` removed).
+    pub headers: HeaderMap,
+    /// Errors in the OpenAI/Anthropic shape rather than Ollama's.
+    pub openai_shape: bool,
+}
+
+impl Head {
+    /// The request path.
+    pub fn path(&self) -> &str {
+        self.path_and_query.path()
+    }
+
+    /// A client header's value, trimmed, when it is short, printable and not empty.
+    fn short_header(&self, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= MAX_HEADER_VALUE_CHARS)
+    }
+}
+
+/// Phase 1: the request's head, its route and its (unread) body; a 400 when it has no
+/// usable path.
+#[expect(
+    clippy::result_large_err,
+    reason = "a phase either passes the call on or answers it; the answer is returned at once"
+)]
+pub fn classify(request: Request) -> Result<(Head, Route, Body), Response> {
+    let (parts, body) = request.into_parts();
+    let Some(path_and_query) = parts.uri.path_and_query().cloned() else {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            false,
+            "request has no path",
+        ));
+    };
+    let path = path_and_query.path();
+    if !path.starts_with('/') {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            false,
+            "request path must start with /",
+        ));
+    }
+    let api = classify_route(&parts.method, path);
+    let openai_shape = is_openai_shape(api, path);
+    let route = api.map_or(Route::ForwardOnly, Route::Inference);
+    let head = Head {
+        method: parts.method,
+        path_and_query,
+        headers: forward::request_headers(parts.headers),
+        openai_shape,
+    };
+    Ok((head, route, body))
+}
+
+/// A request that is not an inference call: both bodies stream through untouched, with
+/// no size limit (blob uploads are gigabytes), and nothing is recorded.
+async fn forward_only(proxy: &Inner, head: Head, body: Body) -> Response {
+    let sent = proxy
+        .upstream
+        .send(
+            head.method,
+            &head.path_and_query,
+            head.headers,
+            upstream::streamed(body),
+        )
+        .await;
+    match sent {
+        Ok(answer) => forward::response(answer, Body::new),
+        Err(e) => unreachable_response(&proxy.upstream, &e, head.openai_shape).0,
+    }
+}
+
+/// Phase 2: an inference call's body, whole: 413 over `proxy.max_body_bytes` (told by
+/// `Content-Length` before reading, or counted while reading), 400 when the client's
+/// upload fails.
+pub(crate) async fn read_body(proxy: &Inner, head: &Head, body: Body) -> Result<Bytes, Response> {
+    let declared = forward::content_length(&head.headers);
+    if declared.is_some_and(|len| len > proxy.max_body_bytes) {
+        return Err(too_large(proxy.max_body_bytes, head.openai_shape));
+    }
+    let limit = usize::try_from(proxy.max_body_bytes).unwrap_or(usize::MAX);
+    forward::read_body(body, declared, limit)
+        .await
+        .map_err(|e| match e {
+            ReadBodyError::TooLarge => too_large(proxy.max_body_bytes, head.openai_shape),
+            ReadBodyError::Read(e) => error_response(
+                StatusCode::BAD_REQUEST,
+                head.openai_shape,
+                &format!("could not read the request body: {e}"),
+            ),
+        })
+}
+
+/// Phase 3: the call's record, opened as the request arrived at `started`: its id (the
+/// client's `X-Request-Id` or a new UUIDv7), model and stream flag from the body, and
+/// operation (the client's header or the API's kind of work).
+pub(crate) fn open_record(
+    proxy: &Inner,
+    head: &Head,
+    api: Api,
+    body: &Bytes,
+    started: Instant,
+) -> Meter {
+    let facts = request_facts(api, body);
+    let explicit_operation = head.short_header(&proxy.operation_header);
+    let operation_explicit = explicit_operation.is_some();
+    let operation = explicit_operation
+        .unwrap_or(default_operation(api))
+        .to_string();
+    let id = head
+        .short_header("x-request-id")
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+    let mut record = Record::new(
+        id,
+        Utc::now(),
+        facts.model,
+        operation,
+        head.path().to_string(),
+    );
+    record.stream = facts.stream;
+    record.request_bytes = body.len() as u64;
+    if let Some(source) = head.headers.get(crate::record::SOURCE_HEADER) {
+        // ollameter's own benchmark marks its calls.
+        record.source = crate::record::Source::from_header(source.as_bytes());
+    }
+    Meter::new(
+        record,
+        proxy.sinks.clone(),
+        started,
+        api,
+        operation_explicit,
+    )
+}
+
+/// Where one attempt goes and the exact bytes it sends.
+pub struct Target<'a> {
+    /// The upstream server.
+    pub upstream: &'a Upstream,
+    /// The request body (the client's, or one rewritten for another model).
+    pub body: Bytes,
+}
+
+/// Phase 4: the upstream and body of the call. Today: the one configured upstream and
+/// the client's body as it came.
+pub(crate) fn resolve<'a>(proxy: &'a Inner, _head: &Head, body: Bytes) -> Target<'a> {
+    Target {
+        upstream: &proxy.upstream,
+        body,
+    }
+}
+
+/// Phase 5: one attempt: the head and `target`'s body to `target`'s upstream, until the
+/// answer's head arrives. The head is kept, so the call can be forwarded again.
+pub async fn forward(
+    head: &Head,
+    target: &Target<'_>,
+) -> Result<hyper::Response<Incoming>, UpstreamError> {
+    target
+        .upstream
+        .send(
+            head.method.clone(),
+            &head.path_and_query,
+            head.headers.clone(),
+            upstream::whole(target.body.clone()),
+        )
+        .await
+}
+
+/// Phase 6: the client's answer. The upstream's answer streams through the meter, which
+/// finishes the record at its end; without one, a 502/504 in the route's shape, and the
+/// record says why. Either way the answer names its record.
+pub(crate) fn respond(
+    proxy: &Inner,
+    head: &Head,
+    answer: Result<hyper::Response<Incoming>, UpstreamError>,
+    mut meter: Meter,
+) -> Response {
+    let record_id = HeaderValue::from_str(meter.id()).ok();
+    let mut response = match answer {
+        Ok(answer) => {
+            let content_type = answer
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            meter.response_started(answer.status().as_u16(), content_type, proxy.limits);
+            forward::response(answer, move |body| Body::new(MeteredBody::new(body, meter)))
+        }
+        Err(e) => {
+            let (response, kind, message) =
+                unreachable_response(&proxy.upstream, &e, head.openai_shape);
+            meter.fail(kind, response.status().as_u16(), message);
+            response
+        }
+    };
+    if let Some(id) = record_id {
+        response.headers_mut().insert(RECORD_ID_HEADER, id);
+    }
+    response
+}
+
+fn too_large(limit: u64, openai_shape: bool) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        openai_shape,
+        &format!(
+            "request body is over the {limit} byte limit of ollameter (proxy.max_body_bytes); \
+             raise it in the configuration if this is intended"
+        ),
+    )
+}
+
+/// The answer when the upstream could not be reached: 504 on a connect timeout, else 502,
+/// naming the upstream; with the record's error kind and message.
+fn unreachable_response(
+    upstream: &Upstream,
+    e: &UpstreamError,
+    openai_shape: bool,
+) -> (Response, ErrorKind, String) {
+    let base = upstream.base();
+    let detail = e.detail();
+    let (status, kind, message) = match e {
+        UpstreamError::ConnectTimeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Timeout,
+            format!("ollameter: timed out connecting to the Ollama upstream {base}: {detail}"),
+        ),
+        UpstreamError::Unreachable(_) => (
+            StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamUnreachable,
+            format!("ollameter: cannot reach the Ollama upstream {base}: {detail}"),
+        ),
+    };
+    tracing::warn!(upstream = %base, error = %detail, "upstream unreachable");
+    (
+        error_response(status, openai_shape, &message),
+        kind,
+        message,
+    )
+}
