@@ -344,3 +344,43 @@ fn retention_runs_on_one_instance_at_a_time_and_reaches_the_others() {
         }]
     );
 }
+
+#[test]
+fn an_eviction_is_stored_on_both_backends_and_logged_for_other_instances() {
+    both(|store| {
+        let mut ok = record("e1", "good", 10);
+        ok.success = true;
+        let mut bad = record("e2", "typo", 20);
+        bad.success = false;
+        store.insert_batch(&[ok, bad]).expect("insert");
+        let mut models = store.stored_models().expect("models");
+        models.sort_by(|a, b| a.model.cmp(&b.model));
+        let seen: Vec<(String, bool, i64)> = models
+            .into_iter()
+            .map(|m| (m.model, m.succeeded, m.last_call_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("good".into(), true, 10), ("typo".into(), false, 20)]
+        );
+        assert_eq!(store.delete_models(&["typo".into()]).expect("evict"), 1);
+        let left: Vec<String> = store
+            .stored_models()
+            .expect("models")
+            .into_iter()
+            .map(|m| m.model)
+            .collect();
+        assert_eq!(left, vec!["good"]);
+    });
+    // On PostgreSQL another instance hears of the eviction from the change log.
+    let cluster = Cluster::start();
+    let location = StoreLocation::parse(&cluster.create_database("evict")).expect("url");
+    let mut a = location.open_writer("a").expect("a");
+    let mut b = location.open_writer("b").expect("b");
+    b.poll_changes(100).expect("b catches up");
+    a.insert_batch(&[record("x1", "typo", 5)]).expect("insert");
+    assert_eq!(a.delete_models(&["typo".into()]).expect("evict"), 1);
+    // The evicted records are gone already; what b reads is the eviction itself.
+    let (changes, _) = b.poll_changes(100).expect("poll");
+    assert_eq!(changes, vec![Change::EvictModel("typo".into())]);
+}
