@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod params;
 pub mod query;
 pub mod records;
+pub mod routing;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,6 +66,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Who may call what.
     pub access: Arc<auth::Access>,
+    /// Model routing, for its endpoint.
+    pub routing: crate::routing::ModelRouter,
     /// Listeners that stopped serving, for `/health`.
     pub server_failures: health::ServerFailures,
     /// The alerts board.
@@ -111,6 +114,7 @@ fn routes() -> Routes {
         .get("/statistics/{*model}", query::model_statistics)
         .post("/compare", query::compare)
         .get("/recommend", query::recommend)
+        .get("/routing", routing::routing)
         .get("/trend/{*model}", query::trend)
         .get("/insights", query::insights)
         .get("/alerts", alerts::alerts)

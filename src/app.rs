@@ -163,13 +163,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Telemetry::disabled()
     };
     let metrics = Arc::new(Metrics::new());
+    let router = crate::routing::ModelRouter::new(
+        config.routing.clone(),
+        history.clone(),
+        telemetry.clone(),
+        metrics.clone(),
+        Some(crate::routing::alert_veto(alerts_board.clone())),
+    );
     let proxy_state = ProxyState::new(
         &proxy_config,
         recorder.clone(),
         telemetry.clone(),
         metrics.clone(),
+        router.clone(),
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    {
+        // Detect the upstream's kind now rather than at the first health check; an
+        // upstream that is not up yet is detected by the first probe that reaches it.
+        let proxy = proxy_state.clone();
+        let url = proxy_config.upstream.clone();
+        tokio::spawn(async move {
+            if let Err(e) = proxy.kind().ensure(proxy.client(), &url).await {
+                tracing::warn!(upstream = %url, error = %e, "upstream kind not known yet");
+            }
+        });
+    }
     let server_failures = ServerFailures::default();
     let bench = Arc::new(BenchRuns::default());
     let bench_token = access
@@ -177,8 +196,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .clone()
         .or_else(|| access.read_token.clone());
     let api_router = api::router(ApiState {
+        routing: router.clone(),
         recorder: recorder.clone(),
-        upstream: UpstreamProbe::new(proxy_state.client().clone(), proxy_config.upstream.clone()),
+        upstream: UpstreamProbe::new(
+            proxy_state.client().clone(),
+            proxy_config.upstream.clone(),
+            proxy_state.kind().clone(),
+        ),
         telemetry: telemetry.clone(),
         metrics: metrics.clone(),
         store: Arc::new(location.clone()),

@@ -113,6 +113,12 @@ pub enum ClientCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// What model routing does now: each virtual name (auto, auto:speed, aliases), its
+    /// current choice and why, and where its calls ran in the last hour.
+    Route {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Firing alerts and the last resolved ones.
     Alerts {
         /// Only this model's alerts.

@@ -4,6 +4,8 @@
 //! [`Trend`], ...), and print readable tables (or the JSON with `--json`); `report` saves
 //! the dashboard as one HTML file. Rendering is pure, so it is tested without a server.
 
+pub mod routing;
+
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -155,6 +157,11 @@ impl Client {
         pairs.extend(ask.window.pairs());
         let q = query(&pairs);
         self.get(&format!("/recommend{q}")).await
+    }
+
+    /// `GET /routing`: what model routing does now (read as JSON: the CLI only prints it).
+    pub async fn routing(&self) -> Result<Value, ClientError> {
+        self.get("/routing").await
     }
 
     /// `GET /alerts`: firing and lately resolved alerts, of one model and state if given.

@@ -112,6 +112,8 @@ pub struct Config {
     pub access: Access,
     /// Logging.
     pub log: LogConfig,
+    /// Model routing: virtual names, fallbacks, exploration.
+    pub routing: crate::routing::config::RoutingConfig,
     /// `[alerts]`: change detectors and webhooks.
     pub alerts: crate::alerts::config::AlertsConfig,
     /// Every key with its effective value, in the file's shape (tokens shown as `(set)`),

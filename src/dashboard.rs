@@ -289,6 +289,8 @@ pub struct View {
     pub insights: Vec<Insight>,
     /// `/system`.
     pub system: SystemSnapshot,
+    /// `/routing`; `None` where the page is built without a running router.
+    pub routing: Option<crate::routing::RoutingSnapshot>,
     /// `/alerts`: firing and lately resolved.
     pub alerts: crate::alerts::AlertList,
     /// ollameter's version.

@@ -25,6 +25,7 @@ mod responses;
 mod sse;
 #[cfg(test)]
 mod tests;
+mod timings;
 
 use lenient::{ErrorField, Lenient, Scalar};
 
@@ -168,6 +169,51 @@ pub struct ResponseFacts {
     /// Answer text was dropped because it passed the capture limit. Always false when
     /// capture is off (limit 0).
     pub text_truncated: bool,
+    /// llama.cpp's `timings` object (the last one seen), when the server sent one.
+    pub server_timings: Option<ServerTimings>,
+}
+
+/// The server's own measurements of one call, as llama.cpp's `timings` gives them.
+/// Each field is `None` when the object lacked it or held something else.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerTimings {
+    /// Prompt tokens evaluated (those not reused from the KV cache).
+    pub prompt_n: Option<u64>,
+    /// Milliseconds spent evaluating them.
+    pub prompt_ms: Option<f64>,
+    /// The server's prompt tokens per second.
+    pub prompt_per_second: Option<f64>,
+    /// Tokens generated.
+    pub predicted_n: Option<u64>,
+    /// Milliseconds spent generating them.
+    pub predicted_ms: Option<f64>,
+    /// The server's generated tokens per second.
+    pub predicted_per_second: Option<f64>,
+}
+
+impl ServerTimings {
+    /// Generation speed: the server's `predicted_per_second`, else `predicted_n /
+    /// predicted_ms`.
+    pub fn tokens_per_second(&self) -> Option<f64> {
+        positive(self.predicted_per_second)
+            .or_else(|| per_second(self.predicted_n, self.predicted_ms))
+    }
+
+    /// Prompt speed: the server's `prompt_per_second`, else `prompt_n / prompt_ms`.
+    pub fn prompt_tokens_per_second(&self) -> Option<f64> {
+        positive(self.prompt_per_second).or_else(|| per_second(self.prompt_n, self.prompt_ms))
+    }
+}
+
+fn positive(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite() && *v > 0.0)
+}
+
+fn per_second(n: Option<u64>, ms: Option<f64>) -> Option<f64> {
+    match (n, ms) {
+        (Some(n), Some(ms)) if n > 0 && ms > 0.0 => Some(n as f64 / ms * 1e3),
+        _ => None,
+    }
 }
 
 impl ResponseFacts {
@@ -447,6 +493,17 @@ impl Collector {
         // a missing count is a body cut short, and an estimate would hide that. A stream that
         // neither carried content nor ended says nothing worth estimating.
         let estimable = stream && matches!(api, Api::OpenAiChat | Api::OpenAiCompletions);
+        // llama.cpp's timings count the generated tokens exactly even when the stream
+        // carried no usage; they are the server's count, not an estimate.
+        if self.facts.eval_count.is_none()
+            && let Some(n) = self
+                .facts
+                .server_timings
+                .as_ref()
+                .and_then(|t| t.predicted_n)
+        {
+            self.facts.eval_count = Some(n);
+        }
         let said_something = self.facts.content_events > 0 || self.saw_end;
         if estimable && said_something && self.facts.eval_count.is_none() {
             self.facts.eval_count = Some(self.facts.content_events);

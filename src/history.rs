@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::record::Record;
+use crate::record::{CallKind, Record};
 use crate::recorder::StoreListener;
 use crate::stats::Sample;
 use crate::store::{Store, StoreError};
@@ -24,6 +24,8 @@ struct Inner {
     models: HashMap<String, Vec<Sample>>,
     operation_names: Vec<String>,
     operation_ids: HashMap<String, u32>,
+    /// Per model, the [`CallKind`] bits of the endpoints its records came from.
+    kinds: HashMap<String, u8>,
 }
 
 impl Inner {
@@ -40,6 +42,13 @@ impl Inner {
     fn insert(&mut self, record: &Record) {
         let op = self.operation_id(&record.operation);
         let sample = Sample::from_record(record, op);
+        let bit = CallKind::of_endpoint(&record.endpoint).bit();
+        match self.kinds.get_mut(&record.model) {
+            Some(kinds) => *kinds |= bit,
+            None => {
+                self.kinds.insert(record.model.clone(), bit);
+            }
+        }
         let samples = self.models.entry(record.model.clone()).or_default();
         // Records arrive nearly in order (a call is stamped when it starts and committed
         // when it ends), so the insertion point is almost always the end.
@@ -120,9 +129,33 @@ impl History {
         f(&self.read().models)
     }
 
+    /// Whether the model's records include calls of this kind (by their endpoint).
+    pub fn has_served(&self, model: &str, kind: CallKind) -> bool {
+        self.read()
+            .kinds
+            .get(model)
+            .is_some_and(|k| k & kind.bit() != 0)
+    }
+
+    /// Every model whose records include calls of this kind, with its number of samples,
+    /// sorted by name.
+    pub fn models_serving(&self, kind: CallKind) -> Vec<(String, usize)> {
+        let inner = self.read();
+        let mut out: Vec<(String, usize)> = inner
+            .models
+            .iter()
+            .filter(|(m, _)| inner.kinds.get(*m).is_some_and(|k| k & kind.bit() != 0))
+            .map(|(m, s)| (m.clone(), s.len()))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Forgets a model (after it was cleared from the store).
     fn remove_model(&self, model: &str) {
-        self.write().models.remove(model);
+        let mut inner = self.write();
+        inner.kinds.remove(model);
+        inner.models.remove(model);
     }
 
     /// Forgets records before `cutoff_ms` and all but the newest `max_per_model` of each
@@ -138,6 +171,8 @@ impl History {
             samples.drain(..old + over);
         }
         inner.models.retain(|_, s| !s.is_empty());
+        let Inner { models, kinds, .. } = &mut *inner;
+        kinds.retain(|m, _| models.contains_key(m));
     }
 
     /// Sets the quality of the sample that stands for `record`.

@@ -21,6 +21,10 @@
 //!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
+//! - [`routing`]: virtual model names (`auto`, `auto:speed`, aliases) resolved per call,
+//!   fallback to the next model before any byte is sent, and exploration of new models.
+//! - [`policy`]: the one model-choice policy over the live history and telemetry, that
+//!   `GET /recommend` answers with and routing acts on.
 //! - [`serve`]: the accept loop both listeners run (header timeout, connection cap,
 //!   peer address, graceful cut).
 //! - [`decode`]: incremental decoders for Ollama's NDJSON, OpenAI/Anthropic SSE and JSON
@@ -40,6 +44,8 @@
 //! - [`store`]: one interface over two backends: the embedded SQLite file (default) and a
 //!   PostgreSQL database several instances share (change log in commit order, spill
 //!   through outages); the versioned schema of both, retention, reads, `migrate`.
+//! - [`upstream`]: the upstream's kind (`ollama` or any OpenAI-compatible server),
+//!   detected or configured, and the health probe each kind answers.
 //! - [`record`]: the record of one call, shared by all of the above.
 //! - [`text`]: the shared small helpers: an error's causes on one line, URL encoding,
 //!   and the one set of number formats.
@@ -56,16 +62,19 @@ pub mod history;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod quality;
 pub mod recommend;
 pub mod record;
 pub mod recorder;
+pub mod routing;
 pub mod serve;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests {

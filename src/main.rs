@@ -306,6 +306,15 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 client::render_recommendation(&answer),
             ))
         }
+        ClientCommand::Route { client: args } => {
+            let c = Client::new(&args.server)?;
+            let answer = c.routing().await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::routing::render_routing(&answer),
+            ))
+        }
         ClientCommand::Alerts {
             model,
             state,

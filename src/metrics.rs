@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::record::{Record, Source};
+use crate::record::{ErrorKind, Record, RouteReason, Source};
 pub use crate::recorder::RecorderSnapshot;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
@@ -168,6 +168,18 @@ struct RequestLabels {
     status: u16,
 }
 
+/// Labels of one routing decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RoutingLabels {
+    /// The name the client sent: `auto...`, an alias, or a model with a fallback chain
+    /// (all bounded by the configuration; unknown `auto:` names are refused before).
+    alias: Arc<str>,
+    /// The model the attempt ran on.
+    model: Arc<str>,
+    /// `recommended`, `explore`, `fallback` or `explicit`.
+    reason: &'static str,
+}
+
 /// A histogram family whose constructor is a plain function, so the type can be named.
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -184,6 +196,8 @@ pub struct Metrics {
     inference_calls: Family<CallLabels, Counter>,
     http_requests: Family<RequestLabels, Counter>,
     proxy_added_latency: Histogram,
+    routing_decisions: Family<RoutingLabels, Counter>,
+    aliases: BoundedLabels,
 }
 
 impl Default for Metrics {
@@ -207,6 +221,7 @@ impl Metrics {
         let inference_calls = Family::<CallLabels, Counter>::default();
         let http_requests = Family::<RequestLabels, Counter>::default();
         let proxy_added_latency = Histogram::new(PROXY_ADDED_LATENCY_BUCKETS);
+        let routing_decisions = Family::<RoutingLabels, Counter>::default();
 
         let mut registry = Registry::default();
         // The GenAI metrics carry the conventions' `gen_ai.system` attribute; it is the
@@ -257,6 +272,12 @@ impl Metrics {
             Unit::Seconds,
             proxy_added_latency.clone(),
         );
+        registry.register(
+            "ollameter_routing_decisions",
+            "Attempts sent by model routing, by the virtual name (alias) the client sent, \
+             the model that ran and the reason (recommended, explore, fallback, explicit)",
+            routing_decisions.clone(),
+        );
 
         Metrics {
             registry,
@@ -269,7 +290,19 @@ impl Metrics {
             inference_calls,
             http_requests,
             proxy_added_latency,
+            routing_decisions,
+            aliases: BoundedLabels::new(MAX_MODELS),
         }
+    }
+
+    /// Counts one routing decision: an attempt of a call for `alias` sent to `model`.
+    pub fn observe_routing(&self, alias: &str, model: &str, reason: RouteReason) {
+        let labels = RoutingLabels {
+            alias: self.aliases.get(alias),
+            model: self.models.get(model),
+            reason: reason.as_str(),
+        };
+        self.routing_decisions.get_or_create(&labels).inc();
     }
 
     /// Counts one finished inference call into the GenAI histograms and the calls
@@ -282,8 +315,15 @@ impl Metrics {
         if record.source != Source::Proxy {
             return;
         }
+        // A model Ollama does not have must not take one of the capped label values:
+        // a client looping over junk names would leave none for the real models.
+        let model = if record.error_kind == Some(ErrorKind::ModelNotFound) {
+            self.models.get_if_known(&record.model)
+        } else {
+            self.models.get(&record.model)
+        };
         let labels = CallLabels {
-            gen_ai_request_model: self.models.get(&record.model),
+            gen_ai_request_model: model,
             gen_ai_operation_name: self.operations.get(&record.operation),
             status: status_of(record),
         };
@@ -476,6 +516,19 @@ impl BoundedLabels {
             other: Arc::from(OTHER),
             unknown: Arc::from(UNKNOWN),
         }
+    }
+
+    /// The label value for `value` if it already has its own, else `other` (`unknown`
+    /// when empty): never takes a new slot.
+    fn get_if_known(&self, value: &str) -> Arc<str> {
+        if value.is_empty() {
+            return self.unknown.clone();
+        }
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known
+            .get(value)
+            .cloned()
+            .unwrap_or_else(|| self.other.clone())
     }
 
     /// The label value for `value`: itself while under the cap (first come, first
@@ -814,6 +867,40 @@ mod tests {
             x.labels.get("gen_ai_request_model").map(String::as_str)
                 == Some(&format!("model-{MAX_MODELS}"))
         }));
+    }
+
+    #[test]
+    fn models_ollama_does_not_have_take_no_label_slot() {
+        let metrics = Metrics::new();
+        metrics.observe_record(&ok_record("llama3.2", 10.0, 1.0, 10.0));
+        for i in 0..MAX_MODELS * 2 {
+            metrics.observe_record(&failed(&format!("junk-{i}"), ErrorKind::ModelNotFound));
+        }
+        metrics.observe_record(&failed("llama3.2", ErrorKind::ModelNotFound));
+        metrics.observe_record(&ok_record("qwen3:8b", 10.0, 1.0, 10.0));
+        let s = render(&metrics);
+        let calls_of = |model: &str| {
+            sum(
+                &s,
+                "ollameter_inference_calls_total",
+                &[("gen_ai_request_model", model)],
+            )
+        };
+        assert_eq!(
+            calls_of(OTHER),
+            (MAX_MODELS * 2) as f64,
+            "counted, as other"
+        );
+        assert_eq!(
+            calls_of("qwen3:8b"),
+            1.0,
+            "a real model still gets its label"
+        );
+        assert_eq!(
+            calls_of("llama3.2"),
+            2.0,
+            "a labelled model keeps its label"
+        );
     }
 
     #[test]

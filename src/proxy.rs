@@ -42,8 +42,12 @@ pub(crate) struct Inner {
     upstream: Upstream,
     /// For the health check's probe (with its own timeout), not for proxied calls.
     probe_client: reqwest::Client,
+    /// The upstream's kind (configured or detected).
+    kind: crate::upstream::Kind,
     sinks: Sinks,
     operation_header: axum::http::HeaderName,
+    /// Virtual model names, fallbacks and exploration.
+    router: crate::routing::ModelRouter,
     max_body_bytes: u64,
     limits: DecodeLimits,
 }
@@ -55,6 +59,8 @@ pub struct ProxyConfig {
     pub upstream: String,
     /// TCP connect timeout; there is no response timeout (model loads take minutes).
     pub connect_timeout: std::time::Duration,
+    /// What the upstream is, or whether to detect it (`upstream.kind`).
+    pub kind: crate::upstream::KindSetting,
     /// Header naming the operation (validated by the configuration).
     pub operation_header: axum::http::HeaderName,
     /// Largest request body read on instrumented routes.
@@ -74,6 +80,7 @@ impl ProxyState {
         recorder: Recorder,
         telemetry: Telemetry,
         metrics: Arc<Metrics>,
+        router: crate::routing::ModelRouter,
     ) -> Result<ProxyState, String> {
         let upstream = Upstream::new(&config.upstream, config.connect_timeout)?;
         let probe_client = reqwest::Client::builder()
@@ -86,6 +93,7 @@ impl ProxyState {
             inner: Arc::new(Inner {
                 upstream,
                 probe_client,
+                kind: crate::upstream::Kind::new(config.kind),
                 sinks: Sinks {
                     recorder,
                     quality: config.quality.clone(),
@@ -93,6 +101,7 @@ impl ProxyState {
                     metrics,
                 },
                 operation_header: config.operation_header.clone(),
+                router,
                 max_body_bytes: config.max_body_bytes,
                 limits: DecodeLimits {
                     capture_bytes: usize::try_from(config.quality_capture_bytes)
@@ -101,6 +110,11 @@ impl ProxyState {
                 },
             }),
         })
+    }
+
+    /// The upstream's kind (configured or detected), shared with the health check.
+    pub fn kind(&self) -> &crate::upstream::Kind {
+        &self.inner.kind
     }
 
     /// A client for the health check's probe of the upstream.

@@ -99,6 +99,37 @@ pub enum Source {
     Benchmark,
 }
 
+/// Who measured a record's speeds and durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingSource {
+    /// The upstream reported them: Ollama's `eval_duration` and friends, or llama.cpp's
+    /// `timings` object.
+    Server,
+    /// The proxy measured them (an OpenAI-compatible server that reports no timings):
+    /// generation speed between the first and the last content chunk.
+    Proxy,
+}
+
+impl TimingSource {
+    /// The snake_case name used in the store, the API and the export.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimingSource::Server => "server",
+            TimingSource::Proxy => "proxy",
+        }
+    }
+
+    /// Parses the snake_case name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<TimingSource> {
+        match name {
+            "server" => Some(TimingSource::Server),
+            "proxy" => Some(TimingSource::Proxy),
+            _ => None,
+        }
+    }
+}
+
 /// The request header by which a client marks a proxied call's source; only
 /// `benchmark` is accepted (see [`Source::from_header`]).
 pub const SOURCE_HEADER: &str = "x-ollameter-source";
@@ -142,6 +173,123 @@ impl Source {
             _ => None,
         }
     }
+}
+
+/// Why a call ran on the model it ran on. Stored and served as its lowercase name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteReason {
+    /// The client named this model itself (`"model": "llama3.2:3b"`).
+    Explicit,
+    /// A virtual name (`auto`, `auto:speed`, an alias) resolved to the recommended model.
+    Recommended,
+    /// A virtual name sent this call to a candidate still being measured (exploration).
+    Explore,
+    /// An earlier attempt of the same call failed before answering; this is the next model.
+    Fallback,
+}
+
+impl RouteReason {
+    /// Every reason, in the order documents list them.
+    pub const ALL: [RouteReason; 4] = [
+        RouteReason::Recommended,
+        RouteReason::Explore,
+        RouteReason::Fallback,
+        RouteReason::Explicit,
+    ];
+
+    /// The name used in the store, the API, the export and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteReason::Explicit => "explicit",
+            RouteReason::Recommended => "recommended",
+            RouteReason::Explore => "explore",
+            RouteReason::Fallback => "fallback",
+        }
+    }
+
+    /// Parses the name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<RouteReason> {
+        RouteReason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// The kind of work a call asks of a model: a model that embeds cannot chat, and the
+/// reverse, so routing never mixes them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// Generate, chat, completions, messages, responses.
+    Generation,
+    /// Embeddings.
+    Embedding,
+}
+
+impl CallKind {
+    /// The kind of a call by its endpoint path (`/api/embed`, `/v1/embeddings`, ...).
+    pub fn of_endpoint(endpoint: &str) -> CallKind {
+        match endpoint {
+            "/api/embed" | "/api/embeddings" | "/v1/embeddings" => CallKind::Embedding,
+            _ => CallKind::Generation,
+        }
+    }
+
+    /// The kind an installed model serves by its `/api/tags` capabilities; `None` when
+    /// they say neither.
+    pub fn of_capabilities(capabilities: &[String]) -> Option<CallKind> {
+        if capabilities.iter().any(|c| c == "completion") {
+            Some(CallKind::Generation)
+        } else if capabilities.iter().any(|c| c == "embedding") {
+            Some(CallKind::Embedding)
+        } else {
+            None
+        }
+    }
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Generation => "generation",
+            CallKind::Embedding => "embedding",
+        }
+    }
+
+    /// A bit of a set of kinds.
+    pub fn bit(self) -> u8 {
+        match self {
+            CallKind::Generation => 1,
+            CallKind::Embedding => 2,
+        }
+    }
+}
+
+/// The attempt number of a call that was tried once: every record is at least that.
+fn first_attempt() -> u32 {
+    1
 }
 
 /// One inference call, measured. Durations are milliseconds (`f64`, so sub-millisecond
@@ -219,6 +367,22 @@ pub struct Record {
     /// Where the record came from.
     #[serde(default)]
     pub source: Source,
+    /// Who measured `tokens_per_second` and the durations: `server` (the upstream's own
+    /// timings) or `proxy` (measured at the proxy); `None` when no speed is known.
+    #[serde(default)]
+    pub timing_source: Option<TimingSource>,
+    /// The `model` the client sent, when the proxy routed it (`auto:quality`, an alias
+    /// such as `photo`, or the explicit name itself); `model` is the one that ran.
+    #[serde(default)]
+    pub requested_model: Option<String>,
+    /// Why the call ran on `model`; `None` on records from before routing existed and on
+    /// records written by hand without one.
+    #[serde(default)]
+    pub route_reason: Option<RouteReason>,
+    /// 1 for the first try of a call, 2 for the first fallback, and so on: each attempt is
+    /// its own record, sharing `requested_model`.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// The ollameter instance that stored it (`store.instance`, by default the host
     /// name); stamped by the recorder when empty. Empty for records stored before
     /// instances were tracked.
@@ -268,6 +432,10 @@ impl Record {
             gpu_memory_peak_mb: None,
             gpu_free_mb: None,
             source: Source::Proxy,
+            timing_source: None,
+            requested_model: None,
+            route_reason: None,
+            attempt: 1,
             instance: String::new(),
         }
     }
@@ -307,6 +475,10 @@ pub const FIELD_NAMES: &[&str] = &[
     "gpu_memory_peak_mb",
     "gpu_free_mb",
     "source",
+    "timing_source",
+    "requested_model",
+    "route_reason",
+    "attempt",
     "instance",
 ];
 
@@ -345,6 +517,12 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
         assert_eq!(ErrorKind::parse("nope"), None);
+        for t in [TimingSource::Server, TimingSource::Proxy] {
+            assert_eq!(TimingSource::parse(t.as_str()), Some(t));
+            let json = serde_json::to_string(&t).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+        assert_eq!(TimingSource::parse("client"), None);
         assert_eq!(
             ErrorKind::parse("model_not_found"),
             Some(ErrorKind::ModelNotFound)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source, TimingSource};
 
 mod models;
 
@@ -108,6 +108,10 @@ impl Store {
                     r.gpu_memory_peak_mb,
                     r.gpu_free_mb,
                     r.source.as_str(),
+                    r.timing_source.map(TimingSource::as_str),
+                    r.requested_model,
+                    r.route_reason.map(RouteReason::as_str),
+                    r.attempt,
                     r.instance,
                 ])?;
             }
@@ -322,6 +326,8 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
     let ts_ms: i64 = row.get(1)?;
     let error_kind: Option<String> = row.get(8)?;
     let source: String = row.get(31)?;
+    let timing_source: Option<String> = row.get(32)?;
+    let route_reason: Option<String> = row.get(34)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, rusqlite::Error> {
         Ok(row.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -358,7 +364,13 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         gpu_memory_peak_mb: row.get(29)?,
         gpu_free_mb: row.get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
-        instance: row.get(32)?,
+        timing_source: timing_source.as_deref().and_then(TimingSource::parse),
+        requested_model: row.get(33)?,
+        route_reason: route_reason.as_deref().and_then(RouteReason::parse),
+        attempt: row
+            .get::<_, Option<i64>>(35)?
+            .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
+        instance: row.get(36)?,
     })
 }
 
@@ -379,6 +391,9 @@ mod tests {
         r.output_tokens = Some(18);
         r.tokens_per_second = Some(342.9);
         r.error_kind = Some(ErrorKind::MidstreamError);
+        r.requested_model = Some("auto:quality".into());
+        r.route_reason = Some(RouteReason::Fallback);
+        r.attempt = 2;
         r
     }
 
@@ -443,6 +458,157 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    fn an_older_store_gains_the_routing_columns_at_version(version: usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &migrations::MIGRATIONS[..version] {
+                conn.execute_batch(m.sqlite).expect("older schema");
+            }
+            conn.pragma_update(None, "user_version", version as i64)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("older row");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let old = store.records(None).expect("read");
+        assert_eq!(old[0].requested_model, None);
+        assert_eq!(old[0].route_reason, None);
+        assert_eq!(old[0].attempt, 1, "a stored call was one attempt");
+        let new = record("new", "m", 6);
+        store
+            .insert_batch(std::slice::from_ref(&new))
+            .expect("insert");
+        let back = store.record_by_id("new").expect("read").expect("found");
+        assert_eq!(back.requested_model.as_deref(), Some("auto:quality"));
+        assert_eq!(back.route_reason, Some(RouteReason::Fallback));
+        assert_eq!(back.attempt, 2);
+    }
+
+    #[test]
+    fn a_version_2_store_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(2);
+    }
+
+    #[test]
+    fn a_version_3_store_with_alerts_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(3);
+    }
+
+    #[test]
+    fn a_version_4_store_with_timing_source_gains_the_routing_columns() {
+        an_older_store_gains_the_routing_columns_at_version(4);
+    }
+
+    #[test]
+    fn a_version_3_store_keeps_its_alerts_and_gains_timing_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &migrations::MIGRATIONS[..3] {
+                conn.execute_batch(m.sqlite).expect("v3 schema");
+            }
+            conn.pragma_update(None, "user_version", 3).expect("v3");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms) VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5)",
+                [],
+            )
+            .expect("v3 row");
+            conn.execute(
+                "INSERT INTO alerts (model, kind, severity, state, started_at, summary, evidence)
+                 VALUES ('m', 'latency', 'warning', 'firing', 5, 's', '{}')",
+                [],
+            )
+            .expect("v3 alert");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        let alerts: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .expect("alerts kept");
+        assert_eq!(alerts, 1);
+        let mut fresh = record("new", "m", 6);
+        fresh.timing_source = Some(TimingSource::Server);
+        store.insert_batch(&[fresh]).expect("insert v4 row");
+        let records = store.records(None).expect("read");
+        let by_id = |id: &str| records.iter().find(|r| r.id == id).expect("row");
+        assert_eq!(by_id("old").timing_source, None);
+        assert_eq!(by_id("new").timing_source, Some(TimingSource::Server));
+    }
+
+    /// A store written by the ollameter before shared stores (schema 5: alerts,
+    /// `timing_source`, routing columns) opens, keeps every field and alert, and gains
+    /// `instance`.
+    #[test]
+    fn a_version_5_store_keeps_every_field_and_gains_instance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &migrations::MIGRATIONS[..5] {
+                conn.execute_batch(m.sqlite).expect("v5 schema");
+            }
+            conn.pragma_update(None, "user_version", 5).expect("v5");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms, tokens_per_second, gpu_free_mb, timing_source,
+                 requested_model, route_reason, attempt)
+                 VALUES ('old', 5, 'm', 'chat', '/api/chat', 1, 1, 12.5, 40.25, 1024.0,
+                 'server', 'auto:speed', 'fallback', 3)",
+                [],
+            )
+            .expect("v5 row");
+            conn.execute(
+                "INSERT INTO alerts (model, kind, severity, state, started_at, summary, evidence)
+                 VALUES ('m', 'latency', 'warning', 'firing', 5, 's', '{}')",
+                [],
+            )
+            .expect("v5 alert");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        let old = store.record_by_id("old").expect("read").expect("kept");
+        assert!(old.stream && old.success);
+        assert_eq!(old.processing_time_ms, 12.5);
+        assert_eq!(old.tokens_per_second, Some(40.25));
+        assert_eq!(old.gpu_free_mb, Some(1024.0));
+        assert_eq!(old.timing_source, Some(TimingSource::Server));
+        assert_eq!(old.requested_model.as_deref(), Some("auto:speed"));
+        assert_eq!(old.route_reason, Some(RouteReason::Fallback));
+        assert_eq!(old.attempt, 3);
+        assert_eq!(old.instance, "", "records from before instances name none");
+        let alerts: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .expect("alerts kept");
+        assert_eq!(alerts, 1);
+        let mut fresh = record("new", "m", 6);
+        fresh.instance = "a".into();
+        store
+            .insert_batch(std::slice::from_ref(&fresh))
+            .expect("insert");
+        assert_eq!(
+            store.record_by_id("new").expect("read").expect("found"),
+            fresh
+        );
     }
 
     #[test]

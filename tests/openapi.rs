@@ -226,6 +226,7 @@ async fn the_document_lists_every_served_route_and_each_documented_status_happen
         ("POST", "/compare".into(), Some(json!({"models": []})), 400),
         ("GET", "/recommend".into(), None, 200),
         ("GET", "/recommend?priority=cheap".into(), None, 400),
+        ("GET", "/routing".into(), None, 200),
         ("GET", format!("/trend/{model}"), None, 200),
         ("GET", format!("/trend/{model}?metric=vibes"), None, 400),
         ("GET", "/trend/never-seen".into(), None, 404),

@@ -436,6 +436,36 @@ async fn an_unreachable_upstream_gives_502_in_the_routes_shape_and_a_record() {
         .expect("json");
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["upstream_reachable"], false);
+    assert_eq!(
+        health["upstream_kind"],
+        Value::Null,
+        "nothing to tell the kind from"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_system_name_the_detected_ollama_kind() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let c = client();
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/api/model-performance/{path}", app.url);
+        async move {
+            c.get(url)
+                .send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let health = get("health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["upstream_kind"], "ollama");
+    assert_eq!(get("system").await["upstream_kind"], "ollama");
     app.stop().await;
 }
 

@@ -283,7 +283,12 @@ async fn a_store_that_refuses_writes_degrades_and_recovers_without_touching_traf
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_only_ever_reach_the_configured_upstream() {
     let fake = FakeOllama::start().await;
-    let app = TestApp::start(&fake.url()).await;
+    // The kind is given, so no detection probe reaches the fake beside what is forwarded.
+    let app = TestApp::start_with(&fake.url(), |c| {
+        c.proxy.kind =
+            ollameter::upstream::KindSetting::Fixed(ollameter::upstream::UpstreamKind::Ollama);
+    })
+    .await;
     let addr = app.url.trim_start_matches("http://").to_string();
     let upstream_host = fake.url().trim_start_matches("http://").to_string();
     let a = addr.clone();

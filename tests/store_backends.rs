@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use cluster::Cluster;
-use ollameter::record::{ErrorKind, Record, Source};
+use ollameter::record::{ErrorKind, Record, RouteReason, Source, TimingSource};
 use ollameter::store::{Change, RecordStore, StoreLocation};
 
 fn record(id: &str, model: &str, ts_ms: i64) -> Record {
@@ -32,6 +32,10 @@ fn record(id: &str, model: &str, ts_ms: i64) -> Record {
     r.error_message = Some("boom".into());
     r.gpu_free_mb = Some(1234.5);
     r.source = Source::Import;
+    r.timing_source = Some(TimingSource::Server);
+    r.requested_model = Some("auto:speed".into());
+    r.route_reason = Some(RouteReason::Fallback);
+    r.attempt = u32::MAX;
     r.instance = "host-a".into();
     r
 }
@@ -56,6 +60,10 @@ fn every_field_round_trips_on_both_backends() {
         b.http_status = None;
         b.quality_score = Some(4.5);
         b.source = Source::Proxy;
+        b.timing_source = Some(TimingSource::Proxy);
+        b.requested_model = None;
+        b.route_reason = Some(RouteReason::Explore);
+        b.attempt = 1;
         store.insert_batch(&[a.clone(), b.clone()]).expect("insert");
         assert_eq!(
             store.all_records(None).expect("read"),
@@ -197,9 +205,18 @@ fn another_instance_sees_records_and_changes_in_commit_order() {
         vec![],
         "nothing twice"
     );
-    a.insert_batch(&[record("5", "n", 50)]).expect("a writes");
+    let mut five = record("5", "n", 50);
+    five.timing_source = Some(TimingSource::Proxy);
+    five.route_reason = Some(RouteReason::Recommended);
+    five.attempt = 1;
+    a.insert_batch(std::slice::from_ref(&five))
+        .expect("a writes");
     let (changes, _) = c.poll_changes(100).expect("poll");
-    assert!(matches!(&changes[..], [Change::Records(rs)] if rs[0].id == "5"));
+    assert_eq!(
+        changes,
+        vec![Change::Records(vec![five])],
+        "replayed with every field"
+    );
 }
 
 #[test]
@@ -269,6 +286,9 @@ fn a_postgres_database_at_version_2_is_migrated_in_place() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].id, "old");
     assert_eq!(records[0].instance, "", "older records name no instance");
+    assert_eq!(records[0].timing_source, None);
+    assert_eq!(records[0].route_reason, None);
+    assert_eq!(records[0].attempt, 1, "a stored call was one attempt");
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     let version: i64 = client
         .query_one("SELECT MAX(version) FROM schema_migrations", &[])

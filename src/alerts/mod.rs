@@ -192,7 +192,7 @@ impl Alerts {
         &self.config
     }
 
-    fn publish(&self, alert: &Alert) {
+    pub(crate) fn publish(&self, alert: &Alert) {
         let mut board = self.write();
         board.active.retain(|a| a.id != alert.id);
         match alert.state {

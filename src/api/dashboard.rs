@@ -101,6 +101,11 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         None => listing::Listed::default(),
     };
     let statistics: Vec<ModelStatistics> = listed.models;
+    let shown: Option<Vec<String>> = if statistics.is_empty() {
+        None
+    } else {
+        Some(statistics.iter().map(|s| s.model.clone()).collect())
+    };
     let recommendations: Vec<_> = Priority::ALL
         .into_iter()
         .map(|priority| {
@@ -111,7 +116,10 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
                     window: window(),
                     min_operations: filters.min_operations,
                     available_vram_mb: None,
-                    models: None,
+                    // The models the page lists (the busiest `limit`): the recommendation
+                    // among what the page shows, and at 1,000 models four recommendations
+                    // over every one of them would cost the page 400 ms.
+                    models: shown.clone(),
                 },
             )
         })
@@ -182,6 +190,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         trend,
         insights,
         system: telemetry.snapshot(),
+        routing: Some(state.routing.snapshot()),
         alerts: state.alerts.list(None, None),
         version: env!("CARGO_PKG_VERSION"),
         latest_benchmark: state.bench.latest().map(|run| {

@@ -3,29 +3,31 @@
 //! many records were written and dropped. Also `/system` and `/metrics`.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
 use super::ApiState;
-use crate::text::error_chain;
 
-/// How long the health check waits for Ollama's `GET /`.
-const UPSTREAM_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Asks the upstream's `GET /` whether it answers: all `/health` needs of the upstream.
+/// Asks the upstream whether it answers, as its kind expects (see
+/// [`crate::upstream::Kind::probe`]): all `/health` and `/system` need of the upstream.
 #[derive(Clone)]
 pub struct UpstreamProbe {
     client: reqwest::Client,
     url: String,
+    kind: crate::upstream::Kind,
 }
 
 impl UpstreamProbe {
     /// A probe of the upstream at `url` (its base URL, without a trailing slash).
-    pub fn new(client: reqwest::Client, url: String) -> UpstreamProbe {
-        UpstreamProbe { client, url }
+    pub fn new(client: reqwest::Client, url: String, kind: crate::upstream::Kind) -> UpstreamProbe {
+        UpstreamProbe { client, url, kind }
+    }
+
+    /// The upstream's kind, configured or last detected.
+    pub fn kind(&self) -> Option<crate::upstream::UpstreamKind> {
+        self.kind.get()
     }
 
     /// The upstream's base URL.
@@ -33,19 +35,9 @@ impl UpstreamProbe {
         &self.url
     }
 
-    /// `Ok` when `GET /` answered 2xx, else why not.
-    async fn check(&self) -> Result<(), String> {
-        let probe = self
-            .client
-            .get(format!("{}/", self.url))
-            .timeout(UPSTREAM_PROBE_TIMEOUT)
-            .send()
-            .await;
-        match probe {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("GET / answered {}", r.status())),
-            Err(e) => Err(error_chain(&e)),
-        }
+    /// Probes the upstream as its kind expects.
+    async fn check(&self) -> crate::upstream::Probe {
+        self.kind.probe(&self.client, &self.url).await
     }
 }
 
@@ -81,7 +73,11 @@ pub struct Health {
     pub status: &'static str,
     /// The upstream's base URL.
     pub upstream: String,
-    /// Whether `GET /` on the upstream answered 2xx.
+    /// What the upstream is: `ollama` or `openai` (any OpenAI-compatible server),
+    /// configured (`upstream.kind`) or detected; `null` while it cannot be told.
+    pub upstream_kind: Option<crate::upstream::UpstreamKind>,
+    /// Whether the upstream answered its kind's probe with 2xx: Ollama `GET /api/version`;
+    /// an OpenAI-compatible server `GET /health`, or `GET /v1/models` where it has none.
     pub upstream_reachable: bool,
     /// Why not, when it did not.
     pub upstream_error: Option<String>,
@@ -115,8 +111,9 @@ pub struct Health {
     responses((status = 200, description = "The sidecar answers; `status` says how it is", body = Health))
 )]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
-    let upstream_error = state.upstream.check().await.err();
-    let upstream_reachable = upstream_error.is_none();
+    let probe = state.upstream.check().await;
+    let upstream_reachable = probe.error.is_none();
+    let upstream_error = probe.error;
     let stats = state.recorder.stats();
     let store_writable = !stats.store_failing();
     let writer_error = stats.writer_error();
@@ -127,6 +124,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     Json(Health {
         status: if ok { "ok" } else { "degraded" },
         upstream: state.upstream.url().to_string(),
+        upstream_kind: probe.kind,
         upstream_reachable,
         upstream_error,
         store_writable,
@@ -149,8 +147,21 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     tag = "meta",
     responses((status = 200, description = "Host, process and GPU telemetry", body = Object))
 )]
-pub async fn system(State(state): State<ApiState>) -> Json<crate::telemetry::SystemSnapshot> {
-    Json(state.telemetry.snapshot())
+pub async fn system(State(state): State<ApiState>) -> Json<System> {
+    Json(System {
+        upstream_kind: state.upstream.kind(),
+        snapshot: state.telemetry.snapshot(),
+    })
+}
+
+/// The `/system` answer: the upstream's kind beside the telemetry snapshot.
+#[derive(Debug, Serialize)]
+pub struct System {
+    /// `ollama` or `openai`, configured or detected; `null` while not known.
+    pub upstream_kind: Option<crate::upstream::UpstreamKind>,
+    /// What the telemetry sampler sees.
+    #[serde(flatten)]
+    pub snapshot: crate::telemetry::SystemSnapshot,
 }
 
 /// `GET /metrics`: Prometheus text format: per-model GenAI histograms and ollameter's own
@@ -224,13 +235,26 @@ mod tests {
             recorder::start(&location, config, Some(Arc::new(Panics) as CommitHook))
                 .expect("start");
         let failures = ServerFailures::default();
+        let history = Arc::new(History::default());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let state = ApiState {
+            routing: crate::routing::ModelRouter::new(
+                crate::routing::config::RoutingConfig::default(),
+                history.clone(),
+                crate::telemetry::Telemetry::disabled(),
+                metrics.clone(),
+                None,
+            ),
             recorder: recorder.clone(),
-            upstream: UpstreamProbe::new(reqwest::Client::new(), "http://127.0.0.1:9".into()),
+            upstream: UpstreamProbe::new(
+                reqwest::Client::new(),
+                "http://127.0.0.1:9".into(),
+                crate::upstream::Kind::new(crate::upstream::KindSetting::Auto),
+            ),
             telemetry: crate::telemetry::Telemetry::disabled(),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics,
             store: Arc::new(location),
-            history: Arc::new(History::default()),
+            history,
             started: Instant::now(),
             access: Arc::default(),
             server_failures: failures.clone(),

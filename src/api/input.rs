@@ -9,7 +9,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema}
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source, TimingSource};
 
 /// Longest model name accepted, in characters (Ollama's own names are far shorter).
 const MAX_NAME_LEN: usize = 256;
@@ -112,6 +112,17 @@ pub struct RecordInput {
     /// The model's `size_vram` in MiB.
     #[schema(minimum = 0.0, maximum = 1_000_000_000.0)]
     pub vram_mb: Option<f64>,
+    /// Who measured the speeds: `server` or `proxy`.
+    pub timing_source: Option<TimingSource>,
+    /// The model name the client sent when the proxy routed the call (`auto:quality`,
+    /// an alias).
+    #[schema(min_length = 1, max_length = 256)]
+    pub requested_model: Option<String>,
+    /// Why the call ran on `model_name`.
+    pub route_reason: Option<RouteReason>,
+    /// Which attempt of the call this was, 1 when absent.
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub attempt: Option<u32>,
 }
 
 /// A record's time as [`record_from_json`] reads it.
@@ -255,6 +266,26 @@ pub fn record_from_json(
     r.ollama_rss_peak_mb = f.number(&["ollama_rss_peak_mb"], 0.0, 1e9)?;
     r.gpu_memory_peak_mb = f.number(&["gpu_memory_peak_mb"], 0.0, 1e9)?;
     r.gpu_free_mb = f.number(&["gpu_free_mb"], 0.0, 1e9)?;
+    r.timing_source = match f.string(&["timing_source"])? {
+        None => None,
+        Some(name) => Some(
+            TimingSource::parse(&name)
+                .ok_or_else(|| format!("timing_source: {name:?} is not one of server, proxy"))?,
+        ),
+    };
+    r.requested_model = match f.get(&["requested_model"]) {
+        None => None,
+        Some(_) => Some(f.name(&["requested_model"], "requested_model")?),
+    };
+    r.route_reason = match f.string(&["route_reason"])? {
+        None => None,
+        Some(name) => Some(RouteReason::parse(&name).ok_or_else(|| {
+            format!("route_reason: {name:?} is not one of recommended, explore, fallback, explicit")
+        })?),
+    };
+    r.attempt = f
+        .integer(&["attempt"], 1, u64::from(u32::MAX))?
+        .map_or(1, |a| a as u32);
     if r.tokens_per_second.is_none()
         && let Some(tokens) = r.output_tokens
         && r.processing_time_ms > 0.0
@@ -323,7 +354,10 @@ fn is_numeric(name: &str) -> bool {
         || name.ends_with("_tokens")
         || name.ends_with("_bytes")
         || name.ends_with("_per_second")
-        || matches!(name, "http_status" | "quality_score" | "tokens_generated")
+        || matches!(
+            name,
+            "http_status" | "quality_score" | "tokens_generated" | "attempt"
+        )
 }
 
 fn parse_timestamp(v: &Value) -> Result<DateTime<Utc>, String> {

@@ -16,15 +16,11 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::listing::{self, LeftOut, ListParams};
 use super::params::{Params, PathText, hours_value, json_object};
-use crate::recommend::{
-    self, Candidate, DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Priority, Rankings,
-    RecommendParams, Recommendation, VramBudget, VramNeed,
-};
+use crate::recommend::{self, DEFAULT_MIN_OPERATIONS, Priority, Rankings, Recommendation};
 use crate::record::Source;
 use crate::stats::{
     self, Filter, Insight, ModelStatistics, Sample, Trend, TrendMetric, TrendParams,
 };
-use crate::telemetry::VramSource as TelemetryVramSource;
 
 /// Most models one compare or recommend call may name.
 const MAX_MODELS: usize = 500;
@@ -478,69 +474,19 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         available_vram_mb,
         models,
     } = query;
-    // Unknown names (never succeeded, not installed) are never candidates: by default they
-    // are not considered at all, and one named in `available_models` is excluded.
-    let (models, unknown) = match models {
-        None => (listing::known_models(state), Vec::new()),
-        Some(named) => {
-            let unknown = listing::unknown_among(state, &named);
-            let known = named.into_iter().filter(|m| !unknown.contains(m)).collect();
-            (known, unknown)
-        }
-    };
-    let filter = window.filter(state);
-    let telemetry = &state.telemetry;
-    let mut candidates: Vec<Candidate> = state.history.with_all(|all| {
-        models
-            .iter()
-            .map(|model| {
-                let summary = filter.as_ref().and_then(|f| {
-                    all.get(model)
-                        .and_then(|s| stats::model_summary(model, &window.of_source(s), f))
-                });
-                summary.map_or_else(
-                    || Candidate::without_operations(model.clone()),
-                    Candidate::new,
-                )
-            })
-            .collect()
-    });
-    for candidate in &mut candidates {
-        // Telemetry's figure (measured by Ollama or NVML, or estimated from the model's
-        // size) beats what the records carry.
-        if let Some(need) = telemetry.vram_need(&candidate.model) {
-            candidate.vram_need = Some(VramNeed {
-                mb: need.mb,
-                source: match need.source {
-                    TelemetryVramSource::Measured => recommend::VramSource::Measured,
-                    TelemetryVramSource::Estimate => recommend::VramSource::Estimate,
-                },
-            });
-        }
-        candidate.held_vram_mb = telemetry.held_vram_mb(&candidate.model);
-    }
-    // The caller's budget; without one, each model may use what the GPU has free plus what
-    // it holds itself now; without GPU telemetry, nothing is checked.
-    let vram = match (available_vram_mb, telemetry.free_vram_mb()) {
-        (Some(mb), _) => VramBudget::Given(mb),
-        (None, Some(free)) => VramBudget::FreePlusHeld(free),
-        (None, None) => VramBudget::Unknown,
-    };
-    let params = RecommendParams {
-        priority,
-        min_operations,
-        vram,
-        window_hours: window.hours,
-    };
-    let mut answer = recommend::recommend(&candidates, &params);
-    for model in unknown {
-        answer.excluded.push(Excluded {
-            model,
-            kinds: vec![ExclusionKind::NoSuccessfulOperations],
-            reason: "Ollama does not have this model and no call to it ever succeeded".into(),
-        });
-    }
-    answer
+    crate::policy::recommendation(
+        &state.history,
+        &state.telemetry,
+        crate::policy::PolicyRequest {
+            priority,
+            hours: window.hours,
+            operation: window.operation,
+            source: window.source,
+            min_operations,
+            available_vram_mb,
+            models,
+        },
+    )
 }
 
 /// `/trend/{model}`'s query parameters (documentation; read through [`Params`]).

@@ -115,6 +115,7 @@ fn env_value(value: &str) -> toml::Value {
         .chars()
         .all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
         && let Ok(v) = value.parse::<f64>()
+        && v.is_finite()
     {
         return toml::Value::Float(v);
     }

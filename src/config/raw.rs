@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// `[api]`
     #[serde(default)]
     pub api: RawApi,
+    /// `[routing]`
+    #[serde(default)]
+    pub routing: crate::routing::config::RawRouting,
     /// `[alerts]`
     #[serde(default)]
     pub alerts: crate::alerts::config::RawAlerts,
@@ -90,6 +93,8 @@ pub struct RawUpstream {
     pub url: Option<String>,
     /// TCP connect timeout.
     pub connect_timeout_ms: Option<u64>,
+    /// `auto`, `ollama` or `openai`.
+    pub kind: Option<String>,
 }
 
 /// `[proxy]`: how requests are read and measured.
@@ -168,6 +173,7 @@ pub const KEYS: &[&str] = &[
     "server.api_listen",
     "upstream.url",
     "upstream.connect_timeout_ms",
+    "upstream.kind",
     "proxy.max_body_bytes",
     "proxy.operation_header",
     "proxy.max_parse_bytes",
@@ -194,4 +200,6 @@ pub const KEYS: &[&str] = &[
     "api.admin_token",
     "api.read_token",
     "api.protect_writes",
+    "routing.explore",
+    "routing.max_attempts",
 ];

@@ -10,6 +10,7 @@ use axum::http::HeaderName;
 
 use super::*;
 use crate::quality::QualityRules;
+use crate::upstream::KindSetting;
 
 /// Turns the raw shape into typed values, listing every problem.
 pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -44,6 +45,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Err(e) => {
             problems.push(format!("upstream.url: {e}"));
             None
+        }
+    };
+    let upstream_kind = match raw.upstream.kind.as_deref().map(KindSetting::parse) {
+        None => KindSetting::Auto,
+        Some(Ok(kind)) => kind,
+        Some(Err(e)) => {
+            problems.push(format!("upstream.kind: {e}"));
+            KindSetting::Auto
         }
     };
     let mut positive = |key: &str, value: Option<u64>, default: u64| -> u64 {
@@ -192,6 +201,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
              point it at Ollama (usually http://127.0.0.1:11434)"
         ));
     }
+    let routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
     let alerts = crate::alerts::config::validate(&raw.alerts)
         .map_err(|more| problems.extend(more))
         .ok();
@@ -227,6 +237,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         upstream: RawUpstream {
             url: Some(upstream.clone()),
             connect_timeout_ms: Some(connect_timeout_ms),
+            kind: Some(upstream_kind.as_str().to_owned()),
         },
         proxy: RawProxy {
             max_body_bytes: Some(max_body_bytes),
@@ -279,6 +290,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             read_token: shown(&raw.api.read_token),
             protect_writes: Some(protect_writes),
         },
+        routing: crate::routing::config::RawRouting {
+            explore: Some(routing.explore),
+            max_attempts: Some(routing.max_attempts),
+            ..raw.routing.clone()
+        },
         alerts: crate::alerts::config::effective(&raw.alerts),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
@@ -293,6 +309,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         proxy: ProxyConfig {
             upstream: upstream.clone(),
             connect_timeout,
+            kind: upstream_kind,
             operation_header,
             max_body_bytes,
             quality_capture_bytes,
@@ -329,6 +346,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format: log_format,
             color: log_color,
         },
+        routing,
         alerts: alerts.unwrap_or_default(),
         effective,
     })

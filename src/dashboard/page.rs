@@ -8,6 +8,7 @@
 //! - `comparison`: the side-by-side bar charts.
 //! - `trend`: one model's trend with its warnings.
 //! - `warnings`: every other warning.
+//! - `routing`: the virtual model names, what each runs on now, and their last hour.
 //! - `gpu`: the GPUs' memory and the loaded models.
 //! - `format`: how numbers look in tables and on axes.
 
@@ -17,6 +18,7 @@ mod format;
 mod gpu;
 mod overview;
 mod recommendations;
+mod routing;
 mod trend;
 mod warnings;
 
@@ -27,6 +29,7 @@ use self::empty::{empty_window, no_data};
 use self::gpu::gpu;
 use self::overview::overview;
 use self::recommendations::recommendations;
+use self::routing::routing;
 use self::trend::{metric_words, trend};
 use self::warnings::other_insights;
 use super::{Filters, View, WINDOW_CHOICES, format_hours};
@@ -71,6 +74,7 @@ pub fn render(view: &View) -> String {
                         (trend(view))
                         (other_insights(view))
                     }
+                    (routing(view))
                     (gpu(&view.system))
                 }
                 (footer(view))
@@ -299,8 +303,76 @@ mod tests {
             system: SystemSnapshot::empty(true, 1000, SourcesState::all(&SourceState::Ok)),
             alerts: Default::default(),
             version: "test",
+            routing: None,
             latest_benchmark: None,
         }
+    }
+
+    #[test]
+    fn the_routing_section_shows_each_name_its_choice_and_exclusions() {
+        use crate::recommend::Priority;
+        use crate::record::{CallKind, RouteReason};
+        use crate::routing::share::ModelShare;
+        use crate::routing::{
+            AliasView, CurrentChoice, Explorable, RouteExclusion, RoutingSnapshot,
+        };
+        let mut v = view();
+        v.routing = Some(RoutingSnapshot {
+            explore: 0.1,
+            max_attempts: 3,
+            fallbacks: Vec::new(),
+            aliases: vec![AliasView {
+                name: "ph<o>to".into(),
+                builtin: false,
+                priority: Priority::Quality,
+                candidates: None,
+                operation: Some("photo_evaluation".into()),
+                min_operations: 10,
+                max_vram_gb: Some(8.0),
+                max_p95_ms: None,
+                current: vec![CurrentChoice {
+                    kind: CallKind::Generation,
+                    operation: Some("photo_evaluation".into()),
+                    model: Some("llava:7b".into()),
+                    reason: Some(RouteReason::Recommended),
+                    why: "best".into(),
+                    candidates: vec!["llava:7b".into(), "gemma3:4b".into()],
+                    ranked: vec!["llava:7b".into(), "gemma3:4b".into()],
+                    explorable: vec![Explorable {
+                        model: "qwen2.5vl:7b".into(),
+                        operations: 2,
+                    }],
+                    excluded: vec![RouteExclusion {
+                        model: "big:70b".into(),
+                        reason: "needs 40.0 GB of VRAM".into(),
+                    }],
+                }],
+                last_hour: vec![ModelShare {
+                    model: "llava:7b".into(),
+                    calls: 9,
+                    share: 0.9,
+                    recommended: 9,
+                    explore: 0,
+                    fallback: 0,
+                    explicit: 0,
+                }],
+            }],
+        });
+        let page = render(&v);
+        for needle in [
+            "Model routing",
+            "ph&lt;o&gt;to",
+            "llava:7b",
+            "recommended",
+            "gemma3:4b",
+            "qwen2.5vl:7b (2 ops)",
+            "big:70b (needs 40.0 GB of VRAM)",
+            "llava:7b 90%",
+        ] {
+            assert!(page.contains(needle), "{needle} missing");
+        }
+        v.routing.as_mut().expect("set").aliases.clear();
+        assert!(render(&v).contains("No virtual model used in the last hour"));
     }
 
     #[test]

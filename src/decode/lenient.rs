@@ -60,6 +60,22 @@ impl Scalar for u64 {
     }
 }
 
+impl Scalar for f64 {
+    const EXPECTED: &'static str = "a non-negative number";
+
+    fn from_u64(v: u64) -> Option<f64> {
+        Some(v as f64)
+    }
+
+    fn from_i64(v: i64) -> Option<f64> {
+        (v >= 0).then_some(v as f64)
+    }
+
+    fn from_f64(v: f64) -> Option<f64> {
+        (v.is_finite() && v >= 0.0).then_some(v)
+    }
+}
+
 impl Scalar for String {
     const EXPECTED: &'static str = "a string";
 

@@ -1,7 +1,7 @@
 //! OpenAI shapes, as Ollama's compatibility routes send them: chat and completions
 //! stream chunks (`choices[0].delta` / `choices[0].text`) and bodies
 //! (`choices[0].message` / `choices[0].text`), embeddings bodies, `usage`, and the
-//! `{"error":{"message":...}}` object. The `[DONE]` terminator is handled by the caller,
+//! `{"error":{"message":...}}` object, and llama.cpp's `timings`. The `[DONE]` terminator is handled by the caller,
 //! as it is not JSON.
 
 use serde::Deserialize;
@@ -17,6 +17,8 @@ struct OpenAiObject {
     /// In a stream only with `stream_options.include_usage`, on a last chunk whose
     /// `choices` is empty; always in a body.
     usage: Option<Usage>,
+    /// llama.cpp's server-side timings: in a body, and on a stream's last chunk.
+    timings: Option<super::timings::Timings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +92,9 @@ pub(super) fn apply(bytes: &[u8], c: &mut Collector) -> Result<(), String> {
         c.set("usage.completion_tokens", usage.completion_tokens, |f| {
             &mut f.eval_count
         });
+    }
+    if let Some(timings) = object.timings {
+        super::timings::apply(timings, c);
     }
     Ok(())
 }

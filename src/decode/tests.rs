@@ -1346,3 +1346,85 @@ fn random_input_in_random_splits_never_panics_or_depends_on_the_split() {
         );
     }
 }
+
+// llama.cpp's `timings`
+
+/// A llama.cpp chat stream: its last content chunk carries `timings`; no usage unless asked.
+fn llama_chat_stream(include_usage: bool) -> String {
+    let timings = r#""timings":{"cache_n":0,"prompt_n":12,"prompt_ms":8.5,"prompt_per_token_ms":0.708,"prompt_per_second":1411.76,"predicted_n":3,"predicted_ms":20.0,"predicted_per_token_ms":6.667,"predicted_per_second":150.0}"#;
+    let mut events = vec![
+        r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"role":"assistant","content":null}}],"created":1764510000,"id":"chatcmpl-x","model":"smollm2","object":"chat.completion.chunk"}"#.to_owned(),
+        r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":"Hi"}}],"created":1764510000,"id":"chatcmpl-x","model":"smollm2","object":"chat.completion.chunk"}"#.to_owned(),
+        r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":" there"}}],"created":1764510000,"id":"chatcmpl-x","model":"smollm2","object":"chat.completion.chunk"}"#.to_owned(),
+        format!(
+            r#"{{"choices":[{{"finish_reason":"stop","index":0,"delta":{{}}}}],"created":1764510000,"id":"chatcmpl-x","model":"smollm2","object":"chat.completion.chunk",{timings}}}"#
+        ),
+    ];
+    if include_usage {
+        events.push(r#"{"choices":[],"created":1764510000,"id":"chatcmpl-x","model":"smollm2","object":"chat.completion.chunk","usage":{"completion_tokens":3,"prompt_tokens":12,"total_tokens":15}}"#.to_owned());
+    }
+    events.push("[DONE]".to_owned());
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    sse_data(&refs)
+}
+
+#[test]
+fn llama_cpp_stream_timings_count_tokens_exactly_without_usage() {
+    let facts = decode(Api::OpenAiChat, Format::Sse, &llama_chat_stream(false));
+    assert!(facts.completed);
+    assert_eq!(
+        facts.eval_count,
+        Some(3),
+        "predicted_n, not the 2 content chunks"
+    );
+    assert!(!facts.tokens_estimated);
+    assert_eq!(
+        facts.server_timings,
+        Some(ServerTimings {
+            prompt_n: Some(12),
+            prompt_ms: Some(8.5),
+            prompt_per_second: Some(1411.76),
+            predicted_n: Some(3),
+            predicted_ms: Some(20.0),
+            predicted_per_second: Some(150.0),
+        })
+    );
+    assert_eq!(facts.parse_errors, 0);
+}
+
+#[test]
+fn llama_cpp_stream_with_usage_keeps_usage_and_timings() {
+    let facts = decode(Api::OpenAiChat, Format::Sse, &llama_chat_stream(true));
+    assert_eq!(
+        (facts.prompt_eval_count, facts.eval_count),
+        (Some(12), Some(3))
+    );
+    let t = facts.server_timings.expect("timings");
+    assert_eq!(t.tokens_per_second(), Some(150.0));
+    assert_eq!(t.prompt_tokens_per_second(), Some(1411.76));
+}
+
+#[test]
+fn llama_cpp_body_timings_are_read() {
+    let body = r#"{"choices":[{"finish_reason":"length","index":0,"text":" one two"}],"created":1764510000,"model":"smollm2","object":"text_completion","usage":{"completion_tokens":8,"prompt_tokens":5,"total_tokens":13},"id":"cmpl-1","timings":{"prompt_n":5,"prompt_ms":4.0,"predicted_n":8,"predicted_ms":40.0}}"#;
+    let facts = decode(Api::OpenAiCompletions, Format::Json, body);
+    assert!(facts.completed);
+    assert_eq!(facts.eval_count, Some(8));
+    let t = facts.server_timings.expect("timings");
+    // No *_per_second fields: computed from counts and milliseconds.
+    assert_eq!(t.tokens_per_second(), Some(200.0));
+    assert_eq!(t.prompt_tokens_per_second(), Some(1250.0));
+}
+
+#[test]
+fn malformed_timings_cost_one_parse_error_and_keep_the_rest() {
+    let body = r#"{"choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":"ok"}}],"usage":{"completion_tokens":1,"prompt_tokens":2},"timings":{"prompt_n":-1,"prompt_ms":"slow","predicted_n":1,"predicted_ms":5.0}}"#;
+    let facts = decode(Api::OpenAiChat, Format::Json, body);
+    assert_eq!(facts.parse_errors, 1);
+    assert!(facts.completed);
+    assert_eq!(facts.text, "ok");
+    let t = facts.server_timings.expect("timings");
+    assert_eq!((t.prompt_n, t.prompt_ms), (None, None));
+    assert_eq!(t.tokens_per_second(), Some(200.0));
+    assert_eq!(t.prompt_tokens_per_second(), None);
+}

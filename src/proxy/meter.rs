@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use crate::decode::{Api, Decoder, Format, ResponseFacts};
 use crate::metrics::Metrics;
 use crate::quality::QualityRules;
-use crate::record::{ErrorKind, Record};
+use crate::record::{ErrorKind, Record, TimingSource};
 use crate::recorder::Recorder;
 use crate::telemetry::{SampleMark, Telemetry};
 use crate::text::error_chain;
@@ -192,6 +192,7 @@ impl Meter {
             let secs = (last - first).as_secs_f64();
             if tokens >= 2 && secs > 0.0 {
                 record.tokens_per_second = Some((tokens - 1) as f64 / secs);
+                record.timing_source = Some(TimingSource::Proxy);
             }
         }
         let status = record.http_status.unwrap_or(0);
@@ -315,6 +316,19 @@ fn apply_facts(record: &mut Record, facts: &ResponseFacts) {
     record.tokens_per_second = rate(facts.eval_count, facts.eval_duration_ns);
     record.prompt_tokens_per_second = rate(facts.prompt_eval_count, facts.prompt_eval_duration_ns);
     record.done_reason = facts.done_reason.clone();
+    if let Some(t) = &facts.server_timings {
+        // llama.cpp's own figures. `prompt_n` counts only the prompt tokens it evaluated
+        // (not those reused from its cache), so its speed is the server's, not usage/time.
+        record.prompt_eval_duration_ms = t.prompt_ms.or(record.prompt_eval_duration_ms);
+        record.eval_duration_ms = t.predicted_ms.or(record.eval_duration_ms);
+        record.tokens_per_second = t.tokens_per_second().or(record.tokens_per_second);
+        record.prompt_tokens_per_second = t
+            .prompt_tokens_per_second()
+            .or(record.prompt_tokens_per_second);
+    }
+    if record.tokens_per_second.is_some() || record.prompt_tokens_per_second.is_some() {
+        record.timing_source = Some(TimingSource::Server);
+    }
 }
 
 /// Tokens per second from a count and a duration in nanoseconds.

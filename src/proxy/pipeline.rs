@@ -32,6 +32,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use hyper::body::Incoming;
 
+use super::classify::RequestFacts;
 use super::classify::{
     classify as classify_route, default_operation, is_openai_shape, request_facts,
 };
@@ -41,7 +42,9 @@ use super::meter::{Meter, MeteredBody};
 use super::upstream::{self, Upstream, UpstreamError};
 use super::{Inner, ProxyState, RECORD_ID_HEADER};
 use crate::decode::Api;
-use crate::record::{ErrorKind, Record};
+use crate::record::{CallKind, ErrorKind, Record, RouteReason};
+use crate::routing::{self, MODEL_HEADER, Plan};
+use http_body_util::BodyExt;
 
 /// Longest client-chosen value kept from a header (`X-Request-Id`, the operation).
 const MAX_HEADER_VALUE_CHARS: usize = 128;
@@ -61,11 +64,135 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         Ok(body) => body,
         Err(answer) => return answer,
     };
-    let mut meter = open_record(proxy, &head, api, &body, started);
-    let target = resolve(proxy, &head, body);
-    meter.upstream_sent();
-    let answer = forward(&head, &target).await;
-    respond(proxy, &head, answer, meter)
+    let facts = request_facts(api, &body);
+    let plan = match plan(proxy, &head, api, &facts.model).await {
+        Ok(plan) => plan,
+        Err(answer) => return answer,
+    };
+    let Some(plan) = plan else {
+        let route = RouteFields {
+            requested: facts.model.clone(),
+            reason: RouteReason::Explicit,
+            attempt: 1,
+        };
+        let mut meter = open_record(proxy, &head, api, facts, body.len(), started, route);
+        let target = resolve(proxy, &head, body);
+        meter.upstream_sent();
+        let answer = forward(&head, &target).await;
+        return respond(proxy, &head, answer, meter);
+    };
+    attempts(proxy, head, api, facts, body, started, plan).await
+}
+
+/// How long a failed attempt's error answer may take to be read (it is a short JSON
+/// object) before the next model is tried anyway.
+const FAILED_ATTEMPT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Phase 3b, routing: the models to try for a virtual name (`auto`, an alias) or a model
+/// with a fallback chain; `None` to forward the call as sent; the route's 400 or 503 when
+/// the name cannot be served.
+async fn plan(
+    proxy: &Inner,
+    head: &Head,
+    api: Api,
+    requested: &str,
+) -> Result<Option<Plan>, Response> {
+    if !proxy.router.routes(requested) {
+        return Ok(None);
+    }
+    let operation = head
+        .short_header(&proxy.operation_header)
+        .unwrap_or(default_operation(api));
+    let kind = CallKind::of_endpoint(head.path());
+    proxy
+        .router
+        .plan(requested, kind, operation)
+        .await
+        .map_err(|e| {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            error_response(status, head.openai_shape, &e.message())
+        })
+}
+
+/// Phases 4 to 6 for a routed call: each attempt with the body's `model` replaced (and
+/// `Content-Length` fixed), its own record, and the next model when this one fails before
+/// any byte reached the client (no answer, 5xx, 404 model not found). The answer that
+/// goes to the client names its model in `X-Ollameter-Model`.
+async fn attempts(
+    proxy: &Inner,
+    head: Head,
+    api: Api,
+    facts: RequestFacts,
+    body: Bytes,
+    started: Instant,
+    plan: Plan,
+) -> Response {
+    let last = plan.attempts.len().saturating_sub(1);
+    let mut response = None;
+    for (i, attempt) in plan.attempts.iter().enumerate() {
+        let body = routing::body::with_model(&body, &attempt.model).unwrap_or_else(|| body.clone());
+        let mut head = head.clone();
+        head.headers.insert(
+            axum::http::header::CONTENT_LENGTH,
+            HeaderValue::from(body.len()),
+        );
+        let route = RouteFields {
+            requested: plan.requested.clone(),
+            reason: attempt.reason,
+            attempt: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        };
+        // Each attempt's time is its own: a fallback's record measures its model only.
+        let attempt_started = if i == 0 { started } else { Instant::now() };
+        let facts = RequestFacts {
+            model: attempt.model.clone(),
+            stream: facts.stream,
+        };
+        let mut meter = open_record(proxy, &head, api, facts, body.len(), attempt_started, route);
+        proxy.router.note(&plan.requested, attempt);
+        let target = resolve(proxy, &head, body);
+        meter.upstream_sent();
+        let answer = forward(&head, &target).await;
+        let failed_before_answering = match &answer {
+            Err(_) => true,
+            Ok(a) => a.status().is_server_error() || a.status() == StatusCode::NOT_FOUND,
+        };
+        let mut answered = respond(proxy, &head, answer, meter);
+        if failed_before_answering && i < last {
+            // Nothing has reached the client: the meter finishes this attempt's record
+            // from the error answer's own (short) body, and the next model is tried.
+            tracing::info!(
+                requested = %plan.requested,
+                model = %attempt.model,
+                status = answered.status().as_u16(),
+                "routing: falling back to the next model"
+            );
+            let drained = answered.into_body().collect();
+            let _ = tokio::time::timeout(FAILED_ATTEMPT_DRAIN, drained).await;
+            continue;
+        }
+        if let Ok(model) = HeaderValue::from_str(&attempt.model) {
+            answered.headers_mut().insert(MODEL_HEADER, model);
+        }
+        response = Some(answered);
+        break;
+    }
+    response.unwrap_or_else(|| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            head.openai_shape,
+            "ollameter: no model to try",
+        )
+    })
+}
+
+/// What routing says about one attempt, for its record.
+pub(crate) struct RouteFields {
+    /// The model name the client sent.
+    pub(crate) requested: String,
+    /// Why this attempt runs on its model.
+    pub(crate) reason: RouteReason,
+    /// 1 for the first try.
+    pub(crate) attempt: u32,
 }
 
 /// What a request is to the proxy.
@@ -188,10 +315,11 @@ pub(crate) fn open_record(
     proxy: &Inner,
     head: &Head,
     api: Api,
-    body: &Bytes,
+    facts: RequestFacts,
+    body_len: usize,
     started: Instant,
+    route: RouteFields,
 ) -> Meter {
-    let facts = request_facts(api, body);
     let explicit_operation = head.short_header(&proxy.operation_header);
     let operation_explicit = explicit_operation.is_some();
     let operation = explicit_operation
@@ -208,7 +336,10 @@ pub(crate) fn open_record(
         head.path().to_string(),
     );
     record.stream = facts.stream;
-    record.request_bytes = body.len() as u64;
+    record.request_bytes = body_len as u64;
+    record.requested_model = Some(route.requested);
+    record.route_reason = Some(route.reason);
+    record.attempt = route.attempt;
     if let Some(source) = head.headers.get(crate::record::SOURCE_HEADER) {
         // ollameter's own benchmark marks its calls.
         record.source = crate::record::Source::from_header(source.as_bytes());

@@ -135,7 +135,21 @@ pub const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX alerts_state ON alerts(state, id);",
     },
-    // 4: the instance that stored each record (empty for older records). On PostgreSQL
+    // 4: who measured the speeds: `server` (upstream timings) or `proxy`.
+    Migration {
+        sqlite: "ALTER TABLE records ADD COLUMN timing_source TEXT;",
+        postgres: "ALTER TABLE records ADD COLUMN timing_source TEXT;",
+    },
+    // 5: model routing: what the client asked for, why this model ran, which attempt.
+    Migration {
+        sqlite: "ALTER TABLE records ADD COLUMN requested_model TEXT;
+        ALTER TABLE records ADD COLUMN route_reason TEXT;
+        ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",
+        postgres: "ALTER TABLE records ADD COLUMN requested_model TEXT;
+        ALTER TABLE records ADD COLUMN route_reason TEXT;
+        ALTER TABLE records ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1;",
+    },
+    // 6: the instance that stored each record (empty for older records). On PostgreSQL
     // also the change log (deletions and quality feedback, numbered with the records) and
     // the identity that lets a batch whose commit went unanswered be sent again.
     Migration {

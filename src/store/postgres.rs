@@ -27,7 +27,7 @@ use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
 use super::backend::{Change, RecordStore};
 use super::migrations::{self, Migrate, Migration, SCHEMA_VERSION};
 use super::{StoreError, StoredModel};
-use crate::record::{ErrorKind, FIELD_NAMES, Record, Source};
+use crate::record::{ErrorKind, FIELD_NAMES, Record, RouteReason, Source, TimingSource};
 
 /// Held (per transaction) by every write, so numbers are drawn in commit order.
 const WRITE_LOCK: i64 = 0x6f6c_6c61_6d65_7401;
@@ -43,7 +43,7 @@ const COLUMN_TYPES: &[&str] = &[
     "text", "int8", "text", "text", "text", "bool", "bool", "int4", "text", "text", "float8",
     "float8", "float8", "float8", "float8", "float8", "int8", "int8", "bool", "float8", "float8",
     "text", "int8", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
-    "text", "text",
+    "text", "text", "text", "text", "int8", "text",
 ];
 
 /// A PostgreSQL database to connect to.
@@ -616,6 +616,10 @@ struct Columns<'a> {
     response_bytes: Vec<i64>,
     memory: [Vec<Option<f64>>; 7],
     source: Vec<&'static str>,
+    timing_source: Vec<Option<&'static str>>,
+    requested_model: Vec<Option<&'a str>>,
+    route_reason: Vec<Option<&'static str>>,
+    attempt: Vec<i64>,
     instance: Vec<&'a str>,
 }
 
@@ -679,6 +683,19 @@ impl<'a> Columns<'a> {
                 col(&|r| r.gpu_free_mb),
             ],
             source: records.iter().map(|r| r.source.as_str()).collect(),
+            timing_source: records
+                .iter()
+                .map(|r| r.timing_source.map(TimingSource::as_str))
+                .collect(),
+            requested_model: records
+                .iter()
+                .map(|r| r.requested_model.as_deref())
+                .collect(),
+            route_reason: records
+                .iter()
+                .map(|r| r.route_reason.map(RouteReason::as_str))
+                .collect(),
+            attempt: records.iter().map(|r| i64::from(r.attempt)).collect(),
             instance: records.iter().map(|r| r.instance.as_str()).collect(),
         }
     }
@@ -708,6 +725,10 @@ impl<'a> Columns<'a> {
         p.push(&self.response_bytes);
         p.extend(self.memory.iter().map(|c| c as &(dyn ToSql + Sync)));
         p.push(&self.source);
+        p.push(&self.timing_source);
+        p.push(&self.requested_model);
+        p.push(&self.route_reason);
+        p.push(&self.attempt);
         p.push(&self.instance);
         p
     }
@@ -718,6 +739,8 @@ fn record_from_row(row: &Row) -> Result<Record, postgres::Error> {
     let ts_ms: i64 = row.try_get(1)?;
     let error_kind: Option<String> = row.try_get(8)?;
     let source: String = row.try_get(31)?;
+    let timing_source: Option<String> = row.try_get(32)?;
+    let route_reason: Option<String> = row.try_get(34)?;
     let opt_u64 = |i: usize| -> Result<Option<u64>, postgres::Error> {
         Ok(row.try_get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
     };
@@ -756,7 +779,11 @@ fn record_from_row(row: &Row) -> Result<Record, postgres::Error> {
         gpu_memory_peak_mb: row.try_get(29)?,
         gpu_free_mb: row.try_get(30)?,
         source: Source::parse(&source).unwrap_or_default(),
-        instance: row.try_get(32)?,
+        timing_source: timing_source.as_deref().and_then(TimingSource::parse),
+        requested_model: row.try_get(33)?,
+        route_reason: route_reason.as_deref().and_then(RouteReason::parse),
+        attempt: row.try_get::<_, i64>(35)?.clamp(1, i64::from(u32::MAX)) as u32,
+        instance: row.try_get(36)?,
     })
 }
 
