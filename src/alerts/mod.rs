@@ -400,20 +400,27 @@ impl AlertsTask {
 /// Loads the stored alerts, warms the detectors' baselines from the history, and starts
 /// the webhook senders (on the current runtime).
 ///
-/// On a shared store (PostgreSQL) alerts are not stored yet: each instance keeps its own
-/// in memory, and they start empty.
+/// On a shared store (PostgreSQL) every instance reads the same alerts.
 pub async fn prepare(
     config: AlertsConfig,
     location: &crate::store::StoreLocation,
     history: &History,
 ) -> Result<Prepared, crate::store::StoreError> {
     let location = location.clone();
-    let loaded = tokio::task::spawn_blocking(move || match location {
+    let loaded = tokio::task::spawn_blocking(move || match &location {
         crate::store::StoreLocation::Sqlite(path) => {
-            let store = crate::store::Store::open(&path)?;
-            store::load(store.connection(), RESOLVED_SHOWN).map_err(crate::store::StoreError::from)
+            let mut store = crate::store::Store::open(path)?;
+            crate::store::RecordStore::load_alerts(&mut store, RESOLVED_SHOWN)
         }
-        crate::store::StoreLocation::Postgres(_) => Ok((Vec::new(), Vec::new())),
+        // A shared store may be down at start (the recorder spills until it is back):
+        // alerts then start empty, and those fired meanwhile are adopted when they fire.
+        crate::store::StoreLocation::Postgres(_) => Ok(location
+            .open_reader()
+            .and_then(|mut store| store.load_alerts(RESOLVED_SHOWN))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored alerts not read: starting without them");
+                (Vec::new(), Vec::new())
+            })),
     })
     .await
     .map_err(|e| {
@@ -632,7 +639,7 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
             a
         }
     };
-    let Some(alert) = persist(recorder, alert).await else {
+    let Some((alert, changed)) = persist(recorder, alert).await else {
         return;
     };
     match alert.state {
@@ -645,43 +652,35 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
         ),
     }
     alerts.publish(&alert);
+    if !changed {
+        return;
+    }
     if let Some(n) = &alerts.notifier {
         n.notify(&Arc::new(alert));
     }
 }
 
-/// Ids of alerts kept only in memory (on a shared store).
-static MEMORY_IDS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
-
-/// Writes the alert on the writer thread; retries briefly when the recorder's queue is
-/// full. Returns it with its id, or `None` when the store would not take it (logged).
-async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<Alert> {
+/// Writes the alert through the store interface on the writer thread; retries briefly
+/// when the recorder's queue is full. Returns it with its id and whether this write
+/// changed the stored alert (on a shared store another instance may have stored or
+/// resolved the same one first: then it is shown, and that instance notifies), or `None`
+/// when the store would not take it (logged).
+async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<(Alert, bool)> {
     for attempt in 0..20u32 {
         let copy = alert.clone();
         let result = recorder
             .write_unmirrored(move |store| {
-                let Some(store) = store.as_sqlite() else {
-                    // A shared store keeps no alerts yet: an id unique in this process.
-                    return Ok(if copy.id == 0 {
-                        MEMORY_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    } else {
-                        copy.id
-                    });
-                };
-                let conn = store.connection();
-                let id = if copy.id == 0 {
-                    store::insert(conn, &copy)?
+                if copy.id == 0 {
+                    store.insert_alert(&copy)
                 } else {
-                    store::update(conn, &copy)?;
-                    copy.id
-                };
-                Ok(id)
+                    store.update_alert(&copy).map(|changed| (copy.id, changed))
+                }
             })
             .await;
         match result {
-            Ok(id) => {
+            Ok((id, changed)) => {
                 alert.id = id;
-                return Some(alert);
+                return Some((alert, changed));
             }
             Err(crate::recorder::SubmitError::QueueFull) => {
                 tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
