@@ -842,6 +842,13 @@ mod tests {
         tokens_per_second: f64,
         quality: f64,
         success_rate: f64,
+        /// Every fifth call loads the model, taking this long (log-sd 0.3); 0: none do.
+        load_ms: f64,
+        /// This share of calls is `slow_factor` times slower (the tail alone moves).
+        slow_share: f64,
+        slow_factor: f64,
+        /// Time to first token is a tenth of the call, times this.
+        ttft_factor: f64,
     }
 
     impl Series {
@@ -853,13 +860,23 @@ mod tests {
                 tokens_per_second: 40.0,
                 quality: 4.0,
                 success_rate: 0.99,
+                load_ms: 0.0,
+                slow_share: 0.0,
+                slow_factor: 1.0,
+                ttft_factor: 1.0,
             }
         }
 
         fn next(&mut self) -> Observation {
             self.i += 1;
             let n = &mut self.noise;
-            let latency = self.latency_ms * (0.4 * n.normal()).exp();
+            let mut latency = self.latency_ms * (0.4 * n.normal()).exp();
+            // Extra draws only when used: the other tests' series stay as they were.
+            if self.slow_share > 0.0 && n.uniform() < self.slow_share {
+                latency *= self.slow_factor;
+            }
+            let load_duration_ms = (self.load_ms > 0.0 && self.i % 5 == 0)
+                .then(|| self.load_ms * (0.3 * n.normal()).exp());
             let tps = self.tokens_per_second * (0.1 * n.normal()).exp();
             let quality = (self.quality + 0.5 * n.normal()).clamp(1.0, 5.0);
             let success = n.uniform() < self.success_rate;
@@ -868,9 +885,9 @@ mod tests {
                 timestamp_ms: 1_700_000_000_000 + self.i * 1_000,
                 success,
                 processing_time_ms: latency,
-                ttft_ms: Some(latency / 10.0),
+                ttft_ms: Some(latency / 10.0 * self.ttft_factor),
                 tokens_per_second: Some(tps),
-                load_duration_ms: None,
+                load_duration_ms,
                 quality_score: Some(quality),
                 gpu_used_free_mb: Some((10_000.0, 14_000.0)),
             }
@@ -882,10 +899,12 @@ mod tests {
     fn delay(
         seed: u64,
         kinds: &[AlertKind],
+        setup: impl Fn(&mut Series),
         change: impl Fn(&mut Series),
     ) -> (Option<usize>, usize) {
         let mut engine = Engine::new(AlertsConfig::default());
         let mut series = Series::new(seed);
+        setup(&mut series);
         let mut false_alerts = 0;
         for _ in 0..1_000 {
             false_alerts += engine.observe(&series.next()).len();
@@ -903,7 +922,18 @@ mod tests {
     /// Detection delays over 30 seeds, sorted; at most one false alert in the 30,000
     /// calls before the changes.
     fn delays(kinds: &[AlertKind], change: impl Fn(&mut Series) + Copy) -> Vec<usize> {
-        let runs: Vec<_> = (0..30).map(|seed| delay(seed, kinds, change)).collect();
+        delays_from(kinds, |_| {}, change)
+    }
+
+    /// As [`delays`], with `setup` applied to each series before its first call.
+    fn delays_from(
+        kinds: &[AlertKind],
+        setup: impl Fn(&mut Series) + Copy,
+        change: impl Fn(&mut Series) + Copy,
+    ) -> Vec<usize> {
+        let runs: Vec<_> = (0..30)
+            .map(|seed| delay(seed, kinds, setup, change))
+            .collect();
         let false_alerts: usize = runs.iter().map(|r| r.1).sum();
         assert!(
             false_alerts <= 1,
@@ -922,6 +952,48 @@ mod tests {
         });
         eprintln!("detection delays over {} seeds: {d:?}", d.len());
         assert!(d.iter().all(|d| *d <= 30), "delays over 30 seeds: {d:?}");
+    }
+
+    #[test]
+    fn a_2x_time_to_first_token_step_is_detected_within_30_calls() {
+        // TTFT rises alone (the prompt got longer, or prefill slower): calls take as long.
+        let d = delays(&[AlertKind::Ttft], |s| s.ttft_factor = 2.0);
+        eprintln!("TTFT: detection delays over {} seeds: {d:?}", d.len());
+        assert!(d.iter().all(|d| *d <= 30), "delays over 30 seeds: {d:?}");
+    }
+
+    #[test]
+    fn a_3x_load_time_spike_is_detected_within_30_loads() {
+        // One call in five loads the model (2 s, log-sd 0.3); loads become 3x slower.
+        let d = delays_from(
+            &[AlertKind::LoadTime],
+            |s| s.load_ms = 2_000.0,
+            |s| s.load_ms *= 3.0,
+        );
+        eprintln!(
+            "load time: detection delays (calls) over {} seeds: {d:?}",
+            d.len()
+        );
+        // 30 loads are 150 calls.
+        assert!(d.iter().all(|d| *d <= 150), "delays over 30 seeds: {d:?}");
+    }
+
+    #[test]
+    fn a_rising_tail_is_detected_by_the_p95_detector() {
+        // A third of the calls become 3x slower: the median moves by less than the 25 %
+        // minimum, the p95 nearly triples.
+        let d = delays(&[AlertKind::LatencyP95], |s| {
+            s.slow_share = 0.33;
+            s.slow_factor = 3.0;
+        });
+        eprintln!("p95: detection delays over {} seeds: {d:?}", d.len());
+        // About 32 % of calls now land above the old p95 against 5 %: the log-likelihood
+        // ratio grows by 0.37 a call towards its threshold of 16 (twice the rate
+        // threshold, which keeps the tail's false alerts under one per 100,000 calls), so
+        // about 45 calls; a 2x step of every call is caught in 30 (the test above).
+        let median = d[d.len() / 2];
+        assert!(median <= 55, "median {median}: {d:?}");
+        assert!(d.iter().all(|d| *d <= 120), "{d:?}");
     }
 
     #[test]
