@@ -3,23 +3,26 @@
 //!
 //! Committed records reach the alerts through the recorder's post-commit hook
 //! ([`AlertsHook`], called on the writer thread right after the history is updated, in
-//! commit order): it only turns each record into an [`engine::Observation`] and
-//! `try_send`s it into a bounded channel, so the writer never waits. The alert task owns
-//! the [`engine::Engine`] (the change detectors, per [`engine::AlertKey`]), turns its
-//! transitions into [`Alert`]s, stores them (table `alerts`, written on the writer thread
-//! through `Recorder::run_job`), publishes them to the [`Alerts`] board that the API,
-//! dashboard and `/metrics` read, and hands them to the webhooks ([`webhook`]).
+//! commit order, and for quality scores given later): it only turns each record into an
+//! [`engine::Observation`] and `try_send`s it into a bounded channel, so the writer never
+//! waits. The alert task owns the [`engine::Engine`] (the change detectors, per
+//! [`engine::AlertKey`]), turns its transitions into [`Alert`]s, stores them through the
+//! store interface (`RecordStore::insert_alert`/`update_alert`, on the writer thread;
+//! SQLite or PostgreSQL), publishes them to the [`Alerts`] board that the API, dashboard
+//! and `/metrics` read, and hands them to the webhooks ([`webhook`]). It also resolves the
+//! alerts of models that got no call for `idle_resolve_s`. Thresholds and measured
+//! detection delays and false-alarm rates: docs/alerts.md.
 //!
 //! - [`config`]: `[alerts]` and `[[alerts.webhooks]]`.
 //! - [`detector`]: the change detectors (robust CUSUM, Bernoulli CUSUMs), pure.
 //! - [`engine`]: per model and kind, detectors and the firing/resolved lifecycle, pure.
-//! - [`store`]: the `alerts` table.
+//! - [`store`]: the `alerts` table (SQLite, and [`store::pg`] for a shared PostgreSQL).
 //! - [`webhook`]: payloads (json, alertmanager, slack) and the senders.
 //! - [`text`]: `ollameter alerts`' tables.
 //!
 //! For routing: [`Alerts::is_critical`] says whether a model has a firing alert of
-//! severity `critical`; `auto` routing and aliases should skip such a model until it
-//! resolves (the routing itself is issue 13).
+//! severity `critical`; `auto` routing and aliases skip such a model until it resolves
+//! (`crate::routing::alert_veto`).
 
 pub mod config;
 pub mod detector;
