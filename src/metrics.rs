@@ -1466,6 +1466,129 @@ mod tests {
     }
 
     #[test]
+    fn the_current_genai_names_follow_the_conventions() {
+        let metrics = Metrics::with_names(GenAiMetricNames::Latest);
+        let mut chat = ok_record("llama3.2", 2000.0, 300.0, 50.0);
+        chat.endpoint = "/api/chat".into();
+        chat.operation = "photo_evaluation".into();
+        chat.stream = true;
+        metrics.observe_record(&chat);
+        // Non-streamed generate: no time to first chunk.
+        metrics.observe_record(&ok_record("llama3.2", 1000.0, 900.0, 50.0));
+        let mut failed = failed("llama3.2", ErrorKind::UpstreamDisconnected);
+        failed.endpoint = "/api/chat".into();
+        metrics.observe_record(&failed);
+        let mut embed = record("nomic-embed-text", "embed");
+        embed.endpoint = "/api/embed".into();
+        embed.processing_time_ms = 40.0;
+        embed.prompt_tokens = Some(7);
+        metrics.observe_record(&embed);
+        let gaps = metrics
+            .chunk_gaps("llama3.2", "/api/chat")
+            .expect("on with the current names");
+        gaps.observe(std::time::Duration::from_millis(15));
+        gaps.observe(std::time::Duration::from_millis(25));
+        let s = render(&metrics);
+
+        let duration = "gen_ai_client_inference_duration_seconds";
+        let chat_ok = [
+            ("gen_ai_operation_name", "chat"),
+            ("gen_ai_request_model", "llama3.2"),
+            ("gen_ai_provider_name", "ollama"),
+        ];
+        // The successful chat (2 s) and the failed one (50 ms).
+        assert!((sum(&s, &format!("{duration}_sum"), &chat_ok) - 2.05).abs() < 1e-9);
+        assert!(
+            s.iter()
+                .filter(|x| x.name == format!("{duration}_sum"))
+                .all(|x| x.labels.get("error_type").is_none_or(|e| !e.is_empty())),
+            "no empty error_type on successes"
+        );
+        let mut chat_failed = chat_ok.to_vec();
+        chat_failed.push(("error_type", "upstream_disconnected"));
+        assert_eq!(value(&s, &format!("{duration}_count"), &chat_failed), 1.0);
+        let completion = [("gen_ai_operation_name", "text_completion")];
+        assert_eq!(value(&s, &format!("{duration}_sum"), &completion), 1.0);
+        let ttft = "gen_ai_client_inference_time_to_first_chunk_seconds_count";
+        assert_eq!(sum(&s, ttft, &[]), 1.0, "streamed calls only");
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_time_per_output_chunk_seconds_sum",
+                &chat_ok[..2]
+            ),
+            0.04
+        );
+        let input = "gen_ai_client_inference_usage_input_tokens_total";
+        assert_eq!(
+            value(
+                &s,
+                input,
+                &[
+                    ("gen_ai_operation_name", "chat"),
+                    ("gen_ai_token_modality", "unknown")
+                ]
+            ),
+            10.0,
+            "the failed chat counts 0 tokens"
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_usage_output_tokens_total",
+                &completion
+            ),
+            100.0
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_operation_output_tokens_count",
+                &completion
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_embeddings_duration_seconds_sum",
+                &[("gen_ai_operation_name", "embeddings")]
+            ),
+            0.04
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_embeddings_operation_input_tokens_sum",
+                &[]
+            ),
+            7.0
+        );
+        assert_eq!(
+            sum(&s, input, &[("gen_ai_operation_name", "embeddings")]),
+            0.0
+        );
+        assert!(
+            !s.iter()
+                .any(|x| x.name.starts_with("gen_ai_client_operation"))
+        );
+        assert!(
+            !s.iter()
+                .any(|x| x.name.starts_with("gen_ai_client_token_usage"))
+        );
+        // ollameter's own counter keeps the client's operation names.
+        assert_eq!(
+            value(
+                &s,
+                "ollameter_inference_calls_total",
+                &[("gen_ai_operation_name", "photo_evaluation")]
+            ),
+            1.0
+        );
+        assert!(Metrics::new().chunk_gaps("llama3.2", "/api/chat").is_none());
+    }
+
+    #[test]
     fn the_content_type_is_the_libraries_text_format() {
         assert_eq!(CONTENT_TYPE, prometheus_text::CONTENT_TYPE);
     }
