@@ -282,7 +282,9 @@ impl Worker {
     ) {
         let spans = std::mem::take(batch);
         let n = spans.len() as u64;
-        let outcome = runtime.block_on(tokio::time::timeout(timeout, exporter.export(spans)));
+        // The timer is made inside the runtime, which it needs.
+        let outcome =
+            runtime.block_on(async { tokio::time::timeout(timeout, exporter.export(spans)).await });
         let error = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
