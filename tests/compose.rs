@@ -262,9 +262,12 @@ fn the_otel_override_sends_the_sidecars_spans_to_a_collector_that_receives_them(
     let config = ollameter::config::load(None, &pairs, &ollameter::config::Overrides::default())
         .expect("valid");
     assert!(config.otel.enabled);
-    assert_eq!(config.otel.traces_endpoint, "http://otel-collector:4318/v1/traces");
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README");
+    assert_eq!(
+        config.otel.traces_endpoint,
+        "http://otel-collector:4318/v1/traces"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     assert!(
         readme.contains("docker compose -f docker-compose.yml -f docker-compose.otel.yml up -d"),
         "the README gives the command"

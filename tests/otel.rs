@@ -766,3 +766,75 @@ async fn without_an_endpoint_nothing_changes_on_the_wire() {
         .expect("text");
     assert!(!page.contains("ollameter_otel_"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fallback_attempt_is_a_span_under_the_callers_span() {
+    let fake = FakeOllama::start().await;
+    let (collector, received) = http_receiver(Behaviour::Accept).await;
+    let env: Vec<(String, String)> = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let otel = config::load(None, &env, &Overrides::default())
+        .expect("valid")
+        .otel;
+    let app = TestApp::start_with(&fake.url(), move |c| {
+        c.otel = otel;
+        // `crash:1b` answers 500 and `busy:1b` 503 in the fake; `fast:1b` answers.
+        c.routing
+            .fallbacks
+            .insert("crash:1b".into(), vec!["busy:1b".into(), "fast:1b".into()]);
+    })
+    .await;
+    let resp = client()
+        .post(format!("{}/api/chat", app.url))
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+        .json(&json!({"model": "crash:1b", "messages": [], "stream": false}))
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+    assert_eq!(app.wait_records(3).await.len(), 3);
+    let spans = received.wait_spans(3).await;
+    let mut seen: Vec<(i64, String, String, bool)> = spans
+        .iter()
+        .map(|s| {
+            assert_eq!(hex(&s.trace_id), CLIENT_TRACE);
+            assert_eq!(hex(&s.parent_span_id), CLIENT_SPAN);
+            assert_eq!(text(s, "ollameter.requested_model"), "crash:1b");
+            let failed = s
+                .status
+                .as_ref()
+                .is_some_and(|st| st.code == SpanStatus::Error as i32);
+            (
+                int(s, "ollameter.attempt"),
+                s.name.clone(),
+                text(s, "ollameter.route_reason"),
+                failed,
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (1, "chat crash:1b".into(), "explicit".into(), true),
+            (2, "chat busy:1b".into(), "fallback".into(), true),
+            (3, "chat fast:1b".into(), "fallback".into(), false),
+        ]
+    );
+    // Each attempt told the upstream its own span.
+    let parents: HashSet<String> = fake
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/chat")
+        .map(|r| parse_traceparent(r.header("traceparent").expect("traceparent")).1)
+        .collect();
+    let ids: HashSet<String> = spans.iter().map(|s| hex(&s.span_id)).collect();
+    assert_eq!(parents, ids);
+}
