@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
@@ -29,6 +29,12 @@ use crate::record::Record;
 /// How long shutting down may spend sending what is still queued, beyond one export's
 /// timeout: a collector that is gone must not hold up the sidecar's exit.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How often the export thread looks at the queue. It sleeps between looks instead of
+/// waiting on the channel: a waiting receiver makes every call's `push` pay a wake-up (a
+/// futex call and a context switch, measured at 13-56 µs of CPU per call in the proxy
+/// benchmark), which the recorder's writer avoids the same way.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -209,28 +215,60 @@ impl Worker {
         let mut oldest: Option<Instant> = None;
         let mut failing = false;
         loop {
-            let wait = oldest.map_or(self.config.schedule_delay, |t| {
-                self.config.schedule_delay.saturating_sub(t.elapsed())
-            });
-            crossbeam_channel::select! {
-                recv(self.queue) -> msg => match msg {
+            // Take what is queued, sending each full batch.
+            let mut senders_gone = false;
+            loop {
+                match self.queue.try_recv() {
                     Ok(finished) => {
-                        batch.push(span::span_data(&finished.trace, &finished.record, &self.server, &self.scope));
+                        batch.push(span::span_data(
+                            &finished.trace,
+                            &finished.record,
+                            &self.server,
+                            &self.scope,
+                        ));
                         oldest.get_or_insert_with(Instant::now);
                         if batch.len() >= max_batch {
-                            self.export(runtime, &exporter, &mut batch, &mut failing, self.config.timeout);
+                            self.export(
+                                runtime,
+                                &exporter,
+                                &mut batch,
+                                &mut failing,
+                                self.config.timeout,
+                            );
                             oldest = None;
                         }
                     }
-                    Err(_) => break,
-                },
-                recv(self.stop) -> _ => break,
-                default(wait) => {
-                    if !batch.is_empty() {
-                        self.export(runtime, &exporter, &mut batch, &mut failing, self.config.timeout);
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        senders_gone = true;
+                        break;
                     }
-                    oldest = None;
                 }
+            }
+            if oldest.is_some_and(|t| t.elapsed() >= self.config.schedule_delay) {
+                self.export(
+                    runtime,
+                    &exporter,
+                    &mut batch,
+                    &mut failing,
+                    self.config.timeout,
+                );
+                oldest = None;
+            }
+            if senders_gone {
+                break;
+            }
+            // Sleep until the next look (or the oldest span's deadline), woken early only
+            // by the stop signal.
+            let wait = oldest.map_or(POLL, |t| {
+                self.config
+                    .schedule_delay
+                    .saturating_sub(t.elapsed())
+                    .min(POLL)
+            });
+            match self.stop.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         // Shutting down: what is queued goes out in full batches, all within one
