@@ -34,7 +34,8 @@
 //!   lifecycle (kept in the store), webhooks, and `is_critical` for routing.
 //! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
-//!   `/api/ps`, and each model's VRAM need.
+//!   `/api/ps` (or, for an OpenAI-compatible upstream, `/v1/models` and the process
+//!   listening on its port), and each model's VRAM need.
 //! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
 //!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads, kept

@@ -86,6 +86,10 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each source is its own trait object, handed in by the telemetry's constructors"
+    )]
     pub(crate) fn new(
         config: &TelemetryConfig,
         interval: Duration,

@@ -58,7 +58,7 @@ impl Sample {
         self.models
             .iter()
             .find(|m| m.key == key)
-            .or_else(|| match self.models.as_slice() {
+            .or(match self.models.as_slice() {
                 [only] if self.serves_any_name => Some(only),
                 _ => None,
             })
