@@ -296,7 +296,7 @@ async fn the_openai_client_through_ollameter_gets_records_with_the_servers_usage
         server.log_tail()
     );
     let got: Value = serde_json::from_slice(&output.stdout).expect("json result");
-    let records = app.wait_records(7).await;
+    let records = app.wait_records(8).await;
 
     // Usage equals the server's, speed is the server's.
     let stream_usage = got["chat_stream_usage"].as_array().expect("chunks");
@@ -334,7 +334,21 @@ async fn the_openai_client_through_ollameter_gets_records_with_the_servers_usage
     assert_eq!(r.endpoint, "/v1/responses");
     assert_eq!(r.prompt_tokens, usage["input_tokens"].as_u64());
     assert_eq!(r.output_tokens, usage["output_tokens"].as_u64());
-    assert!(r.tokens_per_second.is_some(), "{r:#?}");
+    // llama.cpp puts no timings in a non-streamed /v1/responses answer (and a body has no
+    // chunks to time): the speed is unknown there, never made up.
+    assert_eq!(
+        (r.tokens_per_second, r.timing_source),
+        (None, None),
+        "{r:#?}"
+    );
+    let events = got["responses_stream"].as_array().expect("events");
+    let usage = events
+        .iter()
+        .find_map(|e| e["response"]["usage"].as_object().cloned())
+        .expect("response.completed usage");
+    let r = by_operation(&records, "responses_stream");
+    assert_eq!(r.prompt_tokens, usage["input_tokens"].as_u64());
+    assert_server_timings(r, &got["responses_stream"]);
 
     // The server's own 400 reaches the client unchanged and is recorded as failed.
     let (direct, proxied) = (&got["bad_request_direct"], &got["bad_request_proxy"]);
@@ -505,8 +519,9 @@ async fn a_client_that_goes_away_stops_the_servers_generation() {
     };
     let app = sidecar(&server).await;
     let client = reqwest::Client::new();
-    // 4,000 tokens with the end-of-text token ignored: far longer than the test waits.
-    let max_tokens = 4000;
+    // 2,000 tokens (a slot holds 2,048) with the end-of-text token ignored: the server
+    // would generate them all if nobody told it the client left.
+    let max_tokens: u32 = 2000;
     let response = stream_chat(
         &client,
         &app.url,
@@ -520,37 +535,34 @@ async fn a_client_that_goes_away_stops_the_servers_generation() {
         body.next().await.expect("a chunk").expect("bytes");
         chunks += 1;
     }
-    assert_eq!(processing_slots(&server).await.len(), 1, "generating");
+    let decoded = |slot: &Value| slot["next_token"][0]["n_decoded"].as_u64().unwrap_or(0);
+    let generating = processing_slots(&server).await;
+    assert_eq!(generating.len(), 1, "generating");
+    let mut most = decoded(&generating[0]);
     drop(body);
     let cancelled = Instant::now();
     let deadline = cancelled + PATIENCE;
-    while !processing_slots(&server).await.is_empty() {
+    // Watch the slot until it stops: had the server not been told, the count would climb
+    // toward max_tokens (or the wait would run out) before it did.
+    loop {
+        let slots = processing_slots(&server).await;
+        let Some(slot) = slots.first() else { break };
+        most = most.max(decoded(slot));
         assert!(
             Instant::now() < deadline,
-            "still generating {PATIENCE:?} after the client left"
+            "still generating {PATIENCE:?} after the client left ({most} tokens)"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stopped_after = cancelled.elapsed();
-    eprintln!("llama-server stopped generating {stopped_after:?} after the client went away");
-    assert!(
-        stopped_after < Duration::from_secs(1),
-        "the server stopped only after {stopped_after:?}"
+    // How soon depends on the machine (the server notices when it next writes a token);
+    // the proof that it stopped is the count, not a clock.
+    eprintln!(
+        "llama-server stopped generating {:?} after the client went away, at {most} tokens",
+        cancelled.elapsed()
     );
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let predicted: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("llamacpp:tokens_predicted_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("llamacpp:tokens_predicted_total");
     assert!(
-        predicted < f64::from(max_tokens) / 2.0,
-        "the server generated {predicted} of {max_tokens} tokens"
+        most < u64::from(max_tokens) / 2,
+        "the server generated {most} of {max_tokens} tokens"
     );
     let records = app.wait_records(1).await;
     let r = by_operation(&records, "cancelled");

@@ -48,13 +48,17 @@ def calls(oai):
     out["responses"] = dump(oai.responses.create(
         model=MODEL, input="Name three animals.", max_output_tokens=24, temperature=0,
         **op("responses")))
+    stream = oai.responses.create(
+        model=MODEL, input="Name three birds.", max_output_tokens=24, temperature=0, stream=True,
+        **op("responses_stream"))
+    out["responses_stream"] = [dump(e) for e in stream]
     return out
 
 
 def bad_request(oai):
-    """A request the server itself rejects with 400 (an empty `messages` list)."""
+    """A request the server itself rejects with 400 (a negative `max_tokens`)."""
     try:
-        oai.chat.completions.create(model=MODEL, messages=[], **op("bad_request"))
+        oai.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=-5, **op("bad_request"))
         return {"status": None}
     except openai.APIStatusError as e:
         return {"status": e.status_code, "body": e.response.text}
