@@ -383,6 +383,11 @@ pub struct Record {
     /// its own record, sharing `requested_model`.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The ollameter instance that stored it (`store.instance`, by default the host
+    /// name); stamped by the recorder when empty. Empty for records stored before
+    /// instances were tracked.
+    #[serde(default)]
+    pub instance: String,
 }
 
 impl Record {
@@ -431,6 +436,7 @@ impl Record {
             requested_model: None,
             route_reason: None,
             attempt: 1,
+            instance: String::new(),
         }
     }
 }
@@ -473,6 +479,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "requested_model",
     "route_reason",
     "attempt",
+    "instance",
 ];
 
 #[cfg(test)]
