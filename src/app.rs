@@ -193,6 +193,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         otel,
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
+    telemetry.follow_upstream_kind(proxy_state.kind().clone());
     {
         // Detect the upstream's kind now rather than at the first health check; an
         // upstream that is not up yet is detected by the first probe that reaches it.

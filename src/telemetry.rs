@@ -8,10 +8,16 @@
 //! - [`process`]: Ollama's server and runners in the process table (sysinfo).
 //! - [`gpu`]: devices and per-process GPU memory (NVML), and [`nvml_report`].
 //! - [`ollama`]: `/api/ps`, `/api/show` (runner blob → model), `/api/tags`.
+//! - [`openai`]: an OpenAI-compatible upstream's `/v1/models` and llama.cpp's `/props`.
+//! - [`listener`]: the processes serving a TCP address, found by their listening socket
+//!   in `/proc` (an OpenAI-compatible server's memory is theirs).
 //! - [`vram`]: measured VRAM needs and the estimate formula for models never loaded.
 //! - [`samples`]: the recent samples and a model's memory over one call.
 //! - [`snapshot`]: what `/api/model-performance/system` serves.
-//! - `sampler` (private): the tick loop that gathers the sources and publishes.
+//! - `sampler` (private): the tick loop that gathers the sources and publishes; for an
+//!   OpenAI-compatible upstream (kind `openai`, see [`Telemetry::follow_upstream_kind`])
+//!   its tick asks `/v1/models` instead of `/api/ps` and charges the serving processes'
+//!   memory to the model(s) it serves.
 //! - `join` (private): the pure join of `/api/ps`, the processes and the GPU reading.
 //!
 //! The hot path reads through [`Telemetry`]: [`Telemetry::mark`] is an atomic load and
@@ -19,7 +25,9 @@
 
 pub mod gpu;
 mod join;
+pub mod listener;
 pub mod ollama;
+pub mod openai;
 pub mod process;
 mod sampler;
 pub mod samples;
@@ -39,6 +47,9 @@ pub use gpu::{GpuBackend, NvmlBackend, nvml_report};
 #[cfg(any(test, feature = "test-support"))]
 pub use ollama::FakeOllama;
 pub use ollama::{HttpOllama, OllamaApi};
+#[cfg(any(test, feature = "test-support"))]
+pub use openai::FakeOpenAi;
+pub use openai::{HttpOpenAi, OpenAiApi};
 #[cfg(any(test, feature = "test-support"))]
 pub use process::FakeProcesses;
 pub use process::{ProcessSource, SysinfoProcesses};
@@ -129,6 +140,9 @@ pub(crate) struct Shared {
     pub(crate) published: RwLock<Published>,
     /// The newest published sample's `seq`; [`Telemetry::mark`] reads it.
     pub(crate) latest_seq: AtomicU64,
+    /// The upstream's kind, shared with the proxy and the health probe; unset reads as
+    /// Ollama.
+    pub(crate) kind: std::sync::OnceLock<crate::upstream::Kind>,
 }
 
 impl Shared {
@@ -141,6 +155,7 @@ impl Shared {
                 installed: None,
             }),
             latest_seq: AtomicU64::new(0),
+            kind: std::sync::OnceLock::new(),
         }
     }
 
@@ -189,8 +204,9 @@ impl Telemetry {
         gpu: Box<dyn GpuBackend>,
         procs: Box<dyn ProcessSource>,
     ) -> Telemetry {
-        let ollama = Box::new(HttpOllama::new(client, &config.upstream));
-        Telemetry::start_with(config, ollama, gpu, procs)
+        let ollama = Box::new(HttpOllama::new(client.clone(), &config.upstream));
+        let openai = Box::new(HttpOpenAi::new(client, &config.upstream));
+        Telemetry::start_sources(config, ollama, openai, gpu, procs)
     }
 
     /// Starts the sampler with the real sources: NVML and this machine's process table.
@@ -203,10 +219,24 @@ impl Telemetry {
         )
     }
 
-    /// Starts the sampler with every source given (tests pass [`FakeOllama`]).
+    /// Starts the sampler with every source given (tests pass [`FakeOllama`]); an
+    /// OpenAI-compatible upstream is asked over a client of its own.
     pub fn start_with(
         config: TelemetryConfig,
         ollama: Box<dyn OllamaApi>,
+        gpu: Box<dyn GpuBackend>,
+        procs: Box<dyn ProcessSource>,
+    ) -> Telemetry {
+        let openai = Box::new(HttpOpenAi::new(reqwest::Client::new(), &config.upstream));
+        Telemetry::start_sources(config, ollama, openai, gpu, procs)
+    }
+
+    /// Starts the sampler with every source given, the OpenAI-compatible API included
+    /// (tests pass [`FakeOpenAi`]).
+    pub fn start_sources(
+        config: TelemetryConfig,
+        ollama: Box<dyn OllamaApi>,
+        openai: Box<dyn OpenAiApi>,
         gpu: Box<dyn GpuBackend>,
         procs: Box<dyn ProcessSource>,
     ) -> Telemetry {
@@ -233,6 +263,7 @@ impl Telemetry {
             &config,
             interval,
             ollama,
+            openai,
             gpu,
             procs,
             Arc::clone(&shared),
@@ -283,6 +314,14 @@ impl Telemetry {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    /// Follows the upstream's kind (the proxy's, configured or detected): while it is
+    /// `openai`, the sampler reads `/v1/models` and the serving processes instead of
+    /// Ollama's API. Before this is called, or while the kind is unknown, the upstream is
+    /// taken for Ollama. The first call wins; later ones change nothing.
+    pub fn follow_upstream_kind(&self, kind: crate::upstream::Kind) {
+        let _ = self.inner.shared.kind.set(kind);
     }
 
     /// Marks the start of a call: the sample current now is the first its peaks cover.
@@ -393,6 +432,18 @@ pub(crate) fn manual(
     gpu: Box<dyn GpuBackend>,
     procs: Box<dyn ProcessSource>,
 ) -> (Telemetry, sampler::Sampler) {
+    manual_sources(config, ollama, Box::new(FakeOpenAi::new()), gpu, procs)
+}
+
+/// [`manual`] with the OpenAI-compatible API given too.
+#[cfg(test)]
+pub(crate) fn manual_sources(
+    config: &TelemetryConfig,
+    ollama: Box<dyn OllamaApi>,
+    openai: Box<dyn OpenAiApi>,
+    gpu: Box<dyn GpuBackend>,
+    procs: Box<dyn ProcessSource>,
+) -> (Telemetry, sampler::Sampler) {
     let sources = SourcesState::all(&SourceState::Pending);
     let shared = Arc::new(Shared::new(SystemSnapshot::empty(true, 1000, sources), 600));
     let (ticks_tx, ticks_rx) = watch::channel(0);
@@ -400,6 +451,7 @@ pub(crate) fn manual(
         config,
         config.interval,
         ollama,
+        openai,
         gpu,
         procs,
         Arc::clone(&shared),

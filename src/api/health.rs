@@ -181,11 +181,17 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
         )],
         {
             let mut page = state.metrics.render(&state.recorder.snapshot());
-            let ollama = state.telemetry.snapshot().sampler.sources.ollama_api;
+            let upstream = state
+                .telemetry
+                .snapshot()
+                .sampler
+                .sources
+                .upstream_api()
+                .clone();
             page.push_str(
                 &state
                     .alerts
-                    .render_metrics(crate::alerts::upstream_up(&ollama)),
+                    .render_metrics(crate::alerts::upstream_up(&upstream)),
             );
             page
         },

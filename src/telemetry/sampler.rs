@@ -21,12 +21,15 @@ use super::join::{
     Found, Joined, gpu_snapshots, join, loaded_models, mib, processes_snapshot, ps_name, tag_name,
 };
 use super::ollama::{OllamaApi, PsModel, ShowInfo, TagModel};
+use super::openai::OpenAiApi;
 use super::process::{Matchers, ProcessSource, classify};
 use super::samples::Sample;
 use super::snapshot::{NamedVramNeed, SourceState, SourcesState, SystemSnapshot};
 use super::vram::{DEFAULT_CONTEXT_TOKENS, Measured, estimate};
 use super::{InstalledModel, Shared, TelemetryConfig, duration_ms, model_key};
 use crate::text::panic_message;
+
+mod openai;
 
 /// How often `/api/tags` is read: installed models change on pull and delete, which are
 /// rare and slow; a minute's delay in an estimate costs nothing.
@@ -57,6 +60,8 @@ struct ShowEntry {
 
 pub(crate) struct Sampler {
     ollama: Box<dyn OllamaApi>,
+    /// What the tick needs when the upstream is an OpenAI-compatible server.
+    openai: openai::OpenAiSide,
     procs: Arc<Mutex<Box<dyn ProcessSource>>>,
     gpu: Arc<Mutex<Box<dyn GpuBackend>>>,
     matchers: Matchers,
@@ -81,10 +86,15 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each source is its own trait object, handed in by the telemetry's constructors"
+    )]
     pub(crate) fn new(
         config: &TelemetryConfig,
         interval: Duration,
         ollama: Box<dyn OllamaApi>,
+        openai_api: Box<dyn OpenAiApi>,
         gpu: Box<dyn GpuBackend>,
         procs: Box<dyn ProcessSource>,
         shared: Arc<Shared>,
@@ -92,6 +102,7 @@ impl Sampler {
     ) -> Sampler {
         Sampler {
             ollama,
+            openai: openai::OpenAiSide::new(openai_api, &config.upstream),
             procs: Arc::new(Mutex::new(procs)),
             gpu: Arc::new(Mutex::new(gpu)),
             matchers: Matchers {
@@ -121,6 +132,9 @@ impl Sampler {
 
     /// One tick at `now` (a parameter so tests drive time by hand).
     pub(crate) async fn tick(&mut self, now: Instant) {
+        if self.upstream_is_openai() {
+            return self.tick_openai(now).await;
+        }
         let started = std::time::Instant::now();
         self.ticks += 1;
         let ps = self.ollama.ps().await;
@@ -282,22 +296,7 @@ impl Sampler {
         at: chrono::DateTime<Utc>,
         duration: Duration,
     ) {
-        self.seq += 1;
-        for m in &joined.models {
-            if let Some(observed) = Measured::observe(
-                m.size_bytes,
-                m.size_vram_bytes,
-                m.gpu_memory_bytes,
-                m.context_length,
-            ) {
-                let entry = self
-                    .measured
-                    .remove(&m.key)
-                    .map(|(_, old)| old.max(observed.clone()));
-                self.measured
-                    .insert(m.key.clone(), (m.name.clone(), entry.unwrap_or(observed)));
-            }
-        }
+        self.observe_needs(&joined.models);
         let sources = SourcesState {
             processes: match found {
                 Err(reason) => SourceState::Unavailable(reason.clone()),
@@ -315,6 +314,9 @@ impl Sampler {
                 Err(reason) => SourceState::Unavailable(reason.clone()),
             },
             ollama_tags: self.tags_state.clone(),
+            openai_api: SourceState::Disabled(
+                "the upstream is Ollama (or not yet known to be otherwise)".into(),
+            ),
         };
         let mut notes = joined.notes.clone();
         if let Ok(models) = ps {
@@ -338,17 +340,61 @@ impl Sampler {
             processes: processes_snapshot(found, &joined, gpu),
             vram_needs: needs.iter().map(|(_, n)| n.clone()).collect(),
             notes,
+            upstream_server: None,
             sampler: self.sampler_state(Some(at), Some(duration), sources),
         };
         let sample = Sample {
-            seq: self.seq,
+            seq: 0,
             at: Some(at),
             server_rss_bytes: joined.server_rss_bytes,
             ps_ok: ps.is_ok(),
             models: joined.models,
             gpu_free_bytes: gpu.as_ref().ok().and_then(GpuReading::free_bytes),
             gpu_total_bytes: gpu.as_ref().ok().and_then(GpuReading::total_bytes),
+            serves_any_name: false,
         };
+        let installed = (self.tags_state == SourceState::Ok).then(|| {
+            self.tags
+                .iter()
+                .map(|t| InstalledModel {
+                    name: tag_name(t).to_owned(),
+                    capabilities: t.capabilities.clone(),
+                })
+                .collect()
+        });
+        self.commit(sample, snapshot, needs, installed);
+    }
+
+    /// Keeps the largest footprint each model was seen with: its measured VRAM need.
+    fn observe_needs(&mut self, models: &[super::samples::ModelSample]) {
+        for m in models {
+            if let Some(observed) = Measured::observe(
+                m.size_bytes,
+                m.size_vram_bytes,
+                m.gpu_memory_bytes,
+                m.context_length,
+            ) {
+                let entry = self
+                    .measured
+                    .remove(&m.key)
+                    .map(|(_, old)| old.max(observed.clone()));
+                self.measured
+                    .insert(m.key.clone(), (m.name.clone(), entry.unwrap_or(observed)));
+            }
+        }
+    }
+
+    /// Publishes one sample (numbered here) with its snapshot; `installed` replaces the
+    /// installed models when given.
+    fn commit(
+        &mut self,
+        mut sample: Sample,
+        snapshot: SystemSnapshot,
+        needs: Vec<(String, NamedVramNeed)>,
+        installed: Option<Vec<InstalledModel>>,
+    ) {
+        self.seq += 1;
+        sample.seq = self.seq;
         {
             let mut published = self
                 .shared
@@ -358,16 +404,8 @@ impl Sampler {
             published.history.push(sample);
             published.snapshot = snapshot;
             published.needs = needs;
-            if self.tags_state == SourceState::Ok {
-                published.installed = Some(
-                    self.tags
-                        .iter()
-                        .map(|t| InstalledModel {
-                            name: tag_name(t).to_owned(),
-                            capabilities: t.capabilities.clone(),
-                        })
-                        .collect(),
-                );
+            if installed.is_some() {
+                published.installed = installed;
             }
         }
         self.shared.latest_seq.store(self.seq, Ordering::Release);
@@ -393,6 +431,11 @@ impl Sampler {
                 "ollama_tags",
                 &sources.ollama_tags,
                 before.as_ref().map(|b| &b.ollama_tags),
+            ),
+            (
+                "openai_api",
+                &sources.openai_api,
+                before.as_ref().map(|b| &b.openai_api),
             ),
         ];
         for (source, now, then) in pairs {
