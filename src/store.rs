@@ -10,7 +10,7 @@ pub mod copy;
 pub mod migrations;
 pub mod postgres;
 
-pub use backend::{AlertLists, Change, RecordStore, StoreLocation};
+pub use backend::{Change, RecordStore, StoreLocation};
 
 use std::path::Path;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! [`engine::Observation`] and `try_send`s it into a bounded channel, so the writer never
 //! waits. The alert task owns the [`engine::Engine`] (the change detectors, per
 //! [`engine::AlertKey`]), turns its transitions into [`Alert`]s, stores them through the
-//! store interface (`RecordStore::insert_alert`/`update_alert`, on the writer thread;
+//! store interface (`store::insert_any`/`update_any` over the writer's `RecordStore`, on the writer thread;
 //! SQLite or PostgreSQL), publishes them to the [`Alerts`] board that the API, dashboard
 //! and `/metrics` read, and hands them to the webhooks ([`webhook`]). It also resolves the
 //! alerts of models that got no call for `idle_resolve_s`. Thresholds and measured
@@ -413,13 +413,13 @@ pub async fn prepare(
     let loaded = tokio::task::spawn_blocking(move || match &location {
         crate::store::StoreLocation::Sqlite(path) => {
             let mut store = crate::store::Store::open(path)?;
-            crate::store::RecordStore::load_alerts(&mut store, RESOLVED_SHOWN)
+            store::load_any(&mut store, RESOLVED_SHOWN)
         }
         // A shared store may be down at start (the recorder spills until it is back):
         // alerts then start empty, and those fired meanwhile are adopted when they fire.
         crate::store::StoreLocation::Postgres(_) => Ok(location
             .open_reader()
-            .and_then(|mut store| store.load_alerts(RESOLVED_SHOWN))
+            .and_then(|mut store| store::load_any(store.as_mut(), RESOLVED_SHOWN))
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "stored alerts not read: starting without them");
                 (Vec::new(), Vec::new())
@@ -674,9 +674,9 @@ async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<(Alert, bool)>
         let result = recorder
             .write_unmirrored(move |store| {
                 if copy.id == 0 {
-                    store.insert_alert(&copy)
+                    store::insert_any(store, &copy)
                 } else {
-                    store.update_alert(&copy).map(|changed| (copy.id, changed))
+                    store::update_any(store, &copy).map(|changed| (copy.id, changed))
                 }
             })
             .await;

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::engine::{AlertKind, Evidence, Severity};
 use super::{Alert, AlertState};
+use crate::store::{RecordStore, StoreError};
 
 /// Resolved alerts kept in the table; older ones are deleted as new ones resolve.
 pub const KEEP_RESOLVED: i64 = 1_000;
@@ -152,6 +153,64 @@ fn empty() -> Evidence {
 /// detectors over every instance's records, so the same change is seen by all of them:
 /// a firing alert of a model and kind is stored once (the first instance inserts it, the
 /// others adopt its id), and only the instance whose write changed the row notifies.
+/// Firing alerts and recently resolved ones, as [`load_any`] reads them.
+pub type AlertLists = (Vec<Alert>, Vec<Alert>);
+
+/// Stores an alert that started firing, on either backend: its id and whether this call
+/// stored it (false: a firing alert of the same model and kind, stored by another
+/// instance of a shared store, was adopted).
+pub fn insert_any(store: &mut dyn RecordStore, alert: &Alert) -> Result<(i64, bool), StoreError> {
+    if let Some(sqlite) = store.as_sqlite() {
+        return Ok((insert(sqlite.connection(), alert)?, true));
+    }
+    let mut out = (0, false);
+    on_postgres(store, &mut |client| {
+        out = pg::insert(client, alert)?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Updates a stored alert (escalated or resolved), on either backend; returns whether
+/// this call changed it (false: another instance of a shared store did it first).
+pub fn update_any(store: &mut dyn RecordStore, alert: &Alert) -> Result<bool, StoreError> {
+    if let Some(sqlite) = store.as_sqlite() {
+        update(sqlite.connection(), alert)?;
+        return Ok(true);
+    }
+    let mut changed = false;
+    on_postgres(store, &mut |client| {
+        changed = pg::update(client, alert)?;
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
+/// The firing alerts and the newest `resolved` resolved ones (newest first), on either
+/// backend.
+pub fn load_any(store: &mut dyn RecordStore, resolved: usize) -> Result<AlertLists, StoreError> {
+    if let Some(sqlite) = store.as_sqlite() {
+        return Ok(load(sqlite.connection(), resolved)?);
+    }
+    let mut lists = (Vec::new(), Vec::new());
+    on_postgres(store, &mut |client| {
+        lists = pg::load(client, resolved)?;
+        Ok(())
+    })?;
+    Ok(lists)
+}
+
+fn on_postgres(
+    store: &mut dyn RecordStore,
+    job: &mut dyn FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
+) -> Result<(), StoreError> {
+    store.with_postgres(job).unwrap_or_else(|| {
+        Err(StoreError::Postgres(
+            "a store that is neither SQLite nor PostgreSQL keeps no alerts".into(),
+        ))
+    })
+}
+
 pub mod pg {
     use postgres::Client;
 

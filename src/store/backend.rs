@@ -104,9 +104,6 @@ pub enum Change {
     },
 }
 
-/// Firing alerts and recently resolved ones, as [`RecordStore::load_alerts`] reads them.
-pub type AlertLists = (Vec<crate::alerts::Alert>, Vec<crate::alerts::Alert>);
-
 /// What the recorder, the API and the history need from a store, on either backend.
 pub trait RecordStore: Send {
     /// Inserts records in one transaction: all or none.
@@ -158,15 +155,16 @@ pub trait RecordStore: Send {
         Ok((Vec::new(), false))
     }
 
-    /// Stores an alert that started firing (`src/alerts/store.rs`); returns its id and
-    /// whether this call stored it (false: a firing alert of the same model and kind,
-    /// stored by another instance of a shared store, was adopted).
-    fn insert_alert(&mut self, alert: &crate::alerts::Alert) -> Result<(i64, bool), StoreError>;
-    /// Updates a stored alert (escalated or resolved); returns whether this call changed
-    /// it (false: another instance of a shared store did it first).
-    fn update_alert(&mut self, alert: &crate::alerts::Alert) -> Result<bool, StoreError>;
-    /// The firing alerts and the newest `resolved` resolved ones (newest first).
-    fn load_alerts(&mut self, resolved: usize) -> Result<AlertLists, StoreError>;
+    /// Runs `job` on the PostgreSQL connection underneath (connected and reconnected as
+    /// the store's own calls are), for a part that keeps a table of its own there (the
+    /// alerts); `None` on SQLite, whose connection [`RecordStore::as_sqlite`] gives.
+    fn with_postgres(
+        &mut self,
+        job: &mut dyn FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
+    ) -> Option<Result<(), StoreError>> {
+        let _ = job;
+        None
+    }
 
     /// The SQLite store underneath, for SQLite-only maintenance (and tests that simulate
     /// a full disk); `None` on PostgreSQL.
@@ -186,22 +184,6 @@ pub trait RecordStore: Send {
 }
 
 impl RecordStore for Store {
-    fn insert_alert(&mut self, alert: &crate::alerts::Alert) -> Result<(i64, bool), StoreError> {
-        Ok((
-            crate::alerts::store::insert(self.connection(), alert)?,
-            true,
-        ))
-    }
-
-    fn update_alert(&mut self, alert: &crate::alerts::Alert) -> Result<bool, StoreError> {
-        crate::alerts::store::update(self.connection(), alert)?;
-        Ok(true)
-    }
-
-    fn load_alerts(&mut self, resolved: usize) -> Result<AlertLists, StoreError> {
-        Ok(crate::alerts::store::load(self.connection(), resolved)?)
-    }
-
     fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
         Store::insert_batch(self, records)
     }

@@ -269,16 +269,11 @@ static SELECT_FIELDS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| FIELD_NAMES.join(", "));
 
 impl RecordStore for PgStore {
-    fn insert_alert(&mut self, alert: &crate::alerts::Alert) -> Result<(i64, bool), StoreError> {
-        self.with(|conn| crate::alerts::store::pg::insert(&mut conn.client, alert))
-    }
-
-    fn update_alert(&mut self, alert: &crate::alerts::Alert) -> Result<bool, StoreError> {
-        self.with(|conn| crate::alerts::store::pg::update(&mut conn.client, alert))
-    }
-
-    fn load_alerts(&mut self, resolved: usize) -> Result<super::backend::AlertLists, StoreError> {
-        self.with(|conn| crate::alerts::store::pg::load(&mut conn.client, resolved))
+    fn with_postgres(
+        &mut self,
+        job: &mut dyn FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
+    ) -> Option<Result<(), StoreError>> {
+        Some(self.with(|conn| job(&mut conn.client)))
     }
 
     fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
