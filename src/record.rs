@@ -383,6 +383,16 @@ pub struct Record {
     /// its own record, sharing `requested_model`.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// Energy the call used, joules: its share of the GPU energy (NVML's energy counter,
+    /// else power × time) while it ran, shared with the calls running at the same time,
+    /// plus its share of the CPU package energy (RAPL) where readable. `None` when neither
+    /// could be read (`/statistics` says why), never 0.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// How `energy_j` was measured: `gpu_counter`, `gpu_power` and/or `cpu_rapl`, joined by
+    /// `+`; `None` with `energy_j`.
+    #[serde(default)]
+    pub energy_source: Option<String>,
 }
 
 impl Record {
@@ -431,6 +441,8 @@ impl Record {
             requested_model: None,
             route_reason: None,
             attempt: 1,
+            energy_j: None,
+            energy_source: None,
         }
     }
 }
@@ -473,6 +485,8 @@ pub const FIELD_NAMES: &[&str] = &[
     "requested_model",
     "route_reason",
     "attempt",
+    "energy_j",
+    "energy_source",
 ];
 
 #[cfg(test)]

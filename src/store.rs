@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN requested_model TEXT;
     ALTER TABLE records ADD COLUMN route_reason TEXT;
     ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",
+    // 6 (8 once the PostgreSQL store's 6 and the fleet's 7 are in): energy per call.
+    "ALTER TABLE records ADD COLUMN energy_j REAL;
+    ALTER TABLE records ADD COLUMN energy_source TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -166,6 +169,8 @@ impl Store {
                     r.requested_model,
                     r.route_reason.map(RouteReason::as_str),
                     r.attempt,
+                    r.energy_j,
+                    r.energy_source,
                 ])?;
             }
         }
@@ -412,6 +417,8 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         attempt: row
             .get::<_, Option<i64>>(35)?
             .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
+        energy_j: row.get(36)?,
+        energy_source: row.get(37)?,
     })
 }
 
@@ -572,7 +579,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(v, 5);
+        assert_eq!(v, 6);
         let alerts: i64 = store
             .connection()
             .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))

@@ -9,6 +9,8 @@
 //! - [`gpu`]: devices and per-process GPU memory (NVML), and [`nvml_report`].
 //! - [`ollama`]: `/api/ps`, `/api/show` (runner blob → model), `/api/tags`.
 //! - [`vram`]: measured VRAM needs and the estimate formula for models never loaded.
+//! - [`energy`]: each call's share of the GPU (NVML energy counter or power) and CPU
+//!   (RAPL) energy while it ran.
 //! - [`samples`]: the recent samples and a model's memory over one call.
 //! - [`snapshot`]: what `/api/model-performance/system` serves.
 //! - `sampler` (private): the tick loop that gathers the sources and publishes.
@@ -17,6 +19,7 @@
 //! The hot path reads through [`Telemetry`]: [`Telemetry::mark`] is an atomic load and
 //! [`Telemetry::model_memory`] a short read lock, with no I/O and no await.
 
+pub mod energy;
 pub mod gpu;
 mod join;
 pub mod ollama;
@@ -129,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) published: RwLock<Published>,
     /// The newest published sample's `seq`; [`Telemetry::mark`] reads it.
     pub(crate) latest_seq: AtomicU64,
+    /// Each running call's share of the energy (held for microseconds: no I/O under it).
+    pub(crate) energy: Mutex<energy::EnergyLedger>,
 }
 
 impl Shared {
@@ -141,7 +146,14 @@ impl Shared {
                 installed: None,
             }),
             latest_seq: AtomicU64::new(0),
+            energy: Mutex::new(energy::EnergyLedger::default()),
         }
+    }
+
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, energy::EnergyLedger> {
+        // Every change to the ledger is a few numbers; a panic cannot leave it worse
+        // than a call's energy a little off.
+        self.energy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Published) -> T) -> T {
@@ -258,9 +270,17 @@ impl Telemetry {
     fn stopped(reason: &str) -> Telemetry {
         let state = SourceState::Disabled(reason.to_owned());
         let snapshot = SystemSnapshot::empty(false, 0, SourcesState::all(&state));
+        let shared = Shared::new(snapshot, 1);
+        shared.ledger().reading(
+            &energy::EnergyReading {
+                channels: Vec::new(),
+                missing: vec![format!("no energy is read: {reason}")],
+            },
+            std::time::Instant::now(),
+        );
         Telemetry {
             inner: Arc::new(Handle {
-                shared: Arc::new(Shared::new(snapshot, 1)),
+                shared: Arc::new(shared),
                 stop: None,
                 ticks: None,
                 task: Mutex::new(None),
@@ -297,6 +317,30 @@ impl Telemetry {
         self.inner
             .shared
             .read(|p| p.history.model_memory(&key, since.0))
+    }
+
+    /// A call of `model` starts: it takes its share of the energy until
+    /// [`EnergyCall::finish`]. A short lock, no I/O.
+    pub fn energy_begin(&self, model: &str) -> EnergyCall {
+        let id = self
+            .inner
+            .shared
+            .ledger()
+            .begin(&model_key(model), std::time::Instant::now());
+        EnergyCall {
+            shared: Arc::clone(&self.inner.shared),
+            id: Some(id),
+        }
+    }
+
+    /// Why energy is not (fully) measured now, in words; empty when every channel reads.
+    pub fn energy_missing(&self) -> Vec<String> {
+        self.inner.shared.ledger().missing()
+    }
+
+    /// The energy channels read, each with its last power in W.
+    pub fn energy_channels(&self) -> Vec<(energy::Channel, Option<f64>)> {
+        self.inner.shared.ledger().channels()
     }
 
     /// The picture at the last tick, for `/api/model-performance/system`.
@@ -382,6 +426,43 @@ impl Telemetry {
             let mut rx = rx.clone();
             let _ = rx.wait_for(|t| *t >= count).await;
         }
+    }
+}
+
+/// One running call's claim on the energy ledger. Finish it to get the call's energy; a
+/// claim dropped unfinished leaves the ledger without a share.
+pub struct EnergyCall {
+    shared: Arc<Shared>,
+    id: Option<u64>,
+}
+
+impl EnergyCall {
+    /// The call ended now: its energy, or why there is none.
+    pub fn finish(mut self) -> energy::CallEnergy {
+        match self.id.take() {
+            Some(id) => self.shared.ledger().end(id, std::time::Instant::now()),
+            None => energy::CallEnergy {
+                joules: None,
+                source: None,
+                reason: Some("already finished".to_owned()),
+            },
+        }
+    }
+}
+
+impl Drop for EnergyCall {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.shared
+                .ledger()
+                .abandon(id, std::time::Instant::now());
+        }
+    }
+}
+
+impl std::fmt::Debug for EnergyCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnergyCall").field("id", &self.id).finish()
     }
 }
 
