@@ -117,12 +117,117 @@ pub fn fit_for(history: &History, key: &FitKey) -> Result<LatencyFit, PredictErr
     })
 }
 
+/// What a model's output tokens cost over some calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostFigure {
+    /// Per 1,000 output tokens: the currency with prices configured, else joules.
+    pub per_1k_output_tokens: f64,
+    /// The standard error of its logarithm, from the spread of the calls' own figures.
+    pub log_standard_error: f64,
+    /// Calls it rests on.
+    pub calls: u64,
+}
+
+/// The cost per output token of `samples` under `cost`'s prices: energy at
+/// `price_per_kwh` plus GPU time at `gpu_hour_price` where set, joules alone where no
+/// price is set. Calls without output tokens, or without energy when energy counts, are
+/// left out; `None` when none is left.
+pub fn cost_figure<'a>(
+    samples: impl Iterator<Item = &'a Sample>,
+    cost: &cost::CostConfig,
+) -> Option<CostFigure> {
+    let priced = cost.price_per_kwh.is_some() || cost.gpu_hour_price.is_some();
+    let energy_price = if priced {
+        cost.price_per_kwh.map(|p| p / cost::JOULES_PER_KWH)
+    } else {
+        Some(1.0)
+    };
+    let hour_price = cost.gpu_hour_price.map(|p| p / 3_600_000.0);
+    let (mut total, mut tokens, mut logs) = (0.0, 0.0, Vec::new());
+    for s in samples {
+        if !s.success || s.output_tokens.is_nan() || s.output_tokens <= 0.0 {
+            continue;
+        }
+        let energy = match energy_price {
+            Some(_) if s.energy_j.is_nan() => continue,
+            Some(price) => f64::from(s.energy_j) * price,
+            None => 0.0,
+        };
+        let time = hour_price.map_or(0.0, |p| f64::from(s.processing_time_ms) * p);
+        let call = energy + time;
+        total += call;
+        tokens += f64::from(s.output_tokens);
+        if call > 0.0 {
+            logs.push((call / f64::from(s.output_tokens)).ln());
+        }
+    }
+    if tokens <= 0.0 {
+        return None;
+    }
+    let n = logs.len() as f64;
+    let log_standard_error = if logs.len() > 1 {
+        let mean = logs.iter().sum::<f64>() / n;
+        (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() / n.sqrt()
+    } else {
+        // One call says little: as uncertain as a factor of e.
+        1.0
+    };
+    Some(CostFigure {
+        per_1k_output_tokens: total / tokens * 1000.0,
+        log_standard_error,
+        calls: logs.len() as u64,
+    })
+}
+
+/// `GET /predict`'s answer without a model: every model that can be fitted, and why the
+/// others cannot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PredictAll {
+    /// One prediction per model that has a fit, by name.
+    pub predictions: Vec<PredictAnswer>,
+    /// The models without one, and why.
+    pub not_predicted: Vec<NotPredicted>,
+}
+
+/// A model without a prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotPredicted {
+    /// The model.
+    pub model: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The prediction for every model of `models`.
+pub fn predict_all(
+    history: &History,
+    models: &[String],
+    prompt_tokens: Option<u64>,
+    output_tokens: u64,
+    cold: bool,
+) -> PredictAll {
+    let mut all = PredictAll {
+        predictions: Vec::new(),
+        not_predicted: Vec::new(),
+    };
+    for model in models {
+        match predict(history, &FitKey::model(model.clone()), prompt_tokens, output_tokens, cold) {
+            Ok(p) => all.predictions.push(p),
+            Err(e) => all.not_predicted.push(NotPredicted {
+                model: model.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    all
+}
+
 /// `GET /predict`'s answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PredictAnswer {
     /// The model.
     pub model: String,
-    /// The prompt tokens asked about.
+    /// The prompt tokens asked about (the median of the calls fitted when not given).
     pub prompt_tokens: u64,
     /// The output tokens asked about.
     pub output_tokens: u64,
@@ -145,11 +250,13 @@ pub struct PredictAnswer {
 pub fn predict(
     history: &History,
     key: &FitKey,
-    prompt_tokens: u64,
+    prompt_tokens: Option<u64>,
     output_tokens: u64,
     cold: bool,
 ) -> Result<PredictAnswer, PredictError> {
     let fit = fit_for(history, key)?;
+    // Without a prompt size, the model's typical one: the median of the calls fitted.
+    let prompt_tokens = prompt_tokens.unwrap_or(fit.median_prompt_tokens);
     let p = fit
         .predict(prompt_tokens as f64, output_tokens as f64, cold)
         .ok_or_else(|| PredictError::NoColdStart {
@@ -197,14 +304,14 @@ mod tests {
     fn predictions_come_from_the_history_and_errors_say_what_is_missing() {
         let history = History::default();
         assert_eq!(
-            predict(&history, &FitKey::model("m"), 10, 10, false),
+            predict(&history, &FitKey::model("m"), Some(10), 10, false),
             Err(PredictError::UnknownModel { model: "m".into() })
         );
         let few: Vec<Record> = (0..5)
             .map(|i| record(i, 100, 10 * i as u64, 400.0 + 200.0 * i as f64, 5.0))
             .collect();
         history.committed(&few);
-        let err = predict(&history, &FitKey::model("m"), 10, 10, false).unwrap_err();
+        let err = predict(&history, &FitKey::model("m"), Some(10), 10, false).unwrap_err();
         assert!(err.to_string().contains("5 warm") && err.to_string().contains("at least 10"), "{err}");
         // 200 ms + 2 ms per prompt token + 20 ms per output token, exactly; one cold start.
         let calls: Vec<Record> = (5..40)
@@ -215,11 +322,11 @@ mod tests {
             .chain([record(40, 100, 100, 2400.0 + 5000.0, 5000.0)])
             .collect();
         history.committed(&calls);
-        let answer = predict(&history, &FitKey::model("m"), 100, 500, false).expect("fits");
+        let answer = predict(&history, &FitKey::model("m"), Some(100), 500, false).expect("fits");
         assert!((answer.predicted_ms - 10_400.0).abs() < 50.0, "{answer:?}");
         assert!(answer.low_ms <= answer.predicted_ms && answer.predicted_ms <= answer.high_ms);
         assert_eq!(answer.fit.cold_calls, 1);
-        let cold = predict(&history, &FitKey::model("m"), 100, 100, true).expect("cold");
+        let cold = predict(&history, &FitKey::model("m"), Some(100), 100, true).expect("cold");
         assert!((cold.predicted_ms - 7400.0).abs() < 50.0, "{cold:?}");
         let other = FitKey {
             model: "m".into(),

@@ -111,6 +111,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         telemetry: telemetry_config,
         access,
         alerts: alerts_config,
+        cost,
         ..
     } = config;
     let store_error = |source| StartError::Store {
@@ -203,6 +204,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server_failures: server_failures.clone(),
         alerts: alerts_board.clone(),
         bench: bench.clone(),
+        cost: Arc::new(cost),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)

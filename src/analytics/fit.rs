@@ -122,6 +122,8 @@ pub struct LatencyFit {
     pub cold_extra_p10_ms: Option<f64>,
     /// See `cold_extra_p10_ms`.
     pub cold_extra_p90_ms: Option<f64>,
+    /// The median prompt tokens of the warm calls fitted: the typical prompt.
+    pub median_prompt_tokens: u64,
     /// Regressors that did not vary among the calls, so their coefficient is 0 and the
     /// intercept holds their effect at the value seen (e.g. every call had 0 prompt tokens).
     pub not_varied: Vec<String>,
@@ -341,6 +343,7 @@ pub fn fit(points: &[Point]) -> Result<LatencyFit, FitError> {
         residual_p90_ms: round3(residual_p90_ms),
         cold_extra_p10_ms: None,
         cold_extra_p90_ms: None,
+        median_prompt_tokens: quantile(&mut raw[0].clone(), 0.5).round().max(0.0) as u64,
         not_varied,
     };
     let mut extras: Vec<f64> = points

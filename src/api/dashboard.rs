@@ -120,6 +120,8 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
                     // among what the page shows, and at 1,000 models four recommendations
                     // over every one of them would cost the page 400 ms.
                     models: shown.clone(),
+                    workload: None,
+                    min_quality: crate::recommend::DEFAULT_MIN_QUALITY,
                 },
             )
         })
