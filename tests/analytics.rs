@@ -173,3 +173,27 @@ async fn max_latency_excludes_the_models_predicted_over_it_and_efficient_picks_t
         assert!(e["error"].as_str().expect("message").contains(field), "{query}: {e}");
     }
 }
+
+#[tokio::test]
+async fn the_predict_command_prints_each_model_fastest_first() {
+    let (api, _fake) = Api::start().await;
+    api.seed("fast:1b", 20, (100.0, 0.0, 2.0), 3.5, None).await;
+    api.seed("slow:70b", 20, (100.0, 0.0, 20.0), 3.5, None).await;
+    let server = format!("http://{}", api.app.running().api_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["predict", "--output-tokens", "500", "--server", &server])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    let fast = text.find("fast:1b").expect("fast listed");
+    let slow = text.find("slow:70b").expect("slow listed");
+    assert!(fast < slow, "fastest first:\n{text}");
+    // 100 + 2·500 = 1.1 s; 100 + 20·500 = 10.1 s.
+    assert!(text.contains("1.10 s") || text.contains("1.1 s"), "{text}");
+    assert!(text.contains("10.1 s"), "{text}");
+}
