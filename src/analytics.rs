@@ -106,11 +106,12 @@ pub fn fit_for(history: &History, key: &FitKey) -> Result<LatencyFit, PredictErr
             model: key.model.clone(),
         });
     }
-    let points = history
-        .with_model(&key.model, points)
-        .ok_or_else(|| PredictError::UnknownModel {
-            model: key.model.clone(),
-        })?;
+    let points =
+        history
+            .with_model(&key.model, points)
+            .ok_or_else(|| PredictError::UnknownModel {
+                model: key.model.clone(),
+            })?;
     fit::fit(&points).map_err(|source| PredictError::TooFew {
         model: key.model.clone(),
         source,
@@ -211,7 +212,13 @@ pub fn predict_all(
         not_predicted: Vec::new(),
     };
     for model in models {
-        match predict(history, &FitKey::model(model.clone()), prompt_tokens, output_tokens, cold) {
+        match predict(
+            history,
+            &FitKey::model(model.clone()),
+            prompt_tokens,
+            output_tokens,
+            cold,
+        ) {
             Ok(p) => all.predictions.push(p),
             Err(e) => all.not_predicted.push(NotPredicted {
                 model: model.clone(),
@@ -312,7 +319,10 @@ mod tests {
             .collect();
         history.committed(&few);
         let err = predict(&history, &FitKey::model("m"), Some(10), 10, false).unwrap_err();
-        assert!(err.to_string().contains("5 warm") && err.to_string().contains("at least 10"), "{err}");
+        assert!(
+            err.to_string().contains("5 warm") && err.to_string().contains("at least 10"),
+            "{err}"
+        );
         // 200 ms + 2 ms per prompt token + 20 ms per output token, exactly; one cold start.
         let calls: Vec<Record> = (5..40)
             .map(|i| {

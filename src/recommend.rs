@@ -44,6 +44,5 @@ pub use types::{
     BALANCED_WEIGHTS, BALANCED_WEIGHTS_WITHOUT_QUALITY, Candidate, ComponentScores,
     DEFAULT_MIN_OPERATIONS, DEFAULT_MIN_QUALITY, Efficiency, Excluded, ExclusionKind, Figures,
     FittedPrior, KnownVramNeed, ParsePriorityError, PredictedTime, Priority, RecommendParams,
-    Recommendation, ScoredModel, VramBasis, VramBudget, VramNeed, VramReport, VramSource,
-    Weights,
+    Recommendation, ScoredModel, VramBasis, VramBudget, VramNeed, VramReport, VramSource, Weights,
 };

@@ -453,9 +453,7 @@ impl EnergyCall {
 impl Drop for EnergyCall {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            self.shared
-                .ledger()
-                .abandon(id, std::time::Instant::now());
+            self.shared.ledger().abandon(id, std::time::Instant::now());
         }
     }
 }

@@ -72,7 +72,12 @@ impl Api {
                 .send()
                 .await
                 .expect("send");
-            assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap_or_default());
+            assert_eq!(
+                resp.status(),
+                201,
+                "{}",
+                resp.text().await.unwrap_or_default()
+            );
         }
     }
 }
@@ -103,13 +108,24 @@ async fn predict_answers_the_time_with_an_interval_or_says_what_is_missing() {
     assert_eq!(status, 404, "{e}");
     let (status, e) = api.get("/predict?model=new:7b&output_tokens=5").await;
     assert_eq!(status, 422, "{e}");
-    assert!(e["error"].as_str().expect("message").contains("at least 10"), "{e}");
-    let (status, e) = api.get("/predict?model=fast:1b&output_tokens=5&cold=true").await;
+    assert!(
+        e["error"]
+            .as_str()
+            .expect("message")
+            .contains("at least 10"),
+        "{e}"
+    );
+    let (status, e) = api
+        .get("/predict?model=fast:1b&output_tokens=5&cold=true")
+        .await;
     assert_eq!(status, 422, "no cold start measured: {e}");
     for (query, field) in [
         ("model=fast:1b", "output_tokens"),
         ("model=fast:1b&output_tokens=-1", "output_tokens"),
-        ("model=fast:1b&output_tokens=5&prompt_tokens=x", "prompt_tokens"),
+        (
+            "model=fast:1b&output_tokens=5&prompt_tokens=x",
+            "prompt_tokens",
+        ),
         ("model=fast:1b&output_tokens=5&cold=maybe", "cold"),
     ] {
         let (status, e) = api.get(&format!("/predict?{query}")).await;
@@ -123,10 +139,14 @@ async fn max_latency_excludes_the_models_predicted_over_it_and_efficient_picks_t
     let (api, _fake) = Api::start().await;
     // At 500 output tokens: quick 2.6 s, slow 10.2 s; cheap uses least energy per token but
     // scores under the quality floor; thrifty is the cheapest above it.
-    api.seed("quick", 30, (100.0, 0.0, 5.0), 4.0, Some(2.0)).await;
-    api.seed("slow", 30, (200.0, 0.0, 20.0), 4.5, Some(3.0)).await;
-    api.seed("cheap", 30, (150.0, 0.0, 8.0), 2.0, Some(0.2)).await;
-    api.seed("thrifty", 30, (150.0, 0.0, 8.0), 3.6, Some(0.5)).await;
+    api.seed("quick", 30, (100.0, 0.0, 5.0), 4.0, Some(2.0))
+        .await;
+    api.seed("slow", 30, (200.0, 0.0, 20.0), 4.5, Some(3.0))
+        .await;
+    api.seed("cheap", 30, (150.0, 0.0, 8.0), 2.0, Some(0.2))
+        .await;
+    api.seed("thrifty", 30, (150.0, 0.0, 8.0), 3.6, Some(0.5))
+        .await;
 
     let (status, rec) = api
         .get("/recommend?priority=quality&expected_output_tokens=500&prompt_tokens=100&max_latency_ms=5000")
@@ -139,7 +159,10 @@ async fn max_latency_excludes_the_models_predicted_over_it_and_efficient_picks_t
         .expect("slow is excluded");
     assert_eq!(slow["kinds"], json!(["over_latency_budget"]));
     let reason = slow["reason"].as_str().expect("reason");
-    assert!(reason.contains("predicted 10.2 s") && reason.contains("max_latency_ms 5.0 s"), "{reason}");
+    assert!(
+        reason.contains("predicted 10.2 s") && reason.contains("max_latency_ms 5.0 s"),
+        "{reason}"
+    );
     assert!(excluded.iter().all(|e| e["model"] != "quick"), "{rec}");
     assert_ne!(rec["recommended_model"], "slow");
 
@@ -154,23 +177,34 @@ async fn max_latency_excludes_the_models_predicted_over_it_and_efficient_picks_t
         .expect("cheap is below the floor");
     assert_eq!(cheap["kinds"], json!(["below_quality_floor"]));
     // Lowering the floor lets the cheapest win.
-    let (_, rec) = api.get("/recommend?priority=efficient&min_quality=1.5").await;
+    let (_, rec) = api
+        .get("/recommend?priority=efficient&min_quality=1.5")
+        .await;
     assert_eq!(rec["recommended_model"], "cheap", "{rec}");
 
     // Joules per output token in the statistics.
     let (_, stats) = api.get("/statistics/thrifty").await;
-    assert_eq!(stats["efficiency"]["joules_per_output_token"], 0.5, "{stats}");
+    assert_eq!(
+        stats["efficiency"]["joules_per_output_token"], 0.5,
+        "{stats}"
+    );
 
     for (query, field) in [
         ("max_latency_ms=2000", "expected_output_tokens"),
         ("prompt_tokens=10", "expected_output_tokens"),
         ("expected_output_tokens=-5", "expected_output_tokens"),
-        ("expected_output_tokens=5&max_latency_ms=0", "max_latency_ms"),
+        (
+            "expected_output_tokens=5&max_latency_ms=0",
+            "max_latency_ms",
+        ),
         ("priority=efficient&min_quality=7", "min_quality"),
     ] {
         let (status, e) = api.get(&format!("/recommend?{query}")).await;
         assert_eq!(status, 400, "{query}: {e}");
-        assert!(e["error"].as_str().expect("message").contains(field), "{query}: {e}");
+        assert!(
+            e["error"].as_str().expect("message").contains(field),
+            "{query}: {e}"
+        );
     }
 }
 
@@ -178,7 +212,8 @@ async fn max_latency_excludes_the_models_predicted_over_it_and_efficient_picks_t
 async fn the_predict_command_prints_each_model_fastest_first() {
     let (api, _fake) = Api::start().await;
     api.seed("fast:1b", 20, (100.0, 0.0, 2.0), 3.5, None).await;
-    api.seed("slow:70b", 20, (100.0, 0.0, 20.0), 3.5, None).await;
+    api.seed("slow:70b", 20, (100.0, 0.0, 20.0), 3.5, None)
+        .await;
     let server = format!("http://{}", api.app.running().api_addr);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
@@ -189,7 +224,11 @@ async fn the_predict_command_prints_each_model_fastest_first() {
     .await
     .expect("join");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fast = text.find("fast:1b").expect("fast listed");
     let slow = text.find("slow:70b").expect("slow listed");
     assert!(fast < slow, "fastest first:\n{text}");

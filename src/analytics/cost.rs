@@ -82,9 +82,7 @@ pub fn validate(raw: &RawCost, problems: &mut Vec<String>) -> CostConfig {
     let price = |problems: &mut Vec<String>, key: &str, value: Option<f64>| -> Option<f64> {
         match value {
             Some(v) if !v.is_finite() || v < 0.0 => {
-                problems.push(format!(
-                    "{key}: {v} is not a price (a number of 0 or more)"
-                ));
+                problems.push(format!("{key}: {v} is not a price (a number of 0 or more)"));
                 None
             }
             other => other,
@@ -99,8 +97,16 @@ pub fn validate(raw: &RawCost, problems: &mut Vec<String>) -> CostConfig {
         if name.is_empty() {
             problems.push(format!("{at}.name: required (e.g. \"gpt-4o-mini\")"));
         }
-        let input = price(problems, &format!("{at}.input_per_million"), r.input_per_million);
-        let output = price(problems, &format!("{at}.output_per_million"), r.output_per_million);
+        let input = price(
+            problems,
+            &format!("{at}.input_per_million"),
+            r.input_per_million,
+        );
+        let output = price(
+            problems,
+            &format!("{at}.output_per_million"),
+            r.output_per_million,
+        );
         if r.input_per_million.is_none() || r.output_per_million.is_none() {
             problems.push(format!(
                 "{at}: needs both input_per_million and output_per_million"
@@ -268,7 +274,10 @@ mod tests {
         };
         let c = validate(&raw, &mut problems);
         assert_eq!(c.price_per_kwh, None);
-        assert!(problems.iter().any(|p| p.starts_with("cost.price_per_kwh")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with("cost.price_per_kwh")),
+            "{problems:?}"
+        );
         assert!(
             problems.iter().any(|p| p.contains("cost.reference[0]")),
             "{problems:?}"

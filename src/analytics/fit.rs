@@ -150,7 +150,12 @@ impl LatencyFit {
 
     /// The prediction for a call of these token counts, cold or warm; `None` for a cold
     /// call when no cold load was measured. Never below zero.
-    pub fn predict(&self, prompt_tokens: f64, output_tokens: f64, cold: bool) -> Option<Prediction> {
+    pub fn predict(
+        &self,
+        prompt_tokens: f64,
+        output_tokens: f64,
+        cold: bool,
+    ) -> Option<Prediction> {
         let line = self.warm_line(prompt_tokens, output_tokens);
         let (center, low, high) = if cold {
             let load = self.cold_load_ms?;
@@ -201,10 +206,11 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
+        let pivot_row = a[col].clone();
         for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+            let f = a[row][col] / pivot_row[col];
+            for (cell, p) in a[row].iter_mut().zip(&pivot_row).skip(col) {
+                *cell -= f * p;
             }
             b[row] -= f * b[col];
         }
@@ -224,10 +230,10 @@ fn weighted_least_squares(columns: &[Vec<f64>], y: &[f64], w: &[f64]) -> Option<
     let mut a = vec![vec![0.0; p]; p];
     let mut b = vec![0.0; p];
     for i in 0..y.len() {
-        for j in 0..p {
-            b[j] += w[i] * x(i, j) * y[i];
-            for k in 0..p {
-                a[j][k] += w[i] * x(i, j) * x(i, k);
+        for (j, (row, bj)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+            *bj += w[i] * x(i, j) * y[i];
+            for (k, cell) in row.iter_mut().enumerate() {
+                *cell += w[i] * x(i, j) * x(i, k);
             }
         }
     }
@@ -434,7 +440,10 @@ mod tests {
         for (prompt, output) in [(100.0, 50.0), (2000.0, 500.0), (3500.0, 780.0)] {
             let truth = 400.0 + 0.4 * prompt + 25.0 * output;
             let warm = mixed.predict(prompt, output, false).expect("warm");
-            assert!(within(warm.predicted_ms, truth, 0.05), "{warm:?} vs {truth}");
+            assert!(
+                within(warm.predicted_ms, truth, 0.05),
+                "{warm:?} vs {truth}"
+            );
             let reference = warm_only.predict(prompt, output, false).expect("warm");
             assert!(within(warm.predicted_ms, reference.predicted_ms, 0.05));
             let cold = mixed.predict(prompt, output, true).expect("cold measured");
@@ -444,7 +453,11 @@ mod tests {
                 truth + 10_000.0
             );
         }
-        assert_eq!(warm_only.predict(10.0, 10.0, true), None, "no cold load seen");
+        assert_eq!(
+            warm_only.predict(10.0, 10.0, true),
+            None,
+            "no cold load seen"
+        );
         // A plain least-squares line through the same calls is pulled far off: what the
         // separation prevents.
         let naive: Vec<Point> = generate(600, 11, 0.3)
@@ -458,12 +471,12 @@ mod tests {
     #[test]
     fn too_few_warm_calls_say_how_many_are_needed() {
         let mut points = generate(9, 3, 0.0);
-        assert_eq!(
-            fit(&points),
-            Err(FitError::TooFew { have: 9, need: 10 })
-        );
+        assert_eq!(fit(&points), Err(FitError::TooFew { have: 9, need: 10 }));
         points.extend(generate(5, 4, 1.0));
-        assert!(matches!(fit(&points), Err(FitError::TooFew { have: 9, .. })));
+        assert!(matches!(
+            fit(&points),
+            Err(FitError::TooFew { have: 9, .. })
+        ));
         let message = fit(&points).unwrap_err().to_string();
         assert!(message.contains("at least 10"), "{message}");
     }

@@ -79,8 +79,13 @@ pub async fn predict(State(state): State<ApiState>, params: Params) -> Result<Re
         )
         .map(|p| Json(p).into_response()),
         None => {
-            let all: PredictAll =
-                analytics::predict_all(&history, &history.models(), prompt_tokens, output_tokens, cold);
+            let all: PredictAll = analytics::predict_all(
+                &history,
+                &history.models(),
+                prompt_tokens,
+                output_tokens,
+                cold,
+            );
             Ok(Json(all).into_response())
         }
     })

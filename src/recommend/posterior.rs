@@ -558,9 +558,7 @@ impl Posteriors {
                     // On the score's scale near the leader; the log sd bounds the ratio's.
                     // Efficient is scored from measured cost (scoring::efficiency_scores);
                     // its posterior stand-in is speed's.
-                    Priority::Speed | Priority::Efficient => {
-                        mean.max(1e-9) * (log_sd + min_log_sd)
-                    }
+                    Priority::Speed | Priority::Efficient => mean.max(1e-9) * (log_sd + min_log_sd),
                     Priority::Quality => q_sd,
                     Priority::Reliable => r_sd,
                     Priority::Balanced => {

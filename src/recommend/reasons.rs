@@ -98,9 +98,11 @@ pub(super) fn exclusion_sentences(
                     fmt_ms(p.map_or(0.0, |p| p.predicted_ms)),
                     fmt_ms(p.map_or(0.0, |p| p.low_ms)),
                     fmt_ms(p.map_or(0.0, |p| p.high_ms)),
-                    params.workload.map_or(String::new(), |(prompt, output)| format!(
-                        " for {prompt} prompt and {output} output tokens"
-                    )),
+                    params
+                        .workload
+                        .map_or(String::new(), |(prompt, output)| format!(
+                            " for {prompt} prompt and {output} output tokens"
+                        )),
                     fmt_ms(params.max_latency_ms.unwrap_or(0.0))
                 )
             }
@@ -307,7 +309,10 @@ fn first_sentence(
             let unit = params.efficiency_unit;
             let figure = |s: &Scored| {
                 s.efficiency.map_or("unmeasured".to_owned(), |e| {
-                    format!("{:.4} {unit} per 1,000 output tokens over {} calls", e.per_1k_output_tokens, e.calls)
+                    format!(
+                        "{:.4} {unit} per 1,000 output tokens over {} calls",
+                        e.per_1k_output_tokens, e.calls
+                    )
                 })
             };
             let mut r = format!(

@@ -5,8 +5,8 @@ use super::posterior::{Posteriors, posteriors, quality_score};
 use super::reasons::{exclusion_sentences, nothing_qualifies, winner_reason};
 use super::types::{
     BALANCED_WEIGHTS, BALANCED_WEIGHTS_WITHOUT_QUALITY, Candidate, ComponentScores, Efficiency,
-    Excluded, ExclusionKind, Figures, KnownVramNeed, Priority, RecommendParams, Recommendation, ScoredModel,
-    VramNeed, VramReport,
+    Excluded, ExclusionKind, Figures, KnownVramNeed, Priority, RecommendParams, Recommendation,
+    ScoredModel, VramNeed, VramReport,
 };
 use crate::stats::{ModelSummary, wilson_lower_bound};
 

@@ -262,7 +262,9 @@ fn validate_alias(name: &str, raw: RawAlias, problems: &mut Vec<String>) -> Opti
         .min_quality
         .unwrap_or(crate::recommend::DEFAULT_MIN_QUALITY);
     if !(1.0..=5.0).contains(&min_quality) {
-        problems.push(format!("{key}.min_quality: must be 1 to 5, got {min_quality}"));
+        problems.push(format!(
+            "{key}.min_quality: must be 1 to 5, got {min_quality}"
+        ));
     }
     for (leaf, value) in [
         ("max_vram_gb", raw.max_vram_gb),

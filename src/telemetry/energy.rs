@@ -337,18 +337,20 @@ pub struct RaplZone {
 /// Reads the CPU packages' RAPL counters under `dir` (top-level zones only: a package's
 /// sub-zones, core and uncore, are part of it). Errors say why in words.
 pub fn read_rapl(dir: &Path) -> Result<Vec<RaplZone>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("CPU energy: {} cannot be read ({e}); no RAPL here", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "CPU energy: {} cannot be read ({e}); no RAPL here",
+            dir.display()
+        )
+    })?;
     let mut zones: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| {
-                    (n.starts_with("intel-rapl:") || n.starts_with("amd-rapl:"))
-                        && n.matches(':').count() == 1
-                })
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                (n.starts_with("intel-rapl:") || n.starts_with("amd-rapl:"))
+                    && n.matches(':').count() == 1
+            })
         })
         .collect();
     zones.sort();
@@ -442,7 +444,10 @@ mod tests {
         assert!(close(eb.joules, 250.0), "{eb:?}");
         assert_eq!(ea.source.as_deref(), Some("gpu_counter"));
         // Every joule spent while a call ran went to one: 600 J from 1000 to 1600.
-        assert!(close(Some(ea.joules.unwrap_or(0.0) + eb.joules.unwrap_or(0.0)), 600.0));
+        assert!(close(
+            Some(ea.joules.unwrap_or(0.0) + eb.joules.unwrap_or(0.0)),
+            600.0
+        ));
     }
 
     #[test]
@@ -509,7 +514,10 @@ mod tests {
         assert_eq!(e.joules, None);
         assert_eq!(e.source, None);
         let reason = e.reason.expect("a reason");
-        assert!(reason.contains("NVML library not found") && reason.contains("root only"), "{reason}");
+        assert!(
+            reason.contains("NVML library not found") && reason.contains("root only"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -561,6 +569,10 @@ mod tests {
         assert_eq!(zones.len(), 1, "sub-zones are part of their package");
         assert_eq!(zones[0].zone, "intel-rapl:0");
         assert!((zones[0].joules - 123.456789).abs() < 1e-9);
-        assert!(zones[0].wraps_at.is_some_and(|w| (w - 262_143.328_85).abs() < 1e-6));
+        assert!(
+            zones[0]
+                .wraps_at
+                .is_some_and(|w| (w - 262_143.328_85).abs() < 1e-6)
+        );
     }
 }

@@ -325,8 +325,11 @@ mod fake {
     #[derive(Clone)]
     pub struct FakeGpu {
         answer: Arc<Mutex<Result<GpuReading, String>>>,
-        energy: Arc<Mutex<Result<Vec<(u32, crate::telemetry::energy::Meter)>, String>>>,
+        energy: Arc<Mutex<EnergyAnswer>>,
     }
+
+    /// What the fake's energy reading answers.
+    type EnergyAnswer = Result<Vec<(u32, crate::telemetry::energy::Meter)>, String>;
 
     /// What a fake GPU without a set energy answer says.
     pub const FAKE_NO_ENERGY: &str = "the fake GPU reads no energy";

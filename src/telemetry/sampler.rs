@@ -271,9 +271,11 @@ impl Sampler {
             // This machine's CPU is Ollama's only when Ollama's processes are visible here.
             let rapl = match &found {
                 Ok(found) if !found.is_empty() => read_rapl(Path::new(POWERCAP_DIR)),
-                _ => Err("CPU energy: not read, as no Ollama process is visible on this \
+                _ => Err(
+                    "CPU energy: not read, as no Ollama process is visible on this \
                           machine (its CPU may be another's)"
-                    .to_owned()),
+                        .to_owned(),
+                ),
             };
             let energy = energy_reading(gpu_energy, rapl);
             (found, reading, energy)
@@ -552,10 +554,7 @@ fn energy_reading(
 }
 
 /// Per model key, the GPUs (NVML indices) whose process list holds its runner.
-fn model_gpus(
-    joined: &Joined,
-    gpu: &Result<GpuReading, String>,
-) -> HashMap<String, Vec<u32>> {
+fn model_gpus(joined: &Joined, gpu: &Result<GpuReading, String>) -> HashMap<String, Vec<u32>> {
     let Ok(gpu) = gpu else {
         return HashMap::new();
     };
