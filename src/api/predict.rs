@@ -30,6 +30,16 @@ pub struct PredictQuery {
     pub cold: Option<bool>,
 }
 
+/// `/predict`'s answer: one model's prediction, or every model's without `model`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PredictResponse {
+    /// With `model`.
+    One(Box<PredictAnswer>),
+    /// Without `model`.
+    All(PredictAll),
+}
+
 /// A flag's value: `true`/`false`/`1`/`0`.
 fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
     match params.text(name) {
@@ -51,7 +61,7 @@ fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
     responses(
         (status = 200, description = "The predicted processing time with its 80% interval \
                                       (p10 to p90 of the fit's residuals), and the fit; \
-                                      without `model`, one per model", body = PredictAnswer),
+                                      without `model`, one per model", body = PredictResponse),
         (status = 400, description = "A bad query parameter, named", body = ErrorBody),
         (status = 404, description = "No calls of the model are recorded", body = ErrorBody),
         (status = 422, description = "Too few calls to fit (the message says how many are \
@@ -77,7 +87,7 @@ pub async fn predict(State(state): State<ApiState>, params: Params) -> Result<Re
             output_tokens,
             cold,
         )
-        .map(|p| Json(p).into_response()),
+        .map(|p| Json(PredictResponse::One(Box::new(p))).into_response()),
         None => {
             let all: PredictAll = analytics::predict_all(
                 &history,
@@ -86,7 +96,7 @@ pub async fn predict(State(state): State<ApiState>, params: Params) -> Result<Re
                 output_tokens,
                 cold,
             );
-            Ok(Json(all).into_response())
+            Ok(Json(PredictResponse::All(all)).into_response())
         }
     })
     .await?;
