@@ -383,6 +383,11 @@ pub struct Record {
     /// its own record, sharing `requested_model`.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The ollameter instance that stored it (`store.instance`, by default the host
+    /// name); stamped by the recorder when empty. Empty for records stored before
+    /// instances were tracked.
+    #[serde(default)]
+    pub instance: String,
     /// Energy the call used, joules: its share of the GPU energy (NVML's energy counter,
     /// else power × time) while it ran, shared with the calls running at the same time,
     /// plus its share of the CPU package energy (RAPL) where readable. `None` when neither
@@ -441,6 +446,7 @@ impl Record {
             requested_model: None,
             route_reason: None,
             attempt: 1,
+            instance: String::new(),
             energy_j: None,
             energy_source: None,
         }
@@ -485,6 +491,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "requested_model",
     "route_reason",
     "attempt",
+    "instance",
     "energy_j",
     "energy_source",
 ];
