@@ -475,7 +475,7 @@ pub(crate) fn manual(
     let sources = SourcesState::all(&SourceState::Pending);
     let shared = Arc::new(Shared::new(SystemSnapshot::empty(true, 1000, sources), 600));
     let (ticks_tx, ticks_rx) = watch::channel(0);
-    let sampler = sampler::Sampler::new(
+    let mut sampler = sampler::Sampler::new(
         config,
         config.interval,
         ollama,
@@ -484,6 +484,8 @@ pub(crate) fn manual(
         Arc::clone(&shared),
         ticks_tx,
     );
+    // Tests never read this machine's RAPL: what they see must not depend on it.
+    sampler.powercap = std::path::PathBuf::from("/nonexistent/powercap");
     let handle = Handle {
         shared,
         stop: None,

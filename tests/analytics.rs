@@ -236,3 +236,37 @@ async fn the_predict_command_prints_each_model_fastest_first() {
     assert!(text.contains("1.10 s") || text.contains("1.1 s"), "{text}");
     assert!(text.contains("10.1 s"), "{text}");
 }
+
+#[tokio::test]
+async fn the_dashboard_draws_the_fitted_lines_and_shows_energy_per_token() {
+    let (api, _fake) = Api::start().await;
+    api.seed("fast:1b", 20, (100.0, 0.0, 2.0), 3.5, Some(0.25))
+        .await;
+    api.seed("few:3b", 3, (100.0, 0.0, 2.0), 3.5, None).await;
+    let url = format!("http://{}/dashboard", api.app.running().api_addr);
+    let page = api
+        .http
+        .get(url)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains("id=\"chart-prediction\""),
+        "the panel is drawn"
+    );
+    // The chart's description names the fitted model's line, not the one without a fit.
+    let desc_at = page.find("chart-prediction-desc").expect("description");
+    let desc = &page[desc_at..desc_at + 400];
+    assert!(
+        desc.contains("fast:1b: 100 ms plus 2.00 ms per output token"),
+        "{desc}"
+    );
+    assert!(!desc.contains("few:3b"), "{desc}");
+    assert!(
+        page.contains("J / output token") && page.contains("0.250"),
+        "energy column"
+    );
+}

@@ -121,6 +121,7 @@ impl ChannelState {
 
 struct Share {
     channel: Channel,
+    method: Method,
     /// The channel's clock when this call was last settled.
     settled_clock: f64,
     joules: f64,
@@ -170,6 +171,7 @@ impl EnergyLedger {
                 state.running += 1;
                 shares.push(Share {
                     channel: channel.clone(),
+                    method: state.method,
                     settled_clock: state.clock,
                     joules: 0.0,
                     priced: false,
@@ -187,18 +189,18 @@ impl EnergyLedger {
         let mut total = 0.0;
         let mut methods = Vec::new();
         for mut share in shares {
-            let Some(state) = self.channels.get_mut(&share.channel) else {
-                continue;
-            };
-            state.advance(now);
-            if let Some(power) = state.power_w {
-                share.joules += power * (state.clock - share.settled_clock);
-                share.priced = true;
+            // A channel no longer read keeps what the call earned while it was.
+            if let Some(state) = self.channels.get_mut(&share.channel) {
+                state.advance(now);
+                if let Some(power) = state.power_w {
+                    share.joules += power * (state.clock - share.settled_clock);
+                    share.priced = true;
+                }
+                state.running = state.running.saturating_sub(1);
             }
-            state.running = state.running.saturating_sub(1);
             if share.priced {
                 total += share.joules;
-                methods.push(state.method);
+                methods.push(share.method);
             }
         }
         methods.sort_unstable();
@@ -239,6 +241,10 @@ impl EnergyLedger {
     /// among the calls that ran in between.
     pub fn reading(&mut self, reading: &EnergyReading, now: Instant) {
         self.missing.clone_from(&reading.missing);
+        // A channel that is no longer read (NVML failing now, a GPU gone) must not go on
+        // pricing calls at its last power.
+        self.channels
+            .retain(|c, _| reading.channels.iter().any(|r| r.channel == *c));
         for r in &reading.channels {
             let method = match (&r.channel, r.meter) {
                 (Channel::Cpu(_), _) => Method::CpuRapl,

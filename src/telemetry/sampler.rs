@@ -16,8 +16,6 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use std::path::Path;
-
 use super::energy::{
     Channel, ChannelReading, EnergyReading, Meter, POWERCAP_DIR, RaplZone, read_rapl,
 };
@@ -83,6 +81,8 @@ pub(crate) struct Sampler {
     ticks: u64,
     panics: u64,
     last_panic: Option<String>,
+    /// Where the RAPL zones are read (tests point it elsewhere).
+    pub(crate) powercap: std::path::PathBuf,
 }
 
 impl Sampler {
@@ -121,6 +121,7 @@ impl Sampler {
             ticks: 0,
             panics: 0,
             last_panic: None,
+            powercap: std::path::PathBuf::from(POWERCAP_DIR),
         }
     }
 
@@ -244,6 +245,7 @@ impl Sampler {
         let gpu = Arc::clone(&self.gpu);
         let matchers = self.matchers.clone();
         let watched = watch.clone();
+        let powercap = self.powercap.clone();
         let blocking = tokio::task::spawn_blocking(move || {
             let found = guarded("process source", || {
                 let mut source = procs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -270,7 +272,7 @@ impl Sampler {
             };
             // This machine's CPU is Ollama's only when Ollama's processes are visible here.
             let rapl = match &found {
-                Ok(found) if !found.is_empty() => read_rapl(Path::new(POWERCAP_DIR)),
+                Ok(found) if !found.is_empty() => read_rapl(&powercap),
                 _ => Err(
                     "CPU energy: not read, as no Ollama process is visible on this \
                           machine (its CPU may be another's)"
