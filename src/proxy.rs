@@ -81,6 +81,7 @@ impl ProxyState {
         telemetry: Telemetry,
         metrics: Arc<Metrics>,
         router: crate::routing::ModelRouter,
+        otel: crate::otel::Otel,
     ) -> Result<ProxyState, String> {
         let upstream = Upstream::new(&config.upstream, config.connect_timeout)?;
         let probe_client = reqwest::Client::builder()
@@ -99,6 +100,7 @@ impl ProxyState {
                     quality: config.quality.clone(),
                     telemetry,
                     metrics,
+                    otel,
                 },
                 operation_header: config.operation_header.clone(),
                 router,

@@ -13,11 +13,14 @@ use harness::scenarios::{self, Plan, Way};
 
 #[test]
 fn the_proxy_benchmark_runs_and_drops_no_record() {
-    let plan = Plan::smoke();
+    let plan = Plan {
+        otel: true,
+        ..Plan::smoke()
+    };
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ollameter"));
     let report = scenarios::run(&plan, bin, &|_| {}).expect("the benchmark runs");
     let run = report.runs.first().expect("one run");
-    for way in [Way::Direct, Way::Ollameter] {
+    for way in [Way::Direct, Way::Ollameter, Way::OllameterOtel] {
         let closed = run.closed(way, 4).expect("closed-loop result");
         assert!(
             closed.requests > 0 && closed.errors == 0,
@@ -30,6 +33,10 @@ fn the_proxy_benchmark_runs_and_drops_no_record() {
         assert!(run.big_body(way).is_some_and(|us| us > 0.0), "{way:?}");
     }
     assert!(run.ollameter_idle_kib > 0, "{run:?}");
+    // The exporting ollameter sent a span per call to the fake's OTLP sink.
+    let (exported, dropped) = run.otel_spans.expect("spans counted");
+    assert!(exported > 0.0, "{run:?}");
+    assert_eq!(dropped, 0.0, "{run:?}");
     assert!(run.ollameter_big_peak_kib > 0, "{run:?}");
     let recording = report.recording.expect("recording ran");
     assert!(recording.load.ok > 0, "{recording:?}");

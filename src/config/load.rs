@@ -59,12 +59,16 @@ pub fn load(
         None => toml::Table::new(),
     };
     let mut problems = Vec::new();
+    // The standard OpenTelemetry variables first, so that `OLLAMETER_OTEL_*` (more
+    // specific to this program) wins over them.
+    crate::otel::config::apply_env(env, &mut |key, value| set_key(&mut table, key, value));
     for (name, value) in env {
         let key = if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| alias == name) {
             Some(*key)
         } else {
             KEYS.iter()
                 .chain(crate::alerts::config::KEYS)
+                .chain(crate::otel::config::KEYS)
                 .copied()
                 .find(|k| env_name(k) == *name)
         };

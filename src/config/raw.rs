@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// `[cost]`
     #[serde(default)]
     pub cost: crate::analytics::cost::RawCost,
+    /// `[otel]`
+    #[serde(default)]
+    pub otel: crate::otel::config::RawOtel,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.

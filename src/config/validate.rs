@@ -207,6 +207,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let alerts = crate::alerts::config::validate(&raw.alerts)
         .map_err(|more| problems.extend(more))
         .ok();
+    let otel = crate::otel::config::validate(&raw.otel, &mut problems);
     let (
         Some(listen),
         Some(api_listen),
@@ -299,6 +300,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         alerts: crate::alerts::config::effective(&raw.alerts),
         cost: raw.cost.clone(),
+        otel: crate::otel::config::effective(&raw.otel, &otel),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
     Ok(Config {
@@ -352,6 +354,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         routing,
         alerts: alerts.unwrap_or_default(),
         cost,
+        otel,
         effective,
     })
 }

@@ -76,7 +76,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
             attempt: 1,
         };
         let mut meter = open_record(proxy, &head, api, facts, body.len(), started, route);
-        let target = resolve(proxy, &head, body);
+        let target = resolve(proxy, &head, body, &meter);
         meter.upstream_sent();
         let answer = forward(&head, &target).await;
         return respond(proxy, &head, answer, meter);
@@ -149,7 +149,7 @@ async fn attempts(
         };
         let mut meter = open_record(proxy, &head, api, facts, body.len(), attempt_started, route);
         proxy.router.note(&plan.requested, attempt);
-        let target = resolve(proxy, &head, body);
+        let target = resolve(proxy, &head, body, &meter);
         meter.upstream_sent();
         let answer = forward(&head, &target).await;
         let failed_before_answering = match &answer {
@@ -344,13 +344,27 @@ pub(crate) fn open_record(
         // ollameter's own benchmark marks its calls.
         record.source = crate::record::Source::from_header(source.as_bytes());
     }
-    Meter::new(
+    let trace = proxy.sinks.otel.enabled().then(|| {
+        let name = format!(
+            "{} {}",
+            crate::record::gen_ai_operation_name(&record.endpoint),
+            record.model
+        );
+        let provider = match proxy.kind.get() {
+            Some(crate::upstream::UpstreamKind::OpenAi) => "openai_compatible",
+            _ => "ollama",
+        };
+        proxy.sinks.otel.start_call(&head.headers, &name, provider)
+    });
+    let mut meter = Meter::new(
         record,
         proxy.sinks.clone(),
         started,
         api,
         operation_explicit,
-    )
+    );
+    meter.set_trace(trace.flatten());
+    meter
 }
 
 /// Where one attempt goes and the exact bytes it sends.
@@ -359,14 +373,23 @@ pub struct Target<'a> {
     pub upstream: &'a Upstream,
     /// The request body (the client's, or one rewritten for another model).
     pub body: Bytes,
+    /// The W3C `traceparent` naming this attempt's span, replacing the client's, when
+    /// spans are exported.
+    pub traceparent: Option<HeaderValue>,
 }
 
-/// Phase 4: the upstream and body of the call. Today: the one configured upstream and
-/// the client's body as it came.
-pub(crate) fn resolve<'a>(proxy: &'a Inner, _head: &Head, body: Bytes) -> Target<'a> {
+/// Phase 4: the upstream, body and trace context of the call. Today: the one configured
+/// upstream and the client's body as it came.
+pub(crate) fn resolve<'a>(
+    proxy: &'a Inner,
+    _head: &Head,
+    body: Bytes,
+    meter: &Meter,
+) -> Target<'a> {
     Target {
         upstream: &proxy.upstream,
         body,
+        traceparent: meter.traceparent(),
     }
 }
 
@@ -376,12 +399,16 @@ pub async fn forward(
     head: &Head,
     target: &Target<'_>,
 ) -> Result<hyper::Response<Incoming>, UpstreamError> {
+    let mut headers = head.headers.clone();
+    if let Some(traceparent) = &target.traceparent {
+        headers.insert(crate::otel::TRACEPARENT, traceparent.clone());
+    }
     target
         .upstream
         .send(
             head.method.clone(),
             &head.path_and_query,
-            head.headers.clone(),
+            headers,
             upstream::whole(target.body.clone()),
         )
         .await

@@ -182,16 +182,44 @@ pub struct Ollameter {
 impl Ollameter {
     /// Starts `bin serve` in front of `upstream`, its store and log in `dir`.
     pub fn start(bin: &Path, upstream: SocketAddr, dir: &Path) -> Result<Ollameter, String> {
-        let log_path = dir.join("ollameter.log");
+        Ollameter::start_with(bin, upstream, dir, "ollameter", None)
+    }
+
+    /// [`Ollameter::start`] with span export on, to the OTLP/HTTP collector at
+    /// `otlp` (`OTEL_EXPORTER_OTLP_ENDPOINT`); its files in `dir` are named `name`.
+    pub fn start_exporting(
+        bin: &Path,
+        upstream: SocketAddr,
+        dir: &Path,
+        otlp: SocketAddr,
+    ) -> Result<Ollameter, String> {
+        Ollameter::start_with(bin, upstream, dir, "ollameter-otel", Some(otlp))
+    }
+
+    fn start_with(
+        bin: &Path,
+        upstream: SocketAddr,
+        dir: &Path,
+        name: &str,
+        otlp: Option<SocketAddr>,
+    ) -> Result<Ollameter, String> {
+        let log_path = dir.join(format!("{name}.log"));
         let log =
             fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
             .arg(format!("http://{upstream}"))
             .arg("--db")
-            .arg(dir.join("ollameter.db"))
+            .arg(dir.join(format!("{name}.db")))
             .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env("NO_COLOR", "1");
+        if let Some(otlp) = otlp {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // The log goes to a file, as it would to a journal: its cost is part of the

@@ -77,6 +77,9 @@ impl FakeOllama {
                     let app = Router::new()
                         .route("/", get(|| async { "Ollama is running" }))
                         .route("/api/generate", post(generate))
+                        // An OTLP/HTTP sink for ollameter's spans (`--otel`): reads each
+                        // export and accepts it, as a collector would.
+                        .route("/v1/traces", post(otlp_sink))
                         .with_state(epoch);
                     axum::serve(listener, app)
                         .with_graceful_shutdown(async move {
@@ -105,6 +108,18 @@ impl Drop for FakeOllama {
             let _ = thread.join();
         }
     }
+}
+
+/// Accepts an OTLP/HTTP export: the body is read whole and an empty
+/// `ExportTraceServiceResponse` (zero bytes of protobuf) is the answer.
+async fn otlp_sink(body: axum::body::Bytes) -> Response {
+    let _ = body.len();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        "",
+    )
+        .into_response()
 }
 
 fn header_u64(headers: &HeaderMap, name: &str, default: u64) -> u64 {
