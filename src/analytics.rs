@@ -6,8 +6,8 @@
 //!   apart, residual-quantile intervals).
 //! - [`cost`]: `[cost]` and the arithmetic from joules and GPU time to money.
 //!
-//! Fits are computed on demand from a model's newest [`fit::MAX_FIT_CALLS`] calls (well
-//! under a millisecond each); routing caches its resolutions, so the proxy's hot path never
+//! Fits are computed on demand, not cached, from a model's newest [`fit::MAX_FIT_CALLS`]
+//! calls (a few dozen passes over them); routing caches its resolutions, so the proxy's hot path never
 //! fits. They are keyed by [`FitKey`], so a fit per host is a matter of filling in
 //! `host` once records carry one.
 
