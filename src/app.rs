@@ -120,6 +120,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         telemetry: telemetry_config,
         access,
         alerts: alerts_config,
+        cost,
         otel: otel_config,
         ..
     } = config;
@@ -228,6 +229,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server_failures: server_failures.clone(),
         alerts: alerts_board.clone(),
         bench: bench.clone(),
+        cost: Arc::new(cost),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)

@@ -41,6 +41,8 @@
 //!   listening on its port), and each model's VRAM need.
 //! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
 //!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
+//! - [`analytics`]: the robust latency fit per model and its predictions, and `[cost]`:
+//!   energy and GPU time in money, against paid APIs' prices.
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads, kept
 //!   in step with the store by the recorder's writer thread.
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
@@ -55,6 +57,7 @@
 //!   and the one set of number formats.
 
 pub mod alerts;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod bench;

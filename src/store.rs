@@ -113,6 +113,8 @@ impl Store {
                     r.route_reason.map(RouteReason::as_str),
                     r.attempt,
                     r.instance,
+                    r.energy_j,
+                    r.energy_source,
                 ])?;
             }
         }
@@ -371,6 +373,8 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
             .get::<_, Option<i64>>(35)?
             .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
         instance: row.get(36)?,
+        energy_j: row.get(37)?,
+        energy_source: row.get(38)?,
     })
 }
 

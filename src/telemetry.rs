@@ -12,6 +12,8 @@
 //! - [`listener`]: the processes serving a TCP address, found by their listening socket
 //!   in `/proc` (an OpenAI-compatible server's memory is theirs).
 //! - [`vram`]: measured VRAM needs and the estimate formula for models never loaded.
+//! - [`energy`]: each call's share of the GPU (NVML energy counter or power) and CPU
+//!   (RAPL) energy while it ran.
 //! - [`samples`]: the recent samples and a model's memory over one call.
 //! - [`snapshot`]: what `/api/model-performance/system` serves.
 //! - `sampler` (private): the tick loop that gathers the sources and publishes; for an
@@ -23,6 +25,7 @@
 //! The hot path reads through [`Telemetry`]: [`Telemetry::mark`] is an atomic load and
 //! [`Telemetry::model_memory`] a short read lock, with no I/O and no await.
 
+pub mod energy;
 pub mod gpu;
 mod join;
 pub mod listener;
@@ -143,6 +146,8 @@ pub(crate) struct Shared {
     /// The upstream's kind, shared with the proxy and the health probe; unset reads as
     /// Ollama.
     pub(crate) kind: std::sync::OnceLock<crate::upstream::Kind>,
+    /// Each running call's share of the energy (held for microseconds: no I/O under it).
+    pub(crate) energy: Mutex<energy::EnergyLedger>,
 }
 
 impl Shared {
@@ -156,7 +161,14 @@ impl Shared {
             }),
             latest_seq: AtomicU64::new(0),
             kind: std::sync::OnceLock::new(),
+            energy: Mutex::new(energy::EnergyLedger::default()),
         }
+    }
+
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, energy::EnergyLedger> {
+        // Every change to the ledger is a few numbers; a panic cannot leave it worse
+        // than a call's energy a little off.
+        self.energy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Published) -> T) -> T {
@@ -289,9 +301,17 @@ impl Telemetry {
     fn stopped(reason: &str) -> Telemetry {
         let state = SourceState::Disabled(reason.to_owned());
         let snapshot = SystemSnapshot::empty(false, 0, SourcesState::all(&state));
+        let shared = Shared::new(snapshot, 1);
+        shared.ledger().reading(
+            &energy::EnergyReading {
+                channels: Vec::new(),
+                missing: vec![format!("no energy is read: {reason}")],
+            },
+            std::time::Instant::now(),
+        );
         Telemetry {
             inner: Arc::new(Handle {
-                shared: Arc::new(Shared::new(snapshot, 1)),
+                shared: Arc::new(shared),
                 stop: None,
                 ticks: None,
                 task: Mutex::new(None),
@@ -336,6 +356,30 @@ impl Telemetry {
         self.inner
             .shared
             .read(|p| p.history.model_memory(&key, since.0))
+    }
+
+    /// A call of `model` starts: it takes its share of the energy until
+    /// [`EnergyCall::finish`]. A short lock, no I/O.
+    pub fn energy_begin(&self, model: &str) -> EnergyCall {
+        let id = self
+            .inner
+            .shared
+            .ledger()
+            .begin(&model_key(model), std::time::Instant::now());
+        EnergyCall {
+            shared: Arc::clone(&self.inner.shared),
+            id: Some(id),
+        }
+    }
+
+    /// Why energy is not (fully) measured now, in words; empty when every channel reads.
+    pub fn energy_missing(&self) -> Vec<String> {
+        self.inner.shared.ledger().missing()
+    }
+
+    /// The energy channels read, each with its last power in W.
+    pub fn energy_channels(&self) -> Vec<(energy::Channel, Option<f64>)> {
+        self.inner.shared.ledger().channels()
     }
 
     /// The picture at the last tick, for `/api/model-performance/system`.
@@ -424,6 +468,41 @@ impl Telemetry {
     }
 }
 
+/// One running call's claim on the energy ledger. Finish it to get the call's energy; a
+/// claim dropped unfinished leaves the ledger without a share.
+pub struct EnergyCall {
+    shared: Arc<Shared>,
+    id: Option<u64>,
+}
+
+impl EnergyCall {
+    /// The call ended now: its energy, or why there is none.
+    pub fn finish(mut self) -> energy::CallEnergy {
+        match self.id.take() {
+            Some(id) => self.shared.ledger().end(id, std::time::Instant::now()),
+            None => energy::CallEnergy {
+                joules: None,
+                source: None,
+                reason: Some("already finished".to_owned()),
+            },
+        }
+    }
+}
+
+impl Drop for EnergyCall {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.shared.ledger().abandon(id, std::time::Instant::now());
+        }
+    }
+}
+
+impl std::fmt::Debug for EnergyCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnergyCall").field("id", &self.id).finish()
+    }
+}
+
 /// A telemetry and its sampler, not started: tests drive `tick` by hand.
 #[cfg(test)]
 pub(crate) fn manual(
@@ -447,7 +526,7 @@ pub(crate) fn manual_sources(
     let sources = SourcesState::all(&SourceState::Pending);
     let shared = Arc::new(Shared::new(SystemSnapshot::empty(true, 1000, sources), 600));
     let (ticks_tx, ticks_rx) = watch::channel(0);
-    let sampler = sampler::Sampler::new(
+    let mut sampler = sampler::Sampler::new(
         config,
         config.interval,
         ollama,
@@ -457,6 +536,8 @@ pub(crate) fn manual_sources(
         Arc::clone(&shared),
         ticks_tx,
     );
+    // Tests never read this machine's RAPL: what they see must not depend on it.
+    sampler.powercap = std::path::PathBuf::from("/nonexistent/powercap");
     let handle = Handle {
         shared,
         stop: None,

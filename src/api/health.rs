@@ -266,6 +266,7 @@ mod tests {
             server_failures: failures.clone(),
             alerts: Arc::new(crate::alerts::Alerts::empty(Default::default())),
             bench: Arc::default(),
+            cost: Arc::default(),
         };
         let Json(before) = health(State(state.clone())).await;
         assert_eq!(before.writer_error, None);

@@ -201,7 +201,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
              point it at Ollama (usually http://127.0.0.1:11434)"
         ));
     }
-    let routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
+    let mut routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
+    let cost = crate::analytics::cost::validate(&raw.cost, &mut problems);
+    routing.cost = std::sync::Arc::new(cost.clone());
     let alerts = crate::alerts::config::validate(&raw.alerts)
         .map_err(|more| problems.extend(more))
         .ok();
@@ -297,6 +299,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ..raw.routing.clone()
         },
         alerts: crate::alerts::config::effective(&raw.alerts),
+        cost: raw.cost.clone(),
         otel: crate::otel::config::effective(&raw.otel, &otel),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
@@ -350,6 +353,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         routing,
         alerts: alerts.unwrap_or_default(),
+        cost,
         otel,
         effective,
     })

@@ -170,6 +170,14 @@ pub const MIGRATIONS: &[Migration] = &[
             quality_score DOUBLE PRECISION
         );",
     },
+    // 7 (8 once the fleet's `host` column, reserved as 7, is in): the energy each call
+    // used, and how it was measured.
+    Migration {
+        sqlite: "ALTER TABLE records ADD COLUMN energy_j REAL;
+        ALTER TABLE records ADD COLUMN energy_source TEXT;",
+        postgres: "ALTER TABLE records ADD COLUMN energy_j DOUBLE PRECISION;
+        ALTER TABLE records ADD COLUMN energy_source TEXT;",
+    },
 ];
 
 /// The schema version this build writes.

@@ -16,6 +16,9 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::energy::{
+    Channel, ChannelReading, EnergyReading, Meter, POWERCAP_DIR, RaplZone, read_rapl,
+};
 use super::gpu::{GpuBackend, GpuReading};
 use super::join::{
     Found, Joined, gpu_snapshots, join, loaded_models, mib, processes_snapshot, ps_name, tag_name,
@@ -83,6 +86,8 @@ pub(crate) struct Sampler {
     ticks: u64,
     panics: u64,
     last_panic: Option<String>,
+    /// Where the RAPL zones are read (tests point it elsewhere).
+    pub(crate) powercap: std::path::PathBuf,
 }
 
 impl Sampler {
@@ -127,6 +132,7 @@ impl Sampler {
             ticks: 0,
             panics: 0,
             last_panic: None,
+            powercap: std::path::PathBuf::from(POWERCAP_DIR),
         }
     }
 
@@ -160,10 +166,17 @@ impl Sampler {
                 self.context_tokens = Some(ctx);
             }
         }
-        let (found, gpu) = self.read_machine(&ps, now).await;
+        let (found, gpu, energy) = self.read_machine(&ps, now).await;
+        let read_at = std::time::Instant::now();
         let sample_at = Utc::now();
         let duration = started.elapsed();
         let joined = join(&ps, &found, &gpu, &self.blob_models());
+        let model_gpus = model_gpus(&joined, &gpu);
+        {
+            let mut ledger = self.shared.ledger();
+            ledger.set_model_gpus(model_gpus);
+            ledger.reading(&energy, read_at);
+        }
         self.publish(&ps, &found, &gpu, joined, sample_at, duration);
     }
 
@@ -224,7 +237,11 @@ impl Sampler {
         &mut self,
         ps: &Result<Vec<PsModel>, String>,
         now: Instant,
-    ) -> (Result<Vec<Found>, String>, Result<GpuReading, String>) {
+    ) -> (
+        Result<Vec<Found>, String>,
+        Result<GpuReading, String>,
+        EnergyReading,
+    ) {
         let loaded: BTreeSet<String> = match ps {
             Ok(models) => models.iter().map(|m| model_key(ps_name(m))).collect(),
             Err(_) => self.discovered_for.clone(),
@@ -242,6 +259,7 @@ impl Sampler {
         let gpu = Arc::clone(&self.gpu);
         let matchers = self.matchers.clone();
         let watched = watch.clone();
+        let powercap = self.powercap.clone();
         let blocking = tokio::task::spawn_blocking(move || {
             let found = guarded("process source", || {
                 let mut source = procs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -260,13 +278,36 @@ impl Sampler {
             let reading = guarded("GPU backend", || {
                 gpu.lock().unwrap_or_else(PoisonError::into_inner).sample()
             });
-            (found, reading)
+            let gpu_energy = match &reading {
+                Ok(_) => guarded("GPU energy", || {
+                    gpu.lock().unwrap_or_else(PoisonError::into_inner).energy()
+                }),
+                Err(reason) => Err(reason.clone()),
+            };
+            // This machine's CPU is Ollama's only when Ollama's processes are visible here.
+            let rapl = match &found {
+                Ok(found) if !found.is_empty() => read_rapl(&powercap),
+                _ => Err(
+                    "CPU energy: not read, as no Ollama process is visible on this \
+                          machine (its CPU may be another's)"
+                        .to_owned(),
+                ),
+            };
+            let energy = energy_reading(gpu_energy, rapl);
+            (found, reading, energy)
         });
-        let (found, reading) = match blocking.await {
-            Ok(pair) => pair,
+        let (found, reading, energy) = match blocking.await {
+            Ok(triple) => triple,
             Err(e) => {
                 let reason = format!("the sampling thread failed: {e}");
-                (Err(reason.clone()), Err(reason))
+                (
+                    Err(reason.clone()),
+                    Err(reason.clone()),
+                    EnergyReading {
+                        channels: Vec::new(),
+                        missing: vec![reason],
+                    },
+                )
             }
         };
         if let Ok(found) = &found {
@@ -284,7 +325,7 @@ impl Sampler {
             }
             self.known_pids = pids;
         }
-        (found, reading)
+        (found, reading, energy)
     }
 
     fn publish(
@@ -527,6 +568,57 @@ impl Sampler {
 }
 
 /// Runs `f`, turning a panic into a reason.
+/// The GPU energy and the RAPL zones as one reading, with why either is missing.
+fn energy_reading(
+    gpu: Result<Vec<(u32, Meter)>, String>,
+    rapl: Result<Vec<RaplZone>, String>,
+) -> EnergyReading {
+    let mut reading = EnergyReading::default();
+    match gpu {
+        Ok(meters) => reading
+            .channels
+            .extend(meters.into_iter().map(|(index, meter)| ChannelReading {
+                channel: Channel::Gpu(index),
+                meter,
+            })),
+        Err(reason) => reading.missing.push(format!("GPU energy: {reason}")),
+    }
+    match rapl {
+        Ok(zones) => reading
+            .channels
+            .extend(zones.into_iter().map(|z| ChannelReading {
+                channel: Channel::Cpu(z.zone),
+                meter: Meter::Counter {
+                    joules: z.joules,
+                    wraps_at: z.wraps_at,
+                },
+            })),
+        Err(reason) => reading.missing.push(reason),
+    }
+    reading
+}
+
+/// Per model key, the GPUs (NVML indices) whose process list holds its runner.
+fn model_gpus(joined: &Joined, gpu: &Result<GpuReading, String>) -> HashMap<String, Vec<u32>> {
+    let Ok(gpu) = gpu else {
+        return HashMap::new();
+    };
+    joined
+        .models
+        .iter()
+        .filter_map(|m| {
+            let pid = m.runner_pid?;
+            let on: Vec<u32> = gpu
+                .devices
+                .iter()
+                .filter(|d| d.processes.iter().any(|p| p.pid == pid))
+                .map(|d| d.index)
+                .collect();
+            (!on.is_empty()).then(|| (m.key.clone(), on))
+        })
+        .collect()
+}
+
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(format!("the {what} panicked: {}", panic_message(&*payload))))
