@@ -21,6 +21,9 @@
 //!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
+//! - [`fleet`]: several upstreams: each host's health (probe, ejection, half-open
+//!   retry), inventory, in-flight calls and telemetry, and the choice of the host that
+//!   serves a call best.
 //! - [`routing`]: virtual model names (`auto`, `auto:speed`, aliases) resolved per call,
 //!   fallback to the next model before any byte is sent, and exploration of new models.
 //! - [`policy`]: the one model-choice policy over the live history and telemetry, that
@@ -42,7 +45,7 @@
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
 //! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
-//! - [`upstream`]: the upstream's kind (`ollama` or any OpenAI-compatible server),
+//! - [`upstream`]: an upstream's kind (`ollama` or any OpenAI-compatible server),
 //!   detected or configured, and the health probe each kind answers.
 //! - [`record`]: the record of one call, shared by all of the above.
 //! - [`text`]: the shared small helpers: an error's causes on one line, URL encoding,
@@ -56,6 +59,7 @@ pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod decode;
+pub mod fleet;
 pub mod history;
 pub mod log_writer;
 pub mod logging;

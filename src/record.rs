@@ -383,6 +383,11 @@ pub struct Record {
     /// its own record, sharing `requested_model`.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The upstream that served the call, by its name (`[[upstreams]]` `name`, by
+    /// default `host:port`); `None` on records from before several upstreams existed and
+    /// on records written by hand without one.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl Record {
@@ -431,6 +436,7 @@ impl Record {
             requested_model: None,
             route_reason: None,
             attempt: 1,
+            host: None,
         }
     }
 }
@@ -473,6 +479,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "requested_model",
     "route_reason",
     "attempt",
+    "host",
 ];
 
 #[cfg(test)]

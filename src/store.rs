@@ -94,6 +94,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE records ADD COLUMN requested_model TEXT;
     ALTER TABLE records ADD COLUMN route_reason TEXT;
     ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",
+    // TEMPORARY numbering until pg's step 6 lands: the upstream that served the call.
+    "ALTER TABLE records ADD COLUMN host TEXT;",
 ];
 
 /// The schema version this build writes.
@@ -166,6 +168,7 @@ impl Store {
                     r.requested_model,
                     r.route_reason.map(RouteReason::as_str),
                     r.attempt,
+                    r.host,
                 ])?;
             }
         }
@@ -412,6 +415,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         attempt: row
             .get::<_, Option<i64>>(35)?
             .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
+        host: row.get(36)?,
     })
 }
 

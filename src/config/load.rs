@@ -59,6 +59,9 @@ pub fn load(
         None => toml::Table::new(),
     };
     let mut problems = Vec::new();
+    // `upstream.url` from the environment or a flag replaces the file's upstreams, as
+    // any key of a higher precedence does.
+    let mut url_overridden = flags.upstream.is_some();
     for (name, value) in env {
         let key = if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| alias == name) {
             Some(*key)
@@ -69,6 +72,7 @@ pub fn load(
                 .find(|k| env_name(k) == *name)
         };
         if let Some(key) = key {
+            url_overridden |= key == "upstream.url";
             set_key(&mut table, key, env_value(value));
         } else if name.starts_with("OLLAMETER_") && name != "OLLAMETER_CONFIG" {
             problems.push(format!(
@@ -87,6 +91,9 @@ pub fn load(
         if let Some(value) = value {
             set_key(&mut table, key, toml::Value::String(value.clone()));
         }
+    }
+    if url_overridden {
+        table.remove("upstreams");
     }
     let raw: RawConfig = match RawConfig::deserialize(toml::Value::Table(table)) {
         Ok(raw) => raw,
