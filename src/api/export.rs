@@ -34,6 +34,8 @@ pub struct ExportQuery {
     pub format: Option<ExportFormat>,
     /// Only this model's records.
     pub model: Option<String>,
+    /// Only records of calls served by this upstream host (by name).
+    pub host: Option<String>,
     /// Only records of the last this many hours (above 0, at most 87600).
     #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
     pub duration_hours: Option<f64>,
@@ -82,6 +84,7 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
         .hours("duration_hours")?
         .map(|h| Utc::now() - chrono::Duration::milliseconds((h * 3_600_000.0) as i64));
     let model = params.text("model").map(str::to_string);
+    let host = params.text("host").map(str::to_string);
     let reader = Store::open_reader(&state.db_path)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
@@ -93,7 +96,12 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
             open: true,
         };
         out.start();
-        let result = reader.for_each_record(model.as_deref(), since, |r| out.record(&r));
+        let result = reader.for_each_record(model.as_deref(), since, |r| {
+            if host.as_ref().is_some_and(|h| r.host.as_ref() != Some(h)) {
+                return true;
+            }
+            out.record(&r)
+        });
         if let Err(e) = result {
             tracing::error!(error = %e, "export stopped");
             let _ = out
