@@ -576,7 +576,7 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(v, 5);
+        assert_eq!(v, 6);
         let alerts: i64 = store
             .connection()
             .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))

@@ -650,6 +650,117 @@ mod tests {
         }
     }
 
+    fn load_text(text: &str, env: &[(&str, &str)], flags: &Overrides) -> Result<Config, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load(Some(&path), &env, flags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn several_upstreams_from_a_list_a_flag_or_named_entries() {
+        let c = load_text(
+            "",
+            &[("OLLAMETER_UPSTREAM", "http://a:1, http://b:2/")],
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let names: Vec<(&str, &str)> = c
+            .proxy
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.url.as_str()))
+            .collect();
+        assert_eq!(names, [("a:1", "http://a:1"), ("b:2", "http://b:2")]);
+        assert_eq!(c.proxy.upstream, "http://a:1");
+        let text = "[upstream]\nkind = \"ollama\"\n\
+                    [[upstreams]]\nname = \"gpu0\"\nurl = \"http://gpu-box-1:11434\"\n\
+                    [[upstreams]]\nurl = \"http://gpu-box-2:11434\"\nkind = \"openai\"\n";
+        let c = load_text(text, &[], &Overrides::default()).expect("valid");
+        let got: Vec<(&str, &str)> = c
+            .proxy
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.kind.as_str()))
+            .collect();
+        assert_eq!(got, [("gpu0", "ollama"), ("gpu-box-2:11434", "openai")]);
+        // The effective configuration lists them, and reads back the same.
+        let shown = c.to_toml().expect("toml");
+        assert!(shown.contains("[[upstreams]]"), "{shown}");
+        let again = load_text(&shown, &[], &Overrides::default()).expect("round trip");
+        assert_eq!(again.proxy.upstreams, c.proxy.upstreams);
+        // A flag (or the environment) replaces the file's list, as for any key.
+        let flags = Overrides {
+            upstream: Some("http://c:3".into()),
+            ..Overrides::default()
+        };
+        let c = load_text(text, &[], &flags).expect("valid");
+        assert_eq!(c.proxy.upstreams.len(), 1);
+        assert_eq!(c.proxy.upstream, "http://c:3");
+        // One upstream stays as it was: no [[upstreams]] in the effective file.
+        let one = load_text("", &[], &Overrides::default()).expect("valid");
+        assert!(!one.to_toml().expect("toml").contains("[[upstreams]]"));
+    }
+
+    #[test]
+    fn bad_upstream_lists_are_refused_with_every_problem_named() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[[upstreams]]\nname = \"gpu\"\nurl = \"http://a:1\"\n\
+                 [[upstreams]]\nname = \"gpu\"\nurl = \"http://b:1\"\n",
+                &["upstreams[1].name: the name \"gpu\" is used by two upstreams"],
+            ),
+            (
+                "[upstream]\nurl = \"http://a:1,http://a:1\"\n",
+                &["upstream.url: the name \"a:1\" is used by two upstreams"],
+            ),
+            (
+                "[[upstreams]]\nurl = \"https://a:1\"\n[[upstreams]]\nname = \"b\"\n",
+                &[
+                    "upstreams[0].url: \"https://a:1\" must start with http://",
+                    "upstreams[1].url: missing",
+                ],
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:11435\"\n\
+                 [[upstreams]]\nurl = \"http://a:1\"\n\
+                 [[upstreams]]\nurl = \"http://127.0.0.1:11435\"\n",
+                &["upstreams[1].url: http://127.0.0.1:11435 is ollameter's own listen address"],
+            ),
+            (
+                "[[upstreams]]\nname = \"gpu 0\"\nurl = \"http://a:1\"\n",
+                &["upstreams[0].name: \"gpu 0\" is not a usable name"],
+            ),
+            (
+                "[upstream]\nurl = \"http://a:1\"\n[[upstreams]]\nurl = \"http://b:1\"\n",
+                &["set either upstream.url or [[upstreams]]"],
+            ),
+            (
+                "[[upstreams]]\nurl = \"http://a:1\"\nkind = \"vllm\"\n",
+                &["upstreams[0].kind: \"vllm\" is not one of auto, ollama, openai"],
+            ),
+            (
+                "[[upstreams]]\nurl = \"http://a:1\"\nport = 3\n",
+                &["unknown field `port`"],
+            ),
+            ("[upstream]\neject_ms = 0\n", &["upstream.eject_ms: must be above 0"]),
+            (
+                "[upstream]\nurl = \"http://a:1,\"\n",
+                &["upstream.url: \"\" must start with http://"],
+            ),
+        ];
+        for (text, needles) in cases {
+            let err = load_text(text, &[], &Overrides::default()).expect_err(text);
+            for needle in *needles {
+                assert!(err.contains(needle), "{text}: {needle} missing from {err}");
+            }
+        }
+    }
+
     #[test]
     fn upstream_is_normalised() {
         assert_eq!(
