@@ -88,7 +88,7 @@ fn views(runtime: &tokio::runtime::Runtime, models: usize, per_model: usize, cal
     let now_ms = Utc::now().timestamp_millis();
     runtime.block_on(async {
         let (rec, task) = recorder::start(
-            &db,
+            &ollameter::store::StoreLocation::Sqlite(db.clone()),
             RecorderConfig {
                 queue_capacity: 100_000,
                 batch_size: 512,
@@ -97,6 +97,9 @@ fn views(runtime: &tokio::runtime::Runtime, models: usize, per_model: usize, cal
                 max_age: Duration::from_secs(3650 * 86_400),
                 retention_interval: Duration::from_secs(86_400),
                 max_models: usize::MAX,
+                instance: "bench".into(),
+                spill_capacity: 0,
+                follow_interval: Duration::from_secs(3600),
             },
             None,
         )

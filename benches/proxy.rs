@@ -5,7 +5,9 @@
 //! Run: `cargo bench --bench proxy` (about 6 minutes; `-- --quick` for a 40-second smoke
 //! run, `-- --smoke` for the few seconds the test suite runs, `-- --runs N` for another
 //! number of runs, `-- --ollameter PATH` to measure another build, `-- --no-bare` to skip
-//! the bare hyper proxy, `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
+//! the bare hyper proxy, `-- --upstreams N` to also measure ollameter in front of N fake
+//! Ollamas choosing a host per call (the added cost of the choice is in the targets),
+//! `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
 //! bare proxy up for profiling). It needs Debian's `wrk` and `nginx` (`apt-get install -y
 //! wrk nginx`); without them it falls back to its own load client and skips nginx, and
 //! says so. The ollameter binary measured is the one Cargo builds for the bench (release
@@ -82,6 +84,15 @@ fn main() -> ExitCode {
     };
     if let Some(runs) = runs {
         plan.runs = runs;
+    }
+    // `--upstreams N`: also ollameter in front of N fake Ollamas, choosing a host per call.
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--upstreams")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+    {
+        plan.upstreams = n;
     }
     println!("# ollameter proxy benchmark");
     println!();
@@ -459,6 +470,18 @@ fn print_targets(plan: &Plan, report: &Report) {
                 "| (floor) bare hyper at c64: throughput vs nginx, CPU per call | {:.0}%, {b:.1} µs ({:.2}x nginx's) | |",
                 ratio * 100.0,
                 b / n
+            );
+        }
+    }
+    if plan.upstreams >= 2 {
+        for &c in &plan.concurrency {
+            let choice = median(&per_run(report, |r| {
+                Some(r.closed(Way::Fleet, c)?.p50_us - r.closed(Way::Ollameter, c)?.p50_us)
+            }));
+            println!(
+                "| c{c}: choosing among {} upstreams adds <= 20 µs at p50 over one | {choice:.1} µs | {} |",
+                plan.upstreams,
+                verdict(choice <= 20.0)
             );
         }
     }

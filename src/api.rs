@@ -29,7 +29,6 @@ pub mod query;
 pub mod records;
 pub mod routing;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,8 +60,8 @@ pub struct ApiState {
     pub fleet: crate::fleet::Fleet,
     /// The Prometheus metrics the proxy records into, rendered by `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// The store's file, for read connections.
-    pub db_path: Arc<PathBuf>,
+    /// Where the store is, for read connections (export, import's duplicate check).
+    pub store: Arc<crate::store::StoreLocation>,
     /// The in-memory history the statistics read.
     pub history: Arc<History>,
     /// When the sidecar started.

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyState};
 use crate::recorder::{self, Recorder, RecorderTask};
 use crate::serve::ConnLimits;
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 use crate::telemetry::Telemetry;
 use crate::text::panic_message;
 
@@ -116,26 +116,35 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         alerts: alerts_config,
         ..
     } = config;
+    // Checked by the configuration's validation; a config built by hand may still be wrong.
+    let location = StoreLocation::from_path(&store.path).map_err(StartError::Config)?;
+    let described = location.describe();
     let store_error = |source| StartError::Store {
-        path: store.path.display().to_string(),
+        path: described.clone(),
         source,
     };
-    // The history is loaded before the writer starts, so no commit can slip between.
-    let history = {
-        let path = store.path.clone();
-        tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| History::load(&s)))
-            .await
-            .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
-            .map(Arc::new)
-            .map_err(store_error)?
+    // SQLite: the history is loaded before the writer starts, so no commit can slip
+    // between. A shared store is read by the writer itself (all of it first, then what
+    // every instance commits), so the sidecar starts even with the database down.
+    let history = match &location {
+        StoreLocation::Sqlite(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Store::open(&path).and_then(|s| History::load(&s)))
+                .await
+                .map_err(|e| StartError::Config(format!("loading the history: {e}")))?
+                .map(Arc::new)
+                .map_err(store_error)?
+        }
+        StoreLocation::Postgres(_) => Arc::new(History::default()),
     };
     let fleet = start_fleet(&proxy_config, &telemetry_config)?;
     let telemetry = fleet.first().telemetry().clone();
-    let alerts = crate::alerts::prepare(alerts_config, &store.path, &history)
+    let instance = recorder_config.instance.clone();
+    let alerts = crate::alerts::prepare(alerts_config, &location, &history)
         .await
         .map_err(store_error)?;
     let (recorder, recorder_task) = recorder::start(
-        &store.path,
+        &location,
         recorder_config,
         Some(Arc::new(vec![
             history.clone() as recorder::CommitHook,
@@ -194,7 +203,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         telemetry: telemetry.clone(),
         fleet: fleet.clone(),
         metrics: metrics.clone(),
-        db_path: Arc::new(store.path.clone()),
+        store: Arc::new(location.clone()),
         history,
         started: Instant::now(),
         access: Arc::new(access),
@@ -277,7 +286,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         token: bench_token,
     });
     let upstreams: Vec<&str> = fleet.hosts().iter().map(|h| h.url()).collect();
-    tracing::info!(%proxy_addr, %api_addr, upstream = %upstreams.join(", "), db = %store.path.display(), "ollameter listening");
+    tracing::info!(%proxy_addr, %api_addr, upstream = %upstreams.join(", "), db = %location.describe(), %instance, "ollameter listening");
     Ok(Running {
         proxy_addr,
         api_addr,

@@ -30,6 +30,19 @@ pub enum Command {
     /// Commands that ask a running sidecar.
     #[command(flatten)]
     Client(ClientCommand),
+    /// Copy every record of one store into another: a SQLite file into PostgreSQL (or
+    /// back). Ids the target already holds are skipped, so running it again is harmless.
+    Migrate {
+        /// The source: a SQLite file or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// The target: a postgres:// URL or a SQLite file (created if missing).
+        #[arg(long)]
+        to: String,
+        /// The instance named on records that carry none (default: this host's name).
+        #[arg(long)]
+        instance: Option<String>,
+    },
     /// Measure models on your prompts through a running sidecar, grade the answers, and
     /// recommend: every call is recorded with source `benchmark`.
     Bench(BenchArgs),
@@ -267,7 +280,7 @@ pub struct ServeArgs {
     /// [default: http://127.0.0.1:11434]
     #[arg(long)]
     pub upstream: Vec<String>,
-    /// The store's SQLite file [env: OLLAMETER_DB] [default: ollameter.db]
+    /// The store: a SQLite file, or a postgres:// URL [env: OLLAMETER_DB] [default: ollameter.db]
     #[arg(long)]
     pub db: Option<String>,
     /// Log format: text or json [env: OLLAMETER_LOG_FORMAT]

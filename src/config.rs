@@ -12,6 +12,7 @@
 
 mod load;
 mod raw;
+pub mod store;
 mod validate;
 
 use std::net::SocketAddr;
@@ -143,10 +144,11 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
 }
 
-/// `[store]`: the SQLite file (its retention is the recorder's, which applies it).
+/// `[store]`: where the records are kept. Its retention and shared-store settings
+/// (instance name, spill, following) are the recorder's, which applies them.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Database file.
+    /// Database file, or a PostgreSQL URL (`postgres://...`), checked by `validate`.
     pub path: PathBuf,
 }
 

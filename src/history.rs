@@ -361,10 +361,17 @@ mod tests {
             max_records_per_model: 10_000,
             max_age: Duration::from_secs(365 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            instance: "test".into(),
+            spill_capacity: 0,
+            follow_interval: Duration::from_millis(250),
             max_models: 1_000,
         };
-        let (rec, task) =
-            recorder::start(&path, config, Some(history.clone() as CommitHook)).expect("start");
+        let (rec, task) = recorder::start(
+            &crate::store::StoreLocation::Sqlite(path.clone()),
+            config,
+            Some(history.clone() as CommitHook),
+        )
+        .expect("start");
         let now = Utc::now().timestamp_millis();
         rec.submit_and_wait((0..3).map(|i| record("m", now - 10 + i, "chat")).collect())
             .await

@@ -44,7 +44,9 @@
 //!   in step with the store by the recorder's writer thread.
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
 //! - [`recorder`]: the bounded queue off the hot path and the batching writer thread.
-//! - [`store`]: the SQLite schema, migrations, inserts, retention and reads.
+//! - [`store`]: one interface over two backends: the embedded SQLite file (default) and a
+//!   PostgreSQL database several instances share (change log in commit order, spill
+//!   through outages); the versioned schema of both, retention, reads, `migrate`.
 //! - [`upstream`]: an upstream's kind (`ollama` or any OpenAI-compatible server),
 //!   detected or configured, and the health probe each kind answers.
 //! - [`record`]: the record of one call, shared by all of the above.

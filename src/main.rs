@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             healthcheck(&config)
         }
         Command::Client(command) => client_command(command),
+        Command::Migrate { from, to, instance } => migrate(&from, &to, instance),
         Command::Bench(args) => bench(args),
         Command::GpuCheck => {
             print!("{}", ollameter::telemetry::nvml_report());
@@ -64,6 +65,46 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+    }
+}
+
+/// `ollameter migrate`: copies one store into another.
+fn migrate(from: &str, to: &str, instance: Option<String>) -> ExitCode {
+    use ollameter::store::StoreLocation;
+    let (from, to) = match (StoreLocation::parse(from), StoreLocation::parse(to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) => {
+            eprintln!("ollameter: --from: {e}");
+            return ExitCode::from(2);
+        }
+        (_, Err(e)) => {
+            eprintln!("ollameter: --to: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let StoreLocation::Sqlite(path) = &from
+        && !path.exists()
+    {
+        eprintln!("ollameter: --from: {} does not exist", path.display());
+        return ExitCode::from(2);
+    }
+    let instance = instance.unwrap_or_else(ollameter::config::store::default_instance);
+    match ollameter::store::copy::copy_store(&from, &to, &instance) {
+        Ok(report) => {
+            println!(
+                "copied {} records from {} to {} ({} read, {} already there)",
+                report.copied,
+                from.describe(),
+                to.describe(),
+                report.read,
+                report.skipped_existing
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ollameter: migrate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -383,6 +383,11 @@ pub struct Record {
     /// its own record, sharing `requested_model`.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The ollameter instance that stored it (`store.instance`, by default the host
+    /// name); stamped by the recorder when empty. Empty for records stored before
+    /// instances were tracked.
+    #[serde(default)]
+    pub instance: String,
     /// The upstream that served the call, by its name (`[[upstreams]]` `name`, by
     /// default `host:port`); `None` on records from before several upstreams existed and
     /// on records written by hand without one.
@@ -436,6 +441,7 @@ impl Record {
             requested_model: None,
             route_reason: None,
             attempt: 1,
+            instance: String::new(),
             host: None,
         }
     }
@@ -479,6 +485,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "requested_model",
     "route_reason",
     "attempt",
+    "instance",
     "host",
 ];
 

@@ -4,11 +4,18 @@
 //! is counted as dropped. Retention, deletes and quality updates run on the same thread
 //! between batches, so the store has a single writer, and the [`StoreListener`] (the
 //! in-memory history) is told of every change on that thread, in commit order.
+//!
+//! On a shared store (PostgreSQL) the history is not told directly: the writer follows
+//! what every instance commits (its own writes, deletes and quality scores included) and
+//! feeds it to the history in commit order, still on this thread. It also rides out
+//! outages: a batch the database refused waits in a bounded spill while the writer
+//! reconnects with a growing pause, and is written when the database is back.
+//!
 //! The bound on distinct model names (`model_limit`) is kept on the same thread: the
 //! writer evicts the least useful models when a commit takes the count over it.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,7 +26,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use tokio::sync::oneshot;
 
 use crate::record::Record;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, RecordStore, StoreError, StoreLocation};
 use crate::text::panic_message;
 
 mod model_limit;
@@ -31,6 +38,17 @@ use model_limit::ModelLimit;
 /// the flush interval, and long enough that at thousands of records a second each look
 /// finds dozens of them.
 const GATHER_POLL: Duration = Duration::from_millis(5);
+
+/// Records read from a shared store per look: bounds the writer's time away from its
+/// queue while a fresh instance loads a large history.
+const FOLLOW_LIMIT: usize = 20_000;
+
+/// First pause before the writer tries an unreachable shared store again; it doubles up
+/// to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Longest pause between two tries of an unreachable shared store.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 /// Told on the writer thread what the store now holds, right after each change and in
 /// the order of the changes (so an in-memory view stays in step with the store: a batch
@@ -45,6 +63,24 @@ pub trait StoreListener: Send + Sync {
     fn model_deleted(&self, model: &str);
     /// `record` (as it now is in the store) was given this quality score.
     fn quality_set(&self, record: &Record, quality: f64);
+    /// A change read from a shared store's log (any instance's, this one's included), in
+    /// commit order.
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::Records(records) => self.committed(records),
+            Change::Retention {
+                cutoff_ms,
+                max_per_model,
+            } => self.retained(*cutoff_ms, *max_per_model),
+            Change::ClearModel(model) => self.model_deleted(model),
+            Change::EvictModel(model) => self.models_evicted(std::slice::from_ref(model)),
+            Change::DeleteBefore(cutoff_ms) => self.retained(*cutoff_ms, u64::MAX),
+            Change::Quality {
+                record,
+                quality_score,
+            } => self.quality_set(record, *quality_score),
+        }
+    }
     /// Every record of these models was deleted to keep the number of distinct model
     /// names within `store.max_models`.
     fn models_evicted(&self, models: &[String]);
@@ -92,6 +128,14 @@ pub struct RecorderConfig {
     pub max_age: Duration,
     /// How often retention runs.
     pub retention_interval: Duration,
+    /// This ollameter's name (`store.instance`), stamped on records that carry none.
+    pub instance: String,
+    /// Shared store only: records held while the database is unreachable, beyond the
+    /// queue; more are dropped and counted (`store.spill_capacity`).
+    pub spill_capacity: usize,
+    /// Shared store only: how often the writer looks for other instances' changes
+    /// (`store.follow_interval_ms`).
+    pub follow_interval: Duration,
     /// Distinct model names kept; beyond, models are evicted (see `model_limit`).
     pub max_models: usize,
 }
@@ -136,6 +180,8 @@ pub struct RecorderStats {
     pub commit_us_total: AtomicU64,
     /// Number of commits.
     pub commits: AtomicU64,
+    /// Records waiting in the spill for an unreachable shared store.
+    pub spilled: AtomicU64,
     store_failing: AtomicBool,
     last_error: Mutex<Option<String>>,
     writer_error: Mutex<Option<String>>,
@@ -172,13 +218,19 @@ impl RecorderStats {
     }
 }
 
-/// Work the writer thread does on the store; it tells the listener what it changed.
-type StoreJob = Box<dyn FnOnce(&mut Store, Option<&dyn StoreListener>) + Send>;
+/// Work the writer thread does on the store; it tells the listener what it changed (when
+/// given one) and returns how to answer its caller, which the writer calls once the
+/// history has the change (on a shared store, after reading it back from the log).
+type StoreJob =
+    Box<dyn FnOnce(&mut dyn RecordStore, Option<&dyn StoreListener>) -> JobAnswer + Send>;
+
+/// Sends a job's result to its caller.
+type JobAnswer = Box<dyn FnOnce() + Send>;
 
 enum Msg {
     Record(Box<Record>),
     /// Records a caller waits on (manual writes): answered after their commit.
-    Sync(Vec<Record>, oneshot::Sender<Result<usize, String>>),
+    Sync(Vec<Record>, oneshot::Sender<Result<usize, SubmitError>>),
     /// Commit what is queued and answer.
     Flush(oneshot::Sender<()>),
     /// Commit everything queued, then stop.
@@ -196,7 +248,7 @@ pub struct Recorder {
 }
 
 /// Why a record a caller waits on was not stored.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
     /// The queue is full; try again shortly.
     #[error("the recorder queue is full; try again shortly")]
@@ -207,6 +259,19 @@ pub enum SubmitError {
     /// The store refused the write.
     #[error("the store refused the write: {0}")]
     Store(String),
+    /// A shared store cannot be reached now: nothing was changed; send it again later.
+    #[error("the store cannot be reached now; nothing was stored, try again shortly ({0})")]
+    Unreachable(String),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> SubmitError {
+        match e {
+            // A shared store that is down or restarting: the caller may try again.
+            StoreError::Postgres(m) => SubmitError::Unreachable(m),
+            other => SubmitError::Store(other.to_string()),
+        }
+    }
 }
 
 /// Why the recorder could not start.
@@ -243,7 +308,7 @@ impl Recorder {
         }
         match rx.await {
             Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(SubmitError::Store(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(SubmitError::Stopped),
         }
     }
@@ -294,7 +359,7 @@ impl Recorder {
     /// listener mirrors (the alerts): the store keeps its single writer.
     pub async fn write_unmirrored<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+        job: impl FnOnce(&mut dyn RecordStore) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, SubmitError> {
         self.run_job(move |store, _| job(store)).await
     }
@@ -305,7 +370,7 @@ impl Recorder {
     #[cfg(feature = "test-support")]
     pub async fn run_raw_job<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Store) -> R + Send + 'static,
+        job: impl FnOnce(&mut dyn RecordStore) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
         self.run_job(move |store, _| Ok(job(store))).await
     }
@@ -315,13 +380,16 @@ impl Recorder {
     /// listener, which the public operations above do.
     async fn run_job<R: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Store, Option<&dyn StoreListener>) -> Result<R, StoreError>
+        job: impl FnOnce(&mut dyn RecordStore, Option<&dyn StoreListener>) -> Result<R, StoreError>
         + Send
         + 'static,
     ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
         let boxed: StoreJob = Box::new(move |store, listener| {
-            let _ = tx.send(job(store, listener));
+            let result = job(store, listener);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
         });
         match self.tx.try_send(Msg::Job(boxed)) {
             Ok(()) => {}
@@ -330,7 +398,7 @@ impl Recorder {
         }
         match rx.await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(SubmitError::Store(e.to_string())),
+            Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(SubmitError::Stopped),
         }
     }
@@ -393,22 +461,28 @@ impl RecorderTask {
     }
 }
 
-/// Opens the store and starts the writer thread.
+/// Opens the store and starts the writer thread. A SQLite store must open now; a shared
+/// store is connected by the writer, now or when the database comes back.
 pub fn start(
-    db_path: &Path,
+    location: &StoreLocation,
     config: RecorderConfig,
     on_commit: Option<CommitHook>,
 ) -> Result<(Recorder, RecorderTask), StartError> {
-    let store = Store::open(db_path)?;
+    let store = location.open_writer(&config.instance)?;
     let (tx, rx) = bounded(config.queue_capacity);
     let stats = Arc::new(RecorderStats::default());
     let writer = Writer {
+        shared: store.is_shared(),
         store,
         rx,
         limit: ModelLimit::new(config.max_models),
         config,
         stats: stats.clone(),
         on_commit,
+        spill: VecDeque::new(),
+        retry_at: None,
+        retry_pause: FIRST_RETRY_PAUSE,
+        following: true,
     };
     let watched = stats.clone();
     let thread = std::thread::Builder::new()
@@ -434,18 +508,29 @@ pub fn start(
 }
 
 struct Writer {
-    store: Store,
+    store: Box<dyn RecordStore>,
+    /// Whether the store is shared (then the history follows its change log).
+    shared: bool,
     rx: Receiver<Msg>,
     limit: ModelLimit,
     config: RecorderConfig,
     stats: Arc<RecorderStats>,
     on_commit: Option<CommitHook>,
+    /// Shared store: records the database refused, oldest first, written when it is back.
+    spill: VecDeque<Record>,
+    /// Shared store: while unreachable, the next time to try it.
+    retry_at: Option<Instant>,
+    retry_pause: Duration,
+    /// Shared store: more changes are waiting to be read (a large history loading).
+    following: bool,
 }
 
 #[derive(Default)]
 struct Batch {
     records: Vec<Record>,
-    waiters: Vec<(oneshot::Sender<Result<usize, String>>, usize)>,
+    /// Records a caller waits on: answered, never spilled.
+    waited: Vec<Record>,
+    waiters: Vec<(oneshot::Sender<Result<usize, SubmitError>>, usize)>,
     flushes: Vec<oneshot::Sender<()>>,
     jobs: Vec<StoreJob>,
     shutdown: bool,
@@ -461,7 +546,7 @@ impl Batch {
             }
             Msg::Sync(records, tx) => {
                 self.waiters.push((tx, records.len()));
-                self.records.extend(records);
+                self.waited.extend(records);
                 true
             }
             Msg::Flush(tx) => {
@@ -482,17 +567,37 @@ impl Batch {
 
 impl Writer {
     fn run(mut self) {
-        if let Err(e) = self.limit.load(&self.store) {
+        if let Err(e) = self.limit.load(self.store.as_mut()) {
             // Read again at the first commit over the bound.
             tracing::warn!(error = %e, "reading the stored models failed; will retry");
         }
         let mut next_retention = Instant::now();
+        let mut next_follow = Instant::now();
         loop {
-            if Instant::now() >= next_retention {
+            if Instant::now() >= next_retention && !self.waiting_to_retry() {
                 self.retention();
                 next_retention = Instant::now() + self.config.retention_interval;
             }
-            let wait = next_retention.saturating_duration_since(Instant::now());
+            if self.shared && !self.waiting_to_retry() {
+                if !self.spill.is_empty() {
+                    self.drain_spill();
+                }
+                if self.following || Instant::now() >= next_follow {
+                    self.follow();
+                    next_follow = Instant::now() + self.config.follow_interval;
+                }
+            }
+            let mut wake = next_retention;
+            if self.shared {
+                wake = wake.min(next_follow);
+                if let Some(at) = self.retry_at {
+                    wake = wake.min(at);
+                }
+                if self.retry_at.is_none() && (self.following || !self.spill.is_empty()) {
+                    wake = Instant::now();
+                }
+            }
+            let wait = wake.saturating_duration_since(Instant::now());
             let first = match self.rx.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -514,13 +619,29 @@ impl Writer {
                 // A job may delete models; the limit reads the store again when it matters.
                 self.limit.mark_stale();
             }
+            let mut answers = Vec::with_capacity(jobs.len());
             for job in jobs {
-                // A job that panics must not take the writer down with it.
-                let store = &mut self.store;
-                let listener = self.on_commit.as_deref();
-                if catch_unwind(AssertUnwindSafe(|| job(store, listener))).is_err() {
-                    tracing::error!("a store job panicked");
+                // A job that panics must not take the writer down with it. On a shared
+                // store the listener hears of the job's change from the log (below), in
+                // order with every other instance's, so it is not told twice.
+                let store: &mut dyn RecordStore = self.store.as_mut();
+                let listener = if self.shared {
+                    None
+                } else {
+                    self.on_commit.as_deref()
+                };
+                match catch_unwind(AssertUnwindSafe(|| job(store, listener))) {
+                    Ok(answer) => answers.push(answer),
+                    Err(_) => tracing::error!("a store job panicked"),
                 }
+            }
+            if self.shared && !answers.is_empty() {
+                // The history reads the jobs' changes back from the log before their
+                // callers hear back, so a `clear` answered is a `clear` the statistics show.
+                self.follow();
+            }
+            for answer in answers {
+                answer();
             }
             if shutdown {
                 return;
@@ -550,26 +671,149 @@ impl Writer {
         }
     }
 
+    /// Whether a shared store is down and its next try is still ahead.
+    fn waiting_to_retry(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
+    }
+
+    /// A shared store failed: remember why, and wait a growing pause before the next try.
+    fn store_down(&mut self, message: &str) {
+        if !self.stats.store_failing() {
+            tracing::error!(error = %message, "shared store unreachable; records wait in the spill");
+        }
+        self.stats.set_error(Some(message.to_string()));
+        self.retry_at = Some(Instant::now() + self.retry_pause);
+        self.retry_pause = (self.retry_pause * 2).min(MAX_RETRY_PAUSE);
+    }
+
+    /// A shared store answered again.
+    fn store_up(&mut self) {
+        self.retry_at = None;
+        self.retry_pause = FIRST_RETRY_PAUSE;
+        if self.spill.is_empty() && self.stats.store_failing() {
+            tracing::info!("shared store reachable again");
+            self.stats.set_error(None);
+        }
+    }
+
+    /// Keeps records the shared store refused, up to the spill's capacity (the rest are
+    /// dropped and counted).
+    fn spill_records(&mut self, records: Vec<Record>) {
+        for r in records {
+            if self.spill.len() < self.config.spill_capacity {
+                self.spill.push_back(r);
+            } else {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stats
+            .spilled
+            .store(self.spill.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes the oldest spilled records (a few batches' worth) to a shared store.
+    fn drain_spill(&mut self) {
+        let n = self.spill.len().min(self.config.batch_size.max(1) * 16);
+        let chunk: Vec<Record> = self.spill.drain(..n).collect();
+        match self.commit(&chunk) {
+            Ok(()) => {
+                self.stats
+                    .written
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .spilled
+                    .store(self.spill.len() as u64, Ordering::Relaxed);
+                self.store_up();
+                self.following = true;
+            }
+            Err(e) => {
+                for r in chunk.into_iter().rev() {
+                    self.spill.push_front(r);
+                }
+                self.store_down(&e.to_string());
+            }
+        }
+    }
+
+    /// Reads what any instance committed since the last look and tells the history.
+    fn follow(&mut self) {
+        match self.store.poll_changes(FOLLOW_LIMIT) {
+            Ok((changes, more)) => {
+                // The bound on model names counts every instance's models.
+                for change in &changes {
+                    match change {
+                        Change::Records(records) => self.limit.committed(records),
+                        Change::Quality { .. } => {}
+                        _ => self.limit.mark_stale(),
+                    }
+                }
+                if let Some(hook) = &self.on_commit {
+                    for change in &changes {
+                        hook.changed(change);
+                    }
+                }
+                self.following = more;
+                self.store_up();
+            }
+            Err(e) => {
+                self.following = false;
+                self.store_down(&e.to_string());
+            }
+        }
+    }
+
+    /// One timed commit.
+    fn commit(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.store.insert_batch(records);
+        let us = started.elapsed().as_micros() as u64;
+        self.stats.last_commit_us.store(us, Ordering::Relaxed);
+        self.stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
     fn write(&mut self, batch: Batch) {
         let Batch {
-            records,
+            mut records,
+            waited,
             waiters,
             flushes,
             ..
         } = batch;
+        let fire_and_forget = records.len();
+        records.extend(waited);
+        for r in &mut records {
+            if r.instance.is_empty() {
+                r.instance.clone_from(&self.config.instance);
+            }
+        }
+        if self.shared && (self.waiting_to_retry() || !self.spill.is_empty()) {
+            // The store is down (or still catching up on the spill): the records join the
+            // spill behind those already waiting, so they are written in order.
+            let message = self
+                .stats
+                .last_error()
+                .unwrap_or_else(|| "the shared store is catching up after an outage".into());
+            // A caller waiting on its records is told they were not stored, so it can
+            // send them again; only fire-and-forget records are kept.
+            records.truncate(fire_and_forget);
+            self.spill_records(records);
+            for (tx, _) in waiters {
+                let _ = tx.send(Err(SubmitError::Unreachable(message.clone())));
+            }
+            for tx in flushes {
+                let _ = tx.send(());
+            }
+            return;
+        }
         let result = if records.is_empty() {
             Ok(())
         } else {
-            let started = Instant::now();
             // One transaction for the whole write, even when a waited-on import brings more
             // than `batch_size`: all or none, so what is counted, announced to the history
             // and answered to the waiters is exactly what the store holds.
-            let result = self.store.insert_batch(&records);
-            let us = started.elapsed().as_micros() as u64;
-            self.stats.last_commit_us.store(us, Ordering::Relaxed);
-            self.stats.commit_us_total.fetch_add(us, Ordering::Relaxed);
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            result
+            self.commit(&records)
         };
         match result {
             Ok(()) => {
@@ -580,7 +824,12 @@ impl Writer {
                     tracing::info!("store writable again");
                     self.stats.set_error(None);
                 }
-                if let Some(hook) = &self.on_commit
+                if self.shared {
+                    // The history learns of these from the store, in commit order with
+                    // every other instance's records.
+                    self.store_up();
+                    self.follow();
+                } else if let Some(hook) = &self.on_commit
                     && !records.is_empty()
                 {
                     hook.committed(&records);
@@ -591,6 +840,18 @@ impl Writer {
                     let _ = tx.send(Ok(n));
                 }
             }
+            Err(e) if self.shared => {
+                // Kept in the bounded spill and written when the database is back; a
+                // caller waiting on its records is told, and may send them again (the
+                // import skips ids already stored).
+                let message = e.to_string();
+                self.store_down(&message);
+                records.truncate(fire_and_forget);
+                self.spill_records(records);
+                for (tx, _) in waiters {
+                    let _ = tx.send(Err(SubmitError::Unreachable(message.clone())));
+                }
+            }
             Err(e) => {
                 // Counted, not retried: a store that refuses writes must not grow memory.
                 let message = e.to_string();
@@ -599,12 +860,11 @@ impl Writer {
                 }
                 self.stats.set_error(Some(message.clone()));
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                let waited: usize = waiters.iter().map(|(_, n)| n).sum();
                 self.stats
                     .dropped
-                    .fetch_add((records.len() - waited) as u64, Ordering::Relaxed);
+                    .fetch_add(fire_and_forget as u64, Ordering::Relaxed);
                 for (tx, _) in waiters {
-                    let _ = tx.send(Err(message.clone()));
+                    let _ = tx.send(Err(SubmitError::Store(message.clone())));
                 }
             }
         }
@@ -615,7 +875,7 @@ impl Writer {
 
     /// Deletes the models over `max_models` from the store and tells the listener.
     fn evict(&mut self) {
-        let victims = match self.limit.over(&self.store) {
+        let victims = match self.limit.over(self.store.as_mut()) {
             Ok(v) if v.is_empty() => return,
             Ok(v) => v,
             Err(e) => {
@@ -640,7 +900,11 @@ impl Writer {
                         "store.max_models reached: evicting the models without a successful call, then the least recently used (counted in ollameter_models_evicted_total)"
                     );
                 }
-                if let Some(hook) = &self.on_commit {
+                if self.shared {
+                    // Recorded in the change log, one row per model, so every instance
+                    // (this one included, in commit order) hears of it, like a `clear`.
+                    self.follow();
+                } else if let Some(hook) = &self.on_commit {
                     hook.models_evicted(&victims);
                 }
             }
@@ -664,7 +928,10 @@ impl Writer {
                     self.limit.mark_stale();
                     self.stats.retention_removed.fetch_add(n, Ordering::Relaxed);
                     tracing::info!(removed = n, "retention removed old records");
-                    if let Some(hook) = &self.on_commit {
+                    if self.shared {
+                        // Announced through the change log, in order, to every instance.
+                        self.follow();
+                    } else if let Some(hook) = &self.on_commit {
                         hook.retained(cutoff_ms, self.config.max_records_per_model);
                     }
                 }
@@ -677,6 +944,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn config(capacity: usize, flush_ms: u64) -> RecorderConfig {
         RecorderConfig {
@@ -686,6 +954,9 @@ mod tests {
             max_records_per_model: 10_000,
             max_age: Duration::from_secs(90 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            instance: "test".into(),
+            spill_capacity: 1000,
+            follow_interval: Duration::from_millis(50),
             max_models: 1_000,
         }
     }
@@ -705,7 +976,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
         // A flush interval far longer than the test: only shutdown can have written them.
-        let (rec, task) = start(&path, config(1000, 600_000), None).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(1000, 600_000),
+            None,
+        )
+        .expect("start");
         for i in 0..250 {
             assert!(rec.submit(record(i)));
         }
@@ -728,7 +1004,8 @@ mod tests {
             .connection()
             .execute_batch("BEGIN EXCLUSIVE")
             .expect("lock");
-        let (rec, task) = start(&path, config(4, 1), None).expect("start");
+        let (rec, task) =
+            start(&StoreLocation::Sqlite(path.clone()), config(4, 1), None).expect("start");
         let mut accepted = 0;
         for i in 0..100 {
             if rec.submit(record(i)) {
@@ -771,7 +1048,12 @@ mod tests {
         let mut cfg = config(100, 1);
         cfg.max_records_per_model = 3;
         cfg.retention_interval = Duration::from_millis(20);
-        let (rec, task) = start(&path, cfg, Some(seen.clone() as CommitHook)).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            cfg,
+            Some(seen.clone() as CommitHook),
+        )
+        .expect("start");
         rec.submit_and_wait((0..10).map(record).collect())
             .await
             .expect("stored");
@@ -804,7 +1086,12 @@ mod tests {
     async fn submit_and_wait_answers_after_commit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
-        let (rec, task) = start(&path, config(100, 600_000), None).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(100, 600_000),
+            None,
+        )
+        .expect("start");
         let n = rec
             .submit_and_wait(vec![record(1), record(2)])
             .await
@@ -837,8 +1124,12 @@ mod tests {
     async fn a_writer_that_panics_says_so_and_callers_hear_it_stopped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.db");
-        let (rec, task) =
-            start(&path, config(100, 1), Some(Arc::new(Panics) as CommitHook)).expect("start");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(100, 1),
+            Some(Arc::new(Panics) as CommitHook),
+        )
+        .expect("start");
         assert_eq!(rec.stats().writer_error(), None);
         let first = rec.submit_and_wait(vec![record(1)]).await;
         assert!(matches!(first, Err(SubmitError::Stopped)), "{first:?}");

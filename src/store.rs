@@ -1,6 +1,16 @@
-//! The embedded SQLite store: schema and migrations, batched inserts, retention, and the
-//! read queries the API uses. Timestamps are stored as Unix milliseconds (UTC) in the
-//! `timestamp` column; every other column has the record field's own name.
+//! The store: the embedded SQLite file by default, or a PostgreSQL database several
+//! instances share ([`postgres`]), behind one interface ([`RecordStore`]) chosen by the
+//! location's form ([`StoreLocation`]). This file holds the SQLite backend: batched
+//! inserts, retention, and the read queries. Both backends share the versioned schema
+//! ([`migrations`]); timestamps are Unix milliseconds (UTC) in the `timestamp` column and
+//! every other column has the record field's own name.
+
+mod backend;
+pub mod copy;
+pub mod migrations;
+pub mod postgres;
+
+pub use backend::{Change, RecordStore, StoreLocation};
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +30,9 @@ pub enum StoreError {
     /// SQLite said no (locked, read-only, full disk, corrupt file, ...).
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no, or cannot be reached.
+    #[error("store: PostgreSQL: {0}")]
+    Postgres(String),
     /// The file was written by a newer ollameter.
     #[error("store: schema version {found} is newer than this ollameter understands ({known})")]
     TooNew {
@@ -30,76 +43,7 @@ pub enum StoreError {
     },
 }
 
-/// Schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
-const MIGRATIONS: &[&str] = &[
-    // 1: the records table.
-    "CREATE TABLE records (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL,
-        timestamp INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        operation TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        stream INTEGER NOT NULL,
-        success INTEGER NOT NULL,
-        http_status INTEGER,
-        error_kind TEXT,
-        error_message TEXT,
-        processing_time_ms REAL NOT NULL,
-        ttft_ms REAL,
-        total_duration_ms REAL,
-        load_duration_ms REAL,
-        prompt_eval_duration_ms REAL,
-        eval_duration_ms REAL,
-        prompt_tokens INTEGER,
-        output_tokens INTEGER,
-        tokens_estimated INTEGER NOT NULL DEFAULT 0,
-        tokens_per_second REAL,
-        prompt_tokens_per_second REAL,
-        done_reason TEXT,
-        request_bytes INTEGER NOT NULL DEFAULT 0,
-        response_bytes INTEGER NOT NULL DEFAULT 0,
-        quality_score REAL,
-        ollama_rss_mb REAL,
-        gpu_memory_mb REAL,
-        vram_mb REAL,
-        source TEXT NOT NULL DEFAULT 'proxy'
-    );
-    CREATE INDEX records_model_time ON records(model, timestamp);
-    CREATE INDEX records_time ON records(timestamp);
-    CREATE INDEX records_id ON records(id);",
-    // 2: memory peaks while a call ran, and the GPU's free memory at its end (telemetry).
-    "ALTER TABLE records ADD COLUMN ollama_rss_peak_mb REAL;
-    ALTER TABLE records ADD COLUMN gpu_memory_peak_mb REAL;
-    ALTER TABLE records ADD COLUMN gpu_free_mb REAL;",
-    // 3: alerts (src/alerts/store.rs): firing and resolved, with their evidence as JSON.
-    "CREATE TABLE alerts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        model TEXT NOT NULL,
-        host TEXT NOT NULL DEFAULT '',
-        kind TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        state TEXT NOT NULL,
-        started_at INTEGER NOT NULL,
-        resolved_at INTEGER,
-        summary TEXT NOT NULL,
-        evidence TEXT NOT NULL,
-        resolved_evidence TEXT,
-        note TEXT
-    );
-    CREATE INDEX alerts_state ON alerts(state, id);",
-    // 4: who measured the speeds: `server` (upstream timings) or `proxy`.
-    "ALTER TABLE records ADD COLUMN timing_source TEXT;",
-    // 5: model routing: what the client asked for, why this model ran, which attempt.
-    "ALTER TABLE records ADD COLUMN requested_model TEXT;
-    ALTER TABLE records ADD COLUMN route_reason TEXT;
-    ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;",
-    // TEMPORARY numbering until pg's step 6 lands: the upstream that served the call.
-    "ALTER TABLE records ADD COLUMN host TEXT;",
-];
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub use migrations::SCHEMA_VERSION;
 
 /// A connection to the store. The recorder owns the one writer; readers open their own.
 pub struct Store {
@@ -168,6 +112,7 @@ impl Store {
                     r.requested_model,
                     r.route_reason.map(RouteReason::as_str),
                     r.attempt,
+                    r.instance,
                     r.host,
                 ])?;
             }
@@ -350,20 +295,31 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            found: version,
-            known: SCHEMA_VERSION,
-        });
+    migrations::run(&mut SqliteMigrations(conn))?.map_err(|e| StoreError::TooNew {
+        found: e.found,
+        known: SCHEMA_VERSION,
+    })
+}
+
+/// SQLite keeps the version in `PRAGMA user_version`.
+struct SqliteMigrations<'a>(&'a mut Connection);
+
+impl migrations::Migrate for SqliteMigrations<'_> {
+    type Error = StoreError;
+
+    fn version(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .0
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+
+    fn apply(&mut self, version: i64, step: &migrations::Migration) -> Result<(), StoreError> {
+        let tx = self.0.transaction()?;
+        tx.execute_batch(step.sqlite)?;
+        tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// Rebuilds a record from a row selected with `FIELD_NAMES` in order.
@@ -415,7 +371,8 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         attempt: row
             .get::<_, Option<i64>>(35)?
             .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
-        host: row.get(36)?,
+        instance: row.get(36)?,
+        host: row.get(37)?,
     })
 }
 
@@ -478,7 +435,8 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch(migrations::MIGRATIONS[0].sqlite)
+                .expect("v1 schema");
             conn.pragma_update(None, "user_version", 1).expect("v1");
             conn.execute(
                 "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
@@ -493,6 +451,10 @@ mod tests {
         assert_eq!(records[0].id, "old");
         assert_eq!(records[0].processing_time_ms, 12.5);
         assert_eq!(records[0].gpu_free_mb, None);
+        assert_eq!(
+            records[0].instance, "",
+            "records from before instances name none"
+        );
         let v: i64 = store
             .connection()
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -505,8 +467,8 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            for m in &MIGRATIONS[..version] {
-                conn.execute_batch(m).expect("older schema");
+            for m in &migrations::MIGRATIONS[..version] {
+                conn.execute_batch(m.sqlite).expect("older schema");
             }
             conn.pragma_update(None, "user_version", version as i64)
                 .expect("version");
@@ -553,8 +515,8 @@ mod tests {
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            for sql in &MIGRATIONS[..3] {
-                conn.execute_batch(sql).expect("v3 schema");
+            for m in &migrations::MIGRATIONS[..3] {
+                conn.execute_batch(m.sqlite).expect("v3 schema");
             }
             conn.pragma_update(None, "user_version", 3).expect("v3");
             conn.execute(
@@ -576,7 +538,6 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("v");
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(v, 6);
         let alerts: i64 = store
             .connection()
             .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
@@ -589,6 +550,101 @@ mod tests {
         let by_id = |id: &str| records.iter().find(|r| r.id == id).expect("row");
         assert_eq!(by_id("old").timing_source, None);
         assert_eq!(by_id("new").timing_source, Some(TimingSource::Server));
+    }
+
+    /// A store written by the ollameter before shared stores (schema 5: alerts,
+    /// `timing_source`, routing columns) opens, keeps every field and alert, and gains
+    /// `instance`.
+    #[test]
+    fn a_version_5_store_keeps_every_field_and_gains_instance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &migrations::MIGRATIONS[..5] {
+                conn.execute_batch(m.sqlite).expect("v5 schema");
+            }
+            conn.pragma_update(None, "user_version", 5).expect("v5");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms, tokens_per_second, gpu_free_mb, timing_source,
+                 requested_model, route_reason, attempt)
+                 VALUES ('old', 5, 'm', 'chat', '/api/chat', 1, 1, 12.5, 40.25, 1024.0,
+                 'server', 'auto:speed', 'fallback', 3)",
+                [],
+            )
+            .expect("v5 row");
+            conn.execute(
+                "INSERT INTO alerts (model, kind, severity, state, started_at, summary, evidence)
+                 VALUES ('m', 'latency', 'warning', 'firing', 5, 's', '{}')",
+                [],
+            )
+            .expect("v5 alert");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        let old = store.record_by_id("old").expect("read").expect("kept");
+        assert!(old.stream && old.success);
+        assert_eq!(old.processing_time_ms, 12.5);
+        assert_eq!(old.tokens_per_second, Some(40.25));
+        assert_eq!(old.gpu_free_mb, Some(1024.0));
+        assert_eq!(old.timing_source, Some(TimingSource::Server));
+        assert_eq!(old.requested_model.as_deref(), Some("auto:speed"));
+        assert_eq!(old.route_reason, Some(RouteReason::Fallback));
+        assert_eq!(old.attempt, 3);
+        assert_eq!(old.instance, "", "records from before instances name none");
+        let alerts: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+            .expect("alerts kept");
+        assert_eq!(alerts, 1);
+        let mut fresh = record("new", "m", 6);
+        fresh.instance = "a".into();
+        store
+            .insert_batch(std::slice::from_ref(&fresh))
+            .expect("insert");
+        assert_eq!(
+            store.record_by_id("new").expect("read").expect("found"),
+            fresh
+        );
+    }
+
+    /// A store from before several upstreams (schema 6) opens, its records name no host,
+    /// and new records keep theirs.
+    #[test]
+    fn a_version_6_store_gains_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &migrations::MIGRATIONS[..6] {
+                conn.execute_batch(m.sqlite).expect("v6 schema");
+            }
+            conn.pragma_update(None, "user_version", 6).expect("v6");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms, instance)
+                 VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5, 'a')",
+                [],
+            )
+            .expect("v6 row");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let old = store.record_by_id("old").expect("read").expect("kept");
+        assert_eq!((old.instance.as_str(), old.host), ("a", None));
+        let mut fresh = record("new", "m", 6);
+        fresh.host = Some("gpu1".into());
+        store
+            .insert_batch(std::slice::from_ref(&fresh))
+            .expect("insert");
+        assert_eq!(
+            store.record_by_id("new").expect("read").expect("found"),
+            fresh
+        );
     }
 
     #[test]

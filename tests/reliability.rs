@@ -202,6 +202,7 @@ async fn a_store_that_refuses_writes_degrades_and_recovers_without_touching_traf
     // A full disk, as SQLite sees it: no page may be added to the file.
     recorder
         .run_raw_job(|store| {
+            let store = store.as_sqlite().expect("a SQLite store");
             let pages: i64 = store
                 .connection()
                 .pragma_query_value(None, "page_count", |r| r.get(0))
@@ -243,6 +244,8 @@ async fn a_store_that_refuses_writes_degrades_and_recovers_without_touching_traf
     recorder
         .run_raw_job(|store| {
             store
+                .as_sqlite()
+                .expect("a SQLite store")
                 .connection()
                 .pragma_update(None, "max_page_count", 1_073_741_823i64)
                 .expect("uncap")

@@ -30,7 +30,6 @@ pub mod webhook;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -370,15 +369,21 @@ impl AlertsTask {
 
 /// Loads the stored alerts, warms the detectors' baselines from the history, and starts
 /// the webhook senders (on the current runtime).
+///
+/// On a shared store (PostgreSQL) alerts are not stored yet: each instance keeps its own
+/// in memory, and they start empty.
 pub async fn prepare(
     config: AlertsConfig,
-    db_path: &Path,
+    location: &crate::store::StoreLocation,
     history: &History,
 ) -> Result<Prepared, crate::store::StoreError> {
-    let path = db_path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let store = crate::store::Store::open(&path)?;
-        store::load(store.connection(), RESOLVED_SHOWN).map_err(crate::store::StoreError::from)
+    let location = location.clone();
+    let loaded = tokio::task::spawn_blocking(move || match location {
+        crate::store::StoreLocation::Sqlite(path) => {
+            let store = crate::store::Store::open(&path)?;
+            store::load(store.connection(), RESOLVED_SHOWN).map_err(crate::store::StoreError::from)
+        }
+        crate::store::StoreLocation::Postgres(_) => Ok((Vec::new(), Vec::new())),
     })
     .await
     .map_err(|e| {
@@ -581,6 +586,9 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
     }
 }
 
+/// Ids of alerts kept only in memory (on a shared store).
+static MEMORY_IDS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+
 /// Writes the alert on the writer thread; retries briefly when the recorder's queue is
 /// full. Returns it with its id, or `None` when the store would not take it (logged).
 async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<Alert> {
@@ -588,6 +596,14 @@ async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<Alert> {
         let copy = alert.clone();
         let result = recorder
             .write_unmirrored(move |store| {
+                let Some(store) = store.as_sqlite() else {
+                    // A shared store keeps no alerts yet: an id unique in this process.
+                    return Ok(if copy.id == 0 {
+                        MEMORY_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    } else {
+                        copy.id
+                    });
+                };
                 let conn = store.connection();
                 let id = if copy.id == 0 {
                     store::insert(conn, &copy)?

@@ -49,7 +49,16 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::Internal(e.to_string())
+        match e {
+            // A shared store that is down or restarting: the client may try again.
+            crate::store::StoreError::Postgres(m) => {
+                tracing::warn!(error = %m, "the shared store did not answer an API call");
+                ApiError::Unavailable(
+                    "the store (PostgreSQL) cannot be reached now; try again shortly".into(),
+                )
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::params::Params;
 use crate::record::{FIELD_NAMES, Record};
-use crate::store::Store;
 
 /// Bytes gathered before a chunk is sent: large enough for few syscalls, small enough to
 /// keep memory flat.
@@ -85,7 +84,10 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
         .map(|h| Utc::now() - chrono::Duration::milliseconds((h * 3_600_000.0) as i64));
     let model = params.text("model").map(str::to_string);
     let host = params.text("host").map(str::to_string);
-    let reader = Store::open_reader(&state.db_path)?;
+    // Opened here so a store that cannot be read answers with an error status, not a
+    // cut stream; on the blocking pool, as connecting to PostgreSQL blocks.
+    let location = state.store.clone();
+    let mut reader = tokio::task::spawn_blocking(move || location.open_reader()).await??;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let mut out = Writer {
@@ -96,7 +98,7 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
             open: true,
         };
         out.start();
-        let result = reader.for_each_record(model.as_deref(), since, |r| {
+        let result = reader.each_record(model.as_deref(), since, &mut |r| {
             if host.as_ref().is_some_and(|h| r.host.as_ref() != Some(h)) {
                 return true;
             }

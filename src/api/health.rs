@@ -274,10 +274,15 @@ mod tests {
             max_records_per_model: 100,
             max_age: Duration::from_secs(86_400),
             retention_interval: Duration::from_secs(3600),
+            instance: "test".into(),
+            spill_capacity: 0,
+            follow_interval: Duration::from_millis(250),
             max_models: 1_000,
         };
+        let location = crate::store::StoreLocation::Sqlite(path.clone());
         let (recorder, task) =
-            recorder::start(&path, config, Some(Arc::new(Panics) as CommitHook)).expect("start");
+            recorder::start(&location, config, Some(Arc::new(Panics) as CommitHook))
+                .expect("start");
         let failures = ServerFailures::default();
         let history = Arc::new(History::default());
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -298,7 +303,7 @@ mod tests {
             telemetry: crate::telemetry::Telemetry::disabled(),
             fleet: crate::fleet::Fleet::single("http://127.0.0.1:9"),
             metrics,
-            db_path: Arc::new(path.clone()),
+            store: Arc::new(location),
             history,
             started: Instant::now(),
             access: Arc::default(),

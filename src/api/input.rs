@@ -224,6 +224,9 @@ pub fn record_from_json(
         })?,
         None => source,
     };
+    // An export also names the instance that stored each record; the recorder stamps
+    // this one's name on records without it.
+    r.instance = f.string(&["instance"])?.unwrap_or_default();
     r.processing_time_ms = processing_time_ms;
     r.success = f.boolean(&["success"])?.unwrap_or(true);
     r.stream = f.boolean(&["stream"])?.unwrap_or(false);

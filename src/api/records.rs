@@ -154,9 +154,9 @@ pub async fn import(
             .await?
             .map_err(ApiError::BadRequest)?;
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-    let db = state.db_path.clone();
+    let location = state.store.clone();
     let existing = tokio::task::spawn_blocking(move || {
-        let reader = crate::store::Store::open_reader(&db)?;
+        let mut reader = location.open_reader()?;
         reader.existing_ids(&ids.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await??;

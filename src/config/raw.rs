@@ -146,6 +146,12 @@ pub struct RawStore {
     pub max_age_days: Option<u64>,
     /// How often retention runs.
     pub retention_interval_s: Option<u64>,
+    /// This instance's name in a shared store (default: the host name).
+    pub instance: Option<String>,
+    /// Records held through a shared store's outage beyond the queue.
+    pub spill_capacity: Option<u64>,
+    /// How often the history looks for other instances' changes.
+    pub follow_interval_ms: Option<u64>,
 }
 
 /// `[recorder]`: the queue between the proxy and the store.
@@ -201,6 +207,9 @@ pub const KEYS: &[&str] = &[
     "store.max_models",
     "store.max_age_days",
     "store.retention_interval_s",
+    "store.instance",
+    "store.spill_capacity",
+    "store.follow_interval_ms",
     "recorder.queue_capacity",
     "recorder.batch_size",
     "recorder.flush_interval_ms",

@@ -197,6 +197,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if db_path.as_os_str().is_empty() {
         problems.push("store.path: must not be empty".into());
     }
+    let store = store::validate(&raw.store, &mut problems);
     let routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
     let alerts = crate::alerts::config::validate(&raw.alerts)
         .map_err(|more| problems.extend(more))
@@ -257,11 +258,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             quality_capture_bytes: Some(quality_capture_bytes),
         },
         store: RawStore {
-            path: Some(db_path.display().to_string()),
+            path: Some(crate::store::postgres::redact(&db_path.to_string_lossy())),
             max_records_per_model: Some(max_records_per_model),
             max_models: Some(max_models),
             max_age_days: Some(max_age_days),
             retention_interval_s: Some(retention_interval_s),
+            instance: Some(store.instance.clone()),
+            spill_capacity: Some(store.spill_capacity as u64),
+            follow_interval_ms: Some(store.follow_interval.as_millis() as u64),
         },
         recorder: RawRecorder {
             queue_capacity: Some(queue_capacity),
@@ -338,6 +342,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_records_per_model,
             max_age: Duration::from_secs(max_age_days.saturating_mul(86_400)),
             retention_interval: Duration::from_secs(retention_interval_s),
+            instance: store.instance,
+            spill_capacity: store.spill_capacity,
+            follow_interval: store.follow_interval,
             max_models: usize::try_from(max_models).unwrap_or(usize::MAX),
         },
         telemetry: TelemetryConfig {

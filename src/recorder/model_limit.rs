@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::record::Record;
-use crate::store::{Store, StoreError, StoredModel};
+use crate::store::{RecordStore, StoreError, StoredModel};
 
 /// What the writer knows of one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl ModelLimit {
     }
 
     /// Reads every model from the store.
-    pub(super) fn load(&mut self, store: &Store) -> Result<(), StoreError> {
+    pub(super) fn load(&mut self, store: &mut dyn RecordStore) -> Result<(), StoreError> {
         self.models = store
             .stored_models()?
             .into_iter()
@@ -93,7 +93,7 @@ impl ModelLimit {
 
     /// The models to evict now to get back to the bound, in eviction order, already
     /// forgotten here; empty when within it.
-    pub(super) fn over(&mut self, store: &Store) -> Result<Vec<String>, StoreError> {
+    pub(super) fn over(&mut self, store: &mut dyn RecordStore) -> Result<Vec<String>, StoreError> {
         if self.models.len() <= self.max {
             return Ok(Vec::new());
         }
@@ -131,6 +131,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
+    use crate::store::Store;
 
     fn record(model: &str, ts_ms: i64, success: bool) -> Record {
         let mut r = Record::new(
@@ -147,9 +148,9 @@ mod tests {
     #[test]
     fn names_without_success_go_first_then_the_oldest_last_call() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        let mut store = Store::open(&dir.path().join("s.db")).expect("open");
         let mut limit = ModelLimit::new(3);
-        limit.load(&store).expect("load");
+        limit.load(&mut store).expect("load");
         limit.committed(&[
             record("old-good", 10, true),
             record("new-good", 50, true),
@@ -158,15 +159,18 @@ mod tests {
             record("mid-good", 30, true),
         ]);
         assert_eq!(
-            limit.over(&store).expect("over"),
+            limit.over(&mut store).expect("over"),
             vec!["typo", "recent-typo"],
             "the failing names, oldest first"
         );
         assert_eq!(limit.len(), 3);
         limit.committed(&[record("another", 70, true)]);
-        assert_eq!(limit.over(&store).expect("over"), vec!["old-good"]);
+        assert_eq!(limit.over(&mut store).expect("over"), vec!["old-good"]);
         limit.committed(&[record("new-good", 80, false)]);
-        assert!(limit.over(&store).expect("over").is_empty(), "a known name");
+        assert!(
+            limit.over(&mut store).expect("over").is_empty(),
+            "a known name"
+        );
     }
 
     #[test]
@@ -186,7 +190,7 @@ mod tests {
             .expect("insert");
         limit.committed(&[record("c", 3, false)]);
         assert!(
-            limit.over(&store).expect("over").is_empty(),
+            limit.over(&mut store).expect("over").is_empty(),
             "two models in the store: within the bound"
         );
         assert_eq!(limit.len(), 2);

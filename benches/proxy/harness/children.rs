@@ -182,14 +182,28 @@ pub struct Ollameter {
 impl Ollameter {
     /// Starts `bin serve` in front of `upstream`, its store and log in `dir`.
     pub fn start(bin: &Path, upstream: SocketAddr, dir: &Path) -> Result<Ollameter, String> {
-        let log_path = dir.join("ollameter.log");
+        Ollameter::start_many(bin, &[upstream], dir, "ollameter")
+    }
+
+    /// Starts `bin serve` in front of every one of `upstreams` (`--upstream` repeated),
+    /// its store and log in `dir`, named `name`.
+    pub fn start_many(
+        bin: &Path,
+        upstreams: &[SocketAddr],
+        dir: &Path,
+        name: &str,
+    ) -> Result<Ollameter, String> {
+        let log_path = dir.join(format!("{name}.log"));
         let log =
             fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
-            .arg(format!("http://{upstream}"))
+        let mut command = Command::new(bin);
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        for upstream in upstreams {
+            command.arg("--upstream").arg(format!("http://{upstream}"));
+        }
+        let child = command
             .arg("--db")
-            .arg(dir.join("ollameter.db"))
+            .arg(dir.join(format!("{name}.db")))
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
