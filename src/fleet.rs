@@ -505,10 +505,7 @@ impl Fleet {
             *c = Candidate {
                 index: host.index,
                 up: availability != Availability::Down,
-                has: match installed {
-                    None => None,
-                    Some(found) => Some(found.is_some() || loaded),
-                },
+                has: installed.map(|found| found.is_some() || loaded),
                 loaded,
                 inflight: host.inflight(key),
                 fit,
@@ -521,7 +518,9 @@ impl Fleet {
         out.retain(|&i| {
             let host = &hosts[i];
             match host.availability(now) {
-                Availability::HalfOpen if trial.is_none() && host.claim_trial(now, eject_for_ms) => {
+                Availability::HalfOpen
+                    if trial.is_none() && host.claim_trial(now, eject_for_ms) =>
+                {
                     trial = Some(i);
                     false
                 }
@@ -755,7 +754,11 @@ mod tests {
         f.order("m:latest", &mut order);
         assert_eq!(order, vec![0, 1]);
         f.record_result(a, true);
-        assert_eq!(f.availability(a), Availability::Healthy, "one failure is not enough");
+        assert_eq!(
+            f.availability(a),
+            Availability::Healthy,
+            "one failure is not enough"
+        );
         f.record_result(a, true);
         assert_eq!(f.availability(a), Availability::Down);
         f.order("m:latest", &mut order);
@@ -763,7 +766,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(f.availability(a), Availability::HalfOpen);
         f.order("m:latest", &mut order);
-        assert_eq!(order, vec![0, 1], "the trial call goes to the half-open host");
+        assert_eq!(
+            order,
+            vec![0, 1],
+            "the trial call goes to the half-open host"
+        );
         f.order("m:latest", &mut order);
         assert_eq!(order, vec![1], "one trial at a time");
         f.record_result(a, false);
@@ -786,7 +793,11 @@ mod tests {
         assert_eq!(f.first_healthy().name(), "gpu1");
         b.set_probe(Some("connection refused".into()));
         f.order("m:latest", &mut order);
-        assert_eq!(order, vec![0, 1], "all down: try them all rather than fail unasked");
+        assert_eq!(
+            order,
+            vec![0, 1],
+            "all down: try them all rather than fail unasked"
+        );
         a.set_probe(None);
         f.order("m:latest", &mut order);
         assert_eq!(order, vec![0]);

@@ -742,7 +742,12 @@ mod tests {
             let keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
             assert_eq!(
                 keys,
-                ["gen_ai_operation_name", "gen_ai_request_model", "host", "status"]
+                [
+                    "gen_ai_operation_name",
+                    "gen_ai_request_model",
+                    "host",
+                    "status"
+                ]
             );
         }
     }

@@ -160,7 +160,11 @@ async fn calls_go_to_the_host_that_has_the_model_loaded() {
         assert_eq!((status, host.as_str()), (200, "gpu2"));
     }
     assert_eq!(
-        (inference_count(&a), inference_count(&b), inference_count(&c)),
+        (
+            inference_count(&a),
+            inference_count(&b),
+            inference_count(&c)
+        ),
         (0, 0, 5)
     );
     let records = app.wait_records(5).await;
@@ -195,9 +199,7 @@ async fn with_the_model_loaded_on_both_load_spreads_by_calls_in_flight() {
             (host, text)
         }));
         // Each call is in flight (held at the gate) before the next one is chosen.
-        let started = |s: &common::fake_ollama::FakeState| {
-            s.counters().streams_started
-        };
+        let started = |s: &common::fake_ollama::FakeState| s.counters().streams_started;
         let ok = tokio::time::timeout(Duration::from_secs(10), async {
             while started(&a.state) + started(&b.state) < n {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -271,8 +273,7 @@ async fn a_host_that_fails_is_ejected_calls_still_succeed_and_it_comes_back() {
     let records = app.wait_records(7).await;
     assert_eq!(hosts_of(&records[4..]), vec!["gpu1"; 3]);
     // gpu0 recovers; after its rest the next call is its trial, and it is back.
-    let a = FakeOllama::start_at(addr, holding(&[("m:latest", true), ("solo:latest", true)]))
-        .await;
+    let a = FakeOllama::start_at(addr, holding(&[("m:latest", true), ("solo:latest", true)])).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (status, host, _) = generate(&app, "m", None).await;
@@ -280,7 +281,10 @@ async fn a_host_that_fails_is_ejected_calls_still_succeed_and_it_comes_back() {
         if host == "gpu0" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "gpu0 never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gpu0 never came back"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_for(&app, |s| s["hosts"][0]["availability"] == "healthy").await;
@@ -308,8 +312,7 @@ async fn a_host_whose_probe_fails_gets_no_calls_until_it_answers_again() {
     // and the client gets the proxy's 502.
     let (status, host, _) = generate(&app, "solo", None).await;
     assert_eq!((status, host.as_str()), (502, "gpu0"));
-    let a = FakeOllama::start_at(addr, holding(&[("m:latest", true), ("solo:latest", true)]))
-        .await;
+    let a = FakeOllama::start_at(addr, holding(&[("m:latest", true), ("solo:latest", true)])).await;
     wait_for(&app, |s| s["hosts"][0]["availability"] == "healthy").await;
     let (status, host, _) = generate(&app, "solo", None).await;
     assert_eq!((status, host.as_str()), (200, "gpu0"));
@@ -323,9 +326,17 @@ async fn a_header_pins_a_host_and_every_answer_names_its_host() {
     let b = FakeOllama::start_with(holding(&[("m:latest", false)])).await;
     let app = start(&[&a, &b], |_| {}).await;
     let (status, host, _) = generate(&app, "m", Some("gpu1")).await;
-    assert_eq!((status, host.as_str()), (200, "gpu1"), "pinned, though gpu0 has it loaded");
+    assert_eq!(
+        (status, host.as_str()),
+        (200, "gpu1"),
+        "pinned, though gpu0 has it loaded"
+    );
     let seen = b.state.last_request().expect("request");
-    assert_eq!(seen.header(UPSTREAM), None, "ollameter's own header never goes upstream");
+    assert_eq!(
+        seen.header(UPSTREAM),
+        None,
+        "ollameter's own header never goes upstream"
+    );
     let (status, _, body) = generate(&app, "m", Some("gpu7")).await;
     assert_eq!(status, 400);
     let message = body["error"].as_str().expect("message");
@@ -343,17 +354,21 @@ async fn a_header_pins_a_host_and_every_answer_names_its_host() {
         .send()
         .await
         .expect("version");
-    assert_eq!(version.headers()[UPSTREAM], "gpu0", "the first healthy host");
+    assert_eq!(
+        version.headers()[UPSTREAM],
+        "gpu0",
+        "the first healthy host"
+    );
     let records = app.wait_records(1).await;
     assert_eq!(hosts_of(&records), vec!["gpu1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_and_ps_are_the_union_in_ollamas_shape() {
-    let a = FakeOllama::start_with(holding(&[("shared:latest", true), ("alpha:latest", false)]))
-        .await;
-    let b = FakeOllama::start_with(holding(&[("shared:latest", false), ("beta:latest", true)]))
-        .await;
+    let a =
+        FakeOllama::start_with(holding(&[("shared:latest", true), ("alpha:latest", false)])).await;
+    let b =
+        FakeOllama::start_with(holding(&[("shared:latest", false), ("beta:latest", true)])).await;
     let app = start(&[&a, &b], |_| {}).await;
     let get = |url: String| async move {
         let response = http().get(url).send().await.expect("get");
@@ -444,7 +459,10 @@ async fn show_goes_to_a_host_with_the_model_and_management_to_the_pinned_or_firs
             }
             let response = request.send().await.expect("pull");
             assert_eq!(response.status(), 200);
-            response.headers()[UPSTREAM].to_str().expect("text").to_owned()
+            response.headers()[UPSTREAM]
+                .to_str()
+                .expect("text")
+                .to_owned()
         }
     };
     assert_eq!(pull("alpha", None).await, "gpu0");
@@ -484,7 +502,9 @@ async fn among_hosts_that_must_load_it_the_faster_measured_host_wins() {
     }
     let records = app.wait_records(4).await;
     assert!(
-        records.iter().all(|r| r.load_duration_ms.is_some_and(|l| l >= 300.0)),
+        records
+            .iter()
+            .all(|r| r.load_duration_ms.is_some_and(|l| l >= 300.0)),
         "{records:#?}"
     );
     // The speeds are learnt from the committed records; then the fast host wins.
@@ -495,7 +515,10 @@ async fn among_hosts_that_must_load_it_the_faster_measured_host_wins() {
         if host == "gpu2" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the fast host never won");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fast host never won"
+        );
     }
     for _ in 0..3 {
         let (_, host, _) = generate(&app, "m", None).await;
@@ -552,10 +575,10 @@ async fn one_upstream_behaves_as_before_and_names_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_ollama_client_sees_one_ollama_with_every_model() {
-    let a = FakeOllama::start_with(holding(&[("alpha:latest", true), ("shared:latest", false)]))
-        .await;
-    let b = FakeOllama::start_with(holding(&[("beta:latest", true), ("shared:latest", true)]))
-        .await;
+    let a =
+        FakeOllama::start_with(holding(&[("alpha:latest", true), ("shared:latest", false)])).await;
+    let b =
+        FakeOllama::start_with(holding(&[("beta:latest", true), ("shared:latest", true)])).await;
     let app = start(&[&a, &b], |_| {}).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/fleet.py");
     let proxy = app.url.clone();
@@ -613,5 +636,108 @@ async fn the_official_ollama_client_sees_one_ollama_with_every_model() {
         by_model("shared").as_deref(),
         Some("gpu1"),
         "loaded on gpu1 only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_takes_a_host_filter_and_metrics_carry_the_host() {
+    let a = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    let b = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    let app = start(&[&a, &b], |_| {}).await;
+    for _ in 0..3 {
+        assert_eq!(generate(&app, "m", Some("gpu0")).await.0, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(generate(&app, "m", Some("gpu1")).await.0, 200);
+    }
+    app.wait_records(5).await;
+    let get = |path: String| async move {
+        let response = http().get(path).send().await.expect("get");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("body")
+    };
+    let json = |text: String| serde_json::from_str::<Value>(&text).expect("json");
+    let stats = |host: &str| {
+        let url = format!("{}{BASE}/statistics/m?host={host}", app.url);
+        async move { json(get(url).await)["total_operations"].clone() }
+    };
+    assert_eq!(stats("gpu0").await, 3);
+    assert_eq!(stats("gpu1").await, 2);
+    let all = json(get(format!("{}{BASE}/statistics/m", app.url)).await);
+    assert_eq!(all["total_operations"], 5);
+    let nowhere = json(get(format!("{}{BASE}/statistics/m?host=gpu9", app.url)).await);
+    assert_ne!(
+        nowhere["total_operations"], 5,
+        "an unknown host matches nothing"
+    );
+    let export = json(get(format!("{}{BASE}/export?host=gpu1", app.url)).await);
+    let hosts: Vec<&str> = export
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["host"].as_str().expect("host"))
+        .collect();
+    assert_eq!(hosts, vec!["gpu1", "gpu1"]);
+    let compare: Value = http()
+        .post(format!("{}{BASE}/compare", app.url))
+        .json(&json!({"models": ["m"], "host": "gpu0"}))
+        .send()
+        .await
+        .expect("compare")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(compare["models"]["m"]["total_operations"], 3, "{compare:#}");
+    let recommend = json(
+        get(format!(
+            "{}{BASE}/recommend?host=gpu1&min_operations=1",
+            app.url
+        ))
+        .await,
+    );
+    assert_eq!(recommend["recommended_model"], "m", "{recommend:#}");
+    let recommend = json(
+        get(format!(
+            "{}{BASE}/recommend?host=gpu1&min_operations=3",
+            app.url
+        ))
+        .await,
+    );
+    assert!(
+        recommend["recommended_model"].is_null(),
+        "two calls on gpu1 are too few: {recommend:#}"
+    );
+    let trend = json(
+        get(format!(
+            "{}{BASE}/trend/m?host=gpu1&metric=processing_time",
+            app.url
+        ))
+        .await,
+    );
+    let counted: u64 = trend["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 2, "{trend:#}");
+    get(format!("{}{BASE}/insights?host=gpu0", app.url)).await;
+    let page = get(format!("{}/dashboard?host=gpu1&refresh=0", app.url)).await;
+    assert!(
+        page.contains("host <strong>gpu1</strong>"),
+        "the page names its host filter"
+    );
+    assert!(
+        page.contains("<option value=\"gpu0\""),
+        "a chooser lists the hosts"
+    );
+    let metrics = get(format!("{}/metrics", app.url)).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ollameter_inference_calls_total")
+                && l.contains("host=\"gpu1\"")
+                && l.ends_with(" 2")),
+        "{metrics}"
     );
 }

@@ -754,7 +754,10 @@ mod tests {
                 "[[upstreams]]\nurl = \"http://a:1\"\nport = 3\n",
                 &["unknown field `port`"],
             ),
-            ("[upstream]\neject_ms = 0\n", &["upstream.eject_ms: must be above 0"]),
+            (
+                "[upstream]\neject_ms = 0\n",
+                &["upstream.eject_ms: must be above 0"],
+            ),
             (
                 "[upstream]\nurl = \"http://a:1,\"\n",
                 &["upstream.url: \"\" must start with http://"],

@@ -39,7 +39,10 @@ impl Speed {
     }
 
     fn learn(&mut self, record: &Record) {
-        if let Some(tps) = record.tokens_per_second.filter(|t| t.is_finite() && *t > 0.0) {
+        if let Some(tps) = record
+            .tokens_per_second
+            .filter(|t| t.is_finite() && *t > 0.0)
+        {
             self.tokens_per_second = Some(ewma(self.tokens_per_second, tps));
         }
         if let Some(load) = record
@@ -82,7 +85,10 @@ impl StoreListener for SpeedHook {
             let mut updated: Option<Speeds> = None;
             for record in mine {
                 let speeds = updated.get_or_insert_with(|| (**host.speeds.load()).clone());
-                speeds.entry(model_key(&record.model)).or_default().learn(record);
+                speeds
+                    .entry(model_key(&record.model))
+                    .or_default()
+                    .learn(record);
             }
             if let Some(speeds) = updated {
                 host.speeds.store(Arc::new(speeds));
@@ -114,7 +120,11 @@ mod tests {
         r.load_duration_ms = Some(5.0);
         s.learn(&r);
         assert_eq!(s.expected_ms(true), Some(2000.0));
-        assert_eq!(s.expected_ms(false), None, "a warm call says nothing of a load");
+        assert_eq!(
+            s.expected_ms(false),
+            None,
+            "a warm call says nothing of a load"
+        );
         r.load_duration_ms = Some(3000.0);
         r.tokens_per_second = Some(200.0);
         s.learn(&r);

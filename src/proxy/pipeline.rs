@@ -42,8 +42,8 @@ use super::meter::{Meter, MeteredBody, Sinks};
 use super::upstream::{self, Upstream, UpstreamError};
 use super::{Inner, ProxyState, RECORD_ID_HEADER};
 use crate::decode::Api;
-use crate::record::{CallKind, ErrorKind, Record, RouteReason};
 use crate::fleet::{Host, Pin, UPSTREAM_HEADER};
+use crate::record::{CallKind, ErrorKind, Record, RouteReason};
 use crate::routing::{self, Attempt, MODEL_HEADER, Plan};
 use http_body_util::BodyExt;
 
@@ -447,13 +447,7 @@ pub(crate) fn open_record(
             ..proxy.sinks.clone()
         }
     };
-    Meter::new(
-        record,
-        sinks,
-        started,
-        api,
-        operation_explicit,
-    )
+    Meter::new(record, sinks, started, api, operation_explicit)
 }
 
 /// Where one attempt goes and the exact bytes it sends.
@@ -520,10 +514,9 @@ pub(crate) fn respond(
     if let Some(id) = record_id {
         response.headers_mut().insert(RECORD_ID_HEADER, id);
     }
-    response.headers_mut().insert(
-        UPSTREAM_HEADER,
-        proxy.fleet.hosts()[index].header().clone(),
-    );
+    response
+        .headers_mut()
+        .insert(UPSTREAM_HEADER, proxy.fleet.hosts()[index].header().clone());
     response
 }
 

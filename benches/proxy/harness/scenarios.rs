@@ -298,7 +298,7 @@ fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}/api/generate")
 }
 
-#[allow(
+#[expect(
     clippy::too_many_arguments,
     reason = "the run's inputs, each distinct and named"
 )]
