@@ -146,15 +146,16 @@ async fn attempts(
     plan: Option<Plan>,
     pin: Pin,
 ) -> Response {
+    let stream = facts.stream;
     let explicit;
     let (requested, tries): (&str, &[Attempt]) = match &plan {
         Some(plan) => (&plan.requested, &plan.attempts),
         None => {
             explicit = [Attempt {
-                model: facts.model.clone(),
+                model: facts.model,
                 reason: RouteReason::Explicit,
             }];
-            (&facts.model, &explicit)
+            (&explicit[0].model, &explicit)
         }
     };
     let routed = plan.is_some();
@@ -162,7 +163,9 @@ async fn attempts(
         .unwrap_or(usize::MAX)
         .max(1);
     let multi = proxy.fleet.is_multi();
-    let mut hosts: Vec<usize> = Vec::with_capacity(proxy.fleet.hosts().len());
+    // With one upstream there is nothing to choose: no list is built.
+    let mut hosts: Vec<usize> = Vec::new();
+    let single = [0_usize];
     let mut made = 0_usize;
     for (i, attempt) in tries.iter().enumerate() {
         let (body, head) = if routed {
@@ -183,19 +186,24 @@ async fn attempts(
         } else {
             String::new()
         };
-        match pin {
+        let order: &[usize] = match pin {
             Pin::Host(index) => {
                 hosts.clear();
                 hosts.push(index);
+                &hosts
             }
-            Pin::None => proxy.fleet.order(&key, &mut hosts),
-        }
+            Pin::None if multi => {
+                proxy.fleet.order(&key, &mut hosts);
+                &hosts
+            }
+            Pin::None => &single,
+        };
         if routed {
             proxy.router.note(requested, attempt);
         }
-        for (h, &index) in hosts.iter().enumerate() {
+        for (h, &index) in order.iter().enumerate() {
             made += 1;
-            let last = made >= max_attempts || (i + 1 == tries.len() && h + 1 == hosts.len());
+            let last = made >= max_attempts || (i + 1 == tries.len() && h + 1 == order.len());
             let host = &proxy.fleet.hosts()[index];
             let route = RouteFields {
                 requested: requested.to_owned(),
@@ -206,7 +214,7 @@ async fn attempts(
             let attempt_started = if made == 1 { started } else { Instant::now() };
             let facts = RequestFacts {
                 model: attempt.model.clone(),
-                stream: facts.stream,
+                stream,
             };
             let mut meter = open_record(
                 proxy,
