@@ -39,6 +39,12 @@ use model_limit::ModelLimit;
 /// finds dozens of them.
 const GATHER_POLL: Duration = Duration::from_millis(5);
 
+/// How many times `batch_size` one transaction may take when that much is already
+/// queued. A commit has a fixed cost (an fsync; on PostgreSQL, round trips and the
+/// server's fsync) that a backlog then shares among more records, so a writer that fell
+/// behind catches up instead of falling further behind; with no backlog nothing changes.
+pub const BACKLOG_BATCH_FACTOR: usize = 16;
+
 /// Records read from a shared store per look: bounds the writer's time away from its
 /// queue while a fresh instance loads a large history.
 const FOLLOW_LIMIT: usize = 20_000;
@@ -118,7 +124,8 @@ impl StoreListener for Vec<CommitHook> {
 pub struct RecorderConfig {
     /// Records held in the queue at most.
     pub queue_capacity: usize,
-    /// Records per transaction at most.
+    /// Records that start a commit without waiting for the flush interval; under a
+    /// backlog one transaction takes up to [`BACKLOG_BATCH_FACTOR`] times as many.
     pub batch_size: usize,
     /// Longest a record waits before its batch is committed.
     pub flush_interval: Duration,
@@ -656,8 +663,11 @@ impl Writer {
     /// yields before it sleeps, which takes the CPU from the proxy on a small machine.
     fn gather(&self, batch: &mut Batch, mut urgent: bool) {
         let deadline = Instant::now() + self.config.flush_interval;
+        // What is already queued is taken up to the backlog bound; the commit starts
+        // without waiting once a batch's worth is in.
+        let most = self.config.batch_size.saturating_mul(BACKLOG_BATCH_FACTOR);
         loop {
-            while !urgent && batch.records.len() < self.config.batch_size {
+            while !urgent && batch.records.len() < most {
                 match self.rx.try_recv() {
                     Ok(msg) => urgent = batch.add(msg),
                     Err(_) => break,
@@ -713,7 +723,10 @@ impl Writer {
 
     /// Writes the oldest spilled records (a few batches' worth) to a shared store.
     fn drain_spill(&mut self) {
-        let n = self.spill.len().min(self.config.batch_size.max(1) * 16);
+        let n = self
+            .spill
+            .len()
+            .min(self.config.batch_size.max(1) * BACKLOG_BATCH_FACTOR);
         let chunk: Vec<Record> = self.spill.drain(..n).collect();
         match self.commit(&chunk) {
             Ok(()) => {
@@ -992,6 +1005,49 @@ mod tests {
         assert_eq!(store.count().expect("count"), 250);
         assert_eq!(rec.stats().written.load(Ordering::Relaxed), 250);
         assert_eq!(rec.stats().dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_backlog_is_committed_in_larger_transactions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.db");
+        let (rec, task) = start(
+            &StoreLocation::Sqlite(path.clone()),
+            config(10_000, 10),
+            None,
+        )
+        .expect("start");
+        // Hold the writer in a job while 3,200 records queue up behind it.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let job = {
+            let rec = rec.clone();
+            tokio::spawn(async move { rec.run_raw_job(move |_| held.recv().is_ok()).await })
+        };
+        while rec.snapshot().queue_depth > 0 {
+            tokio::task::yield_now().await;
+        }
+        let before = rec.snapshot().commits;
+        for i in 0..3_200 {
+            assert!(rec.submit(record(i)));
+        }
+        release.send(()).expect("release");
+        assert!(job.await.expect("join").expect("job"));
+        rec.flush().await;
+        let commits = rec.snapshot().commits - before;
+        // batch_size is 100: one commit per batch would be 32; the backlog goes in
+        // transactions of up to 1,600.
+        assert!(
+            (2..=3).contains(&commits),
+            "3,200 queued records took {commits} commits"
+        );
+        assert_eq!(rec.stats().written.load(Ordering::Relaxed), 3_200);
+        tokio::task::spawn_blocking(move || task.shutdown())
+            .await
+            .expect("join");
+        assert_eq!(
+            Store::open(&path).expect("open").count().expect("count"),
+            3_200
+        );
     }
 
     #[tokio::test]
