@@ -348,8 +348,13 @@ fn start_fleet(
             }
         })
         .collect();
+    // `proxy.kind` is the first upstream's kind (as with one upstream, it is what sets it).
+    let mut upstreams = proxy.upstreams.clone();
+    if let Some(first) = upstreams.first_mut() {
+        first.kind = proxy.kind;
+    }
     Ok(crate::fleet::Fleet::new(
-        &proxy.upstreams,
+        &upstreams,
         telemetries,
         proxy.health,
     ))
