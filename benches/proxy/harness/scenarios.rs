@@ -298,10 +298,6 @@ fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}/api/generate")
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the run's inputs, each distinct and named"
-)]
 async fn one_run(
     plan: &Plan,
     bin: &Path,
