@@ -5,9 +5,10 @@
 //! Run: `cargo bench --bench proxy` (about 6 minutes; `-- --quick` for a 40-second smoke
 //! run, `-- --smoke` for the few seconds the test suite runs, `-- --runs N` for another
 //! number of runs, `-- --ollameter PATH` to measure another build, `-- --no-bare` to skip
-//! the bare hyper proxy, `-- --upstreams N` to also measure ollameter in front of N fake
-//! Ollamas choosing a host per call (the added cost of the choice is in the targets),
-//! `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
+//! the bare hyper proxy, `-- --otel` to also measure an ollameter exporting a GenAI span
+//! per call over OTLP/HTTP to a sink in the fake, `-- --upstreams N` to also measure
+//! ollameter in front of N fake Ollamas choosing a host per call (the added cost of the
+//! choice is in the targets), `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
 //! bare proxy up for profiling). It needs Debian's `wrk` and `nginx` (`apt-get install -y
 //! wrk nginx`); without them it falls back to its own load client and skips nginx, and
 //! says so. The ollameter binary measured is the one Cargo builds for the bench (release
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
     if let Some(runs) = runs {
         plan.runs = runs;
     }
+    plan.otel = args.iter().any(|a| a == "--otel");
     // `--upstreams N`: also ollameter in front of N fake Ollamas, choosing a host per call.
     if let Some(n) = args
         .iter()
@@ -415,7 +417,52 @@ fn print_tables(plan: &Plan, report: &Report) {
         );
     }
     println!();
+    if plan.otel {
+        print_otel(plan, report);
+    }
     print_targets(plan, report);
+}
+
+/// `--otel`: what exporting a span per call costs: the exporting ollameter's closed-loop
+/// latency minus the plain one's, in the same run, and what became of the spans.
+fn print_otel(plan: &Plan, report: &Report) {
+    println!("## 6. OTLP span export (issue 20): export on minus export off");
+    println!();
+    println!(
+        "| concurrency | p50 off µs | p50 on µs | added p50 µs | added p99 µs | CPU µs/call added |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for &c in &plan.concurrency {
+        let of = |way: Way, f: fn(&harness::load::Closed) -> f64| {
+            per_run(report, |r| r.closed(way, c).map(|x| f(&x)))
+        };
+        let diff = |f: fn(&harness::load::Closed) -> f64| {
+            per_run(report, |r| {
+                Some(f(&r.closed(Way::OllameterOtel, c)?) - f(&r.closed(Way::Ollameter, c)?))
+            })
+        };
+        let cpu = per_run(report, |r| {
+            Some(r.cpu_per_call(Way::OllameterOtel, c)? - r.cpu_per_call(Way::Ollameter, c)?)
+        });
+        println!(
+            "| {c} | {} | {} | {} | {} | {} |",
+            cell(&of(Way::Ollameter, |x| x.p50_us), 0),
+            cell(&of(Way::OllameterOtel, |x| x.p50_us), 0),
+            cell(&diff(|x| x.p50_us), 1),
+            cell(&diff(|x| x.p99_us), 1),
+            cell(&cpu, 2),
+        );
+    }
+    println!();
+    for (i, run) in report.runs.iter().enumerate() {
+        if let Some((exported, dropped)) = run.otel_spans {
+            println!(
+                "run {}: {exported:.0} spans exported, {dropped:.0} dropped",
+                i + 1
+            );
+        }
+    }
+    println!();
 }
 
 fn print_targets(plan: &Plan, report: &Report) {
@@ -430,6 +477,17 @@ fn print_targets(plan: &Plan, report: &Report) {
         }))
     };
     let has_nginx = plan.nginx.is_some();
+    if plan.otel {
+        for &c in &plan.concurrency {
+            let d = median(&per_run(report, |r| {
+                Some(r.closed(Way::OllameterOtel, c)?.p50_us - r.closed(Way::Ollameter, c)?.p50_us)
+            }));
+            println!(
+                "| c{c} p50 with OTLP export on vs off <= 10 µs | {d:.1} µs | {} |",
+                verdict(d <= 10.0)
+            );
+        }
+    }
     if plan.concurrency.contains(&16) {
         let o = added(Way::Ollameter, 16, |x| x.p50_us);
         if has_nginx {

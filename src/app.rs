@@ -56,6 +56,9 @@ pub enum StartError {
     /// The recorder's writer thread could not be started.
     #[error("{0}")]
     Recorder(std::io::Error),
+    /// The OTLP span exporter could not be started.
+    #[error("{0}")]
+    Otel(#[from] crate::otel::StartError),
 }
 
 /// A started sidecar.
@@ -80,6 +83,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     servers: Vec<(&'static str, JoinHandle<()>)>,
     recorder_task: RecorderTask,
+    otel_task: crate::otel::export::OtelTask,
 }
 
 impl Running {
@@ -100,6 +104,11 @@ impl Running {
         if let Err(e) = tokio::task::spawn_blocking(move || task.shutdown()).await {
             tracing::error!(error = %e, "draining the recorder failed; queued records may be lost");
         }
+        // Spans of the last calls go out (bounded by one export's timeout).
+        let otel = self.otel_task;
+        if let Err(e) = tokio::task::spawn_blocking(move || otel.shutdown()).await {
+            tracing::error!(error = %e, "stopping the span exporter failed");
+        }
     }
 }
 
@@ -114,6 +123,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         telemetry: telemetry_config,
         access,
         alerts: alerts_config,
+        otel: otel_config,
         ..
     } = config;
     // Checked by the configuration's validation; a config built by hand may still be wrong.
@@ -158,7 +168,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
     let alerts_board = alerts.alerts.clone();
     let alerts_task = alerts.start(recorder.clone());
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_names(otel_config.gen_ai_metric_names));
+    let (otel, otel_task) = crate::otel::Otel::start(&otel_config, &proxy_config.upstream)?;
+    if let Some(stats) = otel.stats() {
+        metrics.attach_otel(stats);
+    }
     let router = crate::routing::ModelRouter::new(
         config.routing.clone(),
         history.clone(),
@@ -172,6 +186,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder.clone(),
         metrics.clone(),
         router.clone(),
+        otel,
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     for host in fleet.hosts() {
@@ -300,6 +315,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         servers,
         recorder_task,
+        otel_task,
     })
 }
 

@@ -116,6 +116,8 @@ pub struct Config {
     pub routing: crate::routing::config::RoutingConfig,
     /// `[alerts]`: change detectors and webhooks.
     pub alerts: crate::alerts::config::AlertsConfig,
+    /// `[otel]`: span export over OTLP and the GenAI metric names.
+    pub otel: crate::otel::OtelConfig,
     /// Every key with its effective value, in the file's shape (tokens shown as `(set)`),
     /// for `ollameter config check`.
     effective: RawConfig,

@@ -35,7 +35,10 @@
 //! - [`quality`]: configurable rules that read a quality score from an answer.
 //! - [`alerts`]: change detectors per model evaluated after each commit, the alert
 //!   lifecycle (kept in the store), webhooks, and `is_critical` for routing.
-//! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions.
+//! - [`metrics`]: Prometheus metrics named after the OpenTelemetry GenAI conventions
+//!   (the v1.36 names, the current ones, or both).
+//! - [`otel`]: OpenTelemetry: a GenAI span per inference call, joined to the caller's W3C
+//!   trace context and exported over OTLP by a thread of its own through a bounded queue.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
 //!   `/api/ps`, and each model's VRAM need.
 //! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
@@ -66,6 +69,7 @@ pub mod history;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod policy;
 pub mod proxy;
 pub mod quality;

@@ -110,7 +110,7 @@ fn migrate(from: &str, to: &str, instance: Option<String>) -> ExitCode {
 
 fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, ExitCode> {
     let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("OLLAMETER_"))
+        .filter(|(k, _)| k.starts_with("OLLAMETER_") || k.starts_with("OTEL_"))
         .collect();
     let flags = Overrides {
         listen: args.listen.clone(),

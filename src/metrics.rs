@@ -17,21 +17,36 @@
 //! grow the scrape (and Prometheus's memory) without bound. Each call's series also
 //! carries `host`, the upstream that served it (capped by [`MAX_HOSTS`]).
 //!
+//! Which GenAI names are exposed is [`GenAiMetricNames`]: the v1.36 conventions' names
+//! above (the default, what earlier versions exposed), the current ones, or both. The
+//! current conventions split the client metrics by kind of call and token direction:
+//! `gen_ai_client_inference_duration_seconds`,
+//! `gen_ai_client_inference_time_to_first_chunk_seconds` and
+//! `gen_ai_client_inference_time_per_output_chunk_seconds` (streamed calls),
+//! `gen_ai_client_inference_usage_{input,output}_tokens_total` (counters, by
+//! `gen_ai_token_modality`, `unknown` for Ollama), the per-call distributions
+//! `gen_ai_client_inference_operation_{input,output}_tokens`, and for embeddings
+//! `gen_ai_client_embeddings_duration_seconds` and
+//! `gen_ai_client_embeddings_operation_input_tokens`; all carry `gen_ai_provider_name`,
+//! `gen_ai_operation_name` (`chat`, `text_completion`, `embeddings`) and
+//! `gen_ai_request_model`, and the durations `error_type` on failures.
+//!
 //! The recorder's counters are not kept here: they live in `RecorderStats`, and
 //! [`Metrics::render`] reads them from a [`RecorderSnapshot`] taken by the caller.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder, prometheus_text};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::record::{ErrorKind, Record, RouteReason, Source};
+use crate::otel::{GenAiMetricNames, OtelStats};
+use crate::record::{ErrorKind, Record, RouteReason, Source, gen_ai_operation_name};
 pub use crate::recorder::RecorderSnapshot;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
@@ -168,6 +183,151 @@ struct TokenLabels {
     gen_ai_token_type: &'static str,
 }
 
+/// Labels of the current GenAI metrics: the conventions' operation name and the model,
+/// and on durations the error's type (absent on success, as the conventions ask).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LatestLabels {
+    operation: &'static str,
+    model: Arc<str>,
+    error_type: Option<&'static str>,
+}
+
+impl EncodeLabelSet for LatestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("gen_ai_operation_name", self.operation).encode(encoder.encode_label())?;
+        ("gen_ai_request_model", &*self.model).encode(encoder.encode_label())?;
+        if let Some(error_type) = self.error_type {
+            ("error_type", error_type).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// [`LatestLabels`] of the token counters, which also carry the tokens' modality.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct UsageLabels {
+    call: LatestLabels,
+    modality: &'static str,
+}
+
+impl EncodeLabelSet for UsageLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.call.encode(encoder)?;
+        ("gen_ai_token_modality", self.modality).encode(encoder.encode_label())
+    }
+}
+
+/// Buckets of the current conventions' durations, time to first chunk and time per
+/// output chunk, seconds: the conventions' advice.
+const INFERENCE_DURATION_BUCKETS: [f64; 14] = OPERATION_DURATION_BUCKETS;
+
+/// The current GenAI metrics (`gen_ai_latest_experimental`).
+#[derive(Debug)]
+struct Latest {
+    inference_duration: HistogramFamily<LatestLabels>,
+    time_to_first_chunk: HistogramFamily<LatestLabels>,
+    time_per_output_chunk: HistogramFamily<LatestLabels>,
+    usage_input_tokens: Family<UsageLabels, Counter>,
+    usage_output_tokens: Family<UsageLabels, Counter>,
+    operation_input_tokens: HistogramFamily<LatestLabels>,
+    operation_output_tokens: HistogramFamily<LatestLabels>,
+    embeddings_duration: HistogramFamily<LatestLabels>,
+    embeddings_input_tokens: HistogramFamily<LatestLabels>,
+}
+
+impl Latest {
+    fn new() -> Latest {
+        let seconds = || -> HistogramFamily<LatestLabels> {
+            Family::new_with_constructor(|| Histogram::new(INFERENCE_DURATION_BUCKETS))
+        };
+        let tokens = || -> HistogramFamily<LatestLabels> {
+            Family::new_with_constructor(|| Histogram::new(TOKEN_USAGE_BUCKETS))
+        };
+        Latest {
+            inference_duration: seconds(),
+            time_to_first_chunk: seconds(),
+            time_per_output_chunk: seconds(),
+            usage_input_tokens: Family::default(),
+            usage_output_tokens: Family::default(),
+            operation_input_tokens: tokens(),
+            operation_output_tokens: tokens(),
+            embeddings_duration: seconds(),
+            embeddings_input_tokens: tokens(),
+        }
+    }
+
+    fn register(&self, gen_ai: &mut Registry) {
+        gen_ai.register_with_unit(
+            "gen_ai_client_inference_duration",
+            "GenAI client inference duration (gen_ai.client.inference.duration): wall time at \
+             the proxy from request received to last byte sent",
+            Unit::Seconds,
+            self.inference_duration.clone(),
+        );
+        gen_ai.register_with_unit(
+            "gen_ai_client_inference_time_to_first_chunk",
+            "Time to the first chunk of a streamed answer \
+             (gen_ai.client.inference.time_to_first_chunk), from request received",
+            Unit::Seconds,
+            self.time_to_first_chunk.clone(),
+        );
+        gen_ai.register_with_unit(
+            "gen_ai_client_inference_time_per_output_chunk",
+            "Time between content chunks of a streamed answer after the first \
+             (gen_ai.client.inference.time_per_output_chunk)",
+            Unit::Seconds,
+            self.time_per_output_chunk.clone(),
+        );
+        gen_ai.register(
+            "gen_ai_client_inference_usage_input_tokens",
+            "Input (prompt) tokens used, in tokens (gen_ai.client.inference.usage.input_tokens)",
+            self.usage_input_tokens.clone(),
+        );
+        gen_ai.register(
+            "gen_ai_client_inference_usage_output_tokens",
+            "Output (generated) tokens used, in tokens \
+             (gen_ai.client.inference.usage.output_tokens)",
+            self.usage_output_tokens.clone(),
+        );
+        gen_ai.register(
+            "gen_ai_client_inference_operation_input_tokens",
+            "Input tokens per inference call, in tokens \
+             (gen_ai.client.inference.operation.input_tokens)",
+            self.operation_input_tokens.clone(),
+        );
+        gen_ai.register(
+            "gen_ai_client_inference_operation_output_tokens",
+            "Output tokens per inference call, in tokens \
+             (gen_ai.client.inference.operation.output_tokens)",
+            self.operation_output_tokens.clone(),
+        );
+        gen_ai.register_with_unit(
+            "gen_ai_client_embeddings_duration",
+            "GenAI client embeddings duration (gen_ai.client.embeddings.duration)",
+            Unit::Seconds,
+            self.embeddings_duration.clone(),
+        );
+        gen_ai.register(
+            "gen_ai_client_embeddings_operation_input_tokens",
+            "Input tokens per embeddings call, in tokens \
+             (gen_ai.client.embeddings.operation.input_tokens)",
+            self.embeddings_input_tokens.clone(),
+        );
+    }
+}
+
+/// The histogram of the gaps between content chunks of one streamed call, resolved once
+/// when its answer starts so that each chunk costs one observation.
+#[derive(Debug, Clone)]
+pub struct ChunkGaps(Histogram);
+
+impl ChunkGaps {
+    /// Counts the time between two content chunks.
+    pub fn observe(&self, gap: std::time::Duration) {
+        self.0.observe(gap.as_secs_f64());
+    }
+}
+
 /// Labels of one HTTP request to the sidecar.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -208,6 +368,9 @@ pub struct Metrics {
     proxy_added_latency: Histogram,
     routing_decisions: Family<RoutingLabels, Counter>,
     aliases: BoundedLabels,
+    names: GenAiMetricNames,
+    latest: Latest,
+    otel: OnceLock<Arc<OtelStats>>,
 }
 
 impl Default for Metrics {
@@ -217,9 +380,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Empty metrics, every series registered; a series appears in the output once
-    /// something was observed on it.
+    /// Empty metrics with the v1.36 GenAI names, every series registered; a series appears
+    /// in the output once something was observed on it.
     pub fn new() -> Metrics {
+        Metrics::with_names(GenAiMetricNames::Legacy)
+    }
+
+    /// Empty metrics with the GenAI names `names` asks for.
+    pub fn with_names(names: GenAiMetricNames) -> Metrics {
         let operation_duration: HistogramFamily<CallLabels> =
             Family::new_with_constructor(|| Histogram::new(OPERATION_DURATION_BUCKETS));
         let time_to_first_token: HistogramFamily<CallLabels> =
@@ -236,8 +404,22 @@ impl Metrics {
         let mut registry = Registry::default();
         // The GenAI metrics carry the conventions' `gen_ai.system` attribute; it is the
         // same on every series, so it is a constant label of their sub-registry.
-        let gen_ai = registry
-            .sub_registry_with_label((Cow::Borrowed("gen_ai_system"), Cow::Borrowed("ollama")));
+        let latest = Latest::new();
+        if names.latest() {
+            let current = registry.sub_registry_with_label((
+                Cow::Borrowed("gen_ai_provider_name"),
+                Cow::Borrowed("ollama"),
+            ));
+            latest.register(current);
+        }
+        let mut unregistered = Registry::default();
+        let gen_ai = if names.legacy() {
+            registry
+                .sub_registry_with_label((Cow::Borrowed("gen_ai_system"), Cow::Borrowed("ollama")))
+        } else {
+            // Kept but never rendered: the old names are off.
+            &mut unregistered
+        };
         gen_ai.register_with_unit(
             "gen_ai_client_operation_duration",
             "GenAI operation duration (gen_ai.client.operation.duration): wall time at the \
@@ -303,7 +485,34 @@ impl Metrics {
             proxy_added_latency,
             routing_decisions,
             aliases: BoundedLabels::new(MAX_MODELS),
+            names,
+            latest,
+            otel: OnceLock::new(),
         }
+    }
+
+    /// Shows the span exporter's counters in [`Metrics::render`] from now on.
+    pub fn attach_otel(&self, stats: Arc<OtelStats>) {
+        let _ = self.otel.set(stats);
+    }
+
+    /// The histogram that counts the gaps between content chunks of a streamed call of
+    /// `model` on `endpoint`; `None` unless the current GenAI names are on.
+    pub fn chunk_gaps(&self, model: &str, endpoint: &str) -> Option<ChunkGaps> {
+        if !self.names.latest() {
+            return None;
+        }
+        let labels = LatestLabels {
+            operation: gen_ai_operation_name(endpoint),
+            model: self.models.get(model),
+            error_type: None,
+        };
+        Some(ChunkGaps(
+            self.latest
+                .time_per_output_chunk
+                .get_or_create(&labels)
+                .clone(),
+        ))
     }
 
     /// Counts one routing decision: an attempt of a call for `alias` sent to `model`.
@@ -333,6 +542,9 @@ impl Metrics {
         } else {
             self.models.get(&record.model)
         };
+        if self.names.latest() {
+            self.observe_latest(record, model.clone());
+        }
         let labels = CallLabels {
             gen_ai_request_model: model,
             gen_ai_operation_name: self.operations.get(&record.operation),
@@ -340,6 +552,9 @@ impl Metrics {
             host: self.hosts.get(record.host.as_deref().unwrap_or("")),
         };
         self.inference_calls.get_or_create(&labels).inc();
+        if !self.names.legacy() {
+            return;
+        }
         if let Some(seconds) = ms_to_seconds(record.processing_time_ms) {
             self.operation_duration
                 .get_or_create(&labels)
@@ -375,6 +590,75 @@ impl Metrics {
             self.token_usage
                 .get_or_create(&token_labels)
                 .observe(count as f64);
+        }
+    }
+
+    /// The current conventions' view of one finished call.
+    fn observe_latest(&self, record: &Record, model: Arc<str>) {
+        let operation = gen_ai_operation_name(&record.endpoint);
+        let labels = LatestLabels {
+            operation,
+            model,
+            error_type: None,
+        };
+        let failed = LatestLabels {
+            error_type: (!record.success)
+                .then(|| record.error_kind.map_or("_OTHER", ErrorKind::as_str)),
+            ..labels.clone()
+        };
+        let latest = &self.latest;
+        let embeddings = operation == "embeddings";
+        if let Some(seconds) = ms_to_seconds(record.processing_time_ms) {
+            let family = if embeddings {
+                &latest.embeddings_duration
+            } else {
+                &latest.inference_duration
+            };
+            family.get_or_create(&failed).observe(seconds);
+        }
+        if embeddings {
+            if let Some(tokens) = record.prompt_tokens {
+                latest
+                    .embeddings_input_tokens
+                    .get_or_create(&labels)
+                    .observe(tokens as f64);
+            }
+            return;
+        }
+        if record.stream
+            && let Some(seconds) = record.ttft_ms.and_then(ms_to_seconds)
+        {
+            latest
+                .time_to_first_chunk
+                .get_or_create(&labels)
+                .observe(seconds);
+        }
+        // The counters take every call, 0 when no usage came back (the conventions ask
+        // for that, under the `unknown` modality, which is also Ollama's: it does not
+        // split usage by modality).
+        let usage = UsageLabels {
+            call: labels.clone(),
+            modality: "unknown",
+        };
+        latest
+            .usage_input_tokens
+            .get_or_create(&usage)
+            .inc_by(record.prompt_tokens.unwrap_or(0));
+        latest
+            .usage_output_tokens
+            .get_or_create(&usage)
+            .inc_by(record.output_tokens.unwrap_or(0));
+        if let Some(tokens) = record.prompt_tokens {
+            latest
+                .operation_input_tokens
+                .get_or_create(&labels)
+                .observe(tokens as f64);
+        }
+        if let Some(tokens) = record.output_tokens {
+            latest
+                .operation_output_tokens
+                .get_or_create(&labels)
+                .observe(tokens as f64);
         }
     }
 
@@ -452,6 +736,37 @@ impl Metrics {
             ConstGauge::new(recorder.last_commit_seconds.max(0.0)),
         );
 
+        if let Some(otel) = self.otel.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            store.register(
+                "ollameter_otel_spans_exported",
+                "GenAI spans the OTLP collector accepted",
+                ConstCounter::new(otel.exported.load(Relaxed)),
+            );
+            let dropped = Family::<[(&'static str, &'static str); 1], Counter>::default();
+            dropped
+                .get_or_create(&[("reason", "queue_full")])
+                .inc_by(otel.dropped_queue_full.load(Relaxed));
+            dropped
+                .get_or_create(&[("reason", "export_failed")])
+                .inc_by(otel.dropped_export_failed.load(Relaxed));
+            store.register(
+                "ollameter_otel_spans_dropped",
+                "GenAI spans lost: the export queue was full (queue_full), or the collector \
+                 refused, failed or did not answer in time (export_failed)",
+                dropped,
+            );
+            store.register(
+                "ollameter_otel_export_failures",
+                "OTLP exports that failed or timed out",
+                ConstCounter::new(otel.failed_exports.load(Relaxed)),
+            );
+            store.register(
+                "ollameter_otel_queue_depth",
+                "GenAI spans waiting to be exported",
+                ConstGauge::new(otel.queue_depth()),
+            );
+        }
         let mut page = String::with_capacity(16 * 1024);
         // The 0.0.4 text format has no end marker, so two registries concatenate into one
         // valid page.
@@ -1166,6 +1481,129 @@ mod tests {
                 "{family} has samples"
             );
         }
+    }
+
+    #[test]
+    fn the_current_genai_names_follow_the_conventions() {
+        let metrics = Metrics::with_names(GenAiMetricNames::Latest);
+        let mut chat = ok_record("llama3.2", 2000.0, 300.0, 50.0);
+        chat.endpoint = "/api/chat".into();
+        chat.operation = "photo_evaluation".into();
+        chat.stream = true;
+        metrics.observe_record(&chat);
+        // Non-streamed generate: no time to first chunk.
+        metrics.observe_record(&ok_record("llama3.2", 1000.0, 900.0, 50.0));
+        let mut failed = failed("llama3.2", ErrorKind::UpstreamDisconnected);
+        failed.endpoint = "/api/chat".into();
+        metrics.observe_record(&failed);
+        let mut embed = record("nomic-embed-text", "embed");
+        embed.endpoint = "/api/embed".into();
+        embed.processing_time_ms = 40.0;
+        embed.prompt_tokens = Some(7);
+        metrics.observe_record(&embed);
+        let gaps = metrics
+            .chunk_gaps("llama3.2", "/api/chat")
+            .expect("on with the current names");
+        gaps.observe(std::time::Duration::from_millis(15));
+        gaps.observe(std::time::Duration::from_millis(25));
+        let s = render(&metrics);
+
+        let duration = "gen_ai_client_inference_duration_seconds";
+        let chat_ok = [
+            ("gen_ai_operation_name", "chat"),
+            ("gen_ai_request_model", "llama3.2"),
+            ("gen_ai_provider_name", "ollama"),
+        ];
+        // The successful chat (2 s) and the failed one (50 ms).
+        assert!((sum(&s, &format!("{duration}_sum"), &chat_ok) - 2.05).abs() < 1e-9);
+        assert!(
+            s.iter()
+                .filter(|x| x.name == format!("{duration}_sum"))
+                .all(|x| x.labels.get("error_type").is_none_or(|e| !e.is_empty())),
+            "no empty error_type on successes"
+        );
+        let mut chat_failed = chat_ok.to_vec();
+        chat_failed.push(("error_type", "upstream_disconnected"));
+        assert_eq!(value(&s, &format!("{duration}_count"), &chat_failed), 1.0);
+        let completion = [("gen_ai_operation_name", "text_completion")];
+        assert_eq!(value(&s, &format!("{duration}_sum"), &completion), 1.0);
+        let ttft = "gen_ai_client_inference_time_to_first_chunk_seconds_count";
+        assert_eq!(sum(&s, ttft, &[]), 1.0, "streamed calls only");
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_time_per_output_chunk_seconds_sum",
+                &chat_ok[..2]
+            ),
+            0.04
+        );
+        let input = "gen_ai_client_inference_usage_input_tokens_total";
+        assert_eq!(
+            value(
+                &s,
+                input,
+                &[
+                    ("gen_ai_operation_name", "chat"),
+                    ("gen_ai_token_modality", "unknown")
+                ]
+            ),
+            10.0,
+            "the failed chat counts 0 tokens"
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_usage_output_tokens_total",
+                &completion
+            ),
+            100.0
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_operation_output_tokens_count",
+                &completion
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_embeddings_duration_seconds_sum",
+                &[("gen_ai_operation_name", "embeddings")]
+            ),
+            0.04
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_embeddings_operation_input_tokens_sum",
+                &[]
+            ),
+            7.0
+        );
+        assert_eq!(
+            sum(&s, input, &[("gen_ai_operation_name", "embeddings")]),
+            0.0
+        );
+        assert!(
+            !s.iter()
+                .any(|x| x.name.starts_with("gen_ai_client_operation"))
+        );
+        assert!(
+            !s.iter()
+                .any(|x| x.name.starts_with("gen_ai_client_token_usage"))
+        );
+        // ollameter's own counter keeps the client's operation names.
+        assert_eq!(
+            value(
+                &s,
+                "ollameter_inference_calls_total",
+                &[("gen_ai_operation_name", "photo_evaluation")]
+            ),
+            1.0
+        );
+        assert!(Metrics::new().chunk_gaps("llama3.2", "/api/chat").is_none());
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl ProxyState {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         router: crate::routing::ModelRouter,
+        otel: crate::otel::Otel,
     ) -> Result<ProxyState, String> {
         let upstreams = fleet
             .hosts()
@@ -119,6 +120,7 @@ impl ProxyState {
                     quality: config.quality.clone(),
                     telemetry,
                     metrics,
+                    otel,
                 },
                 operation_header: config.operation_header.clone(),
                 router,

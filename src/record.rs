@@ -287,6 +287,18 @@ impl CallKind {
     }
 }
 
+/// The OpenTelemetry GenAI `gen_ai.operation.name` of a call by its endpoint: `chat` for
+/// the chat, messages and responses routes, `text_completion` for generate and
+/// completions, `embeddings` for the embedding routes (the conventions' well-known
+/// values). The client's own operation name (`X-Operation`) stays in `operation`.
+pub fn gen_ai_operation_name(endpoint: &str) -> &'static str {
+    match endpoint {
+        "/api/generate" | "/v1/completions" => "text_completion",
+        "/api/embed" | "/api/embeddings" | "/v1/embeddings" => "embeddings",
+        _ => "chat",
+    }
+}
+
 /// The attempt number of a call that was tried once: every record is at least that.
 fn first_attempt() -> u32 {
     1

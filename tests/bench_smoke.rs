@@ -16,12 +16,13 @@ fn the_proxy_benchmark_runs_and_drops_no_record() {
     // With a fleet of three upstreams too: the choice of a host runs on every call.
     let plan = Plan {
         upstreams: 3,
+        otel: true,
         ..Plan::smoke()
     };
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ollameter"));
     let report = scenarios::run(&plan, bin, &|_| {}).expect("the benchmark runs");
     let run = report.runs.first().expect("one run");
-    for way in [Way::Direct, Way::Ollameter, Way::Fleet] {
+    for way in [Way::Direct, Way::Ollameter, Way::OllameterOtel, Way::Fleet] {
         let closed = run.closed(way, 4).expect("closed-loop result");
         assert!(
             closed.requests > 0 && closed.errors == 0,
@@ -34,6 +35,10 @@ fn the_proxy_benchmark_runs_and_drops_no_record() {
         assert!(run.big_body(way).is_some_and(|us| us > 0.0), "{way:?}");
     }
     assert!(run.ollameter_idle_kib > 0, "{run:?}");
+    // The exporting ollameter sent a span per call to the fake's OTLP sink.
+    let (exported, dropped) = run.otel_spans.expect("spans counted");
+    assert!(exported > 0.0, "{run:?}");
+    assert_eq!(dropped, 0.0, "{run:?}");
     assert!(run.ollameter_big_peak_kib > 0, "{run:?}");
     let recording = report.recording.expect("recording ran");
     assert!(recording.load.ok > 0, "{recording:?}");

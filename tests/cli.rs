@@ -106,7 +106,10 @@ fn the_shipped_config_file_is_valid_and_documents_every_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(file).expect("read");
-    for key in ollameter::config::KEYS {
+    for key in ollameter::config::KEYS
+        .iter()
+        .chain(ollameter::otel::config::KEYS)
+    {
         let (section, leaf) = key.split_once('.').expect("section.key");
         assert!(
             text.contains(&format!("[{section}]")),
@@ -135,4 +138,45 @@ fn config_check_never_prints_tokens() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("supersecretadmintoken123"));
     assert!(text.contains("admin_token = \"(set)\""), "{text}");
+}
+
+#[test]
+fn config_check_reads_the_standard_otel_variables_and_hides_their_headers() {
+    let out = ollameter()
+        .args(["config", "check"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=supersecretotlpkey")
+        .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+        .env("OTEL_TRACES_SAMPLER_ARG", "0.2")
+        .env(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("supersecretotlpkey"), "{text}");
+    for line in [
+        "headers = \"(set)\"",
+        "enabled = true",
+        "traces_endpoint = \"http://collector:4318/v1/traces\"",
+        "sampler = \"parentbased_traceidratio\"",
+        "sampler_arg = 0.2",
+        "gen_ai_metric_names = \"latest\"",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    let bad = ollameter()
+        .args(["config", "check"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io")
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("otel.endpoint"), "{err}");
 }

@@ -249,3 +249,79 @@ fn the_fleet_example_puts_two_ollama_services_behind_one_sidecar() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     assert!(readme.contains("docker-compose.fleet.yml"));
 }
+
+#[test]
+fn the_otel_override_sends_the_sidecars_spans_to_a_collector_that_receives_them() {
+    let base = compose();
+    let otel = load("docker-compose.otel.yml");
+    let base_services: Vec<String> = services(&base).into_iter().map(|(n, _)| n).collect();
+    for (name, _) in services(&otel) {
+        assert!(
+            base_services.contains(&name) || name == "otel-collector",
+            "the override names {name}, which is neither in docker-compose.yml nor the collector"
+        );
+    }
+    let env = &otel["services"]["ollameter"]["environment"];
+    let endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .as_str()
+        .expect("the endpoint");
+    assert_eq!(endpoint, "http://otel-collector:4318");
+    let collector = &otel["services"]["otel-collector"];
+    assert!(
+        collector["image"]
+            .as_str()
+            .expect("image")
+            .starts_with("otel/opentelemetry-collector")
+    );
+    let mount = strings(&collector["volumes"])
+        .into_iter()
+        .find(|v| v.starts_with("./config/otel-collector.yaml:"))
+        .expect("the collector's configuration is mounted");
+    let target = mount.split(':').nth(1).expect("a target");
+    assert!(
+        strings(&collector["command"])
+            .iter()
+            .any(|c| c == &format!("--config={target}")),
+        "the collector reads the mounted file"
+    );
+    // The collector listens where the sidecar sends, and its traces pipeline uses that
+    // receiver.
+    let config = load("config/otel-collector.yaml");
+    assert_eq!(
+        config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].as_str(),
+        Some("0.0.0.0:4318")
+    );
+    let pipeline = &config["service"]["pipelines"]["traces"];
+    assert_eq!(strings(&pipeline["receivers"]), vec!["otlp".to_string()]);
+    for exporter in strings(&pipeline["exporters"]) {
+        assert!(
+            !config["exporters"][exporter.as_str()].is_badvalue(),
+            "{exporter} is defined"
+        );
+    }
+    // The sidecar accepts those settings.
+    let pairs: Vec<(String, String)> = env
+        .as_hash()
+        .expect("environment map")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().expect("name").to_string(),
+                v.as_str().expect("value").to_string(),
+            )
+        })
+        .collect();
+    let config = ollameter::config::load(None, &pairs, &ollameter::config::Overrides::default())
+        .expect("valid");
+    assert!(config.otel.enabled);
+    assert_eq!(
+        config.otel.traces_endpoint,
+        "http://otel-collector:4318/v1/traces"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    assert!(
+        readme.contains("docker compose -f docker-compose.yml -f docker-compose.otel.yml up -d"),
+        "the README gives the command"
+    );
+}

@@ -6,7 +6,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use chrono::Utc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use ollameter::metrics::{Metrics, RecorderSnapshot, endpoint_class};
+use ollameter::otel::{GenAiMetricNames, OtelStats};
 use ollameter::record::{ErrorKind, Record, Source};
 
 /// The promtool to run: `$PROMTOOL`, else `promtool` on the `PATH`.
@@ -64,7 +68,25 @@ fn record(model: &str, operation: &str, endpoint: &str) -> Record {
 
 /// Metrics with every kind of series filled, including awkward label values.
 fn busy_metrics() -> Metrics {
-    let metrics = Metrics::new();
+    busy_metrics_named(GenAiMetricNames::Legacy)
+}
+
+/// [`busy_metrics`] with the GenAI names `names` asks for and the span exporter's
+/// counters.
+fn busy_metrics_named(names: GenAiMetricNames) -> Metrics {
+    let metrics = Metrics::with_names(names);
+    let otel = Arc::new(OtelStats::default());
+    otel.exported.store(120, Ordering::Relaxed);
+    otel.dropped_queue_full.store(3, Ordering::Relaxed);
+    otel.dropped_export_failed.store(512, Ordering::Relaxed);
+    otel.failed_exports.store(1, Ordering::Relaxed);
+    metrics.attach_otel(otel);
+    let mut stream = record("llama3.2:latest", "chat", "/api/chat");
+    stream.stream = true;
+    metrics.observe_record(&stream);
+    if let Some(gaps) = metrics.chunk_gaps("llama3.2:latest", "/api/chat") {
+        gaps.observe(std::time::Duration::from_millis(30));
+    }
     metrics.observe_record(&record("llama3.2:latest", "generate", "/api/generate"));
     metrics.observe_record(&record("qwen3:8b", "chat", "/v1/chat/completions"));
     metrics.observe_record(&record("hf.co/org/model:Q4_K_M", "photo-eval", "/api/chat"));
@@ -137,4 +159,60 @@ fn a_fresh_page_passes_promtool() {
         output.trim().is_empty(),
         "promtool reported problems:\n{output}"
     );
+}
+
+#[test]
+fn the_current_and_both_sets_of_genai_names_pass_promtool() {
+    for (names, present, absent) in [
+        (
+            GenAiMetricNames::Latest,
+            &[
+                "gen_ai_client_inference_duration_seconds_bucket",
+                "gen_ai_client_inference_time_to_first_chunk_seconds_bucket",
+                "gen_ai_client_inference_time_per_output_chunk_seconds_bucket",
+                "gen_ai_client_inference_usage_input_tokens_total",
+                "gen_ai_client_inference_usage_output_tokens_total",
+                "gen_ai_client_inference_operation_input_tokens_bucket",
+                "gen_ai_client_inference_operation_output_tokens_bucket",
+                "gen_ai_client_embeddings_duration_seconds_bucket",
+                "gen_ai_client_embeddings_operation_input_tokens_bucket",
+                "ollameter_otel_spans_dropped_total{reason=\"queue_full\"} 3",
+            ][..],
+            &[
+                "gen_ai_client_operation_duration",
+                "gen_ai_client_token_usage",
+            ][..],
+        ),
+        (
+            GenAiMetricNames::Both,
+            &[
+                "gen_ai_client_inference_duration_seconds_bucket",
+                "gen_ai_client_operation_duration_seconds_bucket",
+                "gen_ai_client_token_usage_bucket",
+            ][..],
+            &[][..],
+        ),
+        (
+            GenAiMetricNames::Legacy,
+            &["gen_ai_client_operation_duration_seconds_bucket"][..],
+            &["gen_ai_client_inference", "gen_ai_client_embeddings"][..],
+        ),
+    ] {
+        let page = busy_metrics_named(names).render(&RecorderSnapshot::default());
+        for name in present {
+            assert!(page.contains(name), "{names:?}: {name} missing:\n{page}");
+        }
+        for name in absent {
+            assert!(!page.contains(name), "{names:?}: {name} present:\n{page}");
+        }
+        let (ok, output) = check_metrics(&page);
+        assert!(
+            ok,
+            "{names:?}: promtool check metrics failed:\n{output}\n--- page ---\n{page}"
+        );
+        assert!(
+            output.trim().is_empty(),
+            "{names:?}: promtool reported problems:\n{output}"
+        );
+    }
 }

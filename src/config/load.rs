@@ -59,6 +59,9 @@ pub fn load(
         None => toml::Table::new(),
     };
     let mut problems = Vec::new();
+    // The standard OpenTelemetry variables first, so that `OLLAMETER_OTEL_*` (more
+    // specific to this program) wins over them.
+    crate::otel::config::apply_env(env, &mut |key, value| set_key(&mut table, key, value));
     // `upstream.url` from the environment or a flag replaces the file's upstreams, as
     // any key of a higher precedence does.
     let mut url_overridden = flags.upstream.is_some();
@@ -68,6 +71,7 @@ pub fn load(
         } else {
             KEYS.iter()
                 .chain(crate::alerts::config::KEYS)
+                .chain(crate::otel::config::KEYS)
                 .copied()
                 .find(|k| env_name(k) == *name)
         };

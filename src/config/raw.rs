@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// `[alerts]`
     #[serde(default)]
     pub alerts: crate::alerts::config::RawAlerts,
+    /// `[otel]`
+    #[serde(default)]
+    pub otel: crate::otel::config::RawOtel,
 }
 
 /// `[telemetry]`: the memory and GPU sampler.

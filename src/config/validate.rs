@@ -202,6 +202,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let alerts = crate::alerts::config::validate(&raw.alerts)
         .map_err(|more| problems.extend(more))
         .ok();
+    let otel = crate::otel::config::validate(&raw.otel, &mut problems);
     let (
         Some(listen),
         Some(api_listen),
@@ -308,6 +309,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ..raw.routing.clone()
         },
         alerts: crate::alerts::config::effective(&raw.alerts),
+        otel: crate::otel::config::effective(&raw.otel, &otel),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
     Ok(Config {
@@ -366,6 +368,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         routing,
         alerts: alerts.unwrap_or_default(),
+        otel,
         effective,
     })
 }

@@ -14,7 +14,8 @@ use http_body::{Body as _, Frame};
 use hyper::body::Incoming;
 
 use crate::decode::{Api, Decoder, Format, ResponseFacts};
-use crate::metrics::Metrics;
+use crate::metrics::{ChunkGaps, Metrics};
+use crate::otel::{CallTrace, Otel};
 use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record, TimingSource};
 use crate::recorder::Recorder;
@@ -46,6 +47,8 @@ pub struct Sinks {
     pub telemetry: Telemetry,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The span exporter (does nothing when export is off).
+    pub otel: Otel,
 }
 
 /// Owns one call's record until it is submitted.
@@ -67,6 +70,10 @@ pub struct Meter {
     upstream_done: Option<Instant>,
     /// The call counted in flight at its host until the meter is done.
     _in_flight: Option<crate::fleet::InFlight>,
+    /// The call's span, when spans are exported.
+    trace: Option<CallTrace>,
+    /// Where the gaps between content chunks of a stream go (current GenAI metric names).
+    chunk_gaps: Option<ChunkGaps>,
 }
 
 /// Limits for decoding an answer.
@@ -102,7 +109,20 @@ impl Meter {
             format: Format::Other,
             first_content: None,
             last_content: None,
+            trace: None,
+            chunk_gaps: None,
         }
+    }
+
+    /// The call's span (from [`Otel::start_call`]), finished with the record.
+    pub fn set_trace(&mut self, trace: Option<CallTrace>) {
+        self.trace = trace;
+    }
+
+    /// The `traceparent` the upstream gets: this call's span as the parent; `None` when
+    /// spans are not exported (the client's own header then passes through as it came).
+    pub fn traceparent(&self) -> Option<axum::http::HeaderValue> {
+        self.trace.as_ref().map(CallTrace::traceparent)
     }
 
     /// The record's id, for the `X-Ollameter-Record-Id` header.
@@ -139,6 +159,12 @@ impl Meter {
         };
         record.http_status = Some(status);
         record.stream = matches!(self.format, Format::Ndjson | Format::Sse);
+        if record.stream && (200..300).contains(&status) {
+            self.chunk_gaps = self
+                .sinks
+                .metrics
+                .chunk_gaps(&record.model, &record.endpoint);
+        }
         let capture = if self.sinks.quality.applies(&record.operation, &record.model) {
             limits.capture_bytes
         } else {
@@ -174,6 +200,9 @@ impl Meter {
         {
             let now = Instant::now();
             self.first_content.get_or_insert(now);
+            if let (Some(gaps), Some(last)) = (&self.chunk_gaps, self.last_content) {
+                gaps.observe(now - last);
+            }
             self.last_content = Some(now);
         }
     }
@@ -279,6 +308,10 @@ impl Meter {
         record.vram_mb = memory.vram_mb;
         record.gpu_free_mb = memory.gpu_free_mb;
         self.sinks.metrics.observe_record(&record);
+        if let Some(trace) = &self.trace {
+            // A copy of the record to the exporter's queue; the span is built there.
+            self.sinks.otel.finish(trace, &record);
+        }
         tracing::info!(
             record_id = %record.id,
             model = %record.model,

@@ -229,7 +229,7 @@ async fn attempts(
             if multi {
                 meter.hold(host.track(&key));
             }
-            let target = resolve(proxy, &head, body.clone(), index);
+            let target = resolve(proxy, &head, body.clone(), index, &meter);
             meter.upstream_sent();
             let answer = forward(&head, &target).await;
             let host_failed = match &answer {
@@ -446,6 +446,18 @@ pub(crate) fn open_record(
         // ollameter's own benchmark marks its calls.
         record.source = crate::record::Source::from_header(source.as_bytes());
     }
+    let trace = proxy.sinks.otel.enabled().then(|| {
+        let name = format!(
+            "{} {}",
+            crate::record::gen_ai_operation_name(&record.endpoint),
+            record.model
+        );
+        let provider = match host.kind().get() {
+            Some(crate::upstream::UpstreamKind::OpenAi) => "openai_compatible",
+            _ => "ollama",
+        };
+        proxy.sinks.otel.start_call(&head.headers, &name, provider)
+    });
     let sinks = if host.index() == 0 {
         proxy.sinks.clone()
     } else {
@@ -455,7 +467,9 @@ pub(crate) fn open_record(
             ..proxy.sinks.clone()
         }
     };
-    Meter::new(record, sinks, started, api, operation_explicit)
+    let mut meter = Meter::new(record, sinks, started, api, operation_explicit);
+    meter.set_trace(trace.flatten());
+    meter
 }
 
 /// Where one attempt goes and the exact bytes it sends.
@@ -464,14 +478,24 @@ pub struct Target<'a> {
     pub upstream: &'a Upstream,
     /// The request body (the client's, or one rewritten for another model).
     pub body: Bytes,
+    /// The W3C `traceparent` naming this attempt's span, replacing the client's, when
+    /// spans are exported.
+    pub traceparent: Option<HeaderValue>,
 }
 
-/// Phase 4: the upstream and body of one attempt: the host the fleet chose (`index`)
-/// and the body for the attempt's model.
-pub(crate) fn resolve<'a>(proxy: &'a Inner, _head: &Head, body: Bytes, index: usize) -> Target<'a> {
+/// Phase 4: the upstream, body and trace context of one attempt: the host the fleet
+/// chose (`index`), the body for the attempt's model, the attempt's span.
+pub(crate) fn resolve<'a>(
+    proxy: &'a Inner,
+    _head: &Head,
+    body: Bytes,
+    index: usize,
+    meter: &Meter,
+) -> Target<'a> {
     Target {
         upstream: &proxy.upstreams[index],
         body,
+        traceparent: meter.traceparent(),
     }
 }
 
@@ -481,12 +505,16 @@ pub async fn forward(
     head: &Head,
     target: &Target<'_>,
 ) -> Result<hyper::Response<Incoming>, UpstreamError> {
+    let mut headers = head.headers.clone();
+    if let Some(traceparent) = &target.traceparent {
+        headers.insert(crate::otel::TRACEPARENT, traceparent.clone());
+    }
     target
         .upstream
         .send(
             head.method.clone(),
             &head.path_and_query,
-            head.headers.clone(),
+            headers,
             upstream::whole(target.body.clone()),
         )
         .await

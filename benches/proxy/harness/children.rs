@@ -182,16 +182,37 @@ pub struct Ollameter {
 impl Ollameter {
     /// Starts `bin serve` in front of `upstream`, its store and log in `dir`.
     pub fn start(bin: &Path, upstream: SocketAddr, dir: &Path) -> Result<Ollameter, String> {
-        Ollameter::start_many(bin, &[upstream], dir, "ollameter")
+        Ollameter::start_with(bin, &[upstream], dir, "ollameter", None)
     }
 
     /// Starts `bin serve` in front of every one of `upstreams` (`--upstream` repeated),
-    /// its store and log in `dir`, named `name`.
+    /// its files in `dir` named `name`.
     pub fn start_many(
         bin: &Path,
         upstreams: &[SocketAddr],
         dir: &Path,
         name: &str,
+    ) -> Result<Ollameter, String> {
+        Ollameter::start_with(bin, upstreams, dir, name, None)
+    }
+
+    /// [`Ollameter::start`] with span export on, to the OTLP/HTTP collector at
+    /// `otlp` (`OTEL_EXPORTER_OTLP_ENDPOINT`); its files in `dir` are named `name`.
+    pub fn start_exporting(
+        bin: &Path,
+        upstream: SocketAddr,
+        dir: &Path,
+        otlp: SocketAddr,
+    ) -> Result<Ollameter, String> {
+        Ollameter::start_with(bin, &[upstream], dir, "ollameter-otel", Some(otlp))
+    }
+
+    fn start_with(
+        bin: &Path,
+        upstreams: &[SocketAddr],
+        dir: &Path,
+        name: &str,
+        otlp: Option<SocketAddr>,
     ) -> Result<Ollameter, String> {
         let log_path = dir.join(format!("{name}.log"));
         let log =
@@ -201,11 +222,17 @@ impl Ollameter {
         for upstream in upstreams {
             command.arg("--upstream").arg(format!("http://{upstream}"));
         }
-        let child = command
+        command
             .arg("--db")
             .arg(dir.join(format!("{name}.db")))
             .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env("NO_COLOR", "1");
+        if let Some(otlp) = otlp {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // The log goes to a file, as it would to a journal: its cost is part of the

@@ -23,6 +23,8 @@ pub enum Way {
     Direct,
     /// Through the ollameter binary.
     Ollameter,
+    /// Through a second ollameter exporting a span per call over OTLP/HTTP (`--otel`).
+    OllameterOtel,
     /// Through nginx.
     Nginx,
     /// Through a bare hyper reverse proxy (no metering): the async stack's floor.
@@ -38,6 +40,7 @@ impl Way {
         match self {
             Way::Direct => "direct",
             Way::Ollameter => "ollameter",
+            Way::OllameterOtel => "ollameter + OTLP export",
             Way::Nginx => "nginx",
             Way::Bare => "bare hyper",
             Way::Fleet => "ollameter, several upstreams",
@@ -78,6 +81,9 @@ pub struct Plan {
     pub nginx: Option<PathBuf>,
     /// The bare hyper proxy's binary; that way is skipped without it.
     pub bare: Option<PathBuf>,
+    /// Also measure an ollameter that exports a span per call (`--otel`), to an OTLP sink
+    /// served by the fake Ollama.
+    pub otel: bool,
     /// Upstreams of the [`Way::Fleet`] ollameter (each its own fake Ollama); below 2 that
     /// way is skipped.
     pub upstreams: usize,
@@ -102,6 +108,7 @@ impl Plan {
             wrk,
             nginx,
             bare,
+            otel: false,
             upstreams: 0,
         }
     }
@@ -138,6 +145,7 @@ impl Plan {
             wrk: None,
             nginx: None,
             bare: None,
+            otel: false,
             upstreams: 0,
         }
     }
@@ -145,6 +153,9 @@ impl Plan {
     /// The ways this plan measures, in table order.
     pub fn ways(&self) -> Vec<Way> {
         let mut ways = vec![Way::Direct, Way::Ollameter];
+        if self.otel {
+            ways.push(Way::OllameterOtel);
+        }
         if self.nginx.is_some() {
             ways.push(Way::Nginx);
         }
@@ -197,6 +208,8 @@ pub struct RunResult {
     pub nginx_idle_kib: u64,
     /// nginx's RSS right after the highest closed-loop concurrency, KiB.
     pub nginx_loaded_kib: u64,
+    /// With `--otel`: spans the exporting ollameter sent, and spans it dropped.
+    pub otel_spans: Option<(f64, f64)>,
 }
 
 impl RunResult {
@@ -309,6 +322,16 @@ async fn one_run(
 ) -> Result<RunResult, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let ollameter = Ollameter::start(bin, fake.addr, dir.path())?;
+    let exporting = if plan.otel {
+        Some(Ollameter::start_exporting(
+            bin,
+            fake.addr,
+            dir.path(),
+            fake.addr,
+        )?)
+    } else {
+        None
+    };
     let nginx = match &plan.nginx {
         Some(nginx) => Some(Nginx::start(nginx, fake.addr, dir.path())?),
         None => None,
@@ -338,6 +361,7 @@ async fn one_run(
     let target = |way: Way| match way {
         Way::Direct => url(fake.addr),
         Way::Ollameter => url(ollameter.addr),
+        Way::OllameterOtel => exporting.as_ref().map_or_else(String::new, |o| url(o.addr)),
         Way::Nginx => nginx.as_ref().map_or_else(String::new, |n| url(n.addr)),
         Way::Bare => bare.as_ref().map_or_else(String::new, |b| url(b.addr)),
         Way::Fleet => fleet.as_ref().map_or_else(String::new, |f| url(f.addr)),
@@ -347,6 +371,7 @@ async fn one_run(
     let cpu = |way: Way| match way {
         Way::Direct => None,
         Way::Ollameter => Some(ollameter.cpu_seconds()),
+        Way::OllameterOtel => exporting.as_ref().map(Ollameter::cpu_seconds),
         Way::Nginx => nginx.as_ref().map(Nginx::cpu_seconds),
         Way::Bare => bare.as_ref().map(Bare::cpu_seconds),
         Way::Fleet => fleet.as_ref().map(Ollameter::cpu_seconds),
@@ -470,9 +495,13 @@ async fn one_run(
         }
         result.big_body_us.push((way, median(&latencies)));
     }
+    if let Some(exporting) = &exporting {
+        result.otel_spans = Some(otel_spans(&client, exporting.addr).await?);
+    }
     drop(fleet);
     drop(bare);
     drop(nginx);
+    drop(exporting);
     drop(ollameter);
     Ok(result)
 }
@@ -519,6 +548,34 @@ async fn recording(plan: &Plan, bin: &Path, fake: &FakeOllama) -> Result<Recordi
         commit_seconds: value("ollameter_store_commit_seconds_total "),
         drain_seconds,
     })
+}
+
+/// The exporting ollameter's spans sent and dropped, read once the last batch has left:
+/// after the default 5 s schedule delay and a second more.
+async fn otel_spans(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+) -> Result<(f64, f64), String> {
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let sum = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((
+        sum("ollameter_otel_spans_exported_total"),
+        sum("ollameter_otel_spans_dropped_total"),
+    ))
 }
 
 struct Health {

@@ -87,6 +87,9 @@ impl FakeOllama {
                         .route("/api/ps", get(|| async { MODELS }))
                         .route("/api/tags", get(|| async { MODELS }))
                         .route("/api/generate", post(generate))
+                        // An OTLP/HTTP sink for ollameter's spans (`--otel`): reads each
+                        // export and accepts it, as a collector would.
+                        .route("/v1/traces", post(otlp_sink))
                         .with_state(epoch);
                     axum::serve(listener, app)
                         .with_graceful_shutdown(async move {
@@ -115,6 +118,18 @@ impl Drop for FakeOllama {
             let _ = thread.join();
         }
     }
+}
+
+/// Accepts an OTLP/HTTP export: the body is read whole and an empty
+/// `ExportTraceServiceResponse` (zero bytes of protobuf) is the answer.
+async fn otlp_sink(body: axum::body::Bytes) -> Response {
+    let _ = body.len();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        "",
+    )
+        .into_response()
 }
 
 fn header_u64(headers: &HeaderMap, name: &str, default: u64) -> u64 {
