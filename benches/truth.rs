@@ -54,7 +54,7 @@ fn main() {
         .filter_map(|w| w[1].parse().ok())
         .collect();
     if priorities.is_empty() {
-        priorities = Priority::ALL.to_vec();
+        priorities = Priority::POSTERIOR.to_vec();
     }
     let started = Instant::now();
     let study = simulation::run(&families, &priorities, scenarios, seed);

@@ -25,6 +25,7 @@ pub mod input;
 pub mod listing;
 pub mod openapi;
 pub mod params;
+pub mod predict;
 pub mod query;
 pub mod records;
 pub mod routing;
@@ -76,6 +77,8 @@ pub struct ApiState {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// The benchmark runs inside the sidecar.
     pub bench: Arc<crate::bench::BenchRuns>,
+    /// `[cost]`: prices for the statistics' cost figures.
+    pub cost: Arc<crate::analytics::cost::CostConfig>,
 }
 
 /// The prefix of every API route.
@@ -116,6 +119,7 @@ fn routes() -> Routes {
         .get("/statistics/{*model}", query::model_statistics)
         .post("/compare", query::compare)
         .get("/recommend", query::recommend)
+        .get("/predict", predict::predict)
         .get("/routing", routing::routing)
         .get("/trend/{*model}", query::trend)
         .get("/insights", query::insights)

@@ -123,6 +123,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         telemetry: telemetry_config,
         access,
         alerts: alerts_config,
+        cost,
         otel: otel_config,
         ..
     } = config;
@@ -190,6 +191,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
     for host in fleet.hosts() {
+        // Each host's telemetry follows that host's kind (Ollama's `/api/ps` or an
+        // OpenAI-compatible server's processes and `/v1/models`).
+        host.telemetry().follow_upstream_kind(host.kind().clone());
         // Detect each upstream's kind now rather than at the first health check; an
         // upstream that is not up yet is detected by the first probe that reaches it.
         let host = Arc::clone(host);
@@ -225,6 +229,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server_failures: server_failures.clone(),
         alerts: alerts_board.clone(),
         bench: bench.clone(),
+        cost: Arc::new(cost),
     });
     let proxy_router = Router::new()
         .fallback(proxy::handle)

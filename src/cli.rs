@@ -113,6 +113,24 @@ pub enum ClientCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// How long a call of so many tokens will take on each model (or one), from each
+    /// model's latency fit, with its 80% interval.
+    Predict {
+        /// Output tokens of the call.
+        #[arg(long)]
+        output_tokens: u64,
+        /// Prompt tokens of the call (default: each model's median prompt).
+        #[arg(long)]
+        prompt_tokens: Option<u64>,
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// The call starts cold (the model is loaded first).
+        #[arg(long)]
+        cold: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// What model routing does now: each virtual name (auto, auto:speed, aliases), its
     /// current choice and why, and where its calls ran in the last hour.
     Route {

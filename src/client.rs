@@ -159,6 +159,33 @@ impl Client {
         self.get(&format!("/recommend{q}")).await
     }
 
+    /// `GET /predict`: each model's (or one model's) predicted time for a call.
+    pub async fn predict(
+        &self,
+        model: Option<&str>,
+        prompt_tokens: Option<u64>,
+        output_tokens: u64,
+        cold: bool,
+    ) -> Result<crate::analytics::PredictAll, ClientError> {
+        let q = query(&[
+            ("model", model.map(str::to_string)),
+            ("prompt_tokens", prompt_tokens.map(|n| n.to_string())),
+            ("output_tokens", Some(output_tokens.to_string())),
+            ("cold", Some(cold.to_string())),
+        ]);
+        match model {
+            Some(_) => {
+                let one: crate::analytics::PredictAnswer =
+                    self.get(&format!("/predict{q}")).await?;
+                Ok(crate::analytics::PredictAll {
+                    predictions: vec![one],
+                    not_predicted: Vec::new(),
+                })
+            }
+            None => self.get(&format!("/predict{q}")).await,
+        }
+    }
+
     /// `GET /routing`: what model routing does now (read as JSON: the CLI only prints it).
     pub async fn routing(&self) -> Result<Value, ClientError> {
         self.get("/routing").await
@@ -454,6 +481,36 @@ pub fn render_comparison(answer: &CompareAnswer) -> String {
             "no data in the window: {}\n",
             answer.missing.join(", ")
         ));
+    }
+    out
+}
+
+/// Predictions as text: one line per model, fastest first.
+pub fn render_predictions(answer: &crate::analytics::PredictAll) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut rows: Vec<&crate::analytics::PredictAnswer> = answer.predictions.iter().collect();
+    rows.sort_by(|a, b| a.predicted_ms.total_cmp(&b.predicted_ms));
+    for p in rows {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>10}  (80%: {} to {})  {} prompt + {} output tokens{}; fit over {} calls, mean error {}",
+            p.model,
+            crate::text::fmt_ms(p.predicted_ms),
+            crate::text::fmt_ms(p.low_ms),
+            crate::text::fmt_ms(p.high_ms),
+            p.prompt_tokens,
+            p.output_tokens,
+            if p.cold { ", cold" } else { "" },
+            p.fit.warm_calls,
+            crate::text::fmt_ms(p.fit.mean_absolute_error_ms),
+        );
+    }
+    for n in &answer.not_predicted {
+        let _ = writeln!(out, "{:<40} no prediction: {}", n.model, n.reason);
+    }
+    if out.is_empty() {
+        out.push_str("no models with records yet\n");
     }
     out
 }

@@ -116,6 +116,8 @@ pub struct Config {
     pub routing: crate::routing::config::RoutingConfig,
     /// `[alerts]`: change detectors and webhooks.
     pub alerts: crate::alerts::config::AlertsConfig,
+    /// `[cost]`: energy and GPU-hour prices, and paid APIs to compare with.
+    pub cost: crate::analytics::cost::CostConfig,
     /// `[otel]`: span export over OTLP and the GenAI metric names.
     pub otel: crate::otel::OtelConfig,
     /// Every key with its effective value, in the file's shape (tokens shown as `(set)`),

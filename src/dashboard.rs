@@ -307,6 +307,8 @@ pub struct View {
     pub version: &'static str,
     /// The latest benchmark run inside the sidecar, linked from the page.
     pub latest_benchmark: Option<BenchmarkLink>,
+    /// The latency fit of each listed model that has one, for the prediction panel.
+    pub predictions: Vec<charts::PredictionLine>,
 }
 
 /// Where the latest benchmark run is, for the dashboard's link.

@@ -40,9 +40,12 @@
 //! - [`otel`]: OpenTelemetry: a GenAI span per inference call, joined to the caller's W3C
 //!   trace context and exported over OTLP by a thread of its own through a bounded queue.
 //! - [`telemetry`]: the background sampler of Ollama's processes, the GPU (NVML) and
-//!   `/api/ps`, and each model's VRAM need.
+//!   `/api/ps` (or, for an OpenAI-compatible upstream, `/v1/models` and the process
+//!   listening on its port), and each model's VRAM need.
 //! - [`recommend`]: the VRAM-aware recommendation by empirical-Bayes estimates, its
 //!   confidence, the rankings, and the ground-truth simulation that measures them (pure).
+//! - [`analytics`]: the robust latency fit per model and its predictions, and `[cost]`:
+//!   energy and GPU time in money, against paid APIs' prices.
 //! - [`history`]: the in-memory, time-sorted samples per model that the API reads, kept
 //!   in step with the store by the recorder's writer thread.
 //! - [`stats`]: statistics, percentiles, trends and insights over samples (pure).
@@ -57,6 +60,7 @@
 //!   and the one set of number formats.
 
 pub mod alerts;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod bench;

@@ -306,6 +306,23 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 client::render_recommendation(&answer),
             ))
         }
+        ClientCommand::Predict {
+            output_tokens,
+            prompt_tokens,
+            model,
+            cold,
+            client: args,
+        } => {
+            let c = Client::new(&args.server)?;
+            let answer = c
+                .predict(model.as_deref(), prompt_tokens, output_tokens, cold)
+                .await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_predictions(&answer),
+            ))
+        }
         ClientCommand::Route { client: args } => {
             let c = Client::new(&args.server)?;
             let answer = c.routing().await?;

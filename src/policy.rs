@@ -5,9 +5,11 @@
 //! and the budget from telemetry).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::analytics::{self, FitKey, cost::CostConfig};
 use crate::history::History;
 use crate::recommend::{
     self, Candidate, Excluded, ExclusionKind, Priority, RecommendParams, Recommendation,
@@ -37,6 +39,24 @@ pub struct PolicyRequest {
     pub available_vram_mb: Option<f64>,
     /// Only these models; every model with records without.
     pub models: Option<Vec<String>>,
+    /// The call the choice is for: each model's time is predicted for it, the speed
+    /// score uses the prediction, and `max_latency_ms` excludes the models predicted over.
+    pub workload: Option<Workload>,
+    /// The `efficient` priority's quality floor.
+    pub min_quality: f64,
+    /// Prices for the `efficient` priority; joules per token without them.
+    pub cost: Arc<CostConfig>,
+}
+
+/// A call's size and time budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Workload {
+    /// Prompt tokens; each model's median prompt when `None`.
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens expected.
+    pub output_tokens: u64,
+    /// Models predicted slower than this are excluded.
+    pub max_latency_ms: Option<f64>,
 }
 
 /// The history filter of a window and operation; `None` when the operation has never been
@@ -69,6 +89,47 @@ pub fn of_source(samples: &[Sample], source: Option<Source>) -> Cow<'_, [Sample]
     }
 }
 
+/// The currency label as a `&'static str` (the recommendation's parameters are `Copy`):
+/// each distinct label is leaked once.
+fn currency_label(currency: &str) -> &'static str {
+    use std::sync::{Mutex, PoisonError};
+    static LABELS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut labels = LABELS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(l) = labels.iter().find(|l| **l == currency) {
+        return l;
+    }
+    let leaked: &'static str = Box::leak(currency.to_owned().into_boxed_str());
+    labels.push(leaked);
+    leaked
+}
+
+/// Predicts `candidate`'s time for the workload and lets its speed figures follow: its
+/// median (and quartiles) become the prediction for this call, so the speed score ranks
+/// by it. A model without a fit keeps its own figures and is not excluded.
+fn predict_into(history: &History, candidate: &mut Candidate, workload: Workload) {
+    let Ok(fit) = analytics::fit_for(history, &FitKey::model(candidate.model.clone())) else {
+        return;
+    };
+    let prompt = workload.prompt_tokens.unwrap_or(fit.median_prompt_tokens);
+    let Some(p) = fit.predict(prompt as f64, workload.output_tokens as f64, false) else {
+        return;
+    };
+    candidate.prediction = Some(recommend::PredictedTime {
+        predicted_ms: p.predicted_ms,
+        low_ms: p.low_ms,
+        high_ms: p.high_ms,
+    });
+    if let Some(s) = candidate.summary.as_mut()
+        && let Some(p50) = s.p50_processing_time_ms.filter(|v| *v > 0.0)
+        && p.predicted_ms > 0.0
+    {
+        let ratio = p.predicted_ms / p50;
+        s.p50_processing_time_ms = Some(p.predicted_ms);
+        s.p25_processing_time_ms = s.p25_processing_time_ms.map(|v| v * ratio);
+        s.p75_processing_time_ms = s.p75_processing_time_ms.map(|v| v * ratio);
+    }
+}
+
 /// The recommendation over the history and the telemetry, as `/recommend` answers it; the
 /// dashboard shows the same and routing acts on it. Unknown names (never succeeded, not
 /// installed) are never candidates: without `models` they are not considered at all, and
@@ -87,6 +148,9 @@ pub fn recommendation(
         min_operations,
         available_vram_mb,
         models,
+        workload,
+        min_quality,
+        cost,
     } = request;
     let installed = Installed::new(
         telemetry
@@ -138,6 +202,24 @@ pub fn recommendation(
             });
         }
         candidate.held_vram_mb = telemetry.held_vram_mb(&candidate.model);
+        if let Some(w) = workload {
+            predict_into(history, candidate, w);
+        }
+        if priority == Priority::Efficient
+            && let Some(f) = filter.as_ref()
+        {
+            candidate.efficiency = history
+                .with_model(&candidate.model, |s| {
+                    let of = of_source(s, source);
+                    analytics::cost_figure(f.select(&of), &cost)
+                })
+                .flatten()
+                .map(|c| recommend::Efficiency {
+                    per_1k_output_tokens: c.per_1k_output_tokens,
+                    log_standard_error: c.log_standard_error,
+                    calls: c.calls,
+                });
+        }
     }
     // The caller's budget; without one, each model may use what the GPU has free plus what
     // it holds itself now; without GPU telemetry, nothing is checked.
@@ -151,6 +233,15 @@ pub fn recommendation(
         min_operations,
         vram,
         window_hours: hours,
+        max_latency_ms: workload.and_then(|w| w.max_latency_ms),
+        workload: workload.map(|w| (w.prompt_tokens.unwrap_or(0), w.output_tokens)),
+        min_quality,
+        efficiency_unit: if cost.price_per_kwh.is_some() || cost.gpu_hour_price.is_some() {
+            // Leaked once per distinct currency label: a handful per process at most.
+            currency_label(&cost.currency)
+        } else {
+            "J"
+        },
     };
     let mut answer = recommend::recommend(&candidates, &params);
     for model in unknown {

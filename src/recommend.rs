@@ -42,7 +42,7 @@ pub use posterior::{BetaPosterior, ModelPosterior, NormalPosterior, Posteriors, 
 pub use scoring::recommend;
 pub use types::{
     BALANCED_WEIGHTS, BALANCED_WEIGHTS_WITHOUT_QUALITY, Candidate, ComponentScores,
-    DEFAULT_MIN_OPERATIONS, Excluded, ExclusionKind, Figures, FittedPrior, KnownVramNeed,
-    ParsePriorityError, Priority, RecommendParams, Recommendation, ScoredModel, VramBasis,
-    VramBudget, VramNeed, VramReport, VramSource, Weights,
+    DEFAULT_MIN_OPERATIONS, DEFAULT_MIN_QUALITY, Efficiency, Excluded, ExclusionKind, Figures,
+    FittedPrior, KnownVramNeed, ParsePriorityError, PredictedTime, Priority, RecommendParams,
+    Recommendation, ScoredModel, VramBasis, VramBudget, VramNeed, VramReport, VramSource, Weights,
 };

@@ -400,6 +400,16 @@ pub struct Record {
     /// instances were tracked.
     #[serde(default)]
     pub instance: String,
+    /// Energy the call used, joules: its share of the GPU energy (NVML's energy counter,
+    /// else power × time) while it ran, shared with the calls running at the same time,
+    /// plus its share of the CPU package energy (RAPL) where readable. `None` when neither
+    /// could be read (`/statistics` says why), never 0.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// How `energy_j` was measured: `gpu_counter`, `gpu_power` and/or `cpu_rapl`, joined by
+    /// `+`; `None` with `energy_j`.
+    #[serde(default)]
+    pub energy_source: Option<String>,
     /// The upstream that served the call, by its name (`[[upstreams]]` `name`, by
     /// default `host:port`); `None` on records from before several upstreams existed and
     /// on records written by hand without one.
@@ -454,6 +464,8 @@ impl Record {
             route_reason: None,
             attempt: 1,
             instance: String::new(),
+            energy_j: None,
+            energy_source: None,
             host: None,
         }
     }
@@ -498,6 +510,8 @@ pub const FIELD_NAMES: &[&str] = &[
     "route_reason",
     "attempt",
     "instance",
+    "energy_j",
+    "energy_source",
     "host",
 ];
 

@@ -189,6 +189,7 @@ impl ModelRouter {
                         kind,
                         Some(&op),
                         Instant::now(),
+                        &inner.config.cost,
                     )
                 })
                 .await
@@ -290,6 +291,7 @@ impl ModelRouter {
                             r.kind,
                             r.operation.as_deref(),
                             Instant::now(),
+                            &inner.config.cost,
                         );
                         CurrentChoice::of(&fresh)
                     })
@@ -304,6 +306,7 @@ impl ModelRouter {
                         CallKind::Generation,
                         None,
                         Instant::now(),
+                        &inner.config.cost,
                     );
                     current.push(CurrentChoice::of(&fresh));
                 }

@@ -29,7 +29,10 @@ pub use known::{
     Installed, UnknownName, did_you_mean, is_unknown, top_by_operations, unknown_name_insights,
     unknown_names,
 };
-pub use model::{ModelStatistics, ModelSummary, model_statistics, model_summary};
+pub use model::{
+    EfficiencyStats, ModelStatistics, ModelSummary, NO_ENERGY_IN_WINDOW, ReferenceCost,
+    model_statistics, model_summary,
+};
 pub use percentile::{percentile, percentiles};
 pub use sample::Sample;
 pub use trend::{Direction, Trend, TrendBucket, TrendError, TrendMetric, TrendParams, trend};

@@ -113,6 +113,8 @@ impl Store {
                     r.route_reason.map(RouteReason::as_str),
                     r.attempt,
                     r.instance,
+                    r.energy_j,
+                    r.energy_source,
                     r.host,
                 ])?;
             }
@@ -372,7 +374,9 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
             .get::<_, Option<i64>>(35)?
             .map_or(1, |a| a.clamp(1, i64::from(u32::MAX)) as u32),
         instance: row.get(36)?,
-        host: row.get(37)?,
+        energy_j: row.get(37)?,
+        energy_source: row.get(38)?,
+        host: row.get(39)?,
     })
 }
 
@@ -613,31 +617,40 @@ mod tests {
         );
     }
 
-    /// A store from before several upstreams (schema 6) opens, its records name no host,
-    /// and new records keep theirs.
+    /// A store from before several upstreams (schema 7, with energy) opens, its records
+    /// keep their energy and name no host, and new records keep theirs.
     #[test]
-    fn a_version_6_store_gains_host() {
+    fn a_version_7_store_keeps_energy_and_gains_host() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
         {
             let conn = Connection::open(&path).expect("open");
-            for m in &migrations::MIGRATIONS[..6] {
-                conn.execute_batch(m.sqlite).expect("v6 schema");
+            for m in &migrations::MIGRATIONS[..7] {
+                conn.execute_batch(m.sqlite).expect("v7 schema");
             }
-            conn.pragma_update(None, "user_version", 6).expect("v6");
+            conn.pragma_update(None, "user_version", 7).expect("v7");
             conn.execute(
                 "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
-                 processing_time_ms, instance)
-                 VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5, 'a')",
+                 processing_time_ms, instance, energy_j, energy_source)
+                 VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5, 'a', 3.5, 'gpu_counter')",
                 [],
             )
-            .expect("v6 row");
+            .expect("v7 row");
         }
         let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
         let old = store.record_by_id("old").expect("read").expect("kept");
         assert_eq!((old.instance.as_str(), old.host), ("a", None));
+        assert_eq!(old.energy_j, Some(3.5));
+        assert_eq!(old.energy_source.as_deref(), Some("gpu_counter"));
         let mut fresh = record("new", "m", 6);
         fresh.host = Some("gpu1".into());
+        fresh.energy_j = Some(1.25);
+        fresh.energy_source = Some("gpu_power+cpu_rapl".into());
         store
             .insert_batch(std::slice::from_ref(&fresh))
             .expect("insert");

@@ -8,18 +8,29 @@
 //! - [`process`]: Ollama's server and runners in the process table (sysinfo).
 //! - [`gpu`]: devices and per-process GPU memory (NVML), and [`nvml_report`].
 //! - [`ollama`]: `/api/ps`, `/api/show` (runner blob → model), `/api/tags`.
+//! - [`openai`]: an OpenAI-compatible upstream's `/v1/models` and llama.cpp's `/props`.
+//! - [`listener`]: the processes serving a TCP address, found by their listening socket
+//!   in `/proc` (an OpenAI-compatible server's memory is theirs).
 //! - [`vram`]: measured VRAM needs and the estimate formula for models never loaded.
+//! - [`energy`]: each call's share of the GPU (NVML energy counter or power) and CPU
+//!   (RAPL) energy while it ran.
 //! - [`samples`]: the recent samples and a model's memory over one call.
 //! - [`snapshot`]: what `/api/model-performance/system` serves.
-//! - `sampler` (private): the tick loop that gathers the sources and publishes.
+//! - `sampler` (private): the tick loop that gathers the sources and publishes; for an
+//!   OpenAI-compatible upstream (kind `openai`, see [`Telemetry::follow_upstream_kind`])
+//!   its tick asks `/v1/models` instead of `/api/ps` and charges the serving processes'
+//!   memory to the model(s) it serves.
 //! - `join` (private): the pure join of `/api/ps`, the processes and the GPU reading.
 //!
 //! The hot path reads through [`Telemetry`]: [`Telemetry::mark`] is an atomic load and
 //! [`Telemetry::model_memory`] a short read lock, with no I/O and no await.
 
+pub mod energy;
 pub mod gpu;
 mod join;
+pub mod listener;
 pub mod ollama;
+pub mod openai;
 pub mod process;
 mod sampler;
 pub mod samples;
@@ -39,6 +50,9 @@ pub use gpu::{GpuBackend, NvmlBackend, nvml_report};
 #[cfg(any(test, feature = "test-support"))]
 pub use ollama::FakeOllama;
 pub use ollama::{HttpOllama, OllamaApi};
+#[cfg(any(test, feature = "test-support"))]
+pub use openai::FakeOpenAi;
+pub use openai::{HttpOpenAi, OpenAiApi};
 #[cfg(any(test, feature = "test-support"))]
 pub use process::FakeProcesses;
 pub use process::{ProcessSource, SysinfoProcesses};
@@ -132,6 +146,11 @@ pub(crate) struct Shared {
     pub(crate) published: RwLock<Published>,
     /// The newest published sample's `seq`; [`Telemetry::mark`] reads it.
     pub(crate) latest_seq: AtomicU64,
+    /// The upstream's kind, shared with the proxy and the health probe; unset reads as
+    /// Ollama.
+    pub(crate) kind: std::sync::OnceLock<crate::upstream::Kind>,
+    /// Each running call's share of the energy (held for microseconds: no I/O under it).
+    pub(crate) energy: Mutex<energy::EnergyLedger>,
 }
 
 impl Shared {
@@ -145,7 +164,15 @@ impl Shared {
                 fleet_installed: None,
             }),
             latest_seq: AtomicU64::new(0),
+            kind: std::sync::OnceLock::new(),
+            energy: Mutex::new(energy::EnergyLedger::default()),
         }
+    }
+
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, energy::EnergyLedger> {
+        // Every change to the ledger is a few numbers; a panic cannot leave it worse
+        // than a call's energy a little off.
+        self.energy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Published) -> T) -> T {
@@ -193,8 +220,9 @@ impl Telemetry {
         gpu: Box<dyn GpuBackend>,
         procs: Box<dyn ProcessSource>,
     ) -> Telemetry {
-        let ollama = Box::new(HttpOllama::new(client, &config.upstream));
-        Telemetry::start_with(config, ollama, gpu, procs)
+        let ollama = Box::new(HttpOllama::new(client.clone(), &config.upstream));
+        let openai = Box::new(HttpOpenAi::new(client, &config.upstream));
+        Telemetry::start_sources(config, ollama, openai, gpu, procs)
     }
 
     /// Starts the sampler with the real sources: NVML and this machine's process table.
@@ -207,10 +235,24 @@ impl Telemetry {
         )
     }
 
-    /// Starts the sampler with every source given (tests pass [`FakeOllama`]).
+    /// Starts the sampler with every source given (tests pass [`FakeOllama`]); an
+    /// OpenAI-compatible upstream is asked over a client of its own.
     pub fn start_with(
         config: TelemetryConfig,
         ollama: Box<dyn OllamaApi>,
+        gpu: Box<dyn GpuBackend>,
+        procs: Box<dyn ProcessSource>,
+    ) -> Telemetry {
+        let openai = Box::new(HttpOpenAi::new(reqwest::Client::new(), &config.upstream));
+        Telemetry::start_sources(config, ollama, openai, gpu, procs)
+    }
+
+    /// Starts the sampler with every source given, the OpenAI-compatible API included
+    /// (tests pass [`FakeOpenAi`]).
+    pub fn start_sources(
+        config: TelemetryConfig,
+        ollama: Box<dyn OllamaApi>,
+        openai: Box<dyn OpenAiApi>,
         gpu: Box<dyn GpuBackend>,
         procs: Box<dyn ProcessSource>,
     ) -> Telemetry {
@@ -237,6 +279,7 @@ impl Telemetry {
             &config,
             interval,
             ollama,
+            openai,
             gpu,
             procs,
             Arc::clone(&shared),
@@ -262,9 +305,17 @@ impl Telemetry {
     fn stopped(reason: &str) -> Telemetry {
         let state = SourceState::Disabled(reason.to_owned());
         let snapshot = SystemSnapshot::empty(false, 0, SourcesState::all(&state));
+        let shared = Shared::new(snapshot, 1);
+        shared.ledger().reading(
+            &energy::EnergyReading {
+                channels: Vec::new(),
+                missing: vec![format!("no energy is read: {reason}")],
+            },
+            std::time::Instant::now(),
+        );
         Telemetry {
             inner: Arc::new(Handle {
-                shared: Arc::new(Shared::new(snapshot, 1)),
+                shared: Arc::new(shared),
                 stop: None,
                 ticks: None,
                 task: Mutex::new(None),
@@ -289,6 +340,14 @@ impl Telemetry {
         }
     }
 
+    /// Follows the upstream's kind (the proxy's, configured or detected): while it is
+    /// `openai`, the sampler reads `/v1/models` and the serving processes instead of
+    /// Ollama's API. Before this is called, or while the kind is unknown, the upstream is
+    /// taken for Ollama. The first call wins; later ones change nothing.
+    pub fn follow_upstream_kind(&self, kind: crate::upstream::Kind) {
+        let _ = self.inner.shared.kind.set(kind);
+    }
+
     /// Marks the start of a call: the sample current now is the first its peaks cover.
     pub fn mark(&self) -> SampleMark {
         SampleMark(self.inner.shared.latest_seq.load(Ordering::Acquire))
@@ -301,6 +360,30 @@ impl Telemetry {
         self.inner
             .shared
             .read(|p| p.history.model_memory(&key, since.0))
+    }
+
+    /// A call of `model` starts: it takes its share of the energy until
+    /// [`EnergyCall::finish`]. A short lock, no I/O.
+    pub fn energy_begin(&self, model: &str) -> EnergyCall {
+        let id = self
+            .inner
+            .shared
+            .ledger()
+            .begin(&model_key(model), std::time::Instant::now());
+        EnergyCall {
+            shared: Arc::clone(&self.inner.shared),
+            id: Some(id),
+        }
+    }
+
+    /// Why energy is not (fully) measured now, in words; empty when every channel reads.
+    pub fn energy_missing(&self) -> Vec<String> {
+        self.inner.shared.ledger().missing()
+    }
+
+    /// The energy channels read, each with its last power in W.
+    pub fn energy_channels(&self) -> Vec<(energy::Channel, Option<f64>)> {
+        self.inner.shared.ledger().channels()
     }
 
     /// The picture at the last tick, for `/api/model-performance/system`.
@@ -408,6 +491,41 @@ impl Telemetry {
     }
 }
 
+/// One running call's claim on the energy ledger. Finish it to get the call's energy; a
+/// claim dropped unfinished leaves the ledger without a share.
+pub struct EnergyCall {
+    shared: Arc<Shared>,
+    id: Option<u64>,
+}
+
+impl EnergyCall {
+    /// The call ended now: its energy, or why there is none.
+    pub fn finish(mut self) -> energy::CallEnergy {
+        match self.id.take() {
+            Some(id) => self.shared.ledger().end(id, std::time::Instant::now()),
+            None => energy::CallEnergy {
+                joules: None,
+                source: None,
+                reason: Some("already finished".to_owned()),
+            },
+        }
+    }
+}
+
+impl Drop for EnergyCall {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.shared.ledger().abandon(id, std::time::Instant::now());
+        }
+    }
+}
+
+impl std::fmt::Debug for EnergyCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnergyCall").field("id", &self.id).finish()
+    }
+}
+
 /// A telemetry and its sampler, not started: tests drive `tick` by hand.
 #[cfg(test)]
 pub(crate) fn manual(
@@ -416,18 +534,33 @@ pub(crate) fn manual(
     gpu: Box<dyn GpuBackend>,
     procs: Box<dyn ProcessSource>,
 ) -> (Telemetry, sampler::Sampler) {
+    manual_sources(config, ollama, Box::new(FakeOpenAi::new()), gpu, procs)
+}
+
+/// [`manual`] with the OpenAI-compatible API given too.
+#[cfg(test)]
+pub(crate) fn manual_sources(
+    config: &TelemetryConfig,
+    ollama: Box<dyn OllamaApi>,
+    openai: Box<dyn OpenAiApi>,
+    gpu: Box<dyn GpuBackend>,
+    procs: Box<dyn ProcessSource>,
+) -> (Telemetry, sampler::Sampler) {
     let sources = SourcesState::all(&SourceState::Pending);
     let shared = Arc::new(Shared::new(SystemSnapshot::empty(true, 1000, sources), 600));
     let (ticks_tx, ticks_rx) = watch::channel(0);
-    let sampler = sampler::Sampler::new(
+    let mut sampler = sampler::Sampler::new(
         config,
         config.interval,
         ollama,
+        openai,
         gpu,
         procs,
         Arc::clone(&shared),
         ticks_tx,
     );
+    // Tests never read this machine's RAPL: what they see must not depend on it.
+    sampler.powercap = std::path::PathBuf::from("/nonexistent/powercap");
     let handle = Handle {
         shared,
         stop: None,

@@ -13,18 +13,30 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use common::fake_ollama::FakeOllama;
+use common::fake_ollama::{FakeConfig, FakeOllama};
 use common::harness::TestApp;
 use ollameter::alerts::config::{Webhook, WebhookFormat};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A TCP relay to the fake that, while `slow` is set, waits `delay` before passing on
-/// each piece of a request: the model "slows down" without the fake knowing.
+/// A TCP relay to the fake that holds each piece of a request for a delay: `delay_ms`
+/// for every piece (while `slow` is set), and `per_model` delays for pieces that name a
+/// model (`"model":"NAME"`, as ollameter forwards it after routing). The model "slows
+/// down" without the fake knowing.
 struct SlowRelay {
     url: String,
     slow: Arc<AtomicBool>,
+    per_model: Arc<Mutex<Vec<(String, u64)>>>,
+}
+
+impl SlowRelay {
+    /// Sets the delay of pieces naming `model` (0: none).
+    fn set(&self, model: &str, ms: u64) {
+        let mut list = self.per_model.lock().expect("lock");
+        list.retain(|(m, _)| m != model);
+        list.push((model.to_string(), ms));
+    }
 }
 
 async fn slow_relay(upstream: &str, delay: Duration) -> SlowRelay {
@@ -32,11 +44,12 @@ async fn slow_relay(upstream: &str, delay: Duration) -> SlowRelay {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let slow = Arc::new(AtomicBool::new(false));
-    let flag = slow.clone();
+    let per_model: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let (flag, models) = (slow.clone(), per_model.clone());
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let target = target.clone();
-            let flag = flag.clone();
+            let (flag, models) = (flag.clone(), models.clone());
             tokio::spawn(async move {
                 let Ok(server) = TcpStream::connect(&target).await else {
                     return;
@@ -50,8 +63,19 @@ async fn slow_relay(upstream: &str, delay: Duration) -> SlowRelay {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        if flag.load(Ordering::Relaxed) {
-                            tokio::time::sleep(delay).await;
+                        let mut wait = if flag.load(Ordering::Relaxed) {
+                            delay
+                        } else {
+                            Duration::ZERO
+                        };
+                        let piece = String::from_utf8_lossy(&buf[..n]);
+                        for (model, ms) in models.lock().expect("lock").iter() {
+                            if piece.contains(&format!("\"model\":\"{model}\"")) {
+                                wait += Duration::from_millis(*ms);
+                            }
+                        }
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
                             break;
@@ -66,7 +90,11 @@ async fn slow_relay(upstream: &str, delay: Duration) -> SlowRelay {
             });
         }
     });
-    SlowRelay { url, slow }
+    SlowRelay {
+        url,
+        slow,
+        per_model,
+    }
 }
 
 /// A webhook receiver: records each JSON body it gets.
@@ -122,19 +150,26 @@ fn hook(url: &str, format: WebhookFormat) -> Webhook {
     }
 }
 
-/// Small windows so the test needs tens of calls, not hundreds; only changes of 4x and
-/// more count (the slowdown is over 10x), so a busy test machine's jitter on 15-ms calls
-/// neither fires nor holds an alert.
+/// The detectors run with their defaults (`[alerts]` as shipped); only the webhook retry
+/// delay is shortened, so a retried notification arrives within the test.
 fn quick(config: &mut ollameter::config::Config) {
-    let a = &mut config.alerts;
-    a.min_relative_change = 3.0;
-    a.reference_window = 40;
-    a.min_samples = 20;
-    a.recent_window = 8;
-    a.resolve_after = 5;
-    a.cooldown = Duration::ZERO;
-    a.webhook_backoff = Duration::from_millis(50);
+    config.alerts.webhook_backoff = Duration::from_millis(50);
 }
+
+/// A fake whose calls take at least 20 ms (the fake's load delay): a busy test machine
+/// adds a few milliseconds here and there, small against that, so the defaults'
+/// 25 % minimum change is not reached by jitter.
+async fn steady_fake() -> FakeOllama {
+    FakeOllama::start_with(FakeConfig {
+        header_delay: Duration::from_millis(20),
+        ..FakeConfig::default()
+    })
+    .await
+}
+
+/// Calls before the detectors judge: the default baseline minimum (50) plus the recent
+/// window (20), with a margin.
+const WARM_UP: usize = 80;
 
 async fn generate(http: &reqwest::Client, url: &str, model: &str) -> Duration {
     let started = Instant::now();
@@ -167,7 +202,7 @@ fn is_latency(kind: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_slows_down_fires_notifies_every_format_and_resolves() {
-    let fake = FakeOllama::start().await;
+    let fake = steady_fake().await;
     let relay = slow_relay(&fake.url(), Duration::from_millis(250)).await;
     let (json_rx, json_url) = Receiver::start().await;
     let (am_rx, am_url) = Receiver::start().await;
@@ -183,7 +218,7 @@ async fn a_model_that_slows_down_fires_notifies_every_format_and_resolves() {
     .await;
     let http = reqwest::Client::new();
     let model = "llama3.2:latest";
-    for _ in 0..40 {
+    for _ in 0..WARM_UP {
         generate(&http, &app.url, model).await;
     }
     let board = app.running().alerts.clone();
@@ -324,8 +359,8 @@ async fn a_model_that_slows_down_fires_notifies_every_format_and_resolves() {
 
 /// Manual records that make `model` fire a critical latency alert quickly.
 async fn make_it_fire(http: &reqwest::Client, url: &str, model: &str) {
-    for i in 0..60 {
-        let slow = i >= 40;
+    for i in 0..WARM_UP as u32 + 30 {
+        let slow = i >= WARM_UP as u32;
         let ms = if slow {
             5_000.0
         } else {
@@ -460,4 +495,197 @@ async fn webhook_receivers_that_are_down_or_hang_do_not_slow_proxied_calls() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(failures >= 1.0, "failures are counted:\n{metrics}");
+}
+
+/// A proxied call; the model that ran (`X-Ollameter-Model`, for virtual names) and the
+/// record's id.
+async fn chat(http: &reqwest::Client, url: &str, model: &str) -> (Option<String>, String) {
+    let r = http
+        .post(format!("{url}/api/chat"))
+        .json(&json!({"model": model, "stream": false,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat");
+    assert!(r.status().is_success(), "{}", r.status());
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (routed, id) = (header("x-ollameter-model"), header("x-ollameter-record-id"));
+    r.bytes().await.expect("body");
+    (routed, id.expect("a record id"))
+}
+
+/// Flushes the recorder and gives the alert task a moment to read what was committed.
+async fn settle(app: &TestApp) {
+    app.running().recorder.flush().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_routing_steps_around_a_critical_model_and_comes_back_after_recovery() {
+    let fake = steady_fake().await;
+    let relay = slow_relay(&fake.url(), Duration::ZERO).await;
+    // `other` is the slower of the two, so `auto` prefers `pick` while it is healthy.
+    relay.set("other:1b", 60);
+    let app = TestApp::start_with(&relay.url, |c| {
+        quick(c);
+        // Every call goes to the recommended model: what is measured is the veto alone.
+        c.routing.explore = 0.0;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let (pick, other) = ("pick:1b", "other:1b");
+    for _ in 0..WARM_UP {
+        chat(&http, &app.url, pick).await;
+        chat(&http, &app.url, other).await;
+    }
+    settle(&app).await;
+    tokio::time::sleep(ollameter::routing::cache::MAX_AGE + Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let (routed, _) = chat(&http, &app.url, "auto").await;
+        assert_eq!(
+            routed.as_deref(),
+            Some(pick),
+            "the faster model while healthy"
+        );
+    }
+    let board = app.running().alerts.clone();
+    assert!(!board.is_critical(pick));
+
+    // `pick` becomes ten times slower; `auto` keeps sending it calls until the alert.
+    relay.set(pick, 300);
+    let mut calls = 0;
+    while !board.is_critical(pick) {
+        calls += 1;
+        assert!(calls <= 40, "no critical alert within 40 slow calls");
+        let (routed, _) = chat(&http, &app.url, "auto").await;
+        assert_eq!(routed.as_deref(), Some(pick));
+        settle(&app).await;
+    }
+    eprintln!("critical after {calls} slow calls");
+    // The resolution `auto` uses may be up to MAX_AGE old.
+    tokio::time::sleep(ollameter::routing::cache::MAX_AGE + Duration::from_millis(100)).await;
+    for _ in 0..10 {
+        let (routed, _) = chat(&http, &app.url, "auto").await;
+        assert_eq!(
+            routed.as_deref(),
+            Some(other),
+            "auto avoids the critical model"
+        );
+    }
+    // The routing view says why: the alert, not the statistics (its median is still the
+    // faster one, `calls` slow calls against WARM_UP fast ones).
+    let routing: Value = http
+        .get(format!("{}/api/model-performance/routing", app.url))
+        .send()
+        .await
+        .expect("routing")
+        .json()
+        .await
+        .expect("json");
+    let text = routing.to_string();
+    assert!(
+        text.contains(pick) && text.contains("a critical alert is firing"),
+        "{routing:#}"
+    );
+    // An explicit name is never vetoed: the model recovers, and the calls made to it by
+    // name let the detectors see that.
+    relay.set(pick, 0);
+    let mut calls = 0;
+    while board.is_critical(pick) {
+        calls += 1;
+        assert!(calls <= 60, "not resolved within 60 calls after recovery");
+        chat(&http, &app.url, pick).await;
+        settle(&app).await;
+    }
+    eprintln!("resolved after {calls} calls back at speed");
+    let list = alerts(&http, &app.url, &format!("?model={pick}&state=resolved")).await;
+    assert!(
+        list["resolved"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|a| is_latency(&a["kind"]) && a["severity"] == "critical"),
+        "{list}"
+    );
+    tokio::time::sleep(ollameter::routing::cache::MAX_AGE + Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let (routed, _) = chat(&http, &app.url, "auto").await;
+        assert_eq!(routed.as_deref(), Some(pick), "chosen again once resolved");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_quality_scores_raise_a_quality_alert() {
+    let fake = steady_fake().await;
+    let app = TestApp::start_with(&fake.url(), quick).await;
+    let http = reqwest::Client::new();
+    let model = "llama3.2:latest";
+    // Scores given after each call through the feedback route: steady around 4, then
+    // about 1.5 points lower.
+    let score = |http: &reqwest::Client, id: String, q: f64| {
+        let url = format!("{}/api/model-performance/records/{id}/quality", app.url);
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({ "quality_score": q }))
+                .send()
+                .await
+                .expect("score");
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let jitter = [-0.5, 0.0, 0.5, 0.25, -0.25];
+    for i in 0..WARM_UP {
+        let (_, id) = chat(&http, &app.url, model).await;
+        score(&http, id, 4.0 + jitter[i % 5]).await;
+    }
+    settle(&app).await;
+    let board = app.running().alerts.clone();
+    let quality_firing = || {
+        board
+            .list(Some(model), Some(ollameter::alerts::AlertState::Firing))
+            .active
+            .into_iter()
+            .find(|a| a.kind == ollameter::alerts::engine::AlertKind::Quality)
+    };
+    assert!(quality_firing().is_none());
+    // About 1.5 points lower: it fires (a warning while the recent window is half low),
+    // then becomes critical (a point or more down) as the low scores fill the window.
+    let mut scored = 0;
+    let mut first = None;
+    let alert = loop {
+        scored += 1;
+        assert!(
+            scored <= 30,
+            "no critical quality alert within 30 low scores"
+        );
+        let (_, id) = chat(&http, &app.url, model).await;
+        score(&http, id, 2.5 + jitter[scored % 5]).await;
+        settle(&app).await;
+        match quality_firing() {
+            Some(a) if a.severity == ollameter::alerts::engine::Severity::Critical => break a,
+            Some(_) => {
+                first.get_or_insert(scored);
+            }
+            None => {}
+        }
+    };
+    eprintln!(
+        "quality alert after {:?} low scores, critical after {scored}: {}",
+        first.unwrap_or(scored),
+        alert.summary
+    );
+    assert!(
+        alert.evidence.baseline - alert.evidence.current >= 1.0,
+        "{alert:?}"
+    );
+    assert!(board.is_critical(model), "auto routing would skip it now");
+    app.stop().await;
 }

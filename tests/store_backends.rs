@@ -37,6 +37,9 @@ fn record(id: &str, model: &str, ts_ms: i64) -> Record {
     r.route_reason = Some(RouteReason::Fallback);
     r.attempt = u32::MAX;
     r.instance = "host-a".into();
+    r.energy_j = Some(812.25);
+    r.energy_source = Some("gpu_counter+cpu_rapl".into());
+    r.host = Some("gpu-box-2".into());
     r
 }
 

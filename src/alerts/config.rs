@@ -31,6 +31,11 @@ pub const DEFAULT_RATE_THRESHOLD: f64 = 8.0;
 /// Smallest change worth an alert for latency, time to first token, tokens/s and load
 /// time (a ratio): a 25 % move on a very steady model is real but not worth a page.
 pub const DEFAULT_MIN_RELATIVE_CHANGE: f64 = 0.25;
+/// Smallest rise in milliseconds worth an alert for processing time, time to first token
+/// and load time, on top of the relative change: a quarter more of a 20-ms call is
+/// scheduling noise on a busy host, not a degraded model (and Ollama reports a load time
+/// of a few milliseconds on every call to a loaded model).
+pub const DEFAULT_MIN_ABSOLUTE_CHANGE_MS: f64 = 50.0;
 /// Smallest quality drop worth an alert, in points on the 1-to-5 scale.
 pub const DEFAULT_MIN_QUALITY_DROP: f64 = 0.5;
 /// The rise in failure rate the success detector is tuned to find (baseline + 0.15).
@@ -40,6 +45,10 @@ pub const DEFAULT_RESOLVE_AFTER: u64 = 10;
 /// After an alert resolves, the same model and kind cannot fire again for this long: a
 /// flapping model pages once per cooldown, not every minute.
 pub const DEFAULT_COOLDOWN_S: u64 = 600;
+/// A firing alert of a model that got no call for this long resolves (0: never): `auto`
+/// routing sends no calls to a model it skips, so without this a critical model would
+/// stay skipped for good; if it is still degraded it fires again within a few calls.
+pub const DEFAULT_IDLE_RESOLVE_S: u64 = 600;
 /// An alert still firing after this many calls accepts the new level as the baseline and
 /// resolves (a model that became slower for good stops paging; the note says so).
 pub const DEFAULT_REBASELINE_AFTER_CALLS: u64 = 2_000;
@@ -70,10 +79,12 @@ pub const KEYS: &[&str] = &[
     "alerts.drift",
     "alerts.rate_threshold",
     "alerts.min_relative_change",
+    "alerts.min_absolute_change_ms",
     "alerts.min_quality_drop",
     "alerts.success_drop",
     "alerts.resolve_after",
     "alerts.cooldown_s",
+    "alerts.idle_resolve_s",
     "alerts.rebaseline_after_calls",
     "alerts.critical_ratio",
     "alerts.critical_success_drop",
@@ -105,6 +116,8 @@ pub struct RawAlerts {
     pub rate_threshold: Option<f64>,
     /// Smallest ratio change worth an alert.
     pub min_relative_change: Option<f64>,
+    /// Smallest rise in milliseconds worth an alert (times).
+    pub min_absolute_change_ms: Option<f64>,
     /// Smallest quality drop worth an alert.
     pub min_quality_drop: Option<f64>,
     /// Failure-rate rise the success detector looks for.
@@ -113,6 +126,8 @@ pub struct RawAlerts {
     pub resolve_after: Option<u64>,
     /// Quiet time after a resolve.
     pub cooldown_s: Option<u64>,
+    /// Time without calls after which a model's firing alerts resolve.
+    pub idle_resolve_s: Option<u64>,
     /// Calls firing before the new level becomes the baseline.
     pub rebaseline_after_calls: Option<u64>,
     /// Ratio at which a change is critical.
@@ -206,6 +221,8 @@ pub struct AlertsConfig {
     pub rate_threshold: f64,
     /// Smallest ratio change worth an alert.
     pub min_relative_change: f64,
+    /// Smallest rise in milliseconds worth an alert (processing time, TTFT, load time).
+    pub min_absolute_change_ms: f64,
     /// Smallest quality drop worth an alert.
     pub min_quality_drop: f64,
     /// Failure-rate rise the success detector looks for.
@@ -215,6 +232,9 @@ pub struct AlertsConfig {
     /// Quiet time after a resolve.
     #[serde(serialize_with = "ser_s")]
     pub cooldown: Duration,
+    /// Time without calls after which a model's firing alerts resolve (zero: never).
+    #[serde(serialize_with = "ser_s")]
+    pub idle_resolve: Duration,
     /// Calls firing before the new level becomes the baseline.
     pub rebaseline_after_calls: u64,
     /// Ratio at which a change is critical.
@@ -313,6 +333,12 @@ pub fn validate(raw: &RawAlerts) -> Result<AlertsConfig, Vec<String>> {
             "alerts.min_samples: {min_samples} is more than alerts.reference_window ({reference_window})"
         ));
     }
+    let min_absolute_change_ms = raw
+        .min_absolute_change_ms
+        .unwrap_or(DEFAULT_MIN_ABSOLUTE_CHANGE_MS);
+    if !(min_absolute_change_ms.is_finite() && min_absolute_change_ms >= 0.0) {
+        problems.push("alerts.min_absolute_change_ms: must be a number of 0 or more".into());
+    }
     let mut positive = |key: &str, value: Option<f64>, default: f64| -> f64 {
         let v = value.unwrap_or(default);
         if !(v.is_finite() && v > 0.0) {
@@ -402,10 +428,12 @@ pub fn validate(raw: &RawAlerts) -> Result<AlertsConfig, Vec<String>> {
         drift,
         rate_threshold,
         min_relative_change,
+        min_absolute_change_ms,
         min_quality_drop,
         success_drop,
         resolve_after,
         cooldown: Duration::from_secs(raw.cooldown_s.unwrap_or(DEFAULT_COOLDOWN_S)),
+        idle_resolve: Duration::from_secs(raw.idle_resolve_s.unwrap_or(DEFAULT_IDLE_RESOLVE_S)),
         rebaseline_after_calls,
         critical_ratio,
         critical_success_drop,

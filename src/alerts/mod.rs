@@ -3,23 +3,26 @@
 //!
 //! Committed records reach the alerts through the recorder's post-commit hook
 //! ([`AlertsHook`], called on the writer thread right after the history is updated, in
-//! commit order): it only turns each record into an [`engine::Observation`] and
-//! `try_send`s it into a bounded channel, so the writer never waits. The alert task owns
-//! the [`engine::Engine`] (the change detectors, per [`engine::AlertKey`]), turns its
-//! transitions into [`Alert`]s, stores them (table `alerts`, written on the writer thread
-//! through `Recorder::run_job`), publishes them to the [`Alerts`] board that the API,
-//! dashboard and `/metrics` read, and hands them to the webhooks ([`webhook`]).
+//! commit order, and for quality scores given later): it only turns each record into an
+//! [`engine::Observation`] and `try_send`s it into a bounded channel, so the writer never
+//! waits. The alert task owns the [`engine::Engine`] (the change detectors, per
+//! [`engine::AlertKey`]), turns its transitions into [`Alert`]s, stores them through the
+//! store interface (`store::insert_any`/`update_any` over the writer's `RecordStore`, on the writer thread;
+//! SQLite or PostgreSQL), publishes them to the [`Alerts`] board that the API, dashboard
+//! and `/metrics` read, and hands them to the webhooks ([`webhook`]). It also resolves the
+//! alerts of models that got no call for `idle_resolve_s`. Thresholds and measured
+//! detection delays and false-alarm rates: docs/alerts.md.
 //!
 //! - [`config`]: `[alerts]` and `[[alerts.webhooks]]`.
 //! - [`detector`]: the change detectors (robust CUSUM, Bernoulli CUSUMs), pure.
 //! - [`engine`]: per model and kind, detectors and the firing/resolved lifecycle, pure.
-//! - [`store`]: the `alerts` table.
+//! - [`store`]: the `alerts` table (SQLite, and [`store::pg`] for a shared PostgreSQL).
 //! - [`webhook`]: payloads (json, alertmanager, slack) and the senders.
 //! - [`text`]: `ollameter alerts`' tables.
 //!
 //! For routing: [`Alerts::is_critical`] says whether a model has a firing alert of
-//! severity `critical`; `auto` routing and aliases should skip such a model until it
-//! resolves (the routing itself is issue 13).
+//! severity `critical`; `auto` routing and aliases skip such a model until it resolves
+//! (`crate::routing::alert_veto`).
 
 pub mod config;
 pub mod detector;
@@ -28,7 +31,7 @@ pub mod store;
 pub mod text;
 pub mod webhook;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -54,7 +57,10 @@ pub const RESOLVED_SHOWN: usize = 100;
 /// Observations waiting for the alert task; more are dropped and counted. At thousands of
 /// records a second this is over a second of slack; the task takes microseconds each.
 pub const OBSERVATION_QUEUE: usize = 16_384;
-/// How often the alert task looks at the recorder's dropped-records counter.
+/// Models whose last call time the alert task keeps (as many as the detectors watch).
+const MAX_TRACKED: usize = crate::metrics::MAX_MODELS;
+/// How often the alert task looks at the recorder's dropped-records counter and for
+/// models without calls.
 const DROPPED_CHECK: Duration = Duration::from_secs(5);
 
 /// Whether an alert is firing now.
@@ -306,17 +312,30 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// What the hook hands the alert task.
+#[derive(Debug)]
+enum Message {
+    /// A committed call.
+    Call(Observation),
+    /// A quality score given after the call was recorded.
+    LateQuality {
+        key: AlertKey,
+        at_ms: i64,
+        score: f64,
+    },
+}
+
 /// The recorder's post-commit hook: committed records become observations for the alert
 /// task. Never blocks: a full queue drops the observation and counts it.
 pub struct AlertsHook {
-    tx: mpsc::Sender<Observation>,
+    tx: mpsc::Sender<Message>,
     alerts: Arc<Alerts>,
 }
 
 impl StoreListener for AlertsHook {
     fn committed(&self, records: &[Record]) {
         for r in records {
-            if self.tx.try_send(Observation::of(r)).is_err() {
+            if self.tx.try_send(Message::Call(Observation::of(r))).is_err() {
                 self.alerts
                     .observations_dropped
                     .fetch_add(1, Ordering::Relaxed);
@@ -326,11 +345,25 @@ impl StoreListener for AlertsHook {
 
     fn retained(&self, _cutoff_ms: i64, _max_per_model: u64) {}
 
-    // A cleared model keeps its baseline until new calls replace it, and a score given
-    // later is not a new call: neither changes what the detectors saw.
+    // A cleared model keeps its baseline until new calls replace it.
     fn model_deleted(&self, _model: &str) {}
 
-    fn quality_set(&self, _record: &Record, _quality: f64) {}
+    // A score given after the call (the feedback route) is what the quality detector
+    // mostly sees: it goes to that detector alone, at the time it arrived.
+    fn quality_set(&self, record: &Record, quality: f64) {
+        let message = Message::LateQuality {
+            key: AlertKey {
+                model: record.model.clone(),
+            },
+            at_ms: Utc::now().timestamp_millis(),
+            score: quality,
+        };
+        if self.tx.try_send(message).is_err() {
+            self.alerts
+                .observations_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
 
     // Like a clear: the detectors keep a bounded number of keys of their own.
     fn models_evicted(&self, _models: &[String]) {}
@@ -343,7 +376,7 @@ pub struct Prepared {
     pub alerts: Arc<Alerts>,
     /// The hook to give the recorder.
     pub hook: Arc<AlertsHook>,
-    rx: mpsc::Receiver<Observation>,
+    rx: mpsc::Receiver<Message>,
     engine: Engine,
 }
 
@@ -370,20 +403,27 @@ impl AlertsTask {
 /// Loads the stored alerts, warms the detectors' baselines from the history, and starts
 /// the webhook senders (on the current runtime).
 ///
-/// On a shared store (PostgreSQL) alerts are not stored yet: each instance keeps its own
-/// in memory, and they start empty.
+/// On a shared store (PostgreSQL) every instance reads the same alerts.
 pub async fn prepare(
     config: AlertsConfig,
     location: &crate::store::StoreLocation,
     history: &History,
 ) -> Result<Prepared, crate::store::StoreError> {
     let location = location.clone();
-    let loaded = tokio::task::spawn_blocking(move || match location {
+    let loaded = tokio::task::spawn_blocking(move || match &location {
         crate::store::StoreLocation::Sqlite(path) => {
-            let store = crate::store::Store::open(&path)?;
-            store::load(store.connection(), RESOLVED_SHOWN).map_err(crate::store::StoreError::from)
+            let mut store = crate::store::Store::open(path)?;
+            store::load_any(&mut store, RESOLVED_SHOWN)
         }
-        crate::store::StoreLocation::Postgres(_) => Ok((Vec::new(), Vec::new())),
+        // A shared store may be down at start (the recorder spills until it is back):
+        // alerts then start empty, and those fired meanwhile are adopted when they fire.
+        crate::store::StoreLocation::Postgres(_) => Ok(location
+            .open_reader()
+            .and_then(|mut store| store::load_any(store.as_mut(), RESOLVED_SHOWN))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored alerts not read: starting without them");
+                (Vec::new(), Vec::new())
+            })),
     })
     .await
     .map_err(|e| {
@@ -474,6 +514,11 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
         ..
     } = prepared;
     let enabled = alerts.config.enabled;
+    let idle_ms = alerts.config.idle_resolve.as_millis() as i64;
+    // When each model's last call reached the task (wall clock: imported records may be
+    // old), for resolving the alerts of models nobody calls any more.
+    let started_ms = Utc::now().timestamp_millis();
+    let mut last_call: HashMap<String, i64> = HashMap::new();
     let mut tick = tokio::time::interval(DROPPED_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
@@ -483,11 +528,22 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
                 if n == 0 {
                     return;
                 }
-                for obs in batch.drain(..) {
+                for message in batch.drain(..) {
                     if !enabled {
                         continue;
                     }
-                    for t in engine.observe(&obs) {
+                    let transitions = match message {
+                        Message::Call(obs) => {
+                            if last_call.len() < MAX_TRACKED || last_call.contains_key(&obs.key.model) {
+                                last_call.insert(obs.key.model.clone(), Utc::now().timestamp_millis());
+                            }
+                            engine.observe(&obs)
+                        }
+                        Message::LateQuality { key, at_ms, score } => {
+                            engine.observe_late_quality(&key, at_ms, score)
+                        }
+                    };
+                    for t in transitions {
                         apply(&alerts, &recorder, t).await;
                     }
                 }
@@ -495,8 +551,20 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
             _ = tick.tick() => {
                 if enabled {
                     let dropped = recorder.stats().dropped.load(Ordering::Relaxed);
-                    for t in engine.check_dropped(Utc::now().timestamp_millis(), dropped) {
+                    let now_ms = Utc::now().timestamp_millis();
+                    for t in engine.check_dropped(now_ms, dropped) {
                         apply(&alerts, &recorder, t).await;
+                    }
+                    if idle_ms > 0 {
+                        for key in engine.firing_keys() {
+                            let last = last_call.get(&key.model).copied().unwrap_or(started_ms);
+                            if now_ms - last >= idle_ms {
+                                let idle_s = alerts.config.idle_resolve.as_secs();
+                                for t in engine.resolve_idle(&key, now_ms, idle_s) {
+                                    apply(&alerts, &recorder, t).await;
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -562,13 +630,19 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
             };
             a.state = AlertState::Resolved;
             a.resolved_at = Some(time(at_ms));
-            a.summary = format!("resolved: {}", summary(kind, &evidence));
+            a.summary = match &note {
+                // Resolved for want of calls: there are no numbers to show.
+                Some(note) if evidence.recent_samples == 0 && kind != AlertKind::RecordsDropped => {
+                    format!("resolved: {note}")
+                }
+                _ => format!("resolved: {}", summary(kind, &evidence)),
+            };
             a.resolved_evidence = Some(evidence);
             a.note = note;
             a
         }
     };
-    let Some(alert) = persist(recorder, alert).await else {
+    let Some((alert, changed)) = persist(recorder, alert).await else {
         return;
     };
     match alert.state {
@@ -581,43 +655,35 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
         ),
     }
     alerts.publish(&alert);
+    if !changed {
+        return;
+    }
     if let Some(n) = &alerts.notifier {
         n.notify(&Arc::new(alert));
     }
 }
 
-/// Ids of alerts kept only in memory (on a shared store).
-static MEMORY_IDS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
-
-/// Writes the alert on the writer thread; retries briefly when the recorder's queue is
-/// full. Returns it with its id, or `None` when the store would not take it (logged).
-async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<Alert> {
+/// Writes the alert through the store interface on the writer thread; retries briefly
+/// when the recorder's queue is full. Returns it with its id and whether this write
+/// changed the stored alert (on a shared store another instance may have stored or
+/// resolved the same one first: then it is shown, and that instance notifies), or `None`
+/// when the store would not take it (logged).
+async fn persist(recorder: &Recorder, mut alert: Alert) -> Option<(Alert, bool)> {
     for attempt in 0..20u32 {
         let copy = alert.clone();
         let result = recorder
             .write_unmirrored(move |store| {
-                let Some(store) = store.as_sqlite() else {
-                    // A shared store keeps no alerts yet: an id unique in this process.
-                    return Ok(if copy.id == 0 {
-                        MEMORY_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    } else {
-                        copy.id
-                    });
-                };
-                let conn = store.connection();
-                let id = if copy.id == 0 {
-                    store::insert(conn, &copy)?
+                if copy.id == 0 {
+                    store::insert_any(store, &copy)
                 } else {
-                    store::update(conn, &copy)?;
-                    copy.id
-                };
-                Ok(id)
+                    store::update_any(store, &copy).map(|changed| (copy.id, changed))
+                }
             })
             .await;
         match result {
-            Ok(id) => {
+            Ok((id, changed)) => {
                 alert.id = id;
-                return Some(alert);
+                return Some((alert, changed));
             }
             Err(crate::recorder::SubmitError::QueueFull) => {
                 tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;

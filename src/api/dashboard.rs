@@ -101,7 +101,12 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         Some(filter) => listing::statistics(state, &window(), &filter, list),
         None => listing::Listed::default(),
     };
-    let statistics: Vec<ModelStatistics> = listed.models;
+    let statistics: Vec<ModelStatistics> = listed
+        .models
+        .into_iter()
+        .map(|s| super::query::priced(state, s))
+        .collect();
+    let predictions = prediction_lines(state, &statistics);
     let shown: Option<Vec<String>> = if statistics.is_empty() {
         None
     } else {
@@ -121,6 +126,8 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
                     // among what the page shows, and at 1,000 models four recommendations
                     // over every one of them would cost the page 400 ms.
                     models: shown.clone(),
+                    workload: None,
+                    min_quality: crate::recommend::DEFAULT_MIN_QUALITY,
                 },
             )
         })
@@ -215,5 +222,43 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
                 total_calls: status.report.total_calls,
             }
         }),
+        predictions,
     })
+}
+
+/// Calls drawn per model in the prediction panel: enough to see the spread, few enough
+/// that the page stays light.
+const PANEL_CALLS: usize = 150;
+
+/// The fitted line and newest warm calls of each listed model that has a fit.
+fn prediction_lines(
+    state: &ApiState,
+    statistics: &[ModelStatistics],
+) -> Vec<crate::dashboard::charts::PredictionLine> {
+    use crate::analytics::{self, FitKey};
+    statistics
+        .iter()
+        .filter_map(|s| {
+            let fit = analytics::fit_for(&state.history, &FitKey::model(s.model.clone())).ok()?;
+            let calls = state
+                .history
+                .with_model(&s.model, |samples| {
+                    let points = analytics::points(samples);
+                    points
+                        .iter()
+                        .rev()
+                        .filter(|p| !p.cold)
+                        .take(PANEL_CALLS)
+                        .map(|p| (p.output_tokens, p.time_ms))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            Some(crate::dashboard::charts::PredictionLine {
+                model: s.model.clone(),
+                at_zero_ms: fit.warm_line(fit.median_prompt_tokens as f64, 0.0),
+                ms_per_output_token: fit.ms_per_output_token,
+                calls,
+            })
+        })
+        .collect()
 }

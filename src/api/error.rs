@@ -32,6 +32,10 @@ pub enum ApiError {
     /// The request conflicts with what is going on (a benchmark already running).
     #[error("{0}")]
     Conflict(String),
+    /// The request is understood but cannot be answered from what is measured (too few
+    /// calls to fit); the message says what is missing.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The recorder queue is full or stopping; try again.
     #[error("{0}")]
     Unavailable(String),
@@ -85,6 +89,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "API request failed");

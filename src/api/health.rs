@@ -230,11 +230,17 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
         )],
         {
             let mut page = state.metrics.render(&state.recorder.snapshot());
-            let ollama = state.telemetry.snapshot().sampler.sources.ollama_api;
+            let upstream = state
+                .telemetry
+                .snapshot()
+                .sampler
+                .sources
+                .upstream_api()
+                .clone();
             page.push_str(
                 &state
                     .alerts
-                    .render_metrics(crate::alerts::upstream_up(&ollama)),
+                    .render_metrics(crate::alerts::upstream_up(&upstream)),
             );
             page
         },
@@ -310,6 +316,7 @@ mod tests {
             server_failures: failures.clone(),
             alerts: Arc::new(crate::alerts::Alerts::empty(Default::default())),
             bench: Arc::default(),
+            cost: Arc::default(),
         };
         let Json(before) = health(State(state.clone())).await;
         assert_eq!(before.writer_error, None);

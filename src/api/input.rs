@@ -123,6 +123,15 @@ pub struct RecordInput {
     /// Which attempt of the call this was, 1 when absent.
     #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
     pub attempt: Option<u32>,
+    /// Energy the call used, joules.
+    #[schema(minimum = 0.0, maximum = 1_000_000_000_000.0)]
+    pub energy_j: Option<f64>,
+    /// How `energy_j` was measured (`gpu_counter`, `gpu_power`, `cpu_rapl`, joined by `+`).
+    #[schema(min_length = 1, max_length = 64)]
+    pub energy_source: Option<String>,
+    /// The upstream host that served the call (its `[[upstreams]]` name).
+    #[schema(min_length = 1, max_length = 1024)]
+    pub host: Option<String>,
 }
 
 /// A record's time as [`record_from_json`] reads it.
@@ -286,6 +295,9 @@ pub fn record_from_json(
     r.attempt = f
         .integer(&["attempt"], 1, u64::from(u32::MAX))?
         .map_or(1, |a| a as u32);
+    r.energy_j = f.number(&["energy_j"], 0.0, 1e12)?;
+    r.energy_source = f.string(&["energy_source"])?;
+    r.host = f.string(&["host"])?;
     if r.tokens_per_second.is_none()
         && let Some(tokens) = r.output_tokens
         && r.processing_time_ms > 0.0
@@ -356,7 +368,7 @@ fn is_numeric(name: &str) -> bool {
         || name.ends_with("_per_second")
         || matches!(
             name,
-            "http_status" | "quality_score" | "tokens_generated" | "attempt"
+            "http_status" | "quality_score" | "tokens_generated" | "attempt" | "energy_j"
         )
 }
 

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use super::{alerts, bench, export, health, query, records, routing};
+use super::{alerts, bench, export, health, predict, query, records, routing};
 
 /// The document. Paths are absolute (`/api/model-performance/...`), so the document holds
 /// for the sidecar whether the API shares the proxy's port or has its own.
@@ -30,6 +30,7 @@ use super::{alerts, bench, export, health, query, records, routing};
         query::model_statistics,
         query::compare,
         query::recommend,
+        predict::predict,
         routing::routing,
         query::trend,
         query::insights,

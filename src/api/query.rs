@@ -134,6 +134,26 @@ fn source_param(p: &Params) -> Result<Option<Source>, ApiError> {
     }
 }
 
+/// Fills in a model's cost figures from `[cost]`, and says why energy is unknown in the
+/// live telemetry's words where it has them.
+pub(crate) fn priced(state: &ApiState, mut s: ModelStatistics) -> ModelStatistics {
+    crate::analytics::cost::apply(&state.cost, &mut s.efficiency);
+    if s.efficiency.joules_per_output_token.is_none() {
+        let missing = state.telemetry.energy_missing();
+        if !missing.is_empty() {
+            s.efficiency.energy_unavailable_reason = Some(format!(
+                "{} Now: {}",
+                s.efficiency
+                    .energy_unavailable_reason
+                    .as_deref()
+                    .unwrap_or(stats::NO_ENERGY_IN_WINDOW),
+                missing.join("; ")
+            ));
+        }
+    }
+    s
+}
+
 /// `/statistics/{model}`'s answer: the statistics, or a note that the window holds none of
 /// the model's operations (the model has records, just not there).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -194,10 +214,11 @@ pub async fn model_statistics(
                 stats::model_statistics(&model, &window.of_source(s), &filter)
             })
             .flatten()
+            .map(|s| (s, state))
     })
     .await?;
     Ok(Json(match stats {
-        Some(s) => StatisticsAnswer::Statistics(Box::new(s)),
+        Some((s, state)) => StatisticsAnswer::Statistics(Box::new(priced(&state, s))),
         None => StatisticsAnswer::Empty(EmptyWindow {
             total_operations: 0,
             message: "no operations of this model in the window".into(),
@@ -252,7 +273,7 @@ pub async fn all_statistics(
             models: listed
                 .models
                 .into_iter()
-                .map(|s| (s.model.clone(), s))
+                .map(|s| (s.model.clone(), priced(&state, s)))
                 .collect(),
         }
     })
@@ -384,7 +405,12 @@ pub async fn compare(
                 None => missing.push(model.clone()),
             }
         }
-        (recommend::compare(found), missing, unknown)
+        let mut comparison = recommend::compare(found);
+        comparison.models = std::mem::take(&mut comparison.models)
+            .into_iter()
+            .map(|(name, s)| (name, priced(&state, s)))
+            .collect();
+        (comparison, missing, unknown)
     })
     .await?;
     Ok(Json(CompareAnswer {
@@ -421,6 +447,21 @@ pub struct RecommendQuery {
     /// excluded.
     #[param(exclusive_minimum = 0.0, maximum = 100_000.0)]
     pub available_vram_gb: Option<f64>,
+    /// Output tokens of the call to choose for: each model's time is predicted for it
+    /// (its latency fit), and the speed score uses the prediction.
+    #[param(minimum = 0, maximum = 10_000_000)]
+    pub expected_output_tokens: Option<u64>,
+    /// Prompt tokens of that call; each model's median prompt when absent. Needs
+    /// `expected_output_tokens`.
+    #[param(minimum = 0, maximum = 10_000_000)]
+    pub prompt_tokens: Option<u64>,
+    /// Models predicted slower than this for the call are excluded, the prediction given as
+    /// the reason. Needs `expected_output_tokens`.
+    #[param(exclusive_minimum = 0.0, maximum = 86_400_000.0)]
+    pub max_latency_ms: Option<f64>,
+    /// The `efficient` priority's quality floor, 1 to 5 (default 3).
+    #[param(minimum = 1.0, maximum = 5.0)]
+    pub min_quality: Option<f64>,
 }
 
 /// `GET /recommend`: the best model for a priority among those that qualify.
@@ -466,12 +507,42 @@ pub async fn recommend(
             "available_models: at most {MAX_MODELS} models"
         )));
     }
+    let prompt_tokens = params.whole("prompt_tokens", 0, 10_000_000)?;
+    let output_tokens = params.whole("expected_output_tokens", 0, 10_000_000)?;
+    let max_latency_ms = params.positive("max_latency_ms", 86_400_000.0)?;
+    let workload = match (output_tokens, prompt_tokens, max_latency_ms) {
+        (Some(output_tokens), _, _) => Some(crate::policy::Workload {
+            prompt_tokens,
+            output_tokens,
+            max_latency_ms,
+        }),
+        (None, None, None) => None,
+        (None, _, _) => {
+            return Err(ApiError::bad(
+                "expected_output_tokens: required with prompt_tokens or max_latency_ms (the \
+                 size of the call whose time is predicted)",
+            ));
+        }
+    };
+    let min_quality = match params.text("min_quality") {
+        None => crate::recommend::DEFAULT_MIN_QUALITY,
+        Some(v) => match v.parse::<f64>() {
+            Ok(q) if (1.0..=5.0).contains(&q) => q,
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "min_quality: {v:?} must be a number from 1 to 5"
+                )));
+            }
+        },
+    };
     let query = RecommendRequest {
         priority,
         window,
         min_operations,
         available_vram_mb,
         models: requested,
+        workload,
+        min_quality,
     };
     let answer = tokio::task::spawn_blocking(move || recommendation(&state, query)).await?;
     Ok(Json(answer))
@@ -489,6 +560,10 @@ pub(crate) struct RecommendRequest {
     pub(crate) available_vram_mb: Option<f64>,
     /// Only these models; every model with records without.
     pub(crate) models: Option<Vec<String>>,
+    /// The call to predict each model's time for, and its budget.
+    pub(crate) workload: Option<crate::policy::Workload>,
+    /// The efficient priority's quality floor.
+    pub(crate) min_quality: f64,
 }
 
 /// The recommendation over the history and the telemetry, as `/recommend` answers it; the
@@ -500,6 +575,8 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         min_operations,
         available_vram_mb,
         models,
+        workload,
+        min_quality,
     } = query;
     let host = window.host_id(state);
     crate::policy::recommendation(
@@ -514,6 +591,9 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             min_operations,
             available_vram_mb,
             models,
+            workload,
+            min_quality,
+            cost: state.cost.clone(),
         },
     )
 }

@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// `[alerts]`
     #[serde(default)]
     pub alerts: crate::alerts::config::RawAlerts,
+    /// `[cost]`
+    #[serde(default)]
+    pub cost: crate::analytics::cost::RawCost,
     /// `[otel]`
     #[serde(default)]
     pub otel: crate::otel::config::RawOtel,
@@ -229,4 +232,7 @@ pub const KEYS: &[&str] = &[
     "api.protect_writes",
     "routing.explore",
     "routing.max_attempts",
+    "cost.price_per_kwh",
+    "cost.gpu_hour_price",
+    "cost.currency",
 ];

@@ -198,7 +198,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         problems.push("store.path: must not be empty".into());
     }
     let store = store::validate(&raw.store, &mut problems);
-    let routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
+    let mut routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
+    let cost = crate::analytics::cost::validate(&raw.cost, &mut problems);
+    routing.cost = std::sync::Arc::new(cost.clone());
     let alerts = crate::alerts::config::validate(&raw.alerts)
         .map_err(|more| problems.extend(more))
         .ok();
@@ -309,6 +311,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ..raw.routing.clone()
         },
         alerts: crate::alerts::config::effective(&raw.alerts),
+        cost: raw.cost.clone(),
         otel: crate::otel::config::effective(&raw.otel, &otel),
     };
     let connect_timeout = Duration::from_millis(connect_timeout_ms);
@@ -368,6 +371,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         routing,
         alerts: alerts.unwrap_or_default(),
+        cost,
         otel,
         effective,
     })

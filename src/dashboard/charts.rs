@@ -566,6 +566,125 @@ fn describe_trend(trend: &Trend, format: fn(f64) -> String) -> String {
     }
 }
 
+/// One model's fitted latency line and some of the warm calls it was fitted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionLine {
+    /// The model.
+    pub model: String,
+    /// Predicted time at 0 output tokens for its median prompt, ms.
+    pub at_zero_ms: f64,
+    /// Time per output token, ms.
+    pub ms_per_output_token: f64,
+    /// (output tokens, processing time ms) of some of its warm calls.
+    pub calls: Vec<(f64, f64)>,
+}
+
+/// Draws processing time against output tokens: each model's calls as dots and its fitted
+/// line (at its median prompt) through them.
+pub fn prediction_chart(
+    id: &str,
+    title: &str,
+    lines: &[PredictionLine],
+) -> Result<String, ChartError> {
+    let max_tokens = lines
+        .iter()
+        .flat_map(|l| l.calls.iter().map(|c| c.0))
+        .fold(100.0_f64, f64::max);
+    let x_hi = nice_ceiling(max_tokens * 1.05);
+    let max_ms = lines
+        .iter()
+        .flat_map(|l| {
+            l.calls
+                .iter()
+                .map(|c| c.1)
+                .chain([l.at_zero_ms + l.ms_per_output_token * x_hi])
+        })
+        .fold(1.0_f64, f64::max);
+    let y_hi = nice_ceiling(max_ms * 1.05);
+    let (seconds, unit) = if y_hi >= 2_000.0 {
+        (1000.0, "s")
+    } else {
+        (1.0, "ms")
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (TREND_WIDTH, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let entries: Vec<(String, RGBColor, bool)> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (truncate_label(&l.model), PALETTE[i % PALETTE.len()], false))
+            .collect();
+        legend(&root, 80, 16, &entries)?;
+        let (_, body) = root.split_vertically(30);
+        let mut chart = ChartBuilder::on(&body)
+            .margin_right(28)
+            .margin_bottom(6)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..x_hi, 0.0..y_hi)
+            .map_err(err)?;
+        let y_desc = format!("processing time ({unit})");
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(6)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{:.1}", v / seconds))
+            .x_desc("output tokens")
+            .y_desc(y_desc.as_str())
+            .label_style(label_style())
+            .axis_desc_style(label_style())
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .axis_style(MUTED)
+            .draw()
+            .map_err(err)?;
+        for (i, l) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(
+                    l.calls
+                        .iter()
+                        .map(|(x, y)| Circle::new((*x, *y), 2, color.mix(0.45).filled())),
+                )
+                .map_err(err)?;
+            let end = (x_hi, l.at_zero_ms + l.ms_per_output_token * x_hi);
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, l.at_zero_ms), end],
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    let description = lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{}: {:.0} ms plus {:.2} ms per output token, over {} calls",
+                l.model,
+                l.at_zero_ms,
+                l.ms_per_output_token,
+                l.calls.len()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(accessible(&svg, id, title, &description))
+}
+
+/// A legend label cut to [`MAX_LABEL_CHARS`].
+fn truncate_label(label: &str) -> String {
+    if label.chars().count() <= MAX_LABEL_CHARS {
+        label.to_owned()
+    } else {
+        let cut: String = label.chars().take(MAX_LABEL_CHARS - 1).collect();
+        format!("{cut}…")
+    }
+}
+
 /// One part of a GPU's memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPart {

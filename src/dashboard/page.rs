@@ -17,6 +17,7 @@ mod empty;
 mod format;
 mod gpu;
 mod overview;
+mod prediction;
 mod recommendations;
 mod routing;
 mod trend;
@@ -69,6 +70,7 @@ pub fn render(view: &View) -> String {
                         (recommendations(view))
                         (overview(view))
                         (comparison(view))
+                        (prediction::prediction(view))
                     }
                     @if !view.models_with_records.is_empty() {
                         (trend(view))
@@ -325,6 +327,7 @@ mod tests {
             version: "test",
             routing: None,
             latest_benchmark: None,
+            predictions: Vec::new(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! OpenAI Responses shapes (`/v1/responses`): the stream's typed events
 //! (`response.output_text.delta` and the other `*.delta` events, the terminal
 //! `response.completed`, `response.incomplete` and `response.failed`, and `error`), and
-//! the non-streaming `response` body.
+//! the non-streaming `response` body; llama.cpp adds its `timings` to the stream's
+//! `response.completed` event.
 
 use serde::Deserialize;
 
@@ -23,6 +24,8 @@ struct ResponsesEvent {
     message: Lenient<String>,
     error: ErrorField,
     response: Option<ResponseSummary>,
+    /// llama.cpp's server-side timings, beside `response` on `response.completed`.
+    timings: Option<super::timings::Timings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +43,8 @@ struct ResponseBody {
     error: ErrorField,
     usage: Option<Usage>,
     output: Option<Vec<OutputItem>>,
+    /// llama.cpp's timings, should a body carry them.
+    timings: Option<super::timings::Timings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +85,9 @@ pub(super) fn apply(origin: Origin<'_>, bytes: &[u8], c: &mut Collector) -> Resu
 
 fn apply_event(name: Option<&str>, event: ResponsesEvent, c: &mut Collector) {
     c.error("error", event.error);
+    if let Some(timings) = event.timings {
+        super::timings::apply(timings, c);
+    }
     let kind = c.take("type", event.kind);
     let Some(kind) = kind.as_deref().or(name) else {
         return;
@@ -132,6 +140,9 @@ fn apply_summary(response: ResponseSummary, c: &mut Collector) {
 
 fn apply_body(body: ResponseBody, c: &mut Collector) {
     c.error("error", body.error);
+    if let Some(timings) = body.timings {
+        super::timings::apply(timings, c);
+    }
     let status = c.take_text("status", body.status);
     if status.as_deref() == Some("failed") {
         c.error_message(FAILED.to_owned());

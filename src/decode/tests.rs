@@ -1428,3 +1428,24 @@ fn malformed_timings_cost_one_parse_error_and_keep_the_rest() {
     assert_eq!(t.tokens_per_second(), Some(200.0));
     assert_eq!(t.prompt_tokens_per_second(), None);
 }
+
+/// llama.cpp's streamed `/v1/responses` (trimmed from a real answer): the timings sit beside
+/// `response` on the terminal event.
+#[test]
+fn llama_cpp_responses_stream_timings_are_read() {
+    let completed = r#"{"type":"response.completed","response":{"id":"resp_3","object":"response","status":"completed","model":"smol","output":[{"type":"message","status":"completed","id":"msg_T","content":[{"type":"output_text","annotations":[],"logprobs":[],"text":"A cat"}],"role":"assistant"}],"usage":{"input_tokens":34,"output_tokens":8,"total_tokens":42,"input_tokens_details":{"cached_tokens":33}}},"timings":{"cache_n":33,"prompt_n":1,"prompt_ms":75.576,"prompt_per_token_ms":75.576,"prompt_per_second":13.231713771567694,"predicted_n":8,"predicted_ms":1490.698,"predicted_per_token_ms":212.95685714285716,"predicted_per_second":4.695786805912398}}"#;
+    let delta = r#"{"type":"response.output_text.delta","delta":"A cat","item_id":"msg_T","output_index":0,"content_index":0}"#;
+    let body = format!(
+        "event: response.output_text.delta\ndata: {delta}\n\nevent: response.completed\ndata: {completed}\n\n"
+    );
+    let facts = decode(Api::OpenAiResponses, Format::Sse, &body);
+    assert!(facts.completed);
+    assert_eq!(
+        (facts.prompt_eval_count, facts.eval_count),
+        (Some(34), Some(8))
+    );
+    let t = facts.server_timings.expect("timings");
+    assert_eq!(t.tokens_per_second(), Some(4.695786805912398));
+    assert_eq!(t.prompt_n, Some(1));
+    assert_eq!(facts.parse_errors, 0);
+}

@@ -19,7 +19,7 @@ use crate::otel::{CallTrace, Otel};
 use crate::quality::QualityRules;
 use crate::record::{ErrorKind, Record, TimingSource};
 use crate::recorder::Recorder;
-use crate::telemetry::{SampleMark, Telemetry};
+use crate::telemetry::{EnergyCall, SampleMark, Telemetry};
 use crate::text::error_chain;
 
 /// Error messages kept in a record are cut to this many bytes.
@@ -64,6 +64,8 @@ pub struct Meter {
     first_content: Option<Instant>,
     last_content: Option<Instant>,
     mark: SampleMark,
+    /// The call's claim on the energy ledger, from start to submit.
+    energy: Option<EnergyCall>,
     /// When the request went to the upstream: the time before it is ollameter's own.
     upstream_sent: Option<Instant>,
     /// When the upstream's body ended (or failed).
@@ -95,9 +97,11 @@ impl Meter {
         operation_explicit: bool,
     ) -> Meter {
         let mark = sinks.telemetry.mark();
+        let energy = Some(sinks.telemetry.energy_begin(&record.model));
         Meter {
             sinks,
             mark,
+            energy,
             upstream_sent: None,
             upstream_done: None,
             _in_flight: None,
@@ -297,7 +301,13 @@ impl Meter {
         self.submit(record);
     }
 
-    fn submit(&self, mut record: Record) {
+    fn submit(&mut self, mut record: Record) {
+        // Its share of the energy while it ran: a short lock, no I/O.
+        if let Some(call) = self.energy.take() {
+            let energy = call.finish();
+            record.energy_j = energy.joules;
+            record.energy_source = energy.source;
+        }
         // The model's memory at the end of the call and its peak while it ran: a short
         // read of the sampler's latest figures, no I/O.
         let memory = self.sinks.telemetry.model_memory(&record.model, self.mark);

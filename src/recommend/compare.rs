@@ -87,7 +87,14 @@ pub fn compare(models: Vec<(ModelStatistics, ModelSummary)>) -> Comparison {
     let timed: Vec<usize> = (0..summaries.len())
         .filter(|&i| posts.models[i].log_p50_ms.is_some())
         .collect();
-    let (scored, _) = score_set(&posts, &timed, &summaries, &needs, Priority::Balanced);
+    let (scored, _) = score_set(
+        &posts,
+        &timed,
+        &summaries,
+        &needs,
+        &vec![None; summaries.len()],
+        Priority::Balanced,
+    );
     let best_overall = scored.first().map(|s| Ranking {
         model: s.summary.model.clone(),
         value: round4(s.score),

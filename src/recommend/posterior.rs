@@ -556,7 +556,9 @@ impl Posteriors {
                 let r_sd = m.success_rate.sd();
                 match priority {
                     // On the score's scale near the leader; the log sd bounds the ratio's.
-                    Priority::Speed => mean.max(1e-9) * (log_sd + min_log_sd),
+                    // Efficient is scored from measured cost (scoring::efficiency_scores);
+                    // its posterior stand-in is speed's.
+                    Priority::Speed | Priority::Efficient => mean.max(1e-9) * (log_sd + min_log_sd),
                     Priority::Quality => q_sd,
                     Priority::Reliable => r_sd,
                     Priority::Balanced => {
@@ -597,7 +599,7 @@ impl Posteriors {
         out: &mut [f64],
     ) {
         match priority {
-            Priority::Speed => {
+            Priority::Speed | Priority::Efficient => {
                 for (j, &i) in set.iter().enumerate() {
                     if active[j] {
                         // Lower log time is better: the negative orders the same way.
@@ -659,7 +661,7 @@ pub(crate) fn combine(
     reliability: f64,
 ) -> f64 {
     match priority {
-        Priority::Speed => speed,
+        Priority::Speed | Priority::Efficient => speed,
         Priority::Quality => quality,
         Priority::Reliable => reliability,
         Priority::Balanced => {

@@ -87,9 +87,39 @@ pub(super) fn exclusion_sentences(
             ExclusionKind::NoSuccessfulOperations => {
                 "no successful operations, so no processing time to judge".to_owned()
             }
-            ExclusionKind::NoQualityScores => {
-                "no quality scores, which the quality priority needs".to_owned()
+            ExclusionKind::NoQualityScores => format!(
+                "no quality scores, which the {} priority needs",
+                params.priority
+            ),
+            ExclusionKind::OverLatencyBudget => {
+                let p = candidate.prediction;
+                format!(
+                    "predicted {} (80% interval {} to {}){} is over max_latency_ms {}",
+                    fmt_ms(p.map_or(0.0, |p| p.predicted_ms)),
+                    fmt_ms(p.map_or(0.0, |p| p.low_ms)),
+                    fmt_ms(p.map_or(0.0, |p| p.high_ms)),
+                    params
+                        .workload
+                        .map_or(String::new(), |(prompt, output)| format!(
+                            " for {prompt} prompt and {output} output tokens"
+                        )),
+                    fmt_ms(params.max_latency_ms.unwrap_or(0.0))
+                )
             }
+            ExclusionKind::NoEfficiencyFigure => {
+                "no energy per output token measured (no call carries energy_j), which the \
+                 efficient priority needs"
+                    .to_owned()
+            }
+            ExclusionKind::BelowQualityFloor => format!(
+                "mean quality {:.2} is under min_quality {:.2}",
+                candidate
+                    .summary
+                    .as_ref()
+                    .and_then(|s| s.quality_avg)
+                    .unwrap_or(0.0),
+                params.min_quality
+            ),
         })
         .collect()
 }
@@ -196,7 +226,7 @@ pub(super) fn winner_reason(
     params: &RecommendParams,
 ) -> String {
     let (best, next) = (&scored[0], scored.get(1));
-    let mut reason = first_sentence(best, next, params.priority, posts);
+    let mut reason = first_sentence(best, next, params, posts);
     if let Some(next) = next {
         reason.push_str(&format!(
             " It is {} likely the best of the {} that qualify; next is {} at {}.",
@@ -270,11 +300,31 @@ fn quality_words(s: &Scored) -> String {
 fn first_sentence(
     best: &Scored,
     next: Option<&Scored>,
-    priority: Priority,
+    params: &RecommendParams,
     posts: &Posteriors,
 ) -> String {
     let model = &best.summary.model;
-    match priority {
+    match params.priority {
+        Priority::Efficient => {
+            let unit = params.efficiency_unit;
+            let figure = |s: &Scored| {
+                s.efficiency.map_or("unmeasured".to_owned(), |e| {
+                    format!(
+                        "{:.4} {unit} per 1,000 output tokens over {} calls",
+                        e.per_1k_output_tokens, e.calls
+                    )
+                })
+            };
+            let mut r = format!(
+                "{model} costs least among the models with mean quality of at least {:.2}: {}",
+                params.min_quality,
+                figure(best)
+            );
+            if let Some(n) = next {
+                r.push_str(&format!(", against {} for {}", figure(n), n.summary.model));
+            }
+            r + "."
+        }
         Priority::Speed => {
             let mut r = format!(
                 "{model} has the lowest median (p50) processing time, {} over {} successful \

@@ -4,9 +4,9 @@
 use super::posterior::{Posteriors, posteriors, quality_score};
 use super::reasons::{exclusion_sentences, nothing_qualifies, winner_reason};
 use super::types::{
-    BALANCED_WEIGHTS, BALANCED_WEIGHTS_WITHOUT_QUALITY, Candidate, ComponentScores, Excluded,
-    ExclusionKind, Figures, KnownVramNeed, Priority, RecommendParams, Recommendation, ScoredModel,
-    VramNeed, VramReport,
+    BALANCED_WEIGHTS, BALANCED_WEIGHTS_WITHOUT_QUALITY, Candidate, ComponentScores, Efficiency,
+    Excluded, ExclusionKind, Figures, KnownVramNeed, Priority, RecommendParams, Recommendation,
+    ScoredModel, VramNeed, VramReport,
 };
 use crate::stats::{ModelSummary, wilson_lower_bound};
 
@@ -29,6 +29,8 @@ pub(super) struct Scored<'a> {
     pub(super) quality: Option<f64>,
     /// The estimated success rate, also the reliability score.
     pub(super) reliability: f64,
+    /// What its output tokens cost (the efficient priority).
+    pub(super) efficiency: Option<Efficiency>,
     pub(super) score: f64,
     pub(super) confidence: f64,
 }
@@ -87,11 +89,16 @@ pub(super) fn score_set<'a>(
     set: &[usize],
     summaries: &[&'a ModelSummary],
     needs: &[Option<VramNeed>],
+    efficiencies: &[Option<Efficiency>],
     priority: Priority,
 ) -> (Vec<Scored<'a>>, bool) {
-    let (scores, any_quality) = posts.expected_scores(priority, set);
+    let (mut scores, any_quality) = posts.expected_scores(priority, set);
     let (speeds, _) = posts.expected_scores(Priority::Speed, set);
-    let confidence = posts.win_probabilities(priority, set);
+    let mut confidence = posts.win_probabilities(priority, set);
+    if priority == Priority::Efficient {
+        let figures: Vec<Option<Efficiency>> = set.iter().map(|&i| efficiencies[i]).collect();
+        (scores, confidence) = efficiency_scores(&figures);
+    }
     let mut scored: Vec<Scored> = set
         .iter()
         .enumerate()
@@ -108,6 +115,7 @@ pub(super) fn score_set<'a>(
                 speed: speeds[j],
                 quality: quality_estimate.map(quality_score),
                 reliability: post.success_rate.mean(),
+                efficiency: efficiencies[i],
                 score: scores[j],
                 confidence: confidence[j],
             }
@@ -120,6 +128,57 @@ pub(super) fn score_set<'a>(
             .then_with(|| a.summary.model.cmp(&b.summary.model))
     });
     (scored, any_quality)
+}
+
+/// Draws for the efficient priority's win probabilities: enough that a probability is
+/// right to about a percent.
+const EFFICIENCY_DRAWS: usize = 4_000;
+
+/// The efficient priority's scores (`least / own` cost per 1,000 output tokens) and the
+/// probability that each is truly the cheapest: the log of each figure is drawn from a
+/// normal around it with its standard error (a fixed seed, so answers repeat).
+fn efficiency_scores(figures: &[Option<Efficiency>]) -> (Vec<f64>, Vec<f64>) {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    let least = figures
+        .iter()
+        .flatten()
+        .map(|e| e.per_1k_output_tokens)
+        .fold(f64::INFINITY, f64::min);
+    let scores = figures
+        .iter()
+        .map(|e| {
+            e.map_or(0.0, |e| {
+                if e.per_1k_output_tokens > 0.0 {
+                    (least / e.per_1k_output_tokens).min(1.0)
+                } else {
+                    1.0
+                }
+            })
+        })
+        .collect();
+    let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0x0e77);
+    let mut wins = vec![0_usize; figures.len()];
+    for _ in 0..EFFICIENCY_DRAWS {
+        let mut best: Option<(usize, f64)> = None;
+        for (j, e) in figures.iter().enumerate() {
+            let Some(e) = e else { continue };
+            let z: f64 = StandardNormal.sample(&mut rng);
+            let draw = e.per_1k_output_tokens.max(1e-300).ln() + z * e.log_standard_error;
+            if best.is_none_or(|(_, b)| draw < b) {
+                best = Some((j, draw));
+            }
+        }
+        if let Some((j, _)) = best {
+            wins[j] += 1;
+        }
+    }
+    let confidence = wins
+        .iter()
+        .map(|&w| w as f64 / EFFICIENCY_DRAWS as f64)
+        .collect();
+    (scores, confidence)
 }
 
 /// Every rule `candidate` fails.
@@ -140,8 +199,23 @@ fn exclusions(candidate: &Candidate, params: &RecommendParams) -> Vec<ExclusionK
     if s.successful_operations == 0 || s.p50_processing_time_ms.is_none() {
         found.push(ExclusionKind::NoSuccessfulOperations);
     }
-    if params.priority == Priority::Quality && s.scored_operations == 0 {
+    if matches!(params.priority, Priority::Quality | Priority::Efficient)
+        && s.scored_operations == 0
+    {
         found.push(ExclusionKind::NoQualityScores);
+    }
+    if params.priority == Priority::Efficient {
+        if s.quality_avg.is_some_and(|q| q < params.min_quality) {
+            found.push(ExclusionKind::BelowQualityFloor);
+        }
+        if candidate.efficiency.is_none() {
+            found.push(ExclusionKind::NoEfficiencyFigure);
+        }
+    }
+    if let (Some(max), Some(p)) = (params.max_latency_ms, candidate.prediction)
+        && p.predicted_ms > max
+    {
+        found.push(ExclusionKind::OverLatencyBudget);
     }
     found
 }
@@ -156,6 +230,7 @@ pub fn recommend(candidates: &[Candidate], params: &RecommendParams) -> Recommen
         .filter_map(|c| c.summary.as_ref())
         .collect();
     let needs: Vec<Option<VramNeed>> = with_data.iter().map(|c| c.vram_need).collect();
+    let efficiencies: Vec<Option<Efficiency>> = with_data.iter().map(|c| c.efficiency).collect();
     let posts = posteriors(&summaries);
 
     let mut excluded = Vec::new();
@@ -179,7 +254,14 @@ pub fn recommend(candidates: &[Candidate], params: &RecommendParams) -> Recommen
     excluded.sort_by(|a, b| a.model.cmp(&b.model));
     let vram = vram_report(candidates, params);
 
-    let (scored, any_quality) = score_set(&posts, &set, &summaries, &needs, params.priority);
+    let (scored, any_quality) = score_set(
+        &posts,
+        &set,
+        &summaries,
+        &needs,
+        &efficiencies,
+        params.priority,
+    );
     let weights = (params.priority == Priority::Balanced).then_some(if any_quality {
         BALANCED_WEIGHTS
     } else {
@@ -321,7 +403,7 @@ mod tests {
         }
         assert_eq!(
             "fast".parse::<Priority>().unwrap_err().to_string(),
-            "priority: unknown \"fast\"; valid: speed, quality, balanced, reliable"
+            "priority: unknown \"fast\"; valid: speed, quality, balanced, reliable, efficient"
         );
     }
 
@@ -839,7 +921,7 @@ mod tests {
             candidate(scored(summary("b", 12, 12, 1100.0), 4.2, 0.7, 12)),
             candidate(scored(summary("c", 200, 190, 3000.0), 3.0, 0.7, 190)),
         ];
-        for priority in Priority::ALL {
+        for priority in Priority::POSTERIOR {
             let r = recommend(&candidates, &with_priority(priority));
             let total: f64 =
                 r.confidence.unwrap() + r.alternatives.iter().map(|a| a.confidence).sum::<f64>();

@@ -42,11 +42,25 @@ pub enum Priority {
     Balanced,
     /// Highest estimated success rate.
     Reliable,
+    /// Least cost per output token (energy and GPU time at `[cost]` prices; joules per
+    /// output token where no price is set) among the models whose mean quality is at
+    /// least `min_quality`.
+    Efficient,
 }
 
 impl Priority {
     /// Every priority, in the order error messages list them.
-    pub const ALL: [Priority; 4] = [
+    pub const ALL: [Priority; 5] = [
+        Priority::Speed,
+        Priority::Quality,
+        Priority::Balanced,
+        Priority::Reliable,
+        Priority::Efficient,
+    ];
+
+    /// The priorities scored from the posteriors (all but `efficient`, which is scored
+    /// from measured energy and cost): the ones the ground-truth simulation measures.
+    pub const POSTERIOR: [Priority; 4] = [
         Priority::Speed,
         Priority::Quality,
         Priority::Balanced,
@@ -60,6 +74,7 @@ impl Priority {
             Priority::Quality => "quality",
             Priority::Balanced => "balanced",
             Priority::Reliable => "reliable",
+            Priority::Efficient => "efficient",
         }
     }
 
@@ -81,6 +96,11 @@ impl Priority {
             Priority::Balanced => {
                 "0.3 speed (min p50 / p50 processing_time_ms) + 0.4 quality ((estimated quality \
                  - 1) / 4) + 0.3 reliability (estimated success_rate)"
+            }
+            Priority::Efficient => {
+                "least / this model's cost per 1,000 output tokens (energy at price_per_kwh plus \
+                 GPU time at gpu_hour_price; joules per output token without prices), among \
+                 models whose mean quality is at least min_quality"
             }
         }
     }
@@ -237,6 +257,34 @@ pub struct Candidate {
     pub vram_need: Option<VramNeed>,
     /// The VRAM it holds on the GPU now, MiB, for a [`VramBudget::FreePlusHeld`] budget.
     pub held_vram_mb: Option<f64>,
+    /// Its predicted time for the asked-for workload, when one was asked for and it has a
+    /// latency fit.
+    pub prediction: Option<PredictedTime>,
+    /// What its output tokens cost, for the `efficient` priority; `None` when unmeasured.
+    pub efficiency: Option<Efficiency>,
+}
+
+/// A model's predicted time for a workload, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PredictedTime {
+    /// The prediction.
+    pub predicted_ms: f64,
+    /// Its 80% interval's low end.
+    pub low_ms: f64,
+    /// Its 80% interval's high end.
+    pub high_ms: f64,
+}
+
+/// What a model's output tokens cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Efficiency {
+    /// Per 1,000 output tokens, in [`RecommendParams::efficiency_unit`]s.
+    pub per_1k_output_tokens: f64,
+    /// The standard error of its logarithm (from the spread of the calls' own figures):
+    /// how precisely it is known.
+    pub log_standard_error: f64,
+    /// Calls it is measured over.
+    pub calls: u64,
 }
 
 impl Candidate {
@@ -247,6 +295,8 @@ impl Candidate {
             vram_need: VramNeed::from_records(&summary),
             summary: Some(summary),
             held_vram_mb: None,
+            prediction: None,
+            efficiency: None,
         }
     }
 
@@ -257,6 +307,8 @@ impl Candidate {
             summary: None,
             vram_need: None,
             held_vram_mb: None,
+            prediction: None,
+            efficiency: None,
         }
     }
 }
@@ -272,7 +324,19 @@ pub struct RecommendParams {
     pub vram: VramBudget,
     /// The window the summaries cover, only to word the reasons ("in the last 24 h").
     pub window_hours: Option<f64>,
+    /// A model predicted slower than this for the workload is excluded.
+    pub max_latency_ms: Option<f64>,
+    /// The workload the predictions are for (prompt, output tokens), to word the reasons.
+    pub workload: Option<(u64, u64)>,
+    /// The quality floor of the `efficient` priority (1 to 5).
+    pub min_quality: f64,
+    /// The unit of [`Efficiency::per_1k_output_tokens`] ("J", or the currency).
+    pub efficiency_unit: &'static str,
 }
+
+/// The `efficient` priority's quality floor unless asked otherwise: "acceptable" on the 1
+/// to 5 scale; a cheap model that answers badly is not efficient.
+pub const DEFAULT_MIN_QUALITY: f64 = 3.0;
 
 impl Default for RecommendParams {
     fn default() -> RecommendParams {
@@ -281,6 +345,10 @@ impl Default for RecommendParams {
             min_operations: DEFAULT_MIN_OPERATIONS,
             vram: VramBudget::Unknown,
             window_hours: None,
+            max_latency_ms: None,
+            workload: None,
+            min_quality: DEFAULT_MIN_QUALITY,
+            efficiency_unit: "J",
         }
     }
 }
@@ -370,6 +438,12 @@ pub enum ExclusionKind {
     NoQualityScores,
     /// No operation of it is in the window.
     NoOperations,
+    /// Its predicted time for the workload is over `max_latency_ms`.
+    OverLatencyBudget,
+    /// No energy (or cost) per output token measured, which the efficient priority needs.
+    NoEfficiencyFigure,
+    /// Its mean quality is under `min_quality` (the efficient priority).
+    BelowQualityFloor,
 }
 
 /// A candidate that was left out, with every reason.

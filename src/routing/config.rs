@@ -55,6 +55,14 @@ pub struct RawAlias {
     pub max_vram_gb: Option<f64>,
     /// Models slower than this at p95 are left out.
     pub max_p95_ms: Option<f64>,
+    /// Models predicted slower than this for the alias's call size are left out.
+    pub max_latency_ms: Option<f64>,
+    /// The alias's typical call: output tokens (needed by `max_latency_ms`).
+    pub expected_output_tokens: Option<u64>,
+    /// The alias's typical call: prompt tokens; each model's median without.
+    pub prompt_tokens: Option<u64>,
+    /// The `efficient` priority's quality floor (1 to 5, default 3).
+    pub min_quality: Option<f64>,
 }
 
 /// One named virtual model, validated.
@@ -72,9 +80,27 @@ pub struct Alias {
     pub max_vram_mb: Option<f64>,
     /// Models whose p95 processing time is above this are left out.
     pub max_p95_ms: Option<f64>,
+    /// Models predicted slower than this for the call size are left out.
+    pub max_latency_ms: Option<f64>,
+    /// The typical call's output tokens: each model's time is predicted for it.
+    pub expected_output_tokens: Option<u64>,
+    /// The typical call's prompt tokens; each model's median when `None`.
+    pub prompt_tokens: Option<u64>,
+    /// The `efficient` priority's quality floor.
+    pub min_quality: f64,
 }
 
 impl Alias {
+    /// The call size and budget the recommendation predicts for, when one is configured.
+    pub fn workload(&self) -> Option<crate::policy::Workload> {
+        self.expected_output_tokens
+            .map(|output_tokens| crate::policy::Workload {
+                prompt_tokens: self.prompt_tokens,
+                output_tokens,
+                max_latency_ms: self.max_latency_ms,
+            })
+    }
+
     /// The built-in `auto:PRIORITY` names: every installed model of the call's kind.
     pub fn auto(priority: Priority) -> Alias {
         Alias {
@@ -84,6 +110,10 @@ impl Alias {
             min_operations: DEFAULT_MIN_OPERATIONS,
             max_vram_mb: None,
             max_p95_ms: None,
+            max_latency_ms: None,
+            expected_output_tokens: None,
+            prompt_tokens: None,
+            min_quality: crate::recommend::DEFAULT_MIN_QUALITY,
         }
     }
 }
@@ -100,6 +130,9 @@ pub struct RoutingConfig {
     /// Explicit fallback chains: a call for the key that fails before answering tries
     /// these in order.
     pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// `[cost]`, for the `efficient` priority (set from the root configuration).
+    #[serde(skip)]
+    pub cost: std::sync::Arc<crate::analytics::cost::CostConfig>,
 }
 
 impl Default for RoutingConfig {
@@ -109,6 +142,7 @@ impl Default for RoutingConfig {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             aliases: BTreeMap::new(),
             fallbacks: BTreeMap::new(),
+            cost: std::sync::Arc::default(),
         }
     }
 }
@@ -163,6 +197,7 @@ pub fn validate(raw: RawRouting, problems: &mut Vec<String>) -> RoutingConfig {
         max_attempts,
         aliases,
         fallbacks,
+        cost: std::sync::Arc::default(),
     }
 }
 
@@ -215,9 +250,26 @@ fn validate_alias(name: &str, raw: RawAlias, problems: &mut Vec<String>) -> Opti
     if !(1..=1_000_000).contains(&min_operations) {
         problems.push(format!("{key}.min_operations: must be 1 to 1000000"));
     }
+    if raw.expected_output_tokens.is_none()
+        && (raw.max_latency_ms.is_some() || raw.prompt_tokens.is_some())
+    {
+        problems.push(format!(
+            "{key}.expected_output_tokens: required with max_latency_ms or prompt_tokens (the \
+             size of the call whose time is predicted)"
+        ));
+    }
+    let min_quality = raw
+        .min_quality
+        .unwrap_or(crate::recommend::DEFAULT_MIN_QUALITY);
+    if !(1.0..=5.0).contains(&min_quality) {
+        problems.push(format!(
+            "{key}.min_quality: must be 1 to 5, got {min_quality}"
+        ));
+    }
     for (leaf, value) in [
         ("max_vram_gb", raw.max_vram_gb),
         ("max_p95_ms", raw.max_p95_ms),
+        ("max_latency_ms", raw.max_latency_ms),
     ] {
         if let Some(v) = value
             && !(v.is_finite() && v > 0.0)
@@ -232,6 +284,10 @@ fn validate_alias(name: &str, raw: RawAlias, problems: &mut Vec<String>) -> Opti
         min_operations,
         max_vram_mb: raw.max_vram_gb.map(|gb| gb * 1024.0),
         max_p95_ms: raw.max_p95_ms,
+        max_latency_ms: raw.max_latency_ms,
+        expected_output_tokens: raw.expected_output_tokens,
+        prompt_tokens: raw.prompt_tokens,
+        min_quality,
     })
 }
 

@@ -181,6 +181,7 @@ pub fn resolve(
     kind: CallKind,
     request_operation: Option<&str>,
     now: Instant,
+    cost: &std::sync::Arc<crate::analytics::cost::CostConfig>,
 ) -> Resolution {
     let operation = alias
         .operation
@@ -217,6 +218,9 @@ pub fn resolve(
             min_operations: alias.min_operations,
             available_vram_mb: alias.max_vram_mb,
             models: Some(list.clone()),
+            workload: alias.workload(),
+            min_quality: alias.min_quality,
+            cost: cost.clone(),
         },
     );
     let mut ranked: Vec<String> = recommendation
@@ -348,6 +352,7 @@ pub fn describe(priority: Priority) -> &'static str {
         Priority::Quality => "the highest quality score",
         Priority::Balanced => "the best blend of speed, quality and reliability",
         Priority::Reliable => "the highest success rate",
+        Priority::Efficient => "the least cost per output token above a quality floor",
     }
 }
 
@@ -404,6 +409,7 @@ mod tests {
             kind,
             Some(op),
             Instant::now(),
+            &std::sync::Arc::default(),
         )
     }
 

@@ -131,7 +131,57 @@ pub struct ModelStatistics {
     pub first_seen: DateTime<Utc>,
     /// The latest operation in the window.
     pub last_seen: DateTime<Utc>,
+    /// Energy and cost per token (cost figures are filled in by the API from `[cost]`).
+    pub efficiency: EfficiencyStats,
 }
+
+/// What a model's tokens cost in energy, time and money over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EfficiencyStats {
+    /// Mean `energy_j` of the operations that carry one.
+    pub avg_energy_j: Option<f64>,
+    /// Energy over output tokens, summed over the operations that carry both (a ratio of
+    /// sums, so a call with no output adds its energy and no tokens); null when none does.
+    pub joules_per_output_token: Option<f64>,
+    /// Operations with an energy measurement.
+    pub energy_measured_operations: u64,
+    /// Why `joules_per_output_token` is null, in words; null when it is known.
+    pub energy_unavailable_reason: Option<String>,
+    /// Processing time over output tokens of the successful operations that report
+    /// output tokens, ms: what `gpu_hour_price` is charged on.
+    pub ms_per_output_token: Option<f64>,
+    /// Prompt tokens of the successful operations in the window.
+    pub prompt_tokens: u64,
+    /// Output tokens of the successful operations in the window.
+    pub output_tokens: u64,
+    /// Cost per 1,000 output tokens in `[cost] currency`: energy at `price_per_kwh` plus
+    /// GPU time at `gpu_hour_price`, each where configured and measured; null when
+    /// neither is.
+    pub cost_per_1k_output_tokens: Option<f64>,
+    /// What `cost_per_1k_output_tokens` includes, in words.
+    pub cost_basis: Option<String>,
+    /// What the window's calls (their prompt and output tokens) would have cost at each
+    /// `[cost.reference]` price.
+    pub reference_costs: Vec<ReferenceCost>,
+}
+
+/// The same calls at a paid API's configured prices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReferenceCost {
+    /// The reference's name as configured (e.g. `gpt-4o-mini`).
+    pub name: String,
+    /// The window's prompt and output tokens at its prices.
+    pub cost_of_these_calls: f64,
+    /// Its price per 1,000 output tokens, with the prompt tokens these calls had per
+    /// output token.
+    pub cost_per_1k_output_tokens: Option<f64>,
+}
+
+/// Why energy is unknown when the records carry none: the API replaces it with the live
+/// telemetry's reason where it has one.
+pub const NO_ENERGY_IN_WINDOW: &str = "no operation in the window carries an energy measurement \
+     (recorded before energy metering, written by hand or imported without energy_j, or \
+     measured where neither a GPU energy counter nor RAPL was readable)";
 
 /// Count, sum, min and max of the known values pushed.
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +247,11 @@ impl Counts {
     }
 }
 
+/// Six decimals: joules per token are often well under one.
+fn round6(value: f64) -> f64 {
+    (value * 1e6).round() / 1e6
+}
+
 /// `value`'s percentiles, rounded for the API.
 fn rounded<const N: usize>(values: &mut [f32], ps: [f64; N]) -> [Option<f64>; N] {
     percentiles(values, ps).map(|v| v.map(round3))
@@ -229,10 +284,27 @@ pub fn model_statistics(
         Moments::EMPTY,
         Moments::EMPTY,
     );
+    let mut energy = Moments::EMPTY;
+    let (mut energy_with_tokens, mut tokens_with_energy) = (0.0_f64, 0.0_f64);
+    let (mut timed_ms, mut timed_tokens) = (0.0_f64, 0.0_f64);
+    let (mut prompt_total, mut output_total) = (0.0_f64, 0.0_f64);
 
     for s in window.iter().filter(|s| filter.matches_operation(s)) {
         counts.push(s);
+        energy.push(s.energy_j);
+        if !s.energy_j.is_nan() && !s.output_tokens.is_nan() {
+            energy_with_tokens += f64::from(s.energy_j);
+            tokens_with_energy += f64::from(s.output_tokens);
+        }
         if s.success {
+            if !s.output_tokens.is_nan() {
+                timed_ms += f64::from(s.processing_time_ms);
+                timed_tokens += f64::from(s.output_tokens);
+                output_total += f64::from(s.output_tokens);
+            }
+            if !s.prompt_tokens.is_nan() {
+                prompt_total += f64::from(s.prompt_tokens);
+            }
             time.push(s.processing_time_ms);
             ttft.push(s.ttft_ms);
             tps.push(s.tokens_per_second);
@@ -305,6 +377,19 @@ pub fn model_statistics(
         load_duration_ms: AvgStats { avg: load.avg() },
         first_seen: utc(counts.first_ms),
         last_seen: utc(counts.last_ms),
+        efficiency: EfficiencyStats {
+            avg_energy_j: energy.avg(),
+            joules_per_output_token: (tokens_with_energy > 0.0)
+                .then(|| round6(energy_with_tokens / tokens_with_energy)),
+            energy_measured_operations: energy.count,
+            energy_unavailable_reason: (energy.count == 0).then(|| NO_ENERGY_IN_WINDOW.to_owned()),
+            ms_per_output_token: (timed_tokens > 0.0).then(|| round3(timed_ms / timed_tokens)),
+            prompt_tokens: prompt_total as u64,
+            output_tokens: output_total as u64,
+            cost_per_1k_output_tokens: None,
+            cost_basis: None,
+            reference_costs: Vec::new(),
+        },
     })
 }
 

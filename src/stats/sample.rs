@@ -5,12 +5,12 @@ use crate::record::{ErrorKind, Record, Source};
 /// One record reduced to what statistics need.
 ///
 /// Measurements are `f32` with NaN for unknown (instead of `Option<f64>`) so a sample stays
-/// at 56 bytes and a million of them fit in about 56 MB. `f32` keeps 7 significant digits:
+/// at 64 bytes and a million of them fit in about 64 MB. `f32` keeps 7 significant digits:
 /// a microsecond on a 10-second call, far below what a person compares. Sums and means are
 /// accumulated in `f64` so precision is not lost over many samples.
 ///
-/// `output_tokens` is not used by any statistic yet; it is kept because it fits in the
-/// padding after `success` and costs nothing; so does the one-byte `source`.
+/// `prompt_tokens` and `output_tokens` feed the latency fit ([`crate::analytics`]) and
+/// `energy_j` the energy per token; the one-byte `source` fits in the padding.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     /// `Record::timestamp` as milliseconds since the Unix epoch (UTC).
@@ -39,6 +39,10 @@ pub struct Sample {
     pub load_duration_ms: f32,
     /// `Record::output_tokens`, NaN when unknown.
     pub output_tokens: f32,
+    /// `Record::prompt_tokens`, NaN when unknown.
+    pub prompt_tokens: f32,
+    /// `Record::energy_j`, NaN when unknown.
+    pub energy_j: f32,
     /// `Record::source`: statistics and recommend can be asked for one source only.
     pub source: Source,
     /// Whether Ollama answered this call "model not found": a name made only of such
@@ -50,7 +54,7 @@ pub struct Sample {
 }
 
 // The size is the reason this type exists; a field added carelessly should fail the build.
-const _: () = assert!(std::mem::size_of::<Sample>() <= 56);
+const _: () = assert!(std::mem::size_of::<Sample>() <= 64);
 
 /// `None` becomes NaN, the sample's "unknown".
 fn known(value: Option<f64>) -> f32 {
@@ -76,6 +80,8 @@ impl Sample {
             load_duration_ms: known(r.load_duration_ms),
             // Token counts stay exact in f32 up to 16,777,216, far beyond any answer.
             output_tokens: known(r.output_tokens.map(|t| t as f64)),
+            prompt_tokens: known(r.prompt_tokens.map(|t| t as f64)),
+            energy_j: known(r.energy_j),
             source: r.source,
             model_not_found: r.error_kind == Some(ErrorKind::ModelNotFound),
             host: host_id,
@@ -104,6 +110,8 @@ impl Sample {
             vram_mb: f32::NAN,
             load_duration_ms: f32::NAN,
             output_tokens: f32::NAN,
+            prompt_tokens: f32::NAN,
+            energy_j: f32::NAN,
             source: Source::Proxy,
             model_not_found: false,
             host: 0,

@@ -155,6 +155,17 @@ pub trait RecordStore: Send {
         Ok((Vec::new(), false))
     }
 
+    /// Runs `job` on the PostgreSQL connection underneath (connected and reconnected as
+    /// the store's own calls are), for a part that keeps a table of its own there (the
+    /// alerts); `None` on SQLite, whose connection [`RecordStore::as_sqlite`] gives.
+    fn with_postgres(
+        &mut self,
+        job: &mut dyn FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
+    ) -> Option<Result<(), StoreError>> {
+        let _ = job;
+        None
+    }
+
     /// The SQLite store underneath, for SQLite-only maintenance (and tests that simulate
     /// a full disk); `None` on PostgreSQL.
     fn as_sqlite(&mut self) -> Option<&mut Store> {

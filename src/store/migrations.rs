@@ -170,7 +170,14 @@ pub const MIGRATIONS: &[Migration] = &[
             quality_score DOUBLE PRECISION
         );",
     },
-    // 7: the upstream host that served each call (`None` for older records and for
+    // 7: the energy each call used, and how it was measured.
+    Migration {
+        sqlite: "ALTER TABLE records ADD COLUMN energy_j REAL;
+        ALTER TABLE records ADD COLUMN energy_source TEXT;",
+        postgres: "ALTER TABLE records ADD COLUMN energy_j DOUBLE PRECISION;
+        ALTER TABLE records ADD COLUMN energy_source TEXT;",
+    },
+    // 8: the upstream host that served each call (`None` for older records and for
     // records written by hand without one).
     Migration {
         sqlite: "ALTER TABLE records ADD COLUMN host TEXT;",

@@ -43,7 +43,7 @@ const COLUMN_TYPES: &[&str] = &[
     "text", "int8", "text", "text", "text", "bool", "bool", "int4", "text", "text", "float8",
     "float8", "float8", "float8", "float8", "float8", "int8", "int8", "bool", "float8", "float8",
     "text", "int8", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
-    "text", "text", "text", "text", "int8", "text", "text",
+    "text", "text", "text", "text", "int8", "text", "float8", "text", "text",
 ];
 
 /// A PostgreSQL database to connect to.
@@ -269,6 +269,13 @@ static SELECT_FIELDS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| FIELD_NAMES.join(", "));
 
 impl RecordStore for PgStore {
+    fn with_postgres(
+        &mut self,
+        job: &mut dyn FnMut(&mut postgres::Client) -> Result<(), postgres::Error>,
+    ) -> Option<Result<(), StoreError>> {
+        Some(self.with(|conn| job(&mut conn.client)))
+    }
+
     fn insert_batch(&mut self, records: &[Record]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
@@ -621,6 +628,8 @@ struct Columns<'a> {
     route_reason: Vec<Option<&'static str>>,
     attempt: Vec<i64>,
     instance: Vec<&'a str>,
+    energy_j: Vec<Option<f64>>,
+    energy_source: Vec<Option<&'a str>>,
     host: Vec<Option<&'a str>>,
 }
 
@@ -698,6 +707,8 @@ impl<'a> Columns<'a> {
                 .collect(),
             attempt: records.iter().map(|r| i64::from(r.attempt)).collect(),
             instance: records.iter().map(|r| r.instance.as_str()).collect(),
+            energy_j: col(&|r| r.energy_j),
+            energy_source: records.iter().map(|r| r.energy_source.as_deref()).collect(),
             host: records.iter().map(|r| r.host.as_deref()).collect(),
         }
     }
@@ -732,6 +743,8 @@ impl<'a> Columns<'a> {
         p.push(&self.route_reason);
         p.push(&self.attempt);
         p.push(&self.instance);
+        p.push(&self.energy_j);
+        p.push(&self.energy_source);
         p.push(&self.host);
         p
     }
@@ -787,7 +800,9 @@ fn record_from_row(row: &Row) -> Result<Record, postgres::Error> {
         route_reason: route_reason.as_deref().and_then(RouteReason::parse),
         attempt: row.try_get::<_, i64>(35)?.clamp(1, i64::from(u32::MAX)) as u32,
         instance: row.try_get(36)?,
-        host: row.try_get(37)?,
+        energy_j: row.try_get(37)?,
+        energy_source: row.try_get(38)?,
+        host: row.try_get(39)?,
     })
 }
 

@@ -119,6 +119,15 @@ pub trait GpuBackend: Send {
     /// Why there is no reading, in words a person can act on (no library, no driver, no
     /// permission, no device).
     fn sample(&mut self) -> Result<GpuReading, String>;
+
+    /// Reads each device's energy: its total energy counter where it has one, else its
+    /// power now. Called right after [`GpuBackend::sample`] on the same thread.
+    ///
+    /// # Errors
+    /// Why no device's energy can be read, in words.
+    fn energy(&mut self) -> Result<Vec<(u32, super::energy::Meter)>, String> {
+        Err("this GPU backend reads no energy".to_owned())
+    }
 }
 
 /// The reason, in words, that NVML could not start.
@@ -253,6 +262,55 @@ impl GpuBackend for NvmlBackend {
         }
         Ok(GpuReading { devices })
     }
+
+    fn energy(&mut self) -> Result<Vec<(u32, super::energy::Meter)>, String> {
+        use super::energy::Meter;
+        let nvml = self.nvml()?;
+        let count = nvml
+            .device_count()
+            .map_err(|e| format!("NVML cannot count devices: {e}"))?;
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for index in 0..count {
+            let device = match nvml.device_by_index(index) {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.push(format!("GPU {index}: {e}"));
+                    continue;
+                }
+            };
+            // Volta and later count energy since the driver loaded, in mJ; older boards
+            // only report power.
+            match device.total_energy_consumption() {
+                Ok(mj) => out.push((
+                    index,
+                    Meter::Counter {
+                        joules: mj as f64 / 1000.0,
+                        wraps_at: None,
+                    },
+                )),
+                Err(counter) => match device.power_usage() {
+                    Ok(mw) => out.push((
+                        index,
+                        Meter::Power {
+                            watts: f64::from(mw) / 1000.0,
+                        },
+                    )),
+                    Err(power) => problems.push(format!(
+                        "GPU {index}: no energy counter ({counter}) and no power reading ({power})"
+                    )),
+                },
+            }
+        }
+        if out.is_empty() {
+            return Err(if problems.is_empty() {
+                "NVML sees no GPU".to_owned()
+            } else {
+                problems.join("; ")
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// The test double of the GPU (tests, and the `test-support` feature).
@@ -267,13 +325,21 @@ mod fake {
     #[derive(Clone)]
     pub struct FakeGpu {
         answer: Arc<Mutex<Result<GpuReading, String>>>,
+        energy: Arc<Mutex<EnergyAnswer>>,
     }
+
+    /// What the fake's energy reading answers.
+    type EnergyAnswer = Result<Vec<(u32, crate::telemetry::energy::Meter)>, String>;
+
+    /// What a fake GPU without a set energy answer says.
+    pub const FAKE_NO_ENERGY: &str = "the fake GPU reads no energy";
 
     impl FakeGpu {
         /// A backend that answers `reading`.
         pub fn new(reading: GpuReading) -> FakeGpu {
             FakeGpu {
                 answer: Arc::new(Mutex::new(Ok(reading))),
+                energy: Arc::new(Mutex::new(Err(FAKE_NO_ENERGY.to_owned()))),
             }
         }
 
@@ -281,6 +347,7 @@ mod fake {
         pub fn unavailable(reason: &str) -> FakeGpu {
             FakeGpu {
                 answer: Arc::new(Mutex::new(Err(reason.to_owned()))),
+                energy: Arc::new(Mutex::new(Err(reason.to_owned()))),
             }
         }
 
@@ -288,11 +355,26 @@ mod fake {
         pub fn set(&self, answer: Result<GpuReading, String>) {
             *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = answer;
         }
+
+        /// Changes the energy answer of every clone (a fake energy counter).
+        pub fn set_energy(
+            &self,
+            answer: Result<Vec<(u32, crate::telemetry::energy::Meter)>, String>,
+        ) {
+            *self.energy.lock().unwrap_or_else(PoisonError::into_inner) = answer;
+        }
     }
 
     impl GpuBackend for FakeGpu {
         fn sample(&mut self) -> Result<GpuReading, String> {
             self.answer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+
+        fn energy(&mut self) -> Result<Vec<(u32, crate::telemetry::energy::Meter)>, String> {
+            self.energy
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone()
@@ -320,6 +402,7 @@ pub fn nvml_report() -> String {
         .map(|ps| ps.into_iter().map(|p| (p.pid, p.cmd.join(" "))).collect())
         .unwrap_or_default();
     let mib = |b: u64| b as f64 / BYTES_PER_MIB;
+    let energy = NvmlBackend::new().energy();
     for d in &reading.devices {
         let pct = |p: Option<u32>| p.map_or("n/a".to_owned(), |p| format!("{p}%"));
         let _ = writeln!(
@@ -334,6 +417,28 @@ pub fn nvml_report() -> String {
             pct(d.utilization_gpu_percent),
             pct(d.utilization_memory_percent),
         );
+        match &energy {
+            Ok(meters) => match meters.iter().find(|(i, _)| *i == d.index) {
+                Some((_, super::energy::Meter::Counter { joules, .. })) => {
+                    let _ = writeln!(
+                        out,
+                        "  energy counter: {joules:.3} J since the driver loaded (total_energy_consumption)"
+                    );
+                }
+                Some((_, super::energy::Meter::Power { watts })) => {
+                    let _ = writeln!(
+                        out,
+                        "  no energy counter; power now {watts:.1} W (energy is power x time)"
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  energy: not readable on this device");
+                }
+            },
+            Err(reason) => {
+                let _ = writeln!(out, "  energy: {reason}");
+            }
+        }
         if d.processes.is_empty() {
             let _ = writeln!(out, "  no processes listed");
         }

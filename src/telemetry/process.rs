@@ -60,6 +60,18 @@ pub struct Matchers {
     pub names: Vec<String>,
 }
 
+impl Matchers {
+    /// Whether `proc` is one of the configured processes (by pid or by name).
+    pub fn matches(&self, proc: &ProcInfo) -> bool {
+        self.pids.contains(&proc.pid) || base_names(proc).any(|n| self.names.iter().any(|m| m == n))
+    }
+
+    /// Whether nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.names.is_empty()
+    }
+}
+
 /// The runner executables that Ollama has used: `llama-server` since v0.30,
 /// `ollama_llama_server` before v0.5.2 (its kernel name is cut to 15 bytes, hence the
 /// prefix form). `ollama runner` (v0.5.2 to v0.24) is recognised by its first argument.
@@ -90,8 +102,7 @@ fn base_names(proc: &ProcInfo) -> impl Iterator<Item = &str> {
 /// A runner needs a `--model` argument: Ollama starts short-lived helpers of the same
 /// executables without one (GPU discovery), and those hold no model.
 pub fn classify(proc: &ProcInfo, matchers: &Matchers) -> Option<Role> {
-    let configured = matchers.pids.contains(&proc.pid)
-        || base_names(proc).any(|n| matchers.names.iter().any(|m| m == n));
+    let configured = matchers.matches(proc);
     let is_ollama = base_names(proc).any(|n| n == "ollama");
     let first_arg = proc.cmd.get(1).map(String::as_str);
     let runner_form = base_names(proc).any(|n| RUNNER_NAMES.contains(&n))

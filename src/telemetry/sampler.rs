@@ -16,17 +16,23 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::energy::{
+    Channel, ChannelReading, EnergyReading, Meter, POWERCAP_DIR, RaplZone, read_rapl,
+};
 use super::gpu::{GpuBackend, GpuReading};
 use super::join::{
     Found, Joined, gpu_snapshots, join, loaded_models, mib, processes_snapshot, ps_name, tag_name,
 };
 use super::ollama::{OllamaApi, PsModel, ShowInfo, TagModel};
+use super::openai::OpenAiApi;
 use super::process::{Matchers, ProcessSource, classify};
 use super::samples::Sample;
 use super::snapshot::{NamedVramNeed, SourceState, SourcesState, SystemSnapshot};
 use super::vram::{DEFAULT_CONTEXT_TOKENS, Measured, estimate};
 use super::{InstalledModel, Shared, TelemetryConfig, duration_ms, model_key};
 use crate::text::panic_message;
+
+mod openai;
 
 /// How often `/api/tags` is read: installed models change on pull and delete, which are
 /// rare and slow; a minute's delay in an estimate costs nothing.
@@ -57,6 +63,8 @@ struct ShowEntry {
 
 pub(crate) struct Sampler {
     ollama: Box<dyn OllamaApi>,
+    /// What the tick needs when the upstream is an OpenAI-compatible server.
+    openai: openai::OpenAiSide,
     procs: Arc<Mutex<Box<dyn ProcessSource>>>,
     gpu: Arc<Mutex<Box<dyn GpuBackend>>>,
     matchers: Matchers,
@@ -78,13 +86,20 @@ pub(crate) struct Sampler {
     ticks: u64,
     panics: u64,
     last_panic: Option<String>,
+    /// Where the RAPL zones are read (tests point it elsewhere).
+    pub(crate) powercap: std::path::PathBuf,
 }
 
 impl Sampler {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each source is its own trait object, handed in by the telemetry's constructors"
+    )]
     pub(crate) fn new(
         config: &TelemetryConfig,
         interval: Duration,
         ollama: Box<dyn OllamaApi>,
+        openai_api: Box<dyn OpenAiApi>,
         gpu: Box<dyn GpuBackend>,
         procs: Box<dyn ProcessSource>,
         shared: Arc<Shared>,
@@ -92,6 +107,7 @@ impl Sampler {
     ) -> Sampler {
         Sampler {
             ollama,
+            openai: openai::OpenAiSide::new(openai_api, &config.upstream),
             procs: Arc::new(Mutex::new(procs)),
             gpu: Arc::new(Mutex::new(gpu)),
             matchers: Matchers {
@@ -116,11 +132,15 @@ impl Sampler {
             ticks: 0,
             panics: 0,
             last_panic: None,
+            powercap: std::path::PathBuf::from(POWERCAP_DIR),
         }
     }
 
     /// One tick at `now` (a parameter so tests drive time by hand).
     pub(crate) async fn tick(&mut self, now: Instant) {
+        if self.upstream_is_openai() {
+            return self.tick_openai(now).await;
+        }
         let started = std::time::Instant::now();
         self.ticks += 1;
         let ps = self.ollama.ps().await;
@@ -146,10 +166,17 @@ impl Sampler {
                 self.context_tokens = Some(ctx);
             }
         }
-        let (found, gpu) = self.read_machine(&ps, now).await;
+        let (found, gpu, energy) = self.read_machine(&ps, now).await;
+        let read_at = std::time::Instant::now();
         let sample_at = Utc::now();
         let duration = started.elapsed();
         let joined = join(&ps, &found, &gpu, &self.blob_models());
+        let model_gpus = model_gpus(&joined, &gpu);
+        {
+            let mut ledger = self.shared.ledger();
+            ledger.set_model_gpus(model_gpus);
+            ledger.reading(&energy, read_at);
+        }
         self.publish(&ps, &found, &gpu, joined, sample_at, duration);
     }
 
@@ -210,7 +237,11 @@ impl Sampler {
         &mut self,
         ps: &Result<Vec<PsModel>, String>,
         now: Instant,
-    ) -> (Result<Vec<Found>, String>, Result<GpuReading, String>) {
+    ) -> (
+        Result<Vec<Found>, String>,
+        Result<GpuReading, String>,
+        EnergyReading,
+    ) {
         let loaded: BTreeSet<String> = match ps {
             Ok(models) => models.iter().map(|m| model_key(ps_name(m))).collect(),
             Err(_) => self.discovered_for.clone(),
@@ -228,6 +259,7 @@ impl Sampler {
         let gpu = Arc::clone(&self.gpu);
         let matchers = self.matchers.clone();
         let watched = watch.clone();
+        let powercap = self.powercap.clone();
         let blocking = tokio::task::spawn_blocking(move || {
             let found = guarded("process source", || {
                 let mut source = procs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -246,13 +278,36 @@ impl Sampler {
             let reading = guarded("GPU backend", || {
                 gpu.lock().unwrap_or_else(PoisonError::into_inner).sample()
             });
-            (found, reading)
+            let gpu_energy = match &reading {
+                Ok(_) => guarded("GPU energy", || {
+                    gpu.lock().unwrap_or_else(PoisonError::into_inner).energy()
+                }),
+                Err(reason) => Err(reason.clone()),
+            };
+            // This machine's CPU is Ollama's only when Ollama's processes are visible here.
+            let rapl = match &found {
+                Ok(found) if !found.is_empty() => read_rapl(&powercap),
+                _ => Err(
+                    "CPU energy: not read, as no Ollama process is visible on this \
+                          machine (its CPU may be another's)"
+                        .to_owned(),
+                ),
+            };
+            let energy = energy_reading(gpu_energy, rapl);
+            (found, reading, energy)
         });
-        let (found, reading) = match blocking.await {
-            Ok(pair) => pair,
+        let (found, reading, energy) = match blocking.await {
+            Ok(triple) => triple,
             Err(e) => {
                 let reason = format!("the sampling thread failed: {e}");
-                (Err(reason.clone()), Err(reason))
+                (
+                    Err(reason.clone()),
+                    Err(reason.clone()),
+                    EnergyReading {
+                        channels: Vec::new(),
+                        missing: vec![reason],
+                    },
+                )
             }
         };
         if let Ok(found) = &found {
@@ -270,7 +325,7 @@ impl Sampler {
             }
             self.known_pids = pids;
         }
-        (found, reading)
+        (found, reading, energy)
     }
 
     fn publish(
@@ -282,22 +337,7 @@ impl Sampler {
         at: chrono::DateTime<Utc>,
         duration: Duration,
     ) {
-        self.seq += 1;
-        for m in &joined.models {
-            if let Some(observed) = Measured::observe(
-                m.size_bytes,
-                m.size_vram_bytes,
-                m.gpu_memory_bytes,
-                m.context_length,
-            ) {
-                let entry = self
-                    .measured
-                    .remove(&m.key)
-                    .map(|(_, old)| old.max(observed.clone()));
-                self.measured
-                    .insert(m.key.clone(), (m.name.clone(), entry.unwrap_or(observed)));
-            }
-        }
+        self.observe_needs(&joined.models);
         let sources = SourcesState {
             processes: match found {
                 Err(reason) => SourceState::Unavailable(reason.clone()),
@@ -315,6 +355,9 @@ impl Sampler {
                 Err(reason) => SourceState::Unavailable(reason.clone()),
             },
             ollama_tags: self.tags_state.clone(),
+            openai_api: SourceState::Disabled(
+                "the upstream is Ollama (or not yet known to be otherwise)".into(),
+            ),
         };
         let mut notes = joined.notes.clone();
         if let Ok(models) = ps {
@@ -338,17 +381,61 @@ impl Sampler {
             processes: processes_snapshot(found, &joined, gpu),
             vram_needs: needs.iter().map(|(_, n)| n.clone()).collect(),
             notes,
+            upstream_server: None,
             sampler: self.sampler_state(Some(at), Some(duration), sources),
         };
         let sample = Sample {
-            seq: self.seq,
+            seq: 0,
             at: Some(at),
             server_rss_bytes: joined.server_rss_bytes,
             ps_ok: ps.is_ok(),
             models: joined.models,
             gpu_free_bytes: gpu.as_ref().ok().and_then(GpuReading::free_bytes),
             gpu_total_bytes: gpu.as_ref().ok().and_then(GpuReading::total_bytes),
+            serves_any_name: false,
         };
+        let installed = (self.tags_state == SourceState::Ok).then(|| {
+            self.tags
+                .iter()
+                .map(|t| InstalledModel {
+                    name: tag_name(t).to_owned(),
+                    capabilities: t.capabilities.clone(),
+                })
+                .collect()
+        });
+        self.commit(sample, snapshot, needs, installed);
+    }
+
+    /// Keeps the largest footprint each model was seen with: its measured VRAM need.
+    fn observe_needs(&mut self, models: &[super::samples::ModelSample]) {
+        for m in models {
+            if let Some(observed) = Measured::observe(
+                m.size_bytes,
+                m.size_vram_bytes,
+                m.gpu_memory_bytes,
+                m.context_length,
+            ) {
+                let entry = self
+                    .measured
+                    .remove(&m.key)
+                    .map(|(_, old)| old.max(observed.clone()));
+                self.measured
+                    .insert(m.key.clone(), (m.name.clone(), entry.unwrap_or(observed)));
+            }
+        }
+    }
+
+    /// Publishes one sample (numbered here) with its snapshot; `installed` replaces the
+    /// installed models when given.
+    fn commit(
+        &mut self,
+        mut sample: Sample,
+        snapshot: SystemSnapshot,
+        needs: Vec<(String, NamedVramNeed)>,
+        installed: Option<Vec<InstalledModel>>,
+    ) {
+        self.seq += 1;
+        sample.seq = self.seq;
         {
             let mut published = self
                 .shared
@@ -358,16 +445,8 @@ impl Sampler {
             published.history.push(sample);
             published.snapshot = snapshot;
             published.needs = needs;
-            if self.tags_state == SourceState::Ok {
-                published.installed = Some(
-                    self.tags
-                        .iter()
-                        .map(|t| InstalledModel {
-                            name: tag_name(t).to_owned(),
-                            capabilities: t.capabilities.clone(),
-                        })
-                        .collect(),
-                );
+            if installed.is_some() {
+                published.installed = installed;
             }
         }
         self.shared.latest_seq.store(self.seq, Ordering::Release);
@@ -393,6 +472,11 @@ impl Sampler {
                 "ollama_tags",
                 &sources.ollama_tags,
                 before.as_ref().map(|b| &b.ollama_tags),
+            ),
+            (
+                "openai_api",
+                &sources.openai_api,
+                before.as_ref().map(|b| &b.openai_api),
             ),
         ];
         for (source, now, then) in pairs {
@@ -484,6 +568,57 @@ impl Sampler {
 }
 
 /// Runs `f`, turning a panic into a reason.
+/// The GPU energy and the RAPL zones as one reading, with why either is missing.
+fn energy_reading(
+    gpu: Result<Vec<(u32, Meter)>, String>,
+    rapl: Result<Vec<RaplZone>, String>,
+) -> EnergyReading {
+    let mut reading = EnergyReading::default();
+    match gpu {
+        Ok(meters) => reading
+            .channels
+            .extend(meters.into_iter().map(|(index, meter)| ChannelReading {
+                channel: Channel::Gpu(index),
+                meter,
+            })),
+        Err(reason) => reading.missing.push(format!("GPU energy: {reason}")),
+    }
+    match rapl {
+        Ok(zones) => reading
+            .channels
+            .extend(zones.into_iter().map(|z| ChannelReading {
+                channel: Channel::Cpu(z.zone),
+                meter: Meter::Counter {
+                    joules: z.joules,
+                    wraps_at: z.wraps_at,
+                },
+            })),
+        Err(reason) => reading.missing.push(reason),
+    }
+    reading
+}
+
+/// Per model key, the GPUs (NVML indices) whose process list holds its runner.
+fn model_gpus(joined: &Joined, gpu: &Result<GpuReading, String>) -> HashMap<String, Vec<u32>> {
+    let Ok(gpu) = gpu else {
+        return HashMap::new();
+    };
+    joined
+        .models
+        .iter()
+        .filter_map(|m| {
+            let pid = m.runner_pid?;
+            let on: Vec<u32> = gpu
+                .devices
+                .iter()
+                .filter(|d| d.processes.iter().any(|p| p.pid == pid))
+                .map(|d| d.index)
+                .collect();
+            (!on.is_empty()).then(|| (m.key.clone(), on))
+        })
+        .collect()
+}
+
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(format!("the {what} panicked: {}", panic_message(&*payload))))

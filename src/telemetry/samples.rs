@@ -47,12 +47,21 @@ pub struct Sample {
     pub gpu_free_bytes: Option<u64>,
     /// Installed memory over all devices, bytes; `None` without GPU telemetry.
     pub gpu_total_bytes: Option<u64>,
+    /// The upstream serves its one model whatever name a call gives (a single-model
+    /// OpenAI-compatible server such as llama.cpp's): every name reads that model.
+    pub serves_any_name: bool,
 }
 
 impl Sample {
-    /// The entry for `key`.
+    /// The entry for `key` (or the one model of a server that serves any name).
     pub fn model(&self, key: &str) -> Option<&ModelSample> {
-        self.models.iter().find(|m| m.key == key)
+        self.models
+            .iter()
+            .find(|m| m.key == key)
+            .or(match self.models.as_slice() {
+                [only] if self.serves_any_name => Some(only),
+                _ => None,
+            })
     }
 
     /// The model's runner RSS plus the server's, bytes. `None` when its runner is not
@@ -172,7 +181,26 @@ mod tests {
             }],
             gpu_free_bytes: Some(7000 * MIB),
             gpu_total_bytes: Some(24_000 * MIB),
+            serves_any_name: false,
         }
+    }
+
+    #[test]
+    fn a_single_model_server_answers_for_any_name_and_only_then() {
+        let mut one = sample(1, Some(500), Some(700));
+        one.server_rss_bytes = None;
+        assert_eq!(one.model("gpt-4o:latest"), None);
+        one.serves_any_name = true;
+        assert_eq!(one.ollama_rss_bytes("gpt-4o:latest"), Some(500 * MIB));
+        // Two models: a name picks its own or none, never a guess.
+        let mut two = one.clone();
+        two.models.push(ModelSample {
+            key: "n:latest".into(),
+            runner_rss_bytes: Some(MIB),
+            ..Default::default()
+        });
+        assert_eq!(two.model("gpt-4o:latest"), None);
+        assert_eq!(two.ollama_rss_bytes("n:latest"), Some(MIB));
     }
 
     #[test]

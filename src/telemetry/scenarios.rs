@@ -746,3 +746,57 @@ async fn the_snapshot_serialises_for_the_system_route() {
     assert_eq!(json["processes"]["runners"][0]["rss_mb"], 1000.0);
     assert!(json["sampler"]["last_tick_duration_ms"].is_number());
 }
+
+#[tokio::test]
+async fn each_call_gets_the_energy_of_the_gpus_its_model_runs_on() {
+    use crate::telemetry::energy::Meter;
+    let counters = |g0: f64, g1: f64| {
+        Ok(vec![
+            (
+                0,
+                Meter::Counter {
+                    joules: g0,
+                    wraps_at: None,
+                },
+            ),
+            (
+                1,
+                Meter::Counter {
+                    joules: g1,
+                    wraps_at: None,
+                },
+            ),
+        ])
+    };
+    let mut rig = Rig::new();
+    rig.gpu.set_energy(counters(1_000.0, 5_000.0));
+    rig.tick_after(Duration::ZERO).await; // the channels and which GPUs each runner is on
+    let a = rig.telemetry.energy_begin("a"); // runner 201: GPU 0 only
+    let b = rig.telemetry.energy_begin("b:7b"); // runner 202: GPUs 0 and 1
+    rig.tick_after(Duration::from_secs(1)).await; // nothing spent yet
+    rig.gpu.set_energy(counters(1_000.0, 5_300.0));
+    rig.tick_after(Duration::from_secs(1)).await; // GPU 1 spent 300 J, GPU 0 nothing
+    let ea = a.finish();
+    let eb = b.finish();
+    assert_eq!(ea.joules, Some(0.0), "GPU 1's energy is not a's: {ea:?}");
+    assert_eq!(ea.source.as_deref(), Some("gpu_counter"));
+    assert!(
+        eb.joules.is_some_and(|j| j >= 300.0),
+        "all of GPU 1's 300 J: {eb:?}"
+    );
+
+    // Without an energy reading: null, and the reason, never 0.
+    rig.gpu.set_energy(Err("no counter on this board".into()));
+    rig.tick_after(Duration::from_secs(1)).await;
+    let c = rig.telemetry.energy_begin("a");
+    rig.tick_after(Duration::from_secs(1)).await;
+    let ec = c.finish();
+    assert_eq!(ec.joules, None, "{ec:?}");
+    let reason = ec.reason.expect("a reason");
+    assert!(
+        reason.contains("GPU energy: no counter on this board"),
+        "{reason}"
+    );
+    assert!(reason.contains("CPU energy"), "{reason}");
+    assert!(!rig.telemetry.energy_missing().is_empty());
+}

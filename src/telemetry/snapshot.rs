@@ -41,6 +41,8 @@ pub struct SourcesState {
     pub ollama_api: SourceState,
     /// `GET /api/tags`, read now and then for the installed models' estimates.
     pub ollama_tags: SourceState,
+    /// `GET /v1/models` of an OpenAI-compatible upstream (kind `openai`).
+    pub openai_api: SourceState,
 }
 
 impl SourcesState {
@@ -51,6 +53,16 @@ impl SourcesState {
             nvml: state.clone(),
             ollama_api: state.clone(),
             ollama_tags: state.clone(),
+            openai_api: state.clone(),
+        }
+    }
+
+    /// The state of the upstream's own model API: `/v1/models` for an OpenAI-compatible
+    /// upstream, else Ollama's `/api/ps`.
+    pub fn upstream_api(&self) -> &SourceState {
+        match self.ollama_api {
+            SourceState::Disabled(_) => &self.openai_api,
+            _ => &self.ollama_api,
         }
     }
 }
@@ -196,8 +208,31 @@ pub struct SystemSnapshot {
     /// Facts that are partial, in words (a loaded model without a visible runner, GPU
     /// processes from another PID namespace, ...).
     pub notes: Vec<String>,
+    /// The OpenAI-compatible server behind the upstream (kind `openai`): the processes
+    /// found by its listening socket, what it serves and llama.cpp's `/props`; `null` for
+    /// Ollama.
+    pub upstream_server: Option<UpstreamServer>,
     /// The sampler and its sources.
     pub sampler: SamplerState,
+}
+
+/// An OpenAI-compatible server as telemetry sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamServer {
+    /// The address its socket listens on, once found.
+    pub listen: Option<String>,
+    /// The processes holding that socket (normally one).
+    pub pids: Vec<u32>,
+    /// Their descendants (engine or worker processes), counted with them.
+    pub child_pids: Vec<u32>,
+    /// RSS over those processes, MiB: what each model it serves is charged.
+    pub rss_mb: Option<f64>,
+    /// GPU memory over those processes (NVML), MiB.
+    pub gpu_memory_mb: Option<f64>,
+    /// The models `/v1/models` lists.
+    pub models: Vec<super::openai::ServedModel>,
+    /// llama.cpp's `/props`; `null` where the server has none.
+    pub props: Option<super::openai::ServerProps>,
 }
 
 impl SystemSnapshot {
@@ -211,6 +246,7 @@ impl SystemSnapshot {
             processes: ProcessesSnapshot::default(),
             vram_needs: Vec::new(),
             notes: Vec::new(),
+            upstream_server: None,
             sampler: SamplerState {
                 enabled,
                 interval_ms,

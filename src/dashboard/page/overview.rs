@@ -53,6 +53,8 @@ pub(super) fn overview(view: &View) -> Markup {
                             th.num scope="col" { "Quality (1–5)" }
                             th.num scope="col" { "Memory avg" }
                             th.num scope="col" { "VRAM need" }
+                            th.num scope="col" { "J / output token" }
+                            th.num scope="col" { "Cost / 1k tokens" }
                         }
                     }
                     tbody {
@@ -96,6 +98,22 @@ pub(super) fn overview(view: &View) -> Markup {
                                         }
                                     }
                                     None => { td.num { span.none { "unknown" } } }
+                                }
+                                @match s.efficiency.joules_per_output_token {
+                                    Some(j) => { td.num data-value=(j) { (format!("{j:.3}")) } }
+                                    None => {
+                                        td.num title=[s.efficiency.energy_unavailable_reason.as_deref()] {
+                                            span.none { "not measured" }
+                                        }
+                                    }
+                                }
+                                @match s.efficiency.cost_per_1k_output_tokens {
+                                    Some(c) => {
+                                        td.num data-value=(c) title=[s.efficiency.cost_basis.as_deref()] {
+                                            (format!("{c:.4}"))
+                                        }
+                                    }
+                                    None => { td.num { span.none { "no price" } } }
                                 }
                             }
                         }

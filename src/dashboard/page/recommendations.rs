@@ -13,6 +13,7 @@ fn priority_words(p: Priority) -> &'static str {
         Priority::Quality => "Best quality",
         Priority::Balanced => "Balanced",
         Priority::Reliable => "Most reliable",
+        Priority::Efficient => "Most efficient",
     }
 }
 
