@@ -6,7 +6,9 @@
 //! run, `-- --smoke` for the few seconds the test suite runs, `-- --runs N` for another
 //! number of runs, `-- --ollameter PATH` to measure another build, `-- --no-bare` to skip
 //! the bare hyper proxy, `-- --otel` to also measure an ollameter exporting a GenAI span
-//! per call over OTLP/HTTP to a sink in the fake, `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
+//! per call over OTLP/HTTP to a sink in the fake, `-- --upstreams N` to also measure
+//! ollameter in front of N fake Ollamas choosing a host per call (the added cost of the
+//! choice is in the targets), `-- --serve SECONDS` to hold the fake, ollameter, nginx and the
 //! bare proxy up for profiling). It needs Debian's `wrk` and `nginx` (`apt-get install -y
 //! wrk nginx`); without them it falls back to its own load client and skips nginx, and
 //! says so. The ollameter binary measured is the one Cargo builds for the bench (release
@@ -85,6 +87,15 @@ fn main() -> ExitCode {
         plan.runs = runs;
     }
     plan.otel = args.iter().any(|a| a == "--otel");
+    // `--upstreams N`: also ollameter in front of N fake Ollamas, choosing a host per call.
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--upstreams")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+    {
+        plan.upstreams = n;
+    }
     println!("# ollameter proxy benchmark");
     println!();
     println!("- machine: {}", machine());
@@ -517,6 +528,18 @@ fn print_targets(plan: &Plan, report: &Report) {
                 "| (floor) bare hyper at c64: throughput vs nginx, CPU per call | {:.0}%, {b:.1} µs ({:.2}x nginx's) | |",
                 ratio * 100.0,
                 b / n
+            );
+        }
+    }
+    if plan.upstreams >= 2 {
+        for &c in &plan.concurrency {
+            let choice = median(&per_run(report, |r| {
+                Some(r.closed(Way::Fleet, c)?.p50_us - r.closed(Way::Ollameter, c)?.p50_us)
+            }));
+            println!(
+                "| c{c}: choosing among {} upstreams adds <= 20 µs at p50 over one | {choice:.1} µs | {} |",
+                plan.upstreams,
+                verdict(choice <= 20.0)
             );
         }
     }

@@ -8,8 +8,8 @@
 //!
 //! Fits are computed on demand, not cached, from a model's newest [`fit::MAX_FIT_CALLS`]
 //! calls (a few dozen passes over them); routing caches its resolutions, so the proxy's hot path never
-//! fits. They are keyed by [`FitKey`], so a fit per host is a matter of filling in
-//! `host` once records carry one.
+//! fits. They are keyed by [`FitKey`]: a model's calls on every host, or on one
+//! upstream host (by the records' `host`).
 
 pub mod cost;
 pub mod fit;
@@ -21,7 +21,7 @@ pub use fit::{FitError, LatencyFit, Point, Prediction};
 use crate::history::History;
 use crate::stats::Sample;
 
-/// Which calls a fit is over: one model's, and (once records carry a host) one host's.
+/// Which calls a fit is over: one model's, on every host or on one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FitKey {
     /// The model.
@@ -100,18 +100,20 @@ pub enum PredictError {
 /// # Errors
 /// [`PredictError::UnknownModel`] or [`PredictError::TooFew`].
 pub fn fit_for(history: &History, key: &FitKey) -> Result<LatencyFit, PredictError> {
-    if key.host.is_some() {
-        // Records carry no host yet: nothing is known per host.
-        return Err(PredictError::UnknownModel {
+    let host = key.host.as_deref().map(|name| history.host_filter(name));
+    let points = history
+        .with_model(&key.model, |samples| match host {
+            None => Some(points(samples)),
+            Some(host) => {
+                let on_host: Vec<Sample> =
+                    samples.iter().filter(|s| s.host == host).copied().collect();
+                (!on_host.is_empty()).then(|| points(&on_host))
+            }
+        })
+        .flatten()
+        .ok_or_else(|| PredictError::UnknownModel {
             model: key.model.clone(),
-        });
-    }
-    let points =
-        history
-            .with_model(&key.model, points)
-            .ok_or_else(|| PredictError::UnknownModel {
-                model: key.model.clone(),
-            })?;
+        })?;
     fit::fit(&points).map_err(|source| PredictError::TooFew {
         model: key.model.clone(),
         source,
@@ -346,5 +348,30 @@ mod tests {
             fit_for(&history, &other),
             Err(PredictError::UnknownModel { .. })
         ));
+        // The same model on another host, twice as slow: its own fit, and the model's
+        // fit over every host lies between the two.
+        let slow: Vec<Record> = (100..140)
+            .map(|i| {
+                let (p, o) = (50 + (i as u64 * 37) % 400, 10 + (i as u64 * 53) % 300);
+                let mut r = record(
+                    i,
+                    p,
+                    o,
+                    2.0 * (200.0 + 2.0 * p as f64 + 20.0 * o as f64),
+                    3.0,
+                );
+                r.host = Some("gpu-2".into());
+                r
+            })
+            .collect();
+        history.committed(&slow);
+        let on_two = predict(&history, &other, Some(100), 500, false).expect("fits on gpu-2");
+        assert!((on_two.predicted_ms - 20_800.0).abs() < 100.0, "{on_two:?}");
+        let anywhere = predict(&history, &FitKey::model("m"), Some(100), 500, false).expect("fits");
+        assert!(
+            anywhere.predicted_ms > answer.predicted_ms + 1000.0
+                && anywhere.predicted_ms < on_two.predicted_ms - 1000.0,
+            "{anywhere:?}"
+        );
     }
 }

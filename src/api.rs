@@ -57,6 +57,8 @@ pub struct ApiState {
     pub upstream: health::UpstreamProbe,
     /// The telemetry sampler's handle (snapshot, GPU size, VRAM needs).
     pub telemetry: Telemetry,
+    /// The upstreams, for `/system` and `/health` (their health and inventory).
+    pub fleet: crate::fleet::Fleet,
     /// The Prometheus metrics the proxy records into, rendered by `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Where the store is, for read connections (export, import's duplicate check).

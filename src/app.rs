@@ -69,8 +69,10 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// The recorder handle (tests flush it).
     pub recorder: Recorder,
-    /// The telemetry sampler's handle.
+    /// The telemetry sampler's handle (the first upstream's).
     pub telemetry: Telemetry,
+    /// The upstreams, their health and inventory.
+    pub fleet: crate::fleet::Fleet,
     /// The API's routes, for in-process requests (tests, the report).
     pub api_router: Router,
     /// The alerts board (what is firing; `is_critical` for routing).
@@ -95,6 +97,7 @@ impl Running {
                 tracing::error!(listener = what, error = %e, "the listener's task failed");
             }
         }
+        self.fleet.shutdown().await;
         self.telemetry.shutdown().await;
         self.alerts_task.shutdown().await;
         let task = self.recorder_task;
@@ -145,6 +148,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         StoreLocation::Postgres(_) => Arc::new(History::default()),
     };
+    let fleet = start_fleet(&proxy_config, &telemetry_config)?;
+    let telemetry = fleet.first().telemetry().clone();
     let instance = recorder_config.instance.clone();
     let alerts = crate::alerts::prepare(alerts_config, &location, &history)
         .await
@@ -155,6 +160,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(Arc::new(vec![
             history.clone() as recorder::CommitHook,
             alerts.hook.clone() as recorder::CommitHook,
+            crate::fleet::SpeedHook::new(fleet.clone()) as recorder::CommitHook,
         ]) as recorder::CommitHook),
     )
     .map_err(|e| match e {
@@ -163,16 +169,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
     let alerts_board = alerts.alerts.clone();
     let alerts_task = alerts.start(recorder.clone());
-    let telemetry = if telemetry_config.enabled {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(proxy_config.connect_timeout)
-            .build()
-            .map_err(|e| StartError::Config(format!("cannot build the telemetry client: {e}")))?;
-        Telemetry::start_default(telemetry_config, client)
-    } else {
-        Telemetry::disabled()
-    };
     let metrics = Arc::new(Metrics::with_names(otel_config.gen_ai_metric_names));
     let (otel, otel_task) = crate::otel::Otel::start(&otel_config, &proxy_config.upstream)?;
     if let Some(stats) = otel.stats() {
@@ -187,25 +183,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     let proxy_state = ProxyState::new(
         &proxy_config,
+        fleet.clone(),
         recorder.clone(),
-        telemetry.clone(),
         metrics.clone(),
         router.clone(),
         otel,
     )
     .map_err(|e| StartError::Config(format!("cannot build the upstream client: {e}")))?;
-    telemetry.follow_upstream_kind(proxy_state.kind().clone());
-    {
-        // Detect the upstream's kind now rather than at the first health check; an
+    for host in fleet.hosts() {
+        // Each host's telemetry follows that host's kind (Ollama's `/api/ps` or an
+        // OpenAI-compatible server's processes and `/v1/models`).
+        host.telemetry().follow_upstream_kind(host.kind().clone());
+        // Detect each upstream's kind now rather than at the first health check; an
         // upstream that is not up yet is detected by the first probe that reaches it.
-        let proxy = proxy_state.clone();
-        let url = proxy_config.upstream.clone();
+        let host = Arc::clone(host);
+        let client = proxy_state.client().clone();
         tokio::spawn(async move {
-            if let Err(e) = proxy.kind().ensure(proxy.client(), &url).await {
-                tracing::warn!(upstream = %url, error = %e, "upstream kind not known yet");
+            if let Err(e) = host.kind().ensure(&client, host.url()).await {
+                tracing::warn!(upstream = %host.url(), error = %e, "upstream kind not known yet");
             }
         });
     }
+    fleet.start(proxy_state.client().clone());
     let server_failures = ServerFailures::default();
     let bench = Arc::new(BenchRuns::default());
     let bench_token = access
@@ -221,6 +220,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             proxy_state.kind().clone(),
         ),
         telemetry: telemetry.clone(),
+        fleet: fleet.clone(),
         metrics: metrics.clone(),
         store: Arc::new(location.clone()),
         history,
@@ -305,12 +305,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         api: local_url(api_addr),
         token: bench_token,
     });
-    tracing::info!(%proxy_addr, %api_addr, upstream = %proxy_config.upstream, db = %location.describe(), %instance, "ollameter listening");
+    let upstreams: Vec<&str> = fleet.hosts().iter().map(|h| h.url()).collect();
+    tracing::info!(%proxy_addr, %api_addr, upstream = %upstreams.join(", "), db = %location.describe(), %instance, "ollameter listening");
     Ok(Running {
         proxy_addr,
         api_addr,
         recorder,
         telemetry,
+        fleet,
         api_router: api_router_copy,
         alerts: alerts_board,
         alerts_task,
@@ -320,6 +322,63 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         recorder_task,
         otel_task,
     })
+}
+
+/// Every upstream with its own telemetry, and the fleet over them (not started). The
+/// first upstream, and any on this machine's loopback, see this machine's processes and
+/// GPUs (as one upstream always did); another machine's are not visible from here.
+fn start_fleet(
+    proxy: &crate::proxy::ProxyConfig,
+    telemetry: &crate::telemetry::TelemetryConfig,
+) -> Result<crate::fleet::Fleet, StartError> {
+    let client = if telemetry.enabled {
+        Some(
+            reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(proxy.connect_timeout)
+                .build()
+                .map_err(|e| {
+                    StartError::Config(format!("cannot build the telemetry client: {e}"))
+                })?,
+        )
+    } else {
+        None
+    };
+    let telemetries = proxy
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, upstream)| {
+            let Some(client) = &client else {
+                return Telemetry::disabled();
+            };
+            let config = crate::telemetry::TelemetryConfig {
+                upstream: upstream.url.clone(),
+                ..telemetry.clone()
+            };
+            if i == 0 || crate::fleet::is_loopback(&upstream.url) {
+                Telemetry::start_default(config, client.clone())
+            } else {
+                let remote = crate::fleet::NotVisible(upstream.name.clone());
+                Telemetry::start(
+                    config,
+                    client.clone(),
+                    Box::new(remote.clone()),
+                    Box::new(remote),
+                )
+            }
+        })
+        .collect();
+    // `proxy.kind` is the first upstream's kind (as with one upstream, it is what sets it).
+    let mut upstreams = proxy.upstreams.clone();
+    if let Some(first) = upstreams.first_mut() {
+        first.kind = proxy.kind;
+    }
+    Ok(crate::fleet::Fleet::new(
+        &upstreams,
+        telemetries,
+        proxy.health,
+    ))
 }
 
 /// The URL this process reaches a listener of its own at: loopback for a wildcard address.

@@ -293,9 +293,11 @@ pub struct ServeArgs {
     /// Separate address for the API (default: the proxy's) [env: OLLAMETER_API_LISTEN]
     #[arg(long)]
     pub api_listen: Option<String>,
-    /// Ollama's URL [env: OLLAMETER_UPSTREAM] [default: http://127.0.0.1:11434]
+    /// Ollama's URL; repeat it for several Ollama servers, among which each call goes to
+    /// the one that serves it best [env: OLLAMETER_UPSTREAM, comma-separated]
+    /// [default: http://127.0.0.1:11434]
     #[arg(long)]
-    pub upstream: Option<String>,
+    pub upstream: Vec<String>,
     /// The store: a SQLite file, or a postgres:// URL [env: OLLAMETER_DB] [default: ollameter.db]
     #[arg(long)]
     pub db: Option<String>,

@@ -30,7 +30,7 @@ pub use crate::telemetry::TelemetryConfig;
 pub use load::{Overrides, env_name, load};
 pub use raw::{
     KEYS, RawApi, RawConfig, RawLog, RawProxy, RawQuality, RawRecorder, RawServer, RawStore,
-    RawTelemetry, RawUpstream,
+    RawTelemetry, RawUpstream, RawUpstreamEntry,
 };
 pub use validate::{upstream_authority, validate};
 

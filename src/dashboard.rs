@@ -53,9 +53,10 @@ pub const WINDOW_CHOICES: [(f64, &str); 6] = [
 ];
 /// Every query parameter the dashboard reads; any other is a 400 (a typo would otherwise
 /// silently show another view than the link meant).
-pub const PARAMETERS: [&str; 10] = [
+pub const PARAMETERS: [&str; 11] = [
     "hours",
     "operation",
+    "host",
     "model",
     "metric",
     "bucket_minutes",
@@ -74,6 +75,8 @@ pub struct Filters {
     pub hours: f64,
     /// Only this operation (`operation`); every operation without.
     pub operation: Option<String>,
+    /// Only calls served by this upstream host (`host`); every host without.
+    pub host: Option<String>,
     /// The model whose trend is shown (`model`); without, the recommended one.
     pub model: Option<String>,
     /// The trend's metric (`metric`).
@@ -97,6 +100,7 @@ impl Default for Filters {
         Filters {
             hours: DEFAULT_WINDOW_HOURS,
             operation: None,
+            host: None,
             model: None,
             metric: TrendMetric::ProcessingTime,
             bucket_minutes: None,
@@ -140,6 +144,7 @@ impl Filters {
             };
         }
         filters.operation = text("operation").map(str::to_string);
+        filters.host = text("host").map(str::to_string);
         filters.model = text("model").map(str::to_string);
         if let Some(v) = text("metric") {
             filters.metric = v.parse::<TrendMetric>().map_err(|e| e.to_string())?;
@@ -221,6 +226,9 @@ impl Filters {
     pub fn query(&self, model: Option<&str>) -> String {
         let defaults = Filters::default();
         let mut pairs: Vec<(&str, String)> = vec![("hours", format_hours(self.hours))];
+        if let Some(host) = &self.host {
+            pairs.push(("host", host.clone()));
+        }
         if let Some(op) = &self.operation {
             pairs.push(("operation", op.clone()));
         }
@@ -271,6 +279,8 @@ pub struct View {
     pub models_with_records: Vec<String>,
     /// Every operation name seen, sorted.
     pub operations: Vec<String>,
+    /// Every upstream host name the records have, sorted (the host filter's choices).
+    pub hosts: Vec<String>,
     /// Each model's statistics in the window and operation: the busiest `limit` of them,
     /// most operations first.
     pub statistics: Vec<ModelStatistics>,

@@ -26,7 +26,19 @@ struct Inner {
     operation_ids: HashMap<String, u32>,
     /// Per model, the [`CallKind`] bits of the endpoints its records came from.
     kinds: HashMap<String, u8>,
+    /// Upstream host names, id `i + 1` for `host_names[i]` (0 is "no host").
+    host_names: Vec<String>,
+    host_ids: HashMap<String, u8>,
 }
+
+/// The host id the names beyond [`MAX_HOSTS`] share: they can be told apart from the
+/// named hosts, not from each other.
+pub const OTHER_HOSTS: u8 = 254;
+/// A host id no sample has: the filter of a host name never seen matches nothing.
+pub const NO_SUCH_HOST: u8 = 255;
+/// Distinct host names interned: far above any fleet (hosts come from the configuration;
+/// only imported records can name others), and the id fits the sample's one byte.
+pub const MAX_HOSTS: usize = 253;
 
 impl Inner {
     fn operation_id(&mut self, name: &str) -> u32 {
@@ -39,9 +51,26 @@ impl Inner {
         id
     }
 
+    fn host_id(&mut self, name: Option<&str>) -> u8 {
+        let Some(name) = name else {
+            return 0;
+        };
+        if let Some(id) = self.host_ids.get(name) {
+            return *id;
+        }
+        if self.host_names.len() >= MAX_HOSTS {
+            return OTHER_HOSTS;
+        }
+        self.host_names.push(name.to_string());
+        let id = self.host_names.len() as u8;
+        self.host_ids.insert(name.to_string(), id);
+        id
+    }
+
     fn insert(&mut self, record: &Record) {
         let op = self.operation_id(&record.operation);
-        let sample = Sample::from_record(record, op);
+        let host = self.host_id(record.host.as_deref());
+        let sample = Sample::from_record(record, op, host);
         let bit = CallKind::of_endpoint(&record.endpoint).bit();
         match self.kinds.get_mut(&record.model) {
             Some(kinds) => *kinds |= bit,
@@ -96,6 +125,23 @@ impl History {
     /// The interned id of an operation name, if any record has it.
     pub fn operation_id(&self, name: &str) -> Option<u32> {
         self.read().operation_ids.get(name).copied()
+    }
+
+    /// The interned id of an upstream host name for a filter: [`NO_SUCH_HOST`] when no
+    /// record has it (so nothing matches).
+    pub fn host_filter(&self, name: &str) -> u8 {
+        self.read()
+            .host_ids
+            .get(name)
+            .copied()
+            .unwrap_or(NO_SUCH_HOST)
+    }
+
+    /// Every upstream host name any record has had, sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut names = self.read().host_names.clone();
+        names.sort();
+        names
     }
 
     /// Every operation name any record has had, sorted (names stay interned after their

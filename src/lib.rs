@@ -21,6 +21,9 @@
 //!   engine (calls through a sidecar's proxy, marked `source = benchmark`) and its reports.
 //! - [`proxy`]: the data plane: forwarding, classification of inference calls, and the
 //!   meter that watches each answer and finishes its record.
+//! - [`fleet`]: several upstreams: each host's health (probe, ejection, half-open
+//!   retry), inventory, in-flight calls and telemetry, and the choice of the host that
+//!   serves a call best.
 //! - [`routing`]: virtual model names (`auto`, `auto:speed`, aliases) resolved per call,
 //!   fallback to the next model before any byte is sent, and exploration of new models.
 //! - [`policy`]: the one model-choice policy over the live history and telemetry, that
@@ -50,7 +53,7 @@
 //! - [`store`]: one interface over two backends: the embedded SQLite file (default) and a
 //!   PostgreSQL database several instances share (change log in commit order, spill
 //!   through outages); the versioned schema of both, retention, reads, `migrate`.
-//! - [`upstream`]: the upstream's kind (`ollama` or any OpenAI-compatible server),
+//! - [`upstream`]: an upstream's kind (`ollama` or any OpenAI-compatible server),
 //!   detected or configured, and the health probe each kind answers.
 //! - [`record`]: the record of one call, shared by all of the above.
 //! - [`text`]: the shared small helpers: an error's causes on one line, URL encoding,
@@ -65,6 +68,7 @@ pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod decode;
+pub mod fleet;
 pub mod history;
 pub mod log_writer;
 pub mod logging;

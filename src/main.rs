@@ -115,7 +115,7 @@ fn load(file: Option<&std::path::Path>, args: &ServeArgs) -> Result<Config, Exit
     let flags = Overrides {
         listen: args.listen.clone(),
         api_listen: args.api_listen.clone(),
-        upstream: args.upstream.clone(),
+        upstream: (!args.upstream.is_empty()).then(|| args.upstream.join(",")),
         db: args.db.clone(),
         log_format: args.log_format.clone(),
     };

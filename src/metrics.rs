@@ -14,7 +14,8 @@
 //! model and operation have been seen. Model and operation names come from clients, so
 //! each has a cap on distinct values ([`MAX_MODELS`], [`MAX_OPERATIONS`]) beyond which
 //! calls are counted under `other`: a client looping over random model names must not
-//! grow the scrape (and Prometheus's memory) without bound.
+//! grow the scrape (and Prometheus's memory) without bound. Each call's series also
+//! carries `host`, the upstream that served it (capped by [`MAX_HOSTS`]).
 //!
 //! Which GenAI names are exposed is [`GenAiMetricNames`]: the v1.36 conventions' names
 //! above (the default, what earlier versions exposed), the current ones, or both. The
@@ -62,6 +63,11 @@ pub const MAX_MODELS: usize = 200;
 /// Operations are the endpoint kinds (`generate`, `chat`, `embed`) plus whatever clients
 /// put in the operation header, a handful in practice.
 pub const MAX_OPERATIONS: usize = 20;
+
+/// Distinct upstream host names that get their own label value; later ones count as
+/// `other`. Hosts come from the configuration (a few servers), so this is never reached
+/// in practice; it bounds the series whatever happens.
+pub const MAX_HOSTS: usize = 32;
 
 /// Longest model or operation name kept as a label value, in bytes; longer ones count as
 /// `other`. Real model names are well under 100 bytes; a request body can say anything.
@@ -163,6 +169,8 @@ struct CallLabels {
     gen_ai_operation_name: Arc<str>,
     /// `ok` or the error kind's name.
     status: &'static str,
+    /// The upstream that served the call (its configured name).
+    host: Arc<str>,
 }
 
 /// [`CallLabels`] plus the token type (`input` or `output`).
@@ -171,6 +179,7 @@ struct TokenLabels {
     gen_ai_request_model: Arc<str>,
     gen_ai_operation_name: Arc<str>,
     status: &'static str,
+    host: Arc<str>,
     gen_ai_token_type: &'static str,
 }
 
@@ -349,6 +358,7 @@ pub struct Metrics {
     registry: Registry,
     models: BoundedLabels,
     operations: BoundedLabels,
+    hosts: BoundedLabels,
     operation_duration: HistogramFamily<CallLabels>,
     time_to_first_token: HistogramFamily<CallLabels>,
     time_per_output_token: HistogramFamily<CallLabels>,
@@ -465,6 +475,7 @@ impl Metrics {
             registry,
             models: BoundedLabels::new(MAX_MODELS),
             operations: BoundedLabels::new(MAX_OPERATIONS),
+            hosts: BoundedLabels::new(MAX_HOSTS),
             operation_duration,
             time_to_first_token,
             time_per_output_token,
@@ -538,6 +549,7 @@ impl Metrics {
             gen_ai_request_model: model,
             gen_ai_operation_name: self.operations.get(&record.operation),
             status: status_of(record),
+            host: self.hosts.get(record.host.as_deref().unwrap_or("")),
         };
         self.inference_calls.get_or_create(&labels).inc();
         if !self.names.legacy() {
@@ -571,6 +583,7 @@ impl Metrics {
                 gen_ai_request_model: labels.gen_ai_request_model.clone(),
                 gen_ai_operation_name: labels.gen_ai_operation_name.clone(),
                 status: labels.status,
+                host: labels.host.clone(),
                 gen_ai_token_type: token_type,
             };
             // Token counts are far below 2^53, so the conversion is exact.
@@ -1044,7 +1057,12 @@ mod tests {
             let keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
             assert_eq!(
                 keys,
-                ["gen_ai_operation_name", "gen_ai_request_model", "status"]
+                [
+                    "gen_ai_operation_name",
+                    "gen_ai_request_model",
+                    "host",
+                    "status"
+                ]
             );
         }
     }

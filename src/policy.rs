@@ -30,6 +30,9 @@ pub struct PolicyRequest {
     pub operation: Option<String>,
     /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`); all without.
     pub source: Option<Source>,
+    /// Only records of this upstream host (its interned id, see
+    /// [`History::host_filter`]); all without.
+    pub host: Option<u8>,
     /// Fewest operations a model needs.
     pub min_operations: u64,
     /// The caller's VRAM budget in MiB; without it, what the GPU has free.
@@ -68,6 +71,7 @@ pub fn filter(history: &History, hours: Option<f64>, operation: Option<&str>) ->
         since_ms,
         until_ms: None,
         operation,
+        host: None,
     })
 }
 
@@ -140,6 +144,7 @@ pub fn recommendation(
         hours,
         operation,
         source,
+        host,
         min_operations,
         available_vram_mb,
         models,
@@ -168,7 +173,7 @@ pub fn recommendation(
                 .is_some_and(|s| stats::is_unknown(n, s, &installed))
         }),
     });
-    let filter = filter(history, hours, operation.as_deref());
+    let filter = filter(history, hours, operation.as_deref()).map(|f| Filter { host, ..f });
     let mut candidates: Vec<Candidate> = history.with_all(|all| {
         models
             .iter()

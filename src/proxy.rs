@@ -1,12 +1,15 @@
-//! The transparent reverse proxy: every method and path goes to the one configured
-//! upstream, bodies stream both ways, and inference calls are metered on the way
+//! The transparent reverse proxy: every method and path goes to an upstream (the one
+//! configured, or with several the host the fleet chooses), bodies stream both ways, and inference calls are metered on the way
 //! (`meter`), without ever making the client wait on ollameter's own parts.
 //!
 //! Sub-modules:
 //! - `pipeline`: the handler, one call as named phases (classify, read the body, open the
 //!   record, resolve, forward, respond); routing and fallback plug in there.
 //! - `classify`: which calls are inference, what their bodies say.
-//! - `upstream`: the upstream server and the pooled hyper client that reaches it.
+//! - `upstream`: an upstream server and the pooled hyper client that reaches it.
+//! - `hosts`: the routes that are not inference with several upstreams: model lists
+//!   answered as their union, `/api/show` to a host that has the model, management calls
+//!   to the pinned or first host.
 //! - `forward`: headers across the proxy, reading a request body, the answer's head.
 //! - `meter`: the record of one call and the body wrapper that watches the answer.
 //! - `error`: the proxy's own error answers.
@@ -14,6 +17,7 @@
 pub mod classify;
 pub mod error;
 pub mod forward;
+mod hosts;
 pub mod meter;
 pub mod pipeline;
 pub mod upstream;
@@ -22,6 +26,7 @@ pub use pipeline::handle;
 
 use std::sync::Arc;
 
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::quality::QualityRules;
 use crate::recorder::Recorder;
@@ -39,7 +44,10 @@ pub struct ProxyState {
 }
 
 pub(crate) struct Inner {
-    upstream: Upstream,
+    /// One client per upstream, in the fleet's order.
+    upstreams: Vec<Upstream>,
+    /// The upstreams' health, inventory and the choice of a host.
+    fleet: Fleet,
     /// For the health check's probe (with its own timeout), not for proxied calls.
     probe_client: reqwest::Client,
     /// The upstream's kind (configured or detected).
@@ -55,11 +63,16 @@ pub(crate) struct Inner {
 /// Settings of the proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// Upstream base URL without a trailing slash, e.g. `http://127.0.0.1:11434`.
+    /// The first upstream's base URL without a trailing slash, e.g.
+    /// `http://127.0.0.1:11434`.
     pub upstream: String,
+    /// Every upstream, in order (the first is `upstream`); one for a single Ollama.
+    pub upstreams: Vec<crate::fleet::UpstreamConfig>,
+    /// How several upstreams are probed and ejected.
+    pub health: crate::fleet::HealthConfig,
     /// TCP connect timeout; there is no response timeout (model loads take minutes).
     pub connect_timeout: std::time::Duration,
-    /// What the upstream is, or whether to detect it (`upstream.kind`).
+    /// What the first upstream is, or whether to detect it (`upstream.kind`).
     pub kind: crate::upstream::KindSetting,
     /// Header naming the operation (validated by the configuration).
     pub operation_header: axum::http::HeaderName,
@@ -74,16 +87,22 @@ pub struct ProxyConfig {
 }
 
 impl ProxyState {
-    /// Builds the upstream client and the shared state.
+    /// Builds a client per upstream of `fleet` and the shared state.
     pub fn new(
         config: &ProxyConfig,
+        fleet: Fleet,
         recorder: Recorder,
-        telemetry: Telemetry,
         metrics: Arc<Metrics>,
         router: crate::routing::ModelRouter,
         otel: crate::otel::Otel,
     ) -> Result<ProxyState, String> {
-        let upstream = Upstream::new(&config.upstream, config.connect_timeout)?;
+        let upstreams = fleet
+            .hosts()
+            .iter()
+            .map(|h| Upstream::new(h.url(), config.connect_timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        let telemetry: Telemetry = fleet.first().telemetry().clone();
+        let kind = fleet.first().kind().clone();
         let probe_client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -92,9 +111,10 @@ impl ProxyState {
             .map_err(|e| e.to_string())?;
         Ok(ProxyState {
             inner: Arc::new(Inner {
-                upstream,
+                upstreams,
+                fleet,
                 probe_client,
-                kind: crate::upstream::Kind::new(config.kind),
+                kind,
                 sinks: Sinks {
                     recorder,
                     quality: config.quality.clone(),
@@ -122,5 +142,10 @@ impl ProxyState {
     /// A client for the health check's probe of the upstream.
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.probe_client
+    }
+
+    /// The upstreams.
+    pub fn fleet(&self) -> &Fleet {
+        &self.inner.fleet
     }
 }

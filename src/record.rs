@@ -410,6 +410,11 @@ pub struct Record {
     /// `+`; `None` with `energy_j`.
     #[serde(default)]
     pub energy_source: Option<String>,
+    /// The upstream that served the call, by its name (`[[upstreams]]` `name`, by
+    /// default `host:port`); `None` on records from before several upstreams existed and
+    /// on records written by hand without one.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl Record {
@@ -461,6 +466,7 @@ impl Record {
             instance: String::new(),
             energy_j: None,
             energy_source: None,
+            host: None,
         }
     }
 }
@@ -506,6 +512,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "instance",
     "energy_j",
     "energy_source",
+    "host",
 ];
 
 #[cfg(test)]

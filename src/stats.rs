@@ -50,6 +50,8 @@ pub struct Filter {
     pub until_ms: Option<i64>,
     /// Only samples of this interned operation id.
     pub operation: Option<u32>,
+    /// Only samples of this interned upstream host id (see `History::host_id`).
+    pub host: Option<u8>,
 }
 
 impl Filter {
@@ -71,9 +73,11 @@ impl Filter {
         samples.get(start..end).unwrap_or(&[])
     }
 
-    /// Whether `sample` is of the filtered operation (always true without one).
+    /// Whether `sample` is of the filtered operation and host (always true without
+    /// them).
     pub fn matches_operation(&self, sample: &Sample) -> bool {
         self.operation.is_none_or(|op| sample.operation == op)
+            && self.host.is_none_or(|host| sample.host == host)
     }
 
     /// Every sample the filter covers, in timestamp order.
@@ -110,6 +114,7 @@ mod tests {
             since_ms: Some(20),
             until_ms: Some(40),
             operation: None,
+            host: None,
         };
         let times: Vec<i64> = f.window(&s).iter().map(|s| s.timestamp_ms).collect();
         assert_eq!(times, [20, 20, 30]);
@@ -122,6 +127,7 @@ mod tests {
             since_ms: Some(40),
             until_ms: Some(10),
             operation: None,
+            host: None,
         };
         assert!(backwards.window(&s).is_empty());
         assert_eq!(Filter::default().window(&s).len(), 5);

@@ -115,6 +115,7 @@ impl Store {
                     r.instance,
                     r.energy_j,
                     r.energy_source,
+                    r.host,
                 ])?;
             }
         }
@@ -375,6 +376,7 @@ fn record_from_row(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         instance: row.get(36)?,
         energy_j: row.get(37)?,
         energy_source: row.get(38)?,
+        host: row.get(39)?,
     })
 }
 
@@ -606,6 +608,49 @@ mod tests {
         assert_eq!(alerts, 1);
         let mut fresh = record("new", "m", 6);
         fresh.instance = "a".into();
+        store
+            .insert_batch(std::slice::from_ref(&fresh))
+            .expect("insert");
+        assert_eq!(
+            store.record_by_id("new").expect("read").expect("found"),
+            fresh
+        );
+    }
+
+    /// A store from before several upstreams (schema 7, with energy) opens, its records
+    /// keep their energy and name no host, and new records keep theirs.
+    #[test]
+    fn a_version_7_store_keeps_energy_and_gains_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for m in &migrations::MIGRATIONS[..7] {
+                conn.execute_batch(m.sqlite).expect("v7 schema");
+            }
+            conn.pragma_update(None, "user_version", 7).expect("v7");
+            conn.execute(
+                "INSERT INTO records (id, timestamp, model, operation, endpoint, stream, success,
+                 processing_time_ms, instance, energy_j, energy_source)
+                 VALUES ('old', 5, 'm', 'chat', '/api/chat', 0, 1, 12.5, 'a', 3.5, 'gpu_counter')",
+                [],
+            )
+            .expect("v7 row");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let v: i64 = store
+            .connection()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("v");
+        assert_eq!(v, SCHEMA_VERSION);
+        let old = store.record_by_id("old").expect("read").expect("kept");
+        assert_eq!((old.instance.as_str(), old.host), ("a", None));
+        assert_eq!(old.energy_j, Some(3.5));
+        assert_eq!(old.energy_source.as_deref(), Some("gpu_counter"));
+        let mut fresh = record("new", "m", 6);
+        fresh.host = Some("gpu1".into());
+        fresh.energy_j = Some(1.25);
+        fresh.energy_source = Some("gpu_power+cpu_rapl".into());
         store
             .insert_batch(std::slice::from_ref(&fresh))
             .expect("insert");

@@ -127,6 +127,9 @@ pub(crate) struct Published {
     pub(crate) needs: Vec<(String, NamedVramNeed)>,
     /// The installed models at the last good `/api/tags`; `None` before one.
     pub(crate) installed: Option<Vec<InstalledModel>>,
+    /// With several upstreams, the union of every host's installed models, set by the
+    /// fleet on the first host's telemetry: what [`Telemetry::installed_models`] answers.
+    pub(crate) fleet_installed: Option<Vec<InstalledModel>>,
 }
 
 /// One installed model, as `/api/tags` lists it.
@@ -158,6 +161,7 @@ impl Shared {
                 snapshot,
                 needs: Vec::new(),
                 installed: None,
+                fleet_installed: None,
             }),
             latest_seq: AtomicU64::new(0),
             kind: std::sync::OnceLock::new(),
@@ -412,7 +416,26 @@ impl Telemetry {
     /// The installed models at the last good `/api/tags` (read every minute); `None` when
     /// telemetry is off or `/api/tags` never answered.
     pub fn installed_models(&self) -> Option<Vec<InstalledModel>> {
+        self.inner
+            .shared
+            .read(|p| p.fleet_installed.clone().or_else(|| p.installed.clone()))
+    }
+
+    /// This host's own installed models at its last good `/api/tags`, never the fleet's
+    /// union.
+    pub fn installed_models_of_host(&self) -> Option<Vec<InstalledModel>> {
         self.inner.shared.read(|p| p.installed.clone())
+    }
+
+    /// Sets the union of several upstreams' installed models, which
+    /// [`Telemetry::installed_models`] answers from then on (the fleet keeps it current).
+    pub fn set_fleet_installed(&self, models: Option<Vec<InstalledModel>>) {
+        self.inner
+            .shared
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fleet_installed = models;
     }
 
     /// Free memory over all GPUs at the last sample, MiB; `None` without GPU telemetry.

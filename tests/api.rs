@@ -351,13 +351,16 @@ async fn export_then_import_round_trips_in_every_format() {
     api.seed("a:1b", 4, 10.0, Some(3.0), true, 5).await;
     api.seed("b/c:2b", 3, 20.0, None, false, 5).await;
     let manual = json!({"model_name": "a:1b", "operation": "chat", "processing_time_ms": 7.25,
-                        "ollama_rss_mb": 512.5, "gpu_memory_mb": 2048, "tokens_generated": 9});
+                        "ollama_rss_mb": 512.5, "gpu_memory_mb": 2048, "tokens_generated": 9,
+                        "host": "gpu-1", "energy_j": 4.5, "energy_source": "gpu_power"});
     assert_eq!(api.post("/record", &manual).await.0, 201);
     let stored = api.app.records().await;
     assert!(
         stored
             .iter()
-            .any(|r| r.source == ollameter::record::Source::Manual)
+            .any(|r| r.source == ollameter::record::Source::Manual
+                && r.host.as_deref() == Some("gpu-1")
+                && r.energy_j == Some(4.5))
     );
     for format in ["json", "csv", "ndjson"] {
         let resp = api

@@ -13,14 +13,16 @@ use harness::scenarios::{self, Plan, Way};
 
 #[test]
 fn the_proxy_benchmark_runs_and_drops_no_record() {
+    // With a fleet of three upstreams too: the choice of a host runs on every call.
     let plan = Plan {
+        upstreams: 3,
         otel: true,
         ..Plan::smoke()
     };
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ollameter"));
     let report = scenarios::run(&plan, bin, &|_| {}).expect("the benchmark runs");
     let run = report.runs.first().expect("one run");
-    for way in [Way::Direct, Way::Ollameter, Way::OllameterOtel] {
+    for way in [Way::Direct, Way::Ollameter, Way::OllameterOtel, Way::Fleet] {
         let closed = run.closed(way, 4).expect("closed-loop result");
         assert!(
             closed.requests > 0 && closed.errors == 0,

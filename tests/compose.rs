@@ -199,6 +199,58 @@ fn the_dockerfile_runs_unprivileged_with_a_volume_and_a_healthcheck() {
 }
 
 #[test]
+fn the_fleet_example_puts_two_ollama_services_behind_one_sidecar() {
+    let doc = load("docker-compose.fleet.yml");
+    let names: Vec<String> = services(&doc).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["ollama-0", "ollama-1", "ollameter"]);
+    let sidecar = &doc["services"]["ollameter"];
+    let upstream = sidecar["environment"]["OLLAMETER_UPSTREAM"]
+        .as_str()
+        .expect("OLLAMETER_UPSTREAM");
+    assert_eq!(upstream, "http://ollama-0:11434,http://ollama-1:11434");
+    // The list is what the configuration accepts: two upstreams named host:port.
+    let flags = ollameter::config::Overrides {
+        upstream: Some(upstream.into()),
+        listen: Some("0.0.0.0:11435".into()),
+        ..ollameter::config::Overrides::default()
+    };
+    let config = ollameter::config::load(None, &[], &flags).expect("valid");
+    let hosts: Vec<&str> = config
+        .proxy
+        .upstreams
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    assert_eq!(hosts, ["ollama-0:11434", "ollama-1:11434"]);
+    for ollama in ["ollama-0", "ollama-1"] {
+        assert_eq!(
+            sidecar["depends_on"][ollama]["condition"].as_str(),
+            Some("service_healthy")
+        );
+        assert!(
+            doc["services"][ollama]["deploy"].is_badvalue(),
+            "{ollama}: no device in the base file"
+        );
+    }
+    // The GPU override gives each Ollama its own device, and only devices.
+    let gpu = load("docker-compose.fleet.gpu.yml");
+    for (name, device) in [("ollama-0", "0"), ("ollama-1", "1")] {
+        let service = &gpu["services"][name];
+        let reserved = &service["deploy"]["resources"]["reservations"]["devices"][0];
+        assert_eq!(strings(&reserved["device_ids"]), [device], "{name}");
+        assert_eq!(strings(&reserved["capabilities"]), ["gpu"], "{name}");
+        assert_eq!(
+            service.as_hash().map(|h| h.len()),
+            Some(1),
+            "{name}: only deploy"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    assert!(readme.contains("docker-compose.fleet.yml"));
+}
+
+#[test]
 fn the_otel_override_sends_the_sidecars_spans_to_a_collector_that_receives_them() {
     let base = compose();
     let otel = load("docker-compose.otel.yml");

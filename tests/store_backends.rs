@@ -39,6 +39,7 @@ fn record(id: &str, model: &str, ts_ms: i64) -> Record {
     r.instance = "host-a".into();
     r.energy_j = Some(812.25);
     r.energy_source = Some("gpu_counter+cpu_rapl".into());
+    r.host = Some("gpu-box-2".into());
     r
 }
 

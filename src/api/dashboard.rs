@@ -91,6 +91,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         hours: Some(filters.hours),
         operation: filters.operation.clone(),
         source: None,
+        host: filters.host.clone(),
     };
     let list = ListParams {
         include_unknown: filters.include_unknown,
@@ -163,6 +164,10 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
                     .operation
                     .as_ref()
                     .map(|name| state.history.operation_id(name).unwrap_or(u32::MAX)),
+                host: filters
+                    .host
+                    .as_deref()
+                    .map(|h| state.history.host_filter(h)),
             };
             match state
                 .history
@@ -181,6 +186,10 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         duration_hours: filters.hours,
         gpu_total_mb: telemetry.gpu_total_mb(),
         dropped_records: dropped,
+        host: filters
+            .host
+            .as_deref()
+            .map(|h| state.history.host_filter(h)),
     };
     let insights = listing::insights(state, &insight_params, filters.include_unknown);
     Ok(View {
@@ -189,6 +198,7 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
         host,
         models_with_records,
         operations: state.history.operations(),
+        hosts: state.history.hosts(),
         statistics,
         models_left_out: listed.left_out,
         unknown_models_hidden: listed.unknown_hidden,

@@ -33,6 +33,8 @@ pub struct ExportQuery {
     pub format: Option<ExportFormat>,
     /// Only this model's records.
     pub model: Option<String>,
+    /// Only records of calls served by this upstream host (by name).
+    pub host: Option<String>,
     /// Only records of the last this many hours (above 0, at most 87600).
     #[param(exclusive_minimum = 0.0, maximum = 87_600.0)]
     pub duration_hours: Option<f64>,
@@ -81,6 +83,7 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
         .hours("duration_hours")?
         .map(|h| Utc::now() - chrono::Duration::milliseconds((h * 3_600_000.0) as i64));
     let model = params.text("model").map(str::to_string);
+    let host = params.text("host").map(str::to_string);
     // Opened here so a store that cannot be read answers with an error status, not a
     // cut stream; on the blocking pool, as connecting to PostgreSQL blocks.
     let location = state.store.clone();
@@ -95,7 +98,12 @@ pub async fn export(State(state): State<ApiState>, params: Params) -> Result<Res
             open: true,
         };
         out.start();
-        let result = reader.each_record(model.as_deref(), since, &mut |r| out.record(&r));
+        let result = reader.each_record(model.as_deref(), since, &mut |r| {
+            if host.as_ref().is_some_and(|h| r.host.as_ref() != Some(h)) {
+                return true;
+            }
+            out.record(&r)
+        });
         if let Err(e) = result {
             tracing::error!(error = %e, "export stopped");
             let _ = out

@@ -90,6 +90,10 @@ pub struct Health {
     pub server_errors: Vec<String>,
     /// The store's last error, while failing.
     pub store_error: Option<String>,
+    /// With several upstreams, each one's health (the fields above describe the first);
+    /// absent with one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamHealth>,
     /// Records waiting to be written.
     pub queue_depth: usize,
     /// Records committed since start.
@@ -101,6 +105,20 @@ pub struct Health {
     /// ollameter's version.
     #[schema(value_type = String)]
     pub version: &'static str,
+}
+
+/// One of several upstreams in the health answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UpstreamHealth {
+    /// Its name.
+    pub name: String,
+    /// Its base URL.
+    pub url: String,
+    /// Whether it takes calls: `healthy`, `half_open` (the next call tries it) or
+    /// `down` (its probe fails, or it was ejected after failed calls).
+    pub availability: crate::fleet::Availability,
+    /// Why its last probe failed.
+    pub probe_error: Option<String>,
 }
 
 /// The health handler. Always 200: the sidecar answers; `status` says how it is.
@@ -119,8 +137,29 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
     let writer_error = stats.writer_error();
     let server_errors = state.server_failures.list();
     let snapshot = state.recorder.snapshot();
-    let ok =
-        upstream_reachable && store_writable && writer_error.is_none() && server_errors.is_empty();
+    let fleet = &state.fleet;
+    let upstreams: Vec<UpstreamHealth> = if fleet.is_multi() {
+        fleet
+            .status()
+            .into_iter()
+            .map(|h| UpstreamHealth {
+                name: h.name,
+                url: h.url,
+                availability: h.availability,
+                probe_error: h.probe_error,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let all_up = upstreams
+        .iter()
+        .all(|u| u.availability == crate::fleet::Availability::Healthy);
+    let ok = upstream_reachable
+        && all_up
+        && store_writable
+        && writer_error.is_none()
+        && server_errors.is_empty();
     Json(Health {
         status: if ok { "ok" } else { "degraded" },
         upstream: state.upstream.url().to_string(),
@@ -130,6 +169,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
         store_writable,
         writer_error,
         server_errors,
+        upstreams,
         store_error: stats.last_error(),
         queue_depth: snapshot.queue_depth as usize,
         records_written: snapshot.written,
@@ -151,6 +191,11 @@ pub async fn system(State(state): State<ApiState>) -> Json<System> {
     Json(System {
         upstream_kind: state.upstream.kind(),
         snapshot: state.telemetry.snapshot(),
+        hosts: if state.fleet.is_multi() {
+            state.fleet.status()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -159,9 +204,13 @@ pub async fn system(State(state): State<ApiState>) -> Json<System> {
 pub struct System {
     /// `ollama` or `openai`, configured or detected; `null` while not known.
     pub upstream_kind: Option<crate::upstream::UpstreamKind>,
-    /// What the telemetry sampler sees.
+    /// What the telemetry sampler sees (of the first upstream, with several).
     #[serde(flatten)]
     pub snapshot: crate::telemetry::SystemSnapshot,
+    /// With several upstreams, every host: its health, installed and loaded models,
+    /// calls in flight and its own telemetry; absent with one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::fleet::HostStatus>,
 }
 
 /// `GET /metrics`: Prometheus text format: per-model GenAI histograms and ollameter's own
@@ -258,6 +307,7 @@ mod tests {
                 crate::upstream::Kind::new(crate::upstream::KindSetting::Auto),
             ),
             telemetry: crate::telemetry::Telemetry::disabled(),
+            fleet: crate::fleet::Fleet::single("http://127.0.0.1:9"),
             metrics,
             store: Arc::new(location),
             history,

@@ -129,6 +129,9 @@ pub struct RecordInput {
     /// How `energy_j` was measured (`gpu_counter`, `gpu_power`, `cpu_rapl`, joined by `+`).
     #[schema(min_length = 1, max_length = 64)]
     pub energy_source: Option<String>,
+    /// The upstream host that served the call (its `[[upstreams]]` name).
+    #[schema(min_length = 1, max_length = 1024)]
+    pub host: Option<String>,
 }
 
 /// A record's time as [`record_from_json`] reads it.
@@ -294,6 +297,7 @@ pub fn record_from_json(
         .map_or(1, |a| a as u32);
     r.energy_j = f.number(&["energy_j"], 0.0, 1e12)?;
     r.energy_source = f.string(&["energy_source"])?;
+    r.host = f.string(&["host"])?;
     if r.tokens_per_second.is_none()
         && let Some(tokens) = r.output_tokens
         && r.processing_time_ms > 0.0

@@ -180,6 +180,7 @@ pub fn insights(
         since_ms: Some(params.now_ms.saturating_sub(window_ms)),
         until_ms: Some(params.now_ms.saturating_add(1)),
         operation: None,
+        host: None,
     };
     state.history.with_all(|all| {
         let mut out = stats::insights(

@@ -42,6 +42,9 @@ pub struct WindowQuery {
     pub operation: Option<String>,
     /// Only records of this source; every source when absent.
     pub source: Option<Source>,
+    /// Only calls served by this upstream host (its name, as records' `host` gives it);
+    /// every host when absent.
+    pub host: Option<String>,
 }
 
 /// The list parameters of `/statistics` and `/insights` (documentation; read through
@@ -65,6 +68,8 @@ pub(crate) struct Window {
     pub(crate) operation: Option<String>,
     /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`).
     pub(crate) source: Option<Source>,
+    /// Only calls served by this upstream host (by name).
+    pub(crate) host: Option<String>,
 }
 
 impl Window {
@@ -73,7 +78,13 @@ impl Window {
             hours: p.hours("duration_hours")?,
             operation: p.text("operation").map(str::to_string),
             source: source_param(p)?,
+            host: p.text("host").map(str::to_string),
         })
+    }
+
+    /// The interned id of the asked-for host (one never seen matches nothing).
+    pub(crate) fn host_id(&self, state: &ApiState) -> Option<u8> {
+        self.host.as_deref().map(|h| state.history.host_filter(h))
     }
 
     /// A model's samples of the asked-for source; the samples themselves without one.
@@ -104,6 +115,7 @@ impl Window {
             since_ms,
             until_ms: None,
             operation,
+            host: self.host_id(state),
         })
     }
 }
@@ -281,6 +293,9 @@ pub struct CompareRequest {
     /// Only operations with this name; all when null.
     #[schema(pattern = r"\S")]
     pub operation: Option<String>,
+    /// Only calls served by this upstream host (by name); all when null.
+    #[schema(pattern = r"\S")]
+    pub host: Option<String>,
     /// Compare names that no call ever succeeded with and that Ollama does not have
     /// installed; without, such names are answered in `unknown`. `false` when null.
     pub include_unknown: Option<bool>,
@@ -352,10 +367,20 @@ pub async fn compare(
             )));
         }
     };
+    let host = match obj.get("host") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "host: expected an upstream's name as a non-empty string, got {other}"
+            )));
+        }
+    };
     let window = Window {
         hours,
         operation,
         source: None,
+        host,
     };
     let (comparison, missing, unknown) = tokio::task::spawn_blocking(move || {
         let filter = window.filter(&state);
@@ -416,6 +441,8 @@ pub struct RecommendQuery {
     /// Only records of this source (`benchmark` for what `ollameter bench` measured); every
     /// source when absent.
     pub source: Option<Source>,
+    /// Only calls served by this upstream host (by name): what to use on that box.
+    pub host: Option<String>,
     /// The VRAM budget in GB (above 0, at most 100000): a model whose known need is larger is
     /// excluded.
     #[param(exclusive_minimum = 0.0, maximum = 100_000.0)]
@@ -551,6 +578,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
         workload,
         min_quality,
     } = query;
+    let host = window.host_id(state);
     crate::policy::recommendation(
         &state.history,
         &state.telemetry,
@@ -559,6 +587,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             hours: window.hours,
             operation: window.operation,
             source: window.source,
+            host,
             min_operations,
             available_vram_mb,
             models,
@@ -586,6 +615,8 @@ pub struct TrendQuery {
     pub bucket_size_minutes: Option<u64>,
     /// Only operations with this name.
     pub operation: Option<String>,
+    /// Only calls served by this upstream host (by name).
+    pub host: Option<String>,
 }
 
 /// `GET /trend/{model}`: a metric over time, bucketed, with its direction.
@@ -623,6 +654,7 @@ pub async fn trend(
         .or(params.whole("bucket_size_minutes", 1, 525_600)?)
         .unwrap_or(DEFAULT_BUCKET_MINUTES) as u32;
     let operation = params.text("operation").map(str::to_string);
+    let host = params.text("host").map(str::to_string);
     if !state.history.has_model(&model) {
         return Err(ApiError::NotFound(format!(
             "no records for model {model:?}"
@@ -641,6 +673,7 @@ pub async fn trend(
             hours,
             bucket_minutes,
             operation,
+            host: host.as_deref().map(|h| state.history.host_filter(h)),
         };
         state
             .history
@@ -667,6 +700,8 @@ pub struct InsightsQuery {
     /// Ollama does not have installed too; without, they are reported once each (the most
     /// frequent) as `unknown_model` with a "did you mean". `false` when absent.
     pub include_unknown: Option<bool>,
+    /// Only calls served by this upstream host (by name).
+    pub host: Option<String>,
 }
 
 /// `/insights`' answer.
@@ -701,12 +736,14 @@ pub async fn insights(
         Some(v) => listing::flag("include_unknown", v).map_err(ApiError::bad)?,
     };
     let dropped = state.recorder.snapshot().dropped;
+    let host = params.text("host").map(str::to_string);
     let list = tokio::task::spawn_blocking(move || {
         let params = stats::InsightParams {
             now_ms: Utc::now().timestamp_millis(),
             duration_hours: hours,
             gpu_total_mb: state.telemetry.gpu_total_mb(),
             dropped_records: dropped,
+            host: host.as_deref().map(|h| state.history.host_filter(h)),
         };
         listing::insights(&state, &params, include_unknown)
     })

@@ -62,6 +62,9 @@ pub fn load(
     // The standard OpenTelemetry variables first, so that `OLLAMETER_OTEL_*` (more
     // specific to this program) wins over them.
     crate::otel::config::apply_env(env, &mut |key, value| set_key(&mut table, key, value));
+    // `upstream.url` from the environment or a flag replaces the file's upstreams, as
+    // any key of a higher precedence does.
+    let mut url_overridden = flags.upstream.is_some();
     for (name, value) in env {
         let key = if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| alias == name) {
             Some(*key)
@@ -73,6 +76,7 @@ pub fn load(
                 .find(|k| env_name(k) == *name)
         };
         if let Some(key) = key {
+            url_overridden |= key == "upstream.url";
             set_key(&mut table, key, env_value(value));
         } else if name.starts_with("OLLAMETER_") && name != "OLLAMETER_CONFIG" {
             problems.push(format!(
@@ -91,6 +95,9 @@ pub fn load(
         if let Some(value) = value {
             set_key(&mut table, key, toml::Value::String(value.clone()));
         }
+    }
+    if url_overridden {
+        table.remove("upstreams");
     }
     let raw: RawConfig = match RawConfig::deserialize(toml::Value::Table(table)) {
         Ok(raw) => raw,

@@ -14,6 +14,9 @@ pub struct RawConfig {
     /// `[upstream]`
     #[serde(default)]
     pub upstream: RawUpstream,
+    /// `[[upstreams]]`: several upstreams, each with a name (instead of `upstream.url`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<RawUpstreamEntry>,
     /// `[proxy]`
     #[serde(default)]
     pub proxy: RawProxy,
@@ -101,6 +104,24 @@ pub struct RawUpstream {
     pub connect_timeout_ms: Option<u64>,
     /// `auto`, `ollama` or `openai`.
     pub kind: Option<String>,
+    /// With several upstreams: time between two health probes of each.
+    pub probe_interval_ms: Option<u64>,
+    /// With several upstreams: failed calls in a row that eject a host.
+    pub eject_after_failures: Option<u64>,
+    /// With several upstreams: how long an ejected host rests before a trial call.
+    pub eject_ms: Option<u64>,
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamEntry {
+    /// Its name in records, headers and labels; default `host:port`.
+    pub name: Option<String>,
+    /// Its base URL.
+    pub url: Option<String>,
+    /// `auto`, `ollama` or `openai`; default `upstream.kind`.
+    pub kind: Option<String>,
 }
 
 /// `[proxy]`: how requests are read and measured.
@@ -180,6 +201,9 @@ pub const KEYS: &[&str] = &[
     "upstream.url",
     "upstream.connect_timeout_ms",
     "upstream.kind",
+    "upstream.probe_interval_ms",
+    "upstream.eject_after_failures",
+    "upstream.eject_ms",
     "proxy.max_body_bytes",
     "proxy.operation_header",
     "proxy.max_parse_bytes",

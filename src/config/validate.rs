@@ -35,18 +35,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .api_listen
         .as_deref()
         .map(|v| addr("server.api_listen", v));
-    let upstream = raw
-        .upstream
-        .url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
-    let upstream = match normalise_upstream(&upstream) {
-        Ok(u) => Some(u),
-        Err(e) => {
-            problems.push(format!("upstream.url: {e}"));
-            None
-        }
-    };
     let upstream_kind = match raw.upstream.kind.as_deref().map(KindSetting::parse) {
         None => KindSetting::Auto,
         Some(Ok(kind)) => kind,
@@ -55,6 +43,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             KindSetting::Auto
         }
     };
+    let upstreams = upstream_list(&raw, upstream_kind, listen, &mut problems);
+    let upstream = upstreams.first().map(|u| u.url.clone());
     let mut positive = |key: &str, value: Option<u64>, default: u64| -> u64 {
         let v = value.unwrap_or(default);
         if v == 0 {
@@ -87,6 +77,21 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         "store.max_age_days",
         raw.store.max_age_days,
         DEFAULT_MAX_AGE_DAYS,
+    );
+    let probe_interval_ms = positive(
+        "upstream.probe_interval_ms",
+        raw.upstream.probe_interval_ms,
+        crate::fleet::DEFAULT_PROBE_INTERVAL_MS,
+    );
+    let eject_after_failures = positive(
+        "upstream.eject_after_failures",
+        raw.upstream.eject_after_failures,
+        u64::from(crate::fleet::DEFAULT_EJECT_AFTER_FAILURES),
+    );
+    let eject_ms = positive(
+        "upstream.eject_ms",
+        raw.upstream.eject_ms,
+        crate::fleet::DEFAULT_EJECT_MS,
     );
     let retention_interval_s = positive(
         "store.retention_interval_s",
@@ -193,14 +198,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         problems.push("store.path: must not be empty".into());
     }
     let store = store::validate(&raw.store, &mut problems);
-    if let (Some(listen), Some(upstream)) = (listen, upstream.as_deref())
-        && upstream_is_self(upstream, listen)
-    {
-        problems.push(format!(
-            "upstream.url: {upstream} is ollameter's own listen address {listen}; \
-             point it at Ollama (usually http://127.0.0.1:11434)"
-        ));
-    }
     let mut routing = crate::routing::config::validate(raw.routing.clone(), &mut problems);
     let cost = crate::analytics::cost::validate(&raw.cost, &mut problems);
     routing.cost = std::sync::Arc::new(cost.clone());
@@ -238,9 +235,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_header_bytes: Some(max_header_bytes),
         },
         upstream: RawUpstream {
-            url: Some(upstream.clone()),
+            url: (upstreams.len() == 1 && raw.upstreams.is_empty()).then(|| upstream.clone()),
             connect_timeout_ms: Some(connect_timeout_ms),
             kind: Some(upstream_kind.as_str().to_owned()),
+            probe_interval_ms: Some(probe_interval_ms),
+            eject_after_failures: Some(eject_after_failures),
+            eject_ms: Some(eject_ms),
+        },
+        upstreams: if upstreams.len() == 1 && raw.upstreams.is_empty() {
+            Vec::new()
+        } else {
+            upstreams
+                .iter()
+                .map(|u| RawUpstreamEntry {
+                    name: Some(u.name.clone()),
+                    url: Some(u.url.clone()),
+                    kind: Some(u.kind.as_str().to_owned()),
+                })
+                .collect()
         },
         proxy: RawProxy {
             max_body_bytes: Some(max_body_bytes),
@@ -313,8 +325,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         proxy: ProxyConfig {
             upstream: upstream.clone(),
+            upstreams: upstreams.clone(),
+            health: crate::fleet::HealthConfig {
+                probe_interval: Duration::from_millis(probe_interval_ms),
+                eject_after_failures: u32::try_from(eject_after_failures).unwrap_or(u32::MAX),
+                eject_for: Duration::from_millis(eject_ms),
+            },
             connect_timeout,
-            kind: upstream_kind,
+            kind: upstreams.first().map_or(upstream_kind, |u| u.kind),
             operation_header,
             max_body_bytes,
             quality_capture_bytes,
@@ -357,6 +375,103 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         otel,
         effective,
     })
+}
+
+/// The upstreams: `[[upstreams]]`, else `upstream.url` (one URL, or several separated by
+/// commas), else Ollama's default address. Names default to `host:port`; every problem
+/// (a bad URL, a name used twice or unfit for a header, a loop back to ollameter's own
+/// listen address) is listed, named by its key.
+fn upstream_list(
+    raw: &RawConfig,
+    default_kind: KindSetting,
+    listen: Option<SocketAddr>,
+    problems: &mut Vec<String>,
+) -> Vec<crate::fleet::UpstreamConfig> {
+    // (key of the URL, key of the name, URL, name, kind)
+    let mut given: Vec<(String, String, String, Option<String>, KindSetting)> = Vec::new();
+    if raw.upstreams.is_empty() {
+        let text = raw.upstream.url.as_deref().unwrap_or(DEFAULT_UPSTREAM);
+        for part in text.split(',') {
+            given.push((
+                "upstream.url".into(),
+                "upstream.url".into(),
+                part.trim().to_owned(),
+                None,
+                default_kind,
+            ));
+        }
+    } else {
+        if raw.upstream.url.is_some() {
+            problems.push(
+                "upstream.url: set either upstream.url or [[upstreams]], not both (list every \
+                 upstream under [[upstreams]])"
+                    .into(),
+            );
+        }
+        for (i, entry) in raw.upstreams.iter().enumerate() {
+            let kind = match entry.kind.as_deref().map(KindSetting::parse) {
+                None => default_kind,
+                Some(Ok(kind)) => kind,
+                Some(Err(e)) => {
+                    problems.push(format!("upstreams[{i}].kind: {e}"));
+                    default_kind
+                }
+            };
+            let Some(url) = entry.url.clone() else {
+                problems.push(format!(
+                    "upstreams[{i}].url: missing; each upstream needs its URL, e.g. \
+                     url = \"http://gpu-box-1:11434\""
+                ));
+                continue;
+            };
+            given.push((
+                format!("upstreams[{i}].url"),
+                format!("upstreams[{i}].name"),
+                url,
+                entry.name.clone(),
+                kind,
+            ));
+        }
+    }
+    let mut out: Vec<crate::fleet::UpstreamConfig> = Vec::new();
+    for (url_key, name_key, url, name, kind) in given {
+        let url = match normalise_upstream(&url) {
+            Ok(url) => url,
+            Err(e) => {
+                problems.push(format!("{url_key}: {e}"));
+                continue;
+            }
+        };
+        if let Some(listen) = listen
+            && upstream_is_self(&url, listen)
+        {
+            problems.push(format!(
+                "{url_key}: {url} is ollameter's own listen address {listen}; \
+                 point it at Ollama (usually http://127.0.0.1:11434)"
+            ));
+        }
+        let name = name.unwrap_or_else(|| upstream_authority(&url).to_owned());
+        let fit = !name.is_empty()
+            && name.chars().count() <= crate::fleet::MAX_NAME_CHARS
+            && name.chars().all(|c| c.is_ascii_graphic() && c != ',');
+        if !fit {
+            problems.push(format!(
+                "{name_key}: {name:?} is not a usable name: use 1 to {} visible ASCII \
+                 characters without commas or spaces, e.g. gpu0",
+                crate::fleet::MAX_NAME_CHARS
+            ));
+            continue;
+        }
+        if out.iter().any(|u| u.name == name) {
+            problems.push(format!(
+                "{name_key}: the name {name:?} is used by two upstreams; names must be \
+                 unique (give each [[upstreams]] entry its own name)"
+            ));
+            continue;
+        }
+        out.push(crate::fleet::UpstreamConfig { name, url, kind });
+    }
+    out
 }
 
 /// Checks the upstream URL and returns it without a trailing slash.
@@ -546,6 +661,120 @@ mod tests {
             std::fs::write(&path, text).expect("write");
             let err = load(Some(&path), &[], &Overrides::default()).expect_err(text);
             assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    fn load_text(text: &str, env: &[(&str, &str)], flags: &Overrides) -> Result<Config, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load(Some(&path), &env, flags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn several_upstreams_from_a_list_a_flag_or_named_entries() {
+        let c = load_text(
+            "",
+            &[("OLLAMETER_UPSTREAM", "http://a:1, http://b:2/")],
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let names: Vec<(&str, &str)> = c
+            .proxy
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.url.as_str()))
+            .collect();
+        assert_eq!(names, [("a:1", "http://a:1"), ("b:2", "http://b:2")]);
+        assert_eq!(c.proxy.upstream, "http://a:1");
+        let text = "[upstream]\nkind = \"ollama\"\n\
+                    [[upstreams]]\nname = \"gpu0\"\nurl = \"http://gpu-box-1:11434\"\n\
+                    [[upstreams]]\nurl = \"http://gpu-box-2:11434\"\nkind = \"openai\"\n";
+        let c = load_text(text, &[], &Overrides::default()).expect("valid");
+        let got: Vec<(&str, &str)> = c
+            .proxy
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.kind.as_str()))
+            .collect();
+        assert_eq!(got, [("gpu0", "ollama"), ("gpu-box-2:11434", "openai")]);
+        // The effective configuration lists them, and reads back the same.
+        let shown = c.to_toml().expect("toml");
+        assert!(shown.contains("[[upstreams]]"), "{shown}");
+        let again = load_text(&shown, &[], &Overrides::default()).expect("round trip");
+        assert_eq!(again.proxy.upstreams, c.proxy.upstreams);
+        // A flag (or the environment) replaces the file's list, as for any key.
+        let flags = Overrides {
+            upstream: Some("http://c:3".into()),
+            ..Overrides::default()
+        };
+        let c = load_text(text, &[], &flags).expect("valid");
+        assert_eq!(c.proxy.upstreams.len(), 1);
+        assert_eq!(c.proxy.upstream, "http://c:3");
+        // One upstream stays as it was: no [[upstreams]] in the effective file.
+        let one = load_text("", &[], &Overrides::default()).expect("valid");
+        assert!(!one.to_toml().expect("toml").contains("[[upstreams]]"));
+    }
+
+    #[test]
+    fn bad_upstream_lists_are_refused_with_every_problem_named() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[[upstreams]]\nname = \"gpu\"\nurl = \"http://a:1\"\n\
+                 [[upstreams]]\nname = \"gpu\"\nurl = \"http://b:1\"\n",
+                &["upstreams[1].name: the name \"gpu\" is used by two upstreams"],
+            ),
+            (
+                "[upstream]\nurl = \"http://a:1,http://a:1\"\n",
+                &["upstream.url: the name \"a:1\" is used by two upstreams"],
+            ),
+            (
+                "[[upstreams]]\nurl = \"https://a:1\"\n[[upstreams]]\nname = \"b\"\n",
+                &[
+                    "upstreams[0].url: \"https://a:1\" must start with http://",
+                    "upstreams[1].url: missing",
+                ],
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:11435\"\n\
+                 [[upstreams]]\nurl = \"http://a:1\"\n\
+                 [[upstreams]]\nurl = \"http://127.0.0.1:11435\"\n",
+                &["upstreams[1].url: http://127.0.0.1:11435 is ollameter's own listen address"],
+            ),
+            (
+                "[[upstreams]]\nname = \"gpu 0\"\nurl = \"http://a:1\"\n",
+                &["upstreams[0].name: \"gpu 0\" is not a usable name"],
+            ),
+            (
+                "[upstream]\nurl = \"http://a:1\"\n[[upstreams]]\nurl = \"http://b:1\"\n",
+                &["set either upstream.url or [[upstreams]]"],
+            ),
+            (
+                "[[upstreams]]\nurl = \"http://a:1\"\nkind = \"vllm\"\n",
+                &["upstreams[0].kind: \"vllm\" is not one of auto, ollama, openai"],
+            ),
+            (
+                "[[upstreams]]\nurl = \"http://a:1\"\nport = 3\n",
+                &["unknown field `port`"],
+            ),
+            (
+                "[upstream]\neject_ms = 0\n",
+                &["upstream.eject_ms: must be above 0"],
+            ),
+            (
+                "[upstream]\nurl = \"http://a:1,\"\n",
+                &["upstream.url: \"\" must start with http://"],
+            ),
+        ];
+        for (text, needles) in cases {
+            let err = load_text(text, &[], &Overrides::default()).expect_err(text);
+            for needle in *needles {
+                assert!(err.contains(needle), "{text}: {needle} missing from {err}");
+            }
         }
     }
 

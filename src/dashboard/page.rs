@@ -147,6 +147,9 @@ fn header(view: &View) -> Markup {
                     Some(op) => { "operation " strong { (op) } }
                     None => { "all operations" }
                 }
+                @if let Some(host) = &f.host {
+                    " · host " strong { (host) }
+                }
                 " · " (operations) " operations of " (view.statistics.len()) " models"
                 @if view.models_left_out > 0 {
                     " (the busiest " (view.statistics.len()) "; " (view.models_left_out)
@@ -213,6 +216,22 @@ fn filter_form(view: &View) -> Markup {
                     }
                     @for op in &view.operations {
                         option value=(op) selected[f.operation.as_ref() == Some(op)] { (op) }
+                    }
+                }
+            }
+            @if view.hosts.len() > 1 || f.host.is_some() {
+                label {
+                    "Host "
+                    select name="host" {
+                        option value="" selected[f.host.is_none()] { "all hosts" }
+                        @if let Some(host) = &f.host {
+                            @if !view.hosts.contains(host) {
+                                option value=(host) selected { (host) }
+                            }
+                        }
+                        @for host in &view.hosts {
+                            option value=(host) selected[f.host.as_ref() == Some(host)] { (host) }
+                        }
                     }
                 }
             }
@@ -295,6 +314,7 @@ mod tests {
             host: "h<o>st:1".into(),
             models_with_records: Vec::new(),
             operations: Vec::new(),
+            hosts: Vec::new(),
             statistics: Vec::new(),
             models_left_out: 0,
             unknown_models_hidden: 0,

@@ -70,6 +70,8 @@ pub struct Meter {
     upstream_sent: Option<Instant>,
     /// When the upstream's body ended (or failed).
     upstream_done: Option<Instant>,
+    /// The call counted in flight at its host until the meter is done.
+    _in_flight: Option<crate::fleet::InFlight>,
     /// The call's span, when spans are exported.
     trace: Option<CallTrace>,
     /// Where the gaps between content chunks of a stream go (current GenAI metric names).
@@ -102,6 +104,7 @@ impl Meter {
             energy,
             upstream_sent: None,
             upstream_done: None,
+            _in_flight: None,
             record: Some(record),
             started,
             api,
@@ -129,6 +132,12 @@ impl Meter {
     /// The record's id, for the `X-Ollameter-Record-Id` header.
     pub fn id(&self) -> &str {
         self.record.as_ref().map_or("", |r| r.id.as_str())
+    }
+
+    /// Holds the call's in-flight count at its host until the record is finished (the
+    /// answer's end, a failure, or the client going away).
+    pub fn hold(&mut self, in_flight: crate::fleet::InFlight) {
+        self._in_flight = Some(in_flight);
     }
 
     /// The request is about to be sent upstream: the time before it was ollameter's own.

@@ -8,9 +8,9 @@
 //! 2. [`read_body`]: an inference call's body, whole and within the limit (413 above it).
 //! 3. [`open_record`]: the meter, which owns the call's record from here on (id, model,
 //!    operation, stream flag) and finishes it however the call ends.
-//! 4. [`resolve`]: where the call goes and the exact bytes it sends: today the one
-//!    upstream and the client's body; model resolution (`"auto"`, aliases) and the choice
-//!    of a host belong here.
+//! 4. [`resolve`]: where the call goes and the exact bytes it sends: the host the fleet
+//!    ranks first for the model (after model resolution: `"auto"`, aliases; or the host
+//!    the client pinned) and the body for that model.
 //! 5. [`forward`]: one attempt, one upstream: sends the head and body, returns the head of
 //!    the answer. Nothing has reached the client yet, so a failed attempt can be resolved
 //!    again and forwarded elsewhere with the same or a rewritten body (`Bytes` clones share
@@ -38,12 +38,13 @@ use super::classify::{
 };
 use super::error::error_response;
 use super::forward::{self, ReadBodyError};
-use super::meter::{Meter, MeteredBody};
+use super::meter::{Meter, MeteredBody, Sinks};
 use super::upstream::{self, Upstream, UpstreamError};
 use super::{Inner, ProxyState, RECORD_ID_HEADER};
 use crate::decode::Api;
+use crate::fleet::{Host, Pin, UPSTREAM_HEADER};
 use crate::record::{CallKind, ErrorKind, Record, RouteReason};
-use crate::routing::{self, MODEL_HEADER, Plan};
+use crate::routing::{self, Attempt, MODEL_HEADER, Plan};
 use http_body_util::BodyExt;
 
 /// Longest client-chosen value kept from a header (`X-Request-Id`, the operation).
@@ -53,12 +54,16 @@ const MAX_HEADER_VALUE_CHARS: usize = 128;
 pub async fn handle(State(state): State<ProxyState>, request: Request) -> Response {
     let started = Instant::now();
     let proxy = &*state.inner;
-    let (head, route, body) = match classify(request) {
+    let (mut head, route, body) = match classify(request) {
         Ok(classified) => classified,
         Err(answer) => return answer,
     };
+    let pin = match pin(proxy, &mut head) {
+        Ok(pin) => pin,
+        Err(answer) => return answer,
+    };
     let Route::Inference(api) = route else {
-        return forward_only(proxy, head, body).await;
+        return super::hosts::other_route(proxy, head, body, pin).await;
     };
     let body = match read_body(proxy, &head, body).await {
         Ok(body) => body,
@@ -69,19 +74,25 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         Ok(plan) => plan,
         Err(answer) => return answer,
     };
-    let Some(plan) = plan else {
-        let route = RouteFields {
-            requested: facts.model.clone(),
-            reason: RouteReason::Explicit,
-            attempt: 1,
-        };
-        let mut meter = open_record(proxy, &head, api, facts, body.len(), started, route);
-        let target = resolve(proxy, &head, body, &meter);
-        meter.upstream_sent();
-        let answer = forward(&head, &target).await;
-        return respond(proxy, &head, answer, meter);
-    };
-    attempts(proxy, head, api, facts, body, started, plan).await
+    attempts(proxy, head, api, facts, body, started, plan, pin).await
+}
+
+/// Phase 1b: the host the client pins with `X-Ollameter-Upstream` (400 naming the hosts
+/// when it is none of them). The header is ollameter's own: it never goes upstream.
+#[expect(
+    clippy::result_large_err,
+    reason = "a phase either passes the call on or answers it; the answer is returned at once"
+)]
+fn pin(proxy: &Inner, head: &mut Head) -> Result<Pin, Response> {
+    if !head.headers.contains_key(UPSTREAM_HEADER) {
+        return Ok(Pin::None);
+    }
+    let pin = proxy
+        .fleet
+        .pin(&head.headers)
+        .map_err(|message| error_response(StatusCode::BAD_REQUEST, head.openai_shape, &message))?;
+    head.headers.remove(UPSTREAM_HEADER);
+    Ok(pin)
 }
 
 /// How long a failed attempt's error answer may take to be read (it is a short JSON
@@ -114,10 +125,17 @@ async fn plan(
         })
 }
 
-/// Phases 4 to 6 for a routed call: each attempt with the body's `model` replaced (and
-/// `Content-Length` fixed), its own record, and the next model when this one fails before
-/// any byte reached the client (no answer, 5xx, 404 model not found). The answer that
-/// goes to the client names its model in `X-Ollameter-Model`.
+/// Phases 4 to 6, once per attempt: each model of the plan (the call's own model without
+/// one) on each host the fleet ranks for it (the pinned host only, when pinned; the one
+/// upstream when there is one), each attempt with its own record, until one answers or
+/// `routing.max_attempts` attempts were made. An attempt that fails before any byte
+/// reached the client (no answer, 5xx, 404 model not found) moves on: to the next host
+/// for the model, then to the next model. A routed call's body names the attempt's model
+/// (`Content-Length` fixed) and its answer names the model in `X-Ollameter-Model`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the phases' outputs, each distinct and named"
+)]
 async fn attempts(
     proxy: &Inner,
     head: Head,
@@ -125,64 +143,133 @@ async fn attempts(
     facts: RequestFacts,
     body: Bytes,
     started: Instant,
-    plan: Plan,
+    plan: Option<Plan>,
+    pin: Pin,
 ) -> Response {
-    let last = plan.attempts.len().saturating_sub(1);
-    let mut response = None;
-    for (i, attempt) in plan.attempts.iter().enumerate() {
-        let body = routing::body::with_model(&body, &attempt.model).unwrap_or_else(|| body.clone());
-        let mut head = head.clone();
-        head.headers.insert(
-            axum::http::header::CONTENT_LENGTH,
-            HeaderValue::from(body.len()),
-        );
-        let route = RouteFields {
-            requested: plan.requested.clone(),
-            reason: attempt.reason,
-            attempt: u32::try_from(i + 1).unwrap_or(u32::MAX),
-        };
-        // Each attempt's time is its own: a fallback's record measures its model only.
-        let attempt_started = if i == 0 { started } else { Instant::now() };
-        let facts = RequestFacts {
-            model: attempt.model.clone(),
-            stream: facts.stream,
-        };
-        let mut meter = open_record(proxy, &head, api, facts, body.len(), attempt_started, route);
-        proxy.router.note(&plan.requested, attempt);
-        let target = resolve(proxy, &head, body, &meter);
-        meter.upstream_sent();
-        let answer = forward(&head, &target).await;
-        let failed_before_answering = match &answer {
-            Err(_) => true,
-            Ok(a) => a.status().is_server_error() || a.status() == StatusCode::NOT_FOUND,
-        };
-        let mut answered = respond(proxy, &head, answer, meter);
-        if failed_before_answering && i < last {
-            // Nothing has reached the client: the meter finishes this attempt's record
-            // from the error answer's own (short) body, and the next model is tried.
-            tracing::info!(
-                requested = %plan.requested,
-                model = %attempt.model,
-                status = answered.status().as_u16(),
-                "routing: falling back to the next model"
+    let stream = facts.stream;
+    let explicit;
+    let (requested, tries): (&str, &[Attempt]) = match &plan {
+        Some(plan) => (&plan.requested, &plan.attempts),
+        None => {
+            explicit = [Attempt {
+                model: facts.model,
+                reason: RouteReason::Explicit,
+            }];
+            (&explicit[0].model, &explicit)
+        }
+    };
+    let routed = plan.is_some();
+    let max_attempts = usize::try_from(proxy.router.config().max_attempts)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let multi = proxy.fleet.is_multi();
+    // With one upstream there is nothing to choose: no list is built.
+    let mut hosts: Vec<usize> = Vec::new();
+    let single = [0_usize];
+    let mut made = 0_usize;
+    for (i, attempt) in tries.iter().enumerate() {
+        let (body, head) = if routed {
+            let body =
+                routing::body::with_model(&body, &attempt.model).unwrap_or_else(|| body.clone());
+            let mut head = head.clone();
+            head.headers.insert(
+                axum::http::header::CONTENT_LENGTH,
+                HeaderValue::from(body.len()),
             );
-            let drained = answered.into_body().collect();
-            let _ = tokio::time::timeout(FAILED_ATTEMPT_DRAIN, drained).await;
-            continue;
+            (body, std::borrow::Cow::Owned(head))
+        } else {
+            (body.clone(), std::borrow::Cow::Borrowed(&head))
+        };
+        // The model's key is needed only to choose among several hosts.
+        let key = if multi {
+            crate::telemetry::model_key(&attempt.model)
+        } else {
+            String::new()
+        };
+        let order: &[usize] = match pin {
+            Pin::Host(index) => {
+                hosts.clear();
+                hosts.push(index);
+                &hosts
+            }
+            Pin::None if multi => {
+                proxy.fleet.order(&key, &mut hosts);
+                &hosts
+            }
+            Pin::None => &single,
+        };
+        if routed {
+            proxy.router.note(requested, attempt);
         }
-        if let Ok(model) = HeaderValue::from_str(&attempt.model) {
-            answered.headers_mut().insert(MODEL_HEADER, model);
+        for (h, &index) in order.iter().enumerate() {
+            made += 1;
+            let last = made >= max_attempts || (i + 1 == tries.len() && h + 1 == order.len());
+            let host = &proxy.fleet.hosts()[index];
+            let route = RouteFields {
+                requested: requested.to_owned(),
+                reason: attempt.reason,
+                attempt: u32::try_from(made).unwrap_or(u32::MAX),
+            };
+            // Each attempt's time is its own: a fallback's record measures its try only.
+            let attempt_started = if made == 1 { started } else { Instant::now() };
+            let facts = RequestFacts {
+                model: attempt.model.clone(),
+                stream,
+            };
+            let mut meter = open_record(
+                proxy,
+                &head,
+                api,
+                facts,
+                body.len(),
+                attempt_started,
+                route,
+                host,
+            );
+            if multi {
+                meter.hold(host.track(&key));
+            }
+            let target = resolve(proxy, &head, body.clone(), index, &meter);
+            meter.upstream_sent();
+            let answer = forward(&head, &target).await;
+            let host_failed = match &answer {
+                Err(_) => true,
+                Ok(a) => a.status().is_server_error(),
+            };
+            proxy.fleet.record_result(host, host_failed);
+            let failed_before_answering = host_failed
+                || answer
+                    .as_ref()
+                    .is_ok_and(|a| a.status() == StatusCode::NOT_FOUND);
+            let mut answered = respond(proxy, &head, answer, meter, index);
+            if failed_before_answering && !last {
+                // Nothing has reached the client: the meter finishes this attempt's record
+                // from the error answer's own (short) body, and the next try runs.
+                tracing::info!(
+                    requested = %requested,
+                    model = %attempt.model,
+                    upstream = %host.name(),
+                    status = answered.status().as_u16(),
+                    "falling back to the next host or model"
+                );
+                let drained = answered.into_body().collect();
+                let _ = tokio::time::timeout(FAILED_ATTEMPT_DRAIN, drained).await;
+                continue;
+            }
+            if routed && let Ok(model) = HeaderValue::from_str(&attempt.model) {
+                answered.headers_mut().insert(MODEL_HEADER, model);
+            }
+            return answered;
         }
-        response = Some(answered);
-        break;
+        if made >= max_attempts {
+            break;
+        }
     }
-    response.unwrap_or_else(|| {
-        error_response(
-            StatusCode::BAD_GATEWAY,
-            head.openai_shape,
-            "ollameter: no model to try",
-        )
-    })
+    error_response(
+        StatusCode::BAD_GATEWAY,
+        head.openai_shape,
+        "ollameter: no model to try",
+    )
 }
 
 /// What routing says about one attempt, for its record.
@@ -269,11 +356,13 @@ pub fn classify(request: Request) -> Result<(Head, Route, Body), Response> {
     Ok((head, route, body))
 }
 
-/// A request that is not an inference call: both bodies stream through untouched, with
-/// no size limit (blob uploads are gigabytes), and nothing is recorded.
-async fn forward_only(proxy: &Inner, head: Head, body: Body) -> Response {
-    let sent = proxy
-        .upstream
+/// A request that is not an inference call, to the upstream at `index`: both bodies
+/// stream through untouched, with no size limit (blob uploads are gigabytes), and nothing
+/// is recorded. The answer names the upstream.
+pub(crate) async fn forward_only(proxy: &Inner, head: Head, body: Body, index: usize) -> Response {
+    let upstream = &proxy.upstreams[index];
+    let host = &proxy.fleet.hosts()[index];
+    let sent = upstream
         .send(
             head.method,
             &head.path_and_query,
@@ -281,10 +370,17 @@ async fn forward_only(proxy: &Inner, head: Head, body: Body) -> Response {
             upstream::streamed(body),
         )
         .await;
-    match sent {
+    let mut response = match sent {
         Ok(answer) => forward::response(answer, Body::new),
-        Err(e) => unreachable_response(&proxy.upstream, &e, head.openai_shape).0,
-    }
+        Err(e) => {
+            proxy.fleet.record_result(host, true);
+            unreachable_response(upstream, &e, head.openai_shape).0
+        }
+    };
+    response
+        .headers_mut()
+        .insert(UPSTREAM_HEADER, host.header().clone());
+    response
 }
 
 /// Phase 2: an inference call's body, whole: 413 over `proxy.max_body_bytes` (told by
@@ -311,6 +407,10 @@ pub(crate) async fn read_body(proxy: &Inner, head: &Head, body: Body) -> Result<
 /// Phase 3: the call's record, opened as the request arrived at `started`: its id (the
 /// client's `X-Request-Id` or a new UUIDv7), model and stream flag from the body, and
 /// operation (the client's header or the API's kind of work).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the phases' outputs, each distinct and named"
+)]
 pub(crate) fn open_record(
     proxy: &Inner,
     head: &Head,
@@ -319,6 +419,7 @@ pub(crate) fn open_record(
     body_len: usize,
     started: Instant,
     route: RouteFields,
+    host: &Host,
 ) -> Meter {
     let explicit_operation = head.short_header(&proxy.operation_header);
     let operation_explicit = explicit_operation.is_some();
@@ -340,6 +441,7 @@ pub(crate) fn open_record(
     record.requested_model = Some(route.requested);
     record.route_reason = Some(route.reason);
     record.attempt = route.attempt;
+    record.host = Some(host.name().to_owned());
     if let Some(source) = head.headers.get(crate::record::SOURCE_HEADER) {
         // ollameter's own benchmark marks its calls.
         record.source = crate::record::Source::from_header(source.as_bytes());
@@ -350,19 +452,22 @@ pub(crate) fn open_record(
             crate::record::gen_ai_operation_name(&record.endpoint),
             record.model
         );
-        let provider = match proxy.kind.get() {
+        let provider = match host.kind().get() {
             Some(crate::upstream::UpstreamKind::OpenAi) => "openai_compatible",
             _ => "ollama",
         };
         proxy.sinks.otel.start_call(&head.headers, &name, provider)
     });
-    let mut meter = Meter::new(
-        record,
-        proxy.sinks.clone(),
-        started,
-        api,
-        operation_explicit,
-    );
+    let sinks = if host.index() == 0 {
+        proxy.sinks.clone()
+    } else {
+        // Each host's models are measured by its own telemetry.
+        Sinks {
+            telemetry: host.telemetry().clone(),
+            ..proxy.sinks.clone()
+        }
+    };
+    let mut meter = Meter::new(record, sinks, started, api, operation_explicit);
     meter.set_trace(trace.flatten());
     meter
 }
@@ -378,16 +483,17 @@ pub struct Target<'a> {
     pub traceparent: Option<HeaderValue>,
 }
 
-/// Phase 4: the upstream, body and trace context of the call. Today: the one configured
-/// upstream and the client's body as it came.
+/// Phase 4: the upstream, body and trace context of one attempt: the host the fleet
+/// chose (`index`), the body for the attempt's model, the attempt's span.
 pub(crate) fn resolve<'a>(
     proxy: &'a Inner,
     _head: &Head,
     body: Bytes,
+    index: usize,
     meter: &Meter,
 ) -> Target<'a> {
     Target {
-        upstream: &proxy.upstream,
+        upstream: &proxy.upstreams[index],
         body,
         traceparent: meter.traceparent(),
     }
@@ -416,12 +522,13 @@ pub async fn forward(
 
 /// Phase 6: the client's answer. The upstream's answer streams through the meter, which
 /// finishes the record at its end; without one, a 502/504 in the route's shape, and the
-/// record says why. Either way the answer names its record.
+/// record says why. Either way the answer names its record and the upstream at `index`.
 pub(crate) fn respond(
     proxy: &Inner,
     head: &Head,
     answer: Result<hyper::Response<Incoming>, UpstreamError>,
     mut meter: Meter,
+    index: usize,
 ) -> Response {
     let record_id = HeaderValue::from_str(meter.id()).ok();
     let mut response = match answer {
@@ -435,7 +542,7 @@ pub(crate) fn respond(
         }
         Err(e) => {
             let (response, kind, message) =
-                unreachable_response(&proxy.upstream, &e, head.openai_shape);
+                unreachable_response(&proxy.upstreams[index], &e, head.openai_shape);
             meter.fail(kind, response.status().as_u16(), message);
             response
         }
@@ -444,9 +551,12 @@ pub(crate) fn respond(
         response.headers_mut().insert(RECORD_ID_HEADER, id);
     }
     response
+        .headers_mut()
+        .insert(UPSTREAM_HEADER, proxy.fleet.hosts()[index].header().clone());
+    response
 }
 
-fn too_large(limit: u64, openai_shape: bool) -> Response {
+pub(crate) fn too_large(limit: u64, openai_shape: bool) -> Response {
     error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         openai_shape,
@@ -459,7 +569,7 @@ fn too_large(limit: u64, openai_shape: bool) -> Response {
 
 /// The answer when the upstream could not be reached: 504 on a connect timeout, else 502,
 /// naming the upstream; with the record's error kind and message.
-fn unreachable_response(
+pub(crate) fn unreachable_response(
     upstream: &Upstream,
     e: &UpstreamError,
     openai_shape: bool,

@@ -214,6 +214,7 @@ pub fn resolve(
             hours: None,
             operation: operation.clone(),
             source: None,
+            host: None,
             min_operations: alias.min_operations,
             available_vram_mb: alias.max_vram_mb,
             models: Some(list.clone()),

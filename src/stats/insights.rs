@@ -113,6 +113,8 @@ pub struct InsightParams {
     pub gpu_total_mb: Option<f64>,
     /// Records the recorder dropped since start.
     pub dropped_records: u64,
+    /// Only this interned upstream host id; every host without.
+    pub host: Option<u8>,
 }
 
 /// Every insight for `models` (name and its samples sorted by timestamp), critical first,
@@ -148,16 +150,19 @@ pub fn insights<'a>(
             since_ms: Some(since_ms),
             until_ms: Some(end_ms),
             operation: None,
+            host: params.host,
         },
         baseline: Filter {
             since_ms: Some(since_ms),
             until_ms: Some(split_ms),
             operation: None,
+            host: params.host,
         },
         recent: Filter {
             since_ms: Some(split_ms),
             until_ms: Some(end_ms),
             operation: None,
+            host: params.host,
         },
         hours: params.duration_hours,
     };
@@ -408,6 +413,7 @@ mod tests {
             duration_hours: 4.0,
             gpu_total_mb: None,
             dropped_records: 0,
+            host: None,
         }
     }
 

@@ -606,6 +606,7 @@ mod tests {
             since_ms: Some(HOUR_MS),
             operation: Some(0),
             until_ms: None,
+            host: None,
         };
         let s = model_statistics("m", &data(), &f).unwrap();
         assert_eq!(s.total_operations, 2);

@@ -48,6 +48,9 @@ pub struct Sample {
     /// Whether Ollama answered this call "model not found": a name made only of such
     /// calls is a client's mistake, kept out of the views (see `stats::known`).
     pub model_not_found: bool,
+    /// `Record::host` as the caller's interned id (0 for none), so statistics can be
+    /// asked for one upstream host.
+    pub host: u8,
 }
 
 // The size is the reason this type exists; a field added carelessly should fail the build.
@@ -59,8 +62,9 @@ fn known(value: Option<f64>) -> f32 {
 }
 
 impl Sample {
-    /// Reduces a record; `operation_id` is the caller's interned id of `r.operation`.
-    pub fn from_record(r: &Record, operation_id: u32) -> Sample {
+    /// Reduces a record; `operation_id` is the caller's interned id of `r.operation`,
+    /// `host_id` that of `r.host` (0 for none).
+    pub fn from_record(r: &Record, operation_id: u32, host_id: u8) -> Sample {
         Sample {
             timestamp_ms: r.timestamp.timestamp_millis(),
             operation: operation_id,
@@ -80,6 +84,7 @@ impl Sample {
             energy_j: known(r.energy_j),
             source: r.source,
             model_not_found: r.error_kind == Some(ErrorKind::ModelNotFound),
+            host: host_id,
         }
     }
 
@@ -109,6 +114,7 @@ impl Sample {
             energy_j: f32::NAN,
             source: Source::Proxy,
             model_not_found: false,
+            host: 0,
         }
     }
 }
@@ -132,7 +138,7 @@ mod tests {
         r.processing_time_ms = 1234.5;
         r.quality_score = Some(4.0);
         r.output_tokens = Some(42);
-        let s = Sample::from_record(&r, 7);
+        let s = Sample::from_record(&r, 7, 0);
         assert_eq!(s.timestamp_ms, ts.timestamp_millis());
         assert_eq!(s.operation, 7);
         assert!(s.success);

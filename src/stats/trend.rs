@@ -167,6 +167,8 @@ pub struct TrendParams {
     pub bucket_minutes: u32,
     /// Only this interned operation id.
     pub operation: Option<u32>,
+    /// Only this interned upstream host id.
+    pub host: Option<u8>,
 }
 
 /// Parameters that cannot make a trend; each message names the field.
@@ -270,6 +272,7 @@ pub fn trend(model: &str, samples: &[Sample], params: &TrendParams) -> Result<Tr
         since_ms: Some(since_ms),
         until_ms: Some(params.now_ms.saturating_add(1)),
         operation: params.operation,
+        host: params.host,
     };
     for s in filter.select(samples) {
         let value = params.metric.value(s);
@@ -399,6 +402,7 @@ mod tests {
             hours: 3.0,
             bucket_minutes: 60,
             operation: None,
+            host: None,
         }
     }
 

@@ -170,13 +170,18 @@ pub const MIGRATIONS: &[Migration] = &[
             quality_score DOUBLE PRECISION
         );",
     },
-    // 7 (8 once the fleet's `host` column, reserved as 7, is in): the energy each call
-    // used, and how it was measured.
+    // 7: the energy each call used, and how it was measured.
     Migration {
         sqlite: "ALTER TABLE records ADD COLUMN energy_j REAL;
         ALTER TABLE records ADD COLUMN energy_source TEXT;",
         postgres: "ALTER TABLE records ADD COLUMN energy_j DOUBLE PRECISION;
         ALTER TABLE records ADD COLUMN energy_source TEXT;",
+    },
+    // 8: the upstream host that served each call (`None` for older records and for
+    // records written by hand without one).
+    Migration {
+        sqlite: "ALTER TABLE records ADD COLUMN host TEXT;",
+        postgres: "ALTER TABLE records ADD COLUMN host TEXT;",
     },
 ];
 

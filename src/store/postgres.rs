@@ -43,7 +43,7 @@ const COLUMN_TYPES: &[&str] = &[
     "text", "int8", "text", "text", "text", "bool", "bool", "int4", "text", "text", "float8",
     "float8", "float8", "float8", "float8", "float8", "int8", "int8", "bool", "float8", "float8",
     "text", "int8", "int8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
-    "text", "text", "text", "text", "int8", "text", "float8", "text",
+    "text", "text", "text", "text", "int8", "text", "float8", "text", "text",
 ];
 
 /// A PostgreSQL database to connect to.
@@ -630,6 +630,7 @@ struct Columns<'a> {
     instance: Vec<&'a str>,
     energy_j: Vec<Option<f64>>,
     energy_source: Vec<Option<&'a str>>,
+    host: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -708,6 +709,7 @@ impl<'a> Columns<'a> {
             instance: records.iter().map(|r| r.instance.as_str()).collect(),
             energy_j: col(&|r| r.energy_j),
             energy_source: records.iter().map(|r| r.energy_source.as_deref()).collect(),
+            host: records.iter().map(|r| r.host.as_deref()).collect(),
         }
     }
 
@@ -743,6 +745,7 @@ impl<'a> Columns<'a> {
         p.push(&self.instance);
         p.push(&self.energy_j);
         p.push(&self.energy_source);
+        p.push(&self.host);
         p
     }
 }
@@ -799,6 +802,7 @@ fn record_from_row(row: &Row) -> Result<Record, postgres::Error> {
         instance: row.try_get(36)?,
         energy_j: row.try_get(37)?,
         energy_source: row.try_get(38)?,
+        host: row.try_get(39)?,
     })
 }
 

@@ -182,7 +182,18 @@ pub struct Ollameter {
 impl Ollameter {
     /// Starts `bin serve` in front of `upstream`, its store and log in `dir`.
     pub fn start(bin: &Path, upstream: SocketAddr, dir: &Path) -> Result<Ollameter, String> {
-        Ollameter::start_with(bin, upstream, dir, "ollameter", None)
+        Ollameter::start_with(bin, &[upstream], dir, "ollameter", None)
+    }
+
+    /// Starts `bin serve` in front of every one of `upstreams` (`--upstream` repeated),
+    /// its files in `dir` named `name`.
+    pub fn start_many(
+        bin: &Path,
+        upstreams: &[SocketAddr],
+        dir: &Path,
+        name: &str,
+    ) -> Result<Ollameter, String> {
+        Ollameter::start_with(bin, upstreams, dir, name, None)
     }
 
     /// [`Ollameter::start`] with span export on, to the OTLP/HTTP collector at
@@ -193,12 +204,12 @@ impl Ollameter {
         dir: &Path,
         otlp: SocketAddr,
     ) -> Result<Ollameter, String> {
-        Ollameter::start_with(bin, upstream, dir, "ollameter-otel", Some(otlp))
+        Ollameter::start_with(bin, &[upstream], dir, "ollameter-otel", Some(otlp))
     }
 
     fn start_with(
         bin: &Path,
-        upstream: SocketAddr,
+        upstreams: &[SocketAddr],
         dir: &Path,
         name: &str,
         otlp: Option<SocketAddr>,
@@ -207,9 +218,11 @@ impl Ollameter {
         let log =
             fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let mut command = Command::new(bin);
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        for upstream in upstreams {
+            command.arg("--upstream").arg(format!("http://{upstream}"));
+        }
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
-            .arg(format!("http://{upstream}"))
             .arg("--db")
             .arg(dir.join(format!("{name}.db")))
             .env_remove("RUST_LOG")

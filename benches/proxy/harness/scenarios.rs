@@ -29,6 +29,9 @@ pub enum Way {
     Nginx,
     /// Through a bare hyper reverse proxy (no metering): the async stack's floor.
     Bare,
+    /// Through the ollameter binary in front of several fake Ollamas (`--upstreams N`):
+    /// each call also chooses its host.
+    Fleet,
 }
 
 impl Way {
@@ -40,6 +43,7 @@ impl Way {
             Way::OllameterOtel => "ollameter + OTLP export",
             Way::Nginx => "nginx",
             Way::Bare => "bare hyper",
+            Way::Fleet => "ollameter, several upstreams",
         }
     }
 }
@@ -80,6 +84,9 @@ pub struct Plan {
     /// Also measure an ollameter that exports a span per call (`--otel`), to an OTLP sink
     /// served by the fake Ollama.
     pub otel: bool,
+    /// Upstreams of the [`Way::Fleet`] ollameter (each its own fake Ollama); below 2 that
+    /// way is skipped.
+    pub upstreams: usize,
 }
 
 impl Plan {
@@ -102,6 +109,7 @@ impl Plan {
             nginx,
             bare,
             otel: false,
+            upstreams: 0,
         }
     }
 
@@ -138,6 +146,7 @@ impl Plan {
             nginx: None,
             bare: None,
             otel: false,
+            upstreams: 0,
         }
     }
 
@@ -152,6 +161,9 @@ impl Plan {
         }
         if self.bare.is_some() {
             ways.push(Way::Bare);
+        }
+        if self.upstreams >= 2 {
+            ways.push(Way::Fleet);
         }
         ways
     }
@@ -264,6 +276,13 @@ pub struct Report {
 pub fn run(plan: &Plan, bin: &Path, progress: &dyn Fn(&str)) -> Result<Report, String> {
     let epoch = Instant::now();
     let fake = FakeOllama::start(epoch);
+    // The fleet's other hosts: the same fake, each on its own port.
+    let others: Vec<FakeOllama> = (1..plan.upstreams.max(1))
+        .map(|_| FakeOllama::start(epoch))
+        .collect();
+    let fleet: Vec<std::net::SocketAddr> = std::iter::once(fake.addr)
+        .chain(others.iter().map(|f| f.addr))
+        .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -272,7 +291,9 @@ pub fn run(plan: &Plan, bin: &Path, progress: &dyn Fn(&str)) -> Result<Report, S
     let mut report = Report::default();
     for run in 1..=plan.runs {
         progress(&format!("run {run} of {}", plan.runs));
-        let result = runtime.block_on(one_run(plan, bin, &fake, epoch, &big_body, progress))?;
+        let result = runtime.block_on(one_run(
+            plan, bin, &fake, &fleet, epoch, &big_body, progress,
+        ))?;
         report.runs.push(result);
     }
     if !plan.record.is_zero() {
@@ -294,6 +315,7 @@ async fn one_run(
     plan: &Plan,
     bin: &Path,
     fake: &FakeOllama,
+    fleet_upstreams: &[std::net::SocketAddr],
     epoch: Instant,
     big_body: &Bytes,
     progress: &dyn Fn(&str),
@@ -318,6 +340,16 @@ async fn one_run(
         Some(bare) => Some(Bare::start(bare, fake.addr)?),
         None => None,
     };
+    let fleet = if plan.upstreams >= 2 {
+        Some(Ollameter::start_many(
+            bin,
+            fleet_upstreams,
+            dir.path(),
+            "ollameter-fleet",
+        )?)
+    } else {
+        None
+    };
     // Let both settle (ollameter's telemetry sampler takes its first reading) before the
     // idle figures.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -332,6 +364,7 @@ async fn one_run(
         Way::OllameterOtel => exporting.as_ref().map_or_else(String::new, |o| url(o.addr)),
         Way::Nginx => nginx.as_ref().map_or_else(String::new, |n| url(n.addr)),
         Way::Bare => bare.as_ref().map_or_else(String::new, |b| url(b.addr)),
+        Way::Fleet => fleet.as_ref().map_or_else(String::new, |f| url(f.addr)),
     };
     // The CPU seconds the way's proxy process(es) have used so far (none for direct: the
     // fake runs inside this process).
@@ -341,6 +374,7 @@ async fn one_run(
         Way::OllameterOtel => exporting.as_ref().map(Ollameter::cpu_seconds),
         Way::Nginx => nginx.as_ref().map(Nginx::cpu_seconds),
         Way::Bare => bare.as_ref().map(Bare::cpu_seconds),
+        Way::Fleet => fleet.as_ref().map(Ollameter::cpu_seconds),
     };
     let ways = plan.ways();
     let closed = |url: String, connections: usize, duration: Duration| {
@@ -464,6 +498,7 @@ async fn one_run(
     if let Some(exporting) = &exporting {
         result.otel_spans = Some(otel_spans(&client, exporting.addr).await?);
     }
+    drop(fleet);
     drop(bare);
     drop(nginx);
     drop(exporting);

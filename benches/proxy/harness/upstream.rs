@@ -32,6 +32,11 @@ const DEFAULT_INTERVAL_US: u64 = 5_000;
 /// and thrown away: a 20 MiB body costs the fake no memory).
 const HEAD_BYTES: usize = 256;
 
+/// `GET /api/version`.
+const VERSION: &str = r#"{"version":"0.33.0"}"#;
+/// `GET /api/ps` and `/api/tags`: the one model the benchmark calls, loaded.
+const MODELS: &str = r#"{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest","size":2019393189,"size_vram":2019393189}]}"#;
+
 /// The non-streaming answer, shaped like Ollama's.
 const ANSWER: &str = concat!(
     r#"{"model":"llama3.2","created_at":"2026-08-21T17:15:24.097767Z","#,
@@ -76,6 +81,11 @@ impl FakeOllama {
                     });
                     let app = Router::new()
                         .route("/", get(|| async { "Ollama is running" }))
+                        // What ollameter asks of each host of several: its kind, its
+                        // loaded and installed models (the model the load asks for).
+                        .route("/api/version", get(|| async { VERSION }))
+                        .route("/api/ps", get(|| async { MODELS }))
+                        .route("/api/tags", get(|| async { MODELS }))
                         .route("/api/generate", post(generate))
                         // An OTLP/HTTP sink for ollameter's spans (`--otel`): reads each
                         // export and accepts it, as a collector would.
