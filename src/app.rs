@@ -170,10 +170,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let alerts_board = alerts.alerts.clone();
     let alerts_task = alerts.start(recorder.clone());
     let metrics = Arc::new(Metrics::with_names(otel_config.gen_ai_metric_names));
-    let (otel, otel_task) = crate::otel::Otel::start(&otel_config, &proxy_config.upstream)?;
+    let (otel, otel_task) = crate::otel::Otel::start(
+        &otel_config,
+        fleet.hosts().iter().map(|h| (h.name(), h.url())),
+    )?;
     if let Some(stats) = otel.stats() {
         metrics.attach_otel(stats);
     }
+    metrics.attach_upstreams(fleet.hosts().iter().map(|h| (h.name(), h.kind())));
     let router = crate::routing::ModelRouter::new(
         config.routing.clone(),
         history.clone(),

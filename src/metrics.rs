@@ -27,7 +27,8 @@
 //! `gen_ai_token_modality`, `unknown` for Ollama), the per-call distributions
 //! `gen_ai_client_inference_operation_{input,output}_tokens`, and for embeddings
 //! `gen_ai_client_embeddings_duration_seconds` and
-//! `gen_ai_client_embeddings_operation_input_tokens`; all carry `gen_ai_provider_name`,
+//! `gen_ai_client_embeddings_operation_input_tokens`; all carry `gen_ai_provider_name`
+//! (`ollama`, or `openai_compatible` for calls an OpenAI-compatible upstream served),
 //! `gen_ai_operation_name` (`chat`, `text_completion`, `embeddings`) and
 //! `gen_ai_request_model`, and the durations `error_type` on failures.
 //!
@@ -47,6 +48,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::otel::{GenAiMetricNames, OtelStats};
 use crate::record::{ErrorKind, Record, RouteReason, Source, gen_ai_operation_name};
+use crate::upstream::Kind;
 pub use crate::recorder::RecorderSnapshot;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
@@ -183,10 +185,12 @@ struct TokenLabels {
     gen_ai_token_type: &'static str,
 }
 
-/// Labels of the current GenAI metrics: the conventions' operation name and the model,
-/// and on durations the error's type (absent on success, as the conventions ask).
+/// Labels of the current GenAI metrics: the provider (the kind of the upstream that
+/// served the call), the conventions' operation name and the model, and on durations the
+/// error's type (absent on success, as the conventions ask).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct LatestLabels {
+    provider: &'static str,
     operation: &'static str,
     model: Arc<str>,
     error_type: Option<&'static str>,
@@ -194,6 +198,7 @@ struct LatestLabels {
 
 impl EncodeLabelSet for LatestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("gen_ai_provider_name", self.provider).encode(encoder.encode_label())?;
         ("gen_ai_operation_name", self.operation).encode(encoder.encode_label())?;
         ("gen_ai_request_model", &*self.model).encode(encoder.encode_label())?;
         if let Some(error_type) = self.error_type {
@@ -371,6 +376,9 @@ pub struct Metrics {
     names: GenAiMetricNames,
     latest: Latest,
     otel: OnceLock<Arc<OtelStats>>,
+    /// Each upstream's name and kind, the first first: the provider of a call's current
+    /// GenAI series.
+    upstreams: OnceLock<Vec<(String, Kind)>>,
 }
 
 impl Default for Metrics {
@@ -402,15 +410,13 @@ impl Metrics {
         let routing_decisions = Family::<RoutingLabels, Counter>::default();
 
         let mut registry = Registry::default();
-        // The GenAI metrics carry the conventions' `gen_ai.system` attribute; it is the
-        // same on every series, so it is a constant label of their sub-registry.
+        // The current GenAI metrics carry `gen_ai_provider_name` per series (it follows
+        // the kind of the upstream that served the call); the v1.36 ones carry
+        // `gen_ai_system="ollama"`, the same on every series, as a constant label of
+        // their sub-registry.
         let latest = Latest::new();
         if names.latest() {
-            let current = registry.sub_registry_with_label((
-                Cow::Borrowed("gen_ai_provider_name"),
-                Cow::Borrowed("ollama"),
-            ));
-            latest.register(current);
+            latest.register(&mut registry);
         }
         let mut unregistered = Registry::default();
         let gen_ai = if names.legacy() {
@@ -488,6 +494,7 @@ impl Metrics {
             names,
             latest,
             otel: OnceLock::new(),
+            upstreams: OnceLock::new(),
         }
     }
 
@@ -496,13 +503,41 @@ impl Metrics {
         let _ = self.otel.set(stats);
     }
 
+    /// Labels the current GenAI series of each call with the kind of the upstream that
+    /// served it (`upstreams` as `(name, kind)`, the first first; records that name no
+    /// upstream count as the first's). Without it, every call is Ollama's.
+    pub fn attach_upstreams<'a>(&self, upstreams: impl IntoIterator<Item = (&'a str, &'a Kind)>) {
+        let _ = self.upstreams.set(
+            upstreams
+                .into_iter()
+                .map(|(name, kind)| (name.to_owned(), kind.clone()))
+                .collect(),
+        );
+    }
+
+    /// `gen_ai.provider.name` of a call served by the upstream named `host`: one of two
+    /// values, so the label stays bounded.
+    fn provider(&self, host: Option<&str>) -> &'static str {
+        let Some(upstreams) = self.upstreams.get() else {
+            return crate::otel::PROVIDER_OLLAMA;
+        };
+        // A handful of upstreams: a scan is cheaper than hashing the name.
+        let kind = host
+            .and_then(|h| upstreams.iter().find(|(name, _)| name == h))
+            .or(upstreams.first())
+            .and_then(|(_, kind)| kind.get());
+        crate::otel::provider_name(kind)
+    }
+
     /// The histogram that counts the gaps between content chunks of a streamed call of
-    /// `model` on `endpoint`; `None` unless the current GenAI names are on.
-    pub fn chunk_gaps(&self, model: &str, endpoint: &str) -> Option<ChunkGaps> {
+    /// `model` on `endpoint`, served by the upstream named `host`; `None` unless the
+    /// current GenAI names are on.
+    pub fn chunk_gaps(&self, model: &str, endpoint: &str, host: Option<&str>) -> Option<ChunkGaps> {
         if !self.names.latest() {
             return None;
         }
         let labels = LatestLabels {
+            provider: self.provider(host),
             operation: gen_ai_operation_name(endpoint),
             model: self.models.get(model),
             error_type: None,
@@ -597,6 +632,7 @@ impl Metrics {
     fn observe_latest(&self, record: &Record, model: Arc<str>) {
         let operation = gen_ai_operation_name(&record.endpoint);
         let labels = LatestLabels {
+            provider: self.provider(record.host.as_deref()),
             operation,
             model,
             error_type: None,
@@ -1502,7 +1538,7 @@ mod tests {
         embed.prompt_tokens = Some(7);
         metrics.observe_record(&embed);
         let gaps = metrics
-            .chunk_gaps("llama3.2", "/api/chat")
+            .chunk_gaps("llama3.2", "/api/chat", None)
             .expect("on with the current names");
         gaps.observe(std::time::Duration::from_millis(15));
         gaps.observe(std::time::Duration::from_millis(25));
@@ -1603,7 +1639,55 @@ mod tests {
             ),
             1.0
         );
-        assert!(Metrics::new().chunk_gaps("llama3.2", "/api/chat").is_none());
+        assert!(Metrics::new().chunk_gaps("llama3.2", "/api/chat", None).is_none());
+    }
+
+    #[test]
+    fn the_current_genai_provider_follows_the_kind_of_the_upstream_that_served() {
+        use crate::upstream::{KindSetting, UpstreamKind};
+        let metrics = Metrics::with_names(GenAiMetricNames::Latest);
+        let ollama = Kind::new(KindSetting::Fixed(UpstreamKind::Ollama));
+        let llama = Kind::new(KindSetting::Fixed(UpstreamKind::OpenAi));
+        let unknown = Kind::new(KindSetting::Auto);
+        metrics.attach_upstreams([("gpu0", &ollama), ("llama", &llama), ("new", &unknown)]);
+        for (host, n) in [(Some("gpu0"), 1), (Some("llama"), 2), (Some("new"), 4), (None, 8)] {
+            for _ in 0..n {
+                let mut r = ok_record("m", 1000.0, 100.0, 10.0);
+                r.host = host.map(str::to_string);
+                metrics.observe_record(&r);
+            }
+        }
+        let gaps = metrics
+            .chunk_gaps("m", "/api/chat", Some("llama"))
+            .expect("latest");
+        gaps.observe(std::time::Duration::from_millis(10));
+        let s = render(&metrics);
+        let calls = "gen_ai_client_inference_duration_seconds_count";
+        // An upstream of unknown kind counts as Ollama, as do records naming no upstream
+        // (the first's kind).
+        assert_eq!(
+            value(&s, calls, &[("gen_ai_provider_name", "ollama")]),
+            13.0
+        );
+        assert_eq!(
+            value(&s, calls, &[("gen_ai_provider_name", "openai_compatible")]),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &s,
+                "gen_ai_client_inference_time_per_output_chunk_seconds_count",
+                &[("gen_ai_provider_name", "openai_compatible")]
+            ),
+            1.0
+        );
+        // Without upstreams attached every call is Ollama's.
+        let plain = Metrics::with_names(GenAiMetricNames::Latest);
+        plain.observe_record(&ok_record("m", 1000.0, 100.0, 10.0));
+        assert_eq!(
+            value(&render(&plain), calls, &[("gen_ai_provider_name", "ollama")]),
+            1.0
+        );
     }
 
     #[test]

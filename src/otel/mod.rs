@@ -3,20 +3,23 @@
 //!
 //! On the request path the proxy does two small things, and only when export is on
 //! ([`Otel::start_call`]): it reads the client's W3C `traceparent`/`tracestate` (the span's
-//! parent), decides sampling, and formats one `traceparent` header naming the call's own
-//! span for the upstream. Everything else happens off the proxy's threads: the finished
-//! record goes through a bounded queue to the exporter's thread, which builds the span
-//! from it ([`span`]) and sends batches with the `opentelemetry-otlp` exporter
-//! ([`export`]). A full queue or a collector that is down or slow costs dropped spans
-//! (counted in `/metrics`), never a wait.
+//! parent), decides sampling, and writes one `traceparent` header naming the call's own
+//! span for the upstream. At the end of a sampled call it puts a copy of the record in a
+//! bounded queue ([`Otel::finish`]). Everything else happens on the exporter's thread,
+//! which encodes the span straight from the record into an OTLP protobuf request
+//! ([`span`], [`wire`]) and sends batches over HTTP or gRPC ([`export`]). A full queue or a
+//! collector that is down or slow costs dropped spans (counted in `/metrics`), never a
+//! wait.
 //!
 //! - `config`: `[otel]` and the standard `OTEL_*` variables.
-//! - `span`: the span of one finished record (pure).
-//! - `export`: the queue, the exporter's thread and its counters.
+//! - `span`: the span of one finished record, encoded (pure).
+//! - `wire`: the protobuf wire format the spans are written in.
+//! - `export`: the queue, the exporter's thread, its transports and counters.
 
 pub mod config;
 pub mod export;
 pub mod span;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -32,11 +35,30 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::record::Record;
+use crate::upstream::UpstreamKind;
 pub use config::{GenAiMetricNames, OtelConfig};
 pub use export::{OtelStats, StartError};
 
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// `gen_ai.provider.name` of an Ollama upstream (not a registered value of the
+/// conventions; the name Ollama goes by).
+pub const PROVIDER_OLLAMA: &str = "ollama";
+/// `gen_ai.provider.name` of an OpenAI-compatible upstream that is not Ollama (llama.cpp's
+/// `llama-server`, vLLM, SGLang, LM Studio). Not `openai`, which the conventions register
+/// for OpenAI's own service: these servers only speak its API, and which of them answers
+/// is not known (`server.address` tells where it runs).
+pub const PROVIDER_OPENAI_COMPATIBLE: &str = "openai_compatible";
+
+/// `gen_ai.provider.name` of an upstream of `kind`; an upstream whose kind is not known
+/// yet counts as Ollama (as its telemetry does).
+pub fn provider_name(kind: Option<UpstreamKind>) -> &'static str {
+    match kind {
+        Some(UpstreamKind::OpenAi) => PROVIDER_OPENAI_COMPATIBLE,
+        Some(UpstreamKind::Ollama) | None => PROVIDER_OLLAMA,
+    }
+}
 
 /// The trace identity of one call, fixed when its request arrives: its own span, the
 /// caller's span (if any) and the sampling decision.
@@ -59,14 +81,23 @@ impl CallTrace {
 
     /// The `traceparent` header for the upstream: this call's span as the parent.
     pub fn traceparent(&self) -> HeaderValue {
-        let text = format!(
-            "00-{}-{}-{:02x}",
-            self.span_context.trace_id(),
-            self.span_context.span_id(),
-            self.span_context.trace_flags().to_u8()
-        );
+        // `00-{trace id}-{span id}-{flags}`, hex, written without the formatting
+        // machinery (it runs on the proxy's thread).
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [b'-'; 55];
+        text[0] = b'0';
+        text[1] = b'0';
+        let mut put = |at: usize, bytes: &[u8]| {
+            for (i, b) in bytes.iter().enumerate() {
+                text[at + 2 * i] = HEX[usize::from(b >> 4)];
+                text[at + 2 * i + 1] = HEX[usize::from(b & 0x0f)];
+            }
+        };
+        put(3, &self.span_context.trace_id().to_bytes());
+        put(36, &self.span_context.span_id().to_bytes());
+        put(53, &[self.span_context.trace_flags().to_u8()]);
         // Hex digits and dashes only: always a valid header value.
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
 
@@ -98,15 +129,16 @@ impl Otel {
     }
 
     /// Starts the exporter's thread (when `config.enabled`) for spans of calls to
-    /// `upstream` (its host and port become `server.address` and `server.port`).
-    pub fn start(
+    /// `upstreams`, given as `(name, url)`, the first one first: the host and port of the
+    /// one a record names become its span's `server.address` and `server.port`.
+    pub fn start<'a>(
         config: &OtelConfig,
-        upstream: &str,
+        upstreams: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(Otel, export::OtelTask), StartError> {
         if !config.enabled {
             return Ok((Otel::disabled(), export::OtelTask::none()));
         }
-        let (queue, task) = export::start(config, span::Server::of_url(upstream))?;
+        let (queue, task) = export::start(config, span::Servers::new(upstreams))?;
         let inner = Inner {
             sampler: sampler(config.sampler),
             ids: RandomIdGenerator::default(),
@@ -131,14 +163,9 @@ impl Otel {
         self.inner.as_ref().map(|i| i.queue.stats())
     }
 
-    /// The trace of a call whose request carries `headers`, for a span named `name`
-    /// (`{operation} {model}`, for the sampler); `None` when export is off.
-    pub fn start_call(
-        &self,
-        headers: &HeaderMap,
-        name: &str,
-        provider: &'static str,
-    ) -> Option<CallTrace> {
+    /// The trace of a call whose request carries `headers`, to an upstream of `provider`
+    /// ([`provider_name`]); `None` when export is off.
+    pub fn start_call(&self, headers: &HeaderMap, provider: &'static str) -> Option<CallTrace> {
         let inner = self.inner.as_ref()?;
         let parent = if headers.contains_key(TRACEPARENT) {
             inner
@@ -157,10 +184,11 @@ impl Otel {
         } else {
             (inner.ids.new_trace_id(), SpanId::INVALID, TraceState::NONE)
         };
+        // The samplers offered (always, ratio, parent-based) do not read the span's name.
         let decision =
             inner
                 .sampler
-                .should_sample(Some(&parent), trace_id, name, &SpanKind::Client, &[], &[]);
+                .should_sample(Some(&parent), trace_id, "", &SpanKind::Client, &[], &[]);
         let flags = match decision.decision {
             SamplingDecision::RecordAndSample => TraceFlags::SAMPLED,
             SamplingDecision::Drop | SamplingDecision::RecordOnly => TraceFlags::default(),
@@ -244,7 +272,6 @@ mod tests {
         let t = o
             .start_call(
                 &headers(&[(TRACEPARENT, PARENT), ("tracestate", "vendor=x")]),
-                "chat llama3.2",
                 "ollama",
             )
             .expect("on");
@@ -278,7 +305,7 @@ mod tests {
                 "00-00000000000000000000000000000000-b7ad6b7169203331-01",
             )]),
         ] {
-            let t = o.start_call(&h, "chat m", "ollama").expect("on");
+            let t = o.start_call(&h, "ollama").expect("on");
             assert!(t.span_context.is_valid());
             assert_eq!(t.parent_span_id, SpanId::INVALID);
             assert!(t.sampled());
@@ -290,19 +317,18 @@ mod tests {
         let o = otel(SamplerSetting::ParentBasedAlwaysOff);
         let unsampled_parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
         let t = o
-            .start_call(&headers(&[(TRACEPARENT, PARENT)]), "chat m", "ollama")
+            .start_call(&headers(&[(TRACEPARENT, PARENT)]), "ollama")
             .expect("on");
         assert!(t.sampled(), "a sampled parent wins over always_off");
         let t = o
             .start_call(
                 &headers(&[(TRACEPARENT, unsampled_parent)]),
-                "chat m",
                 "ollama",
             )
             .expect("on");
         assert!(!t.sampled());
         assert!(t.traceparent().to_str().expect("ascii").ends_with("-00"));
-        let t = o.start_call(&headers(&[]), "chat m", "ollama").expect("on");
+        let t = o.start_call(&headers(&[]), "ollama").expect("on");
         assert!(!t.sampled(), "no parent: the root sampler (always_off)");
     }
 
@@ -312,7 +338,7 @@ mod tests {
         let n = 20_000;
         let kept = (0..n)
             .filter(|_| {
-                o.start_call(&headers(&[]), "chat m", "ollama")
+                o.start_call(&headers(&[]), "ollama")
                     .expect("on")
                     .sampled()
             })
@@ -323,10 +349,20 @@ mod tests {
     }
 
     #[test]
+    fn the_provider_follows_the_upstream_kind() {
+        assert_eq!(provider_name(Some(UpstreamKind::Ollama)), "ollama");
+        assert_eq!(provider_name(None), "ollama", "not known yet: as Ollama");
+        assert_eq!(
+            provider_name(Some(UpstreamKind::OpenAi)),
+            "openai_compatible"
+        );
+    }
+
+    #[test]
     fn off_does_nothing() {
         let o = Otel::disabled();
         assert!(
-            o.start_call(&headers(&[(TRACEPARENT, PARENT)]), "chat m", "ollama")
+            o.start_call(&headers(&[(TRACEPARENT, PARENT)]), "ollama")
                 .is_none()
         );
         assert!(o.stats().is_none());

@@ -167,7 +167,7 @@ impl Meter {
             self.chunk_gaps = self
                 .sinks
                 .metrics
-                .chunk_gaps(&record.model, &record.endpoint);
+                .chunk_gaps(&record.model, &record.endpoint, record.host.as_deref());
         }
         let capture = if self.sinks.quality.applies(&record.operation, &record.model) {
             limits.capture_bytes

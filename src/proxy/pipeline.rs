@@ -447,16 +447,8 @@ pub(crate) fn open_record(
         record.source = crate::record::Source::from_header(source.as_bytes());
     }
     let trace = proxy.sinks.otel.enabled().then(|| {
-        let name = format!(
-            "{} {}",
-            crate::record::gen_ai_operation_name(&record.endpoint),
-            record.model
-        );
-        let provider = match host.kind().get() {
-            Some(crate::upstream::UpstreamKind::OpenAi) => "openai_compatible",
-            _ => "ollama",
-        };
-        proxy.sinks.otel.start_call(&head.headers, &name, provider)
+        let provider = crate::otel::provider_name(host.kind().get());
+        proxy.sinks.otel.start_call(&head.headers, provider)
     });
     let sinks = if host.index() == 0 {
         proxy.sinks.clone()
