@@ -838,3 +838,124 @@ async fn each_fallback_attempt_is_a_span_under_the_callers_span() {
     let ids: HashSet<String> = spans.iter().map(|s| hex(&s.span_id)).collect();
     assert_eq!(parents, ids);
 }
+
+/// An Ollama and an OpenAI-compatible server behind one ollameter (two fakes; the second
+/// configured as `kind = "openai"`): each call's span names the upstream that served it
+/// (`server.address`, `server.port`, `ollameter.host`) and its kind
+/// (`gen_ai.provider.name`), and so do the current GenAI metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_span_names_the_upstream_that_served_it_and_its_kind() {
+    use ollameter::upstream::{KindSetting, UpstreamKind};
+    let ollama = FakeOllama::start().await;
+    let compatible = FakeOllama::start().await;
+    let (collector, received) = http_receiver(Behaviour::Accept).await;
+    let env: Vec<(String, String)> = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+        ("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let otel = config::load(None, &env, &Overrides::default())
+        .expect("valid")
+        .otel;
+    let upstreams = format!("{},{}", ollama.url(), compatible.url());
+    let app = TestApp::start_with(&upstreams, move |c| {
+        c.otel = otel;
+        c.proxy.upstreams[0].name = "gpu0".into();
+        c.proxy.upstreams[1].name = "llama".into();
+        c.proxy.upstreams[1].kind = KindSetting::Fixed(UpstreamKind::OpenAi);
+    })
+    .await;
+    let c = client();
+    for (host, path, body) in [
+        (
+            "gpu0",
+            "/api/chat",
+            json!({"model": "llama3.2", "messages": [], "stream": false}),
+        ),
+        (
+            "llama",
+            "/v1/chat/completions",
+            json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "llama",
+            "/v1/chat/completions",
+            json!({"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": true}),
+        ),
+    ] {
+        let resp = c
+            .post(format!("{}{path}", app.url))
+            .header("x-ollameter-upstream", host)
+            .json(&body)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(resp.status(), 200, "{host} {path}");
+        assert_eq!(resp.headers()["x-ollameter-upstream"], host);
+        resp.bytes().await.expect("body");
+    }
+    assert_eq!(app.wait_records(3).await.len(), 3);
+    let spans = received.wait_spans(3).await;
+    assert_eq!(spans.len(), 3);
+    let mut seen: Vec<(String, String, String, i64)> = spans
+        .iter()
+        .map(|s| {
+            (
+                text(s, "ollameter.host"),
+                text(s, "gen_ai.provider.name"),
+                text(s, "server.address"),
+                int(s, "server.port"),
+            )
+        })
+        .collect();
+    seen.sort();
+    let port = |f: &FakeOllama| i64::from(f.addr.port());
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "gpu0".into(),
+                "ollama".into(),
+                "127.0.0.1".into(),
+                port(&ollama)
+            ),
+            (
+                "llama".into(),
+                "openai_compatible".into(),
+                "127.0.0.1".into(),
+                port(&compatible)
+            ),
+            (
+                "llama".into(),
+                "openai_compatible".into(),
+                "127.0.0.1".into(),
+                port(&compatible)
+            ),
+        ]
+    );
+    // The current GenAI metrics follow the same kinds.
+    let duration = "gen_ai_client_inference_duration_seconds_count";
+    assert_eq!(
+        metric(
+            &app,
+            &format!(
+                "{duration}{{gen_ai_provider_name=\"ollama\",gen_ai_operation_name=\"chat\",gen_ai_request_model=\"llama3.2\"}}"
+            )
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &app,
+            &format!(
+                "{duration}{{gen_ai_provider_name=\"openai_compatible\",gen_ai_operation_name=\"chat\",gen_ai_request_model=\"llama3.2\"}}"
+            )
+        )
+        .await,
+        2.0
+    );
+}
