@@ -48,8 +48,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::otel::{GenAiMetricNames, OtelStats};
 use crate::record::{ErrorKind, Record, RouteReason, Source, gen_ai_operation_name};
-use crate::upstream::Kind;
 pub use crate::recorder::RecorderSnapshot;
+use crate::upstream::Kind;
 
 /// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text exposition
 /// format, version 0.0.4.
@@ -1639,7 +1639,11 @@ mod tests {
             ),
             1.0
         );
-        assert!(Metrics::new().chunk_gaps("llama3.2", "/api/chat", None).is_none());
+        assert!(
+            Metrics::new()
+                .chunk_gaps("llama3.2", "/api/chat", None)
+                .is_none()
+        );
     }
 
     #[test]
@@ -1650,7 +1654,12 @@ mod tests {
         let llama = Kind::new(KindSetting::Fixed(UpstreamKind::OpenAi));
         let unknown = Kind::new(KindSetting::Auto);
         metrics.attach_upstreams([("gpu0", &ollama), ("llama", &llama), ("new", &unknown)]);
-        for (host, n) in [(Some("gpu0"), 1), (Some("llama"), 2), (Some("new"), 4), (None, 8)] {
+        for (host, n) in [
+            (Some("gpu0"), 1),
+            (Some("llama"), 2),
+            (Some("new"), 4),
+            (None, 8),
+        ] {
             for _ in 0..n {
                 let mut r = ok_record("m", 1000.0, 100.0, 10.0);
                 r.host = host.map(str::to_string);
@@ -1685,7 +1694,11 @@ mod tests {
         let plain = Metrics::with_names(GenAiMetricNames::Latest);
         plain.observe_record(&ok_record("m", 1000.0, 100.0, 10.0));
         assert_eq!(
-            value(&render(&plain), calls, &[("gen_ai_provider_name", "ollama")]),
+            value(
+                &render(&plain),
+                calls,
+                &[("gen_ai_provider_name", "ollama")]
+            ),
             1.0
         );
     }

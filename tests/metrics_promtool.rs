@@ -84,7 +84,7 @@ fn busy_metrics_named(names: GenAiMetricNames) -> Metrics {
     let mut stream = record("llama3.2:latest", "chat", "/api/chat");
     stream.stream = true;
     metrics.observe_record(&stream);
-    if let Some(gaps) = metrics.chunk_gaps("llama3.2:latest", "/api/chat") {
+    if let Some(gaps) = metrics.chunk_gaps("llama3.2:latest", "/api/chat", None) {
         gaps.observe(std::time::Duration::from_millis(30));
     }
     metrics.observe_record(&record("llama3.2:latest", "generate", "/api/generate"));

@@ -852,7 +852,10 @@ async fn each_span_names_the_upstream_that_served_it_and_its_kind() {
     let env: Vec<(String, String)> = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "20"),
-        ("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental"),
+        (
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        ),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

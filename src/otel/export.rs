@@ -533,6 +533,8 @@ impl tonic::codec::Decoder for Encoded {
     ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
         ExportTraceServiceResponse::decode(src)
             .map(Some)
-            .map_err(|e| tonic::Status::internal(format!("an export answer that does not decode: {e}")))
+            .map_err(|e| {
+                tonic::Status::internal(format!("an export answer that does not decode: {e}"))
+            })
     }
 }

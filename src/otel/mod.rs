@@ -321,10 +321,7 @@ mod tests {
             .expect("on");
         assert!(t.sampled(), "a sampled parent wins over always_off");
         let t = o
-            .start_call(
-                &headers(&[(TRACEPARENT, unsampled_parent)]),
-                "ollama",
-            )
+            .start_call(&headers(&[(TRACEPARENT, unsampled_parent)]), "ollama")
             .expect("on");
         assert!(!t.sampled());
         assert!(t.traceparent().to_str().expect("ascii").ends_with("-00"));
@@ -337,11 +334,7 @@ mod tests {
         let o = otel(SamplerSetting::TraceIdRatio(0.25));
         let n = 20_000;
         let kept = (0..n)
-            .filter(|_| {
-                o.start_call(&headers(&[]), "ollama")
-                    .expect("on")
-                    .sampled()
-            })
+            .filter(|_| o.start_call(&headers(&[]), "ollama").expect("on").sampled())
             .count();
         let share = kept as f64 / n as f64;
         // Binomial sd at n = 20,000 and p = 0.25 is 0.003; 0.02 is over six of them.

@@ -149,7 +149,12 @@ impl Batch {
     pub fn new<'a>(resource: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Batch {
         let mut encoded_resource = Vec::new();
         for (key, value) in resource {
-            attribute(&mut encoded_resource, field::RESOURCE_ATTRIBUTES, key, value);
+            attribute(
+                &mut encoded_resource,
+                field::RESOURCE_ATTRIBUTES,
+                key,
+                value,
+            );
         }
         let mut scope = Vec::new();
         wire::string(&mut scope, field::SCOPE_NAME, "ollameter");
@@ -190,10 +195,8 @@ impl Batch {
             &self.resource,
         );
         let mut body = Vec::with_capacity(resource_spans.len() + scope_spans_len + 32);
-        let resource_spans_len = resource_spans.len()
-            + 1
-            + wire::varint_len(scope_spans_len as u64)
-            + scope_spans_len;
+        let resource_spans_len =
+            resource_spans.len() + 1 + wire::varint_len(scope_spans_len as u64) + scope_spans_len;
         // ExportTraceServiceRequest { resource_spans: [ResourceSpans { resource,
         // scope_spans: [ScopeSpans { scope, spans }] }] }, lengths first.
         body.push(((field::REQUEST_RESOURCE_SPANS << 3) | 2) as u8);
@@ -382,7 +385,9 @@ fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, write: impl FnOnce(&mut V
 }
 
 fn string(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
-    key_value(buf, field, key, |b| wire::string(b, field::ANY_STRING, value));
+    key_value(buf, field, key, |b| {
+        wire::string(b, field::ANY_STRING, value)
+    });
 }
 
 fn int(buf: &mut Vec<u8>, field: u32, key: &str, value: i64) {
@@ -390,11 +395,15 @@ fn int(buf: &mut Vec<u8>, field: u32, key: &str, value: i64) {
 }
 
 fn double(buf: &mut Vec<u8>, field: u32, key: &str, value: f64) {
-    key_value(buf, field, key, |b| wire::double(b, field::ANY_DOUBLE, value));
+    key_value(buf, field, key, |b| {
+        wire::double(b, field::ANY_DOUBLE, value)
+    });
 }
 
 fn boolean(buf: &mut Vec<u8>, field: u32, key: &str, value: bool) {
-    key_value(buf, field, key, |b| wire::boolean(b, field::ANY_BOOL, value));
+    key_value(buf, field, key, |b| {
+        wire::boolean(b, field::ANY_BOOL, value)
+    });
 }
 
 /// A list of one string.
@@ -454,8 +463,9 @@ fn nanos(record: &Record) -> u64 {
 fn duration_nanos(ms: f64) -> u64 {
     let s = ms / 1e3;
     if s.is_finite() && s > 0.0 {
-        Duration::try_from_secs_f64(s)
-            .map_or(u64::MAX, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        Duration::try_from_secs_f64(s).map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        })
     } else {
         // Zero, negative, NaN or infinite.
         0
@@ -573,8 +583,8 @@ mod tests {
         // Sampled, with a remote parent.
         assert_eq!(span.flags, 0x01 | 0x100 | 0x200);
         assert!(span.status.is_none(), "success leaves the status unset");
-        let start = u64::try_from(record.timestamp.timestamp_nanos_opt().expect("ns"))
-            .expect("after 1970");
+        let start =
+            u64::try_from(record.timestamp.timestamp_nanos_opt().expect("ns")).expect("after 1970");
         assert_eq!(span.start_time_unix_nano, start);
         assert_eq!(span.end_time_unix_nano - start, 1_500_000_000);
         assert_eq!(attr(span, "gen_ai.operation.name"), Some(&s("chat")));
@@ -736,7 +746,10 @@ mod tests {
             ("gpu0", "http://10.0.0.1:11434"),
             ("gpu1", "http://10.0.0.2:8080/"),
         ]);
-        assert_eq!(servers.of(Some("gpu1")), &Server::of_url("http://10.0.0.2:8080"));
+        assert_eq!(
+            servers.of(Some("gpu1")),
+            &Server::of_url("http://10.0.0.2:8080")
+        );
         assert_eq!(servers.of(Some("gpu0")).address, "10.0.0.1");
         assert_eq!(servers.of(None).address, "10.0.0.1", "the first");
         assert_eq!(servers.of(Some("gone")).address, "10.0.0.1");

@@ -29,7 +29,7 @@ pub fn varint(buf: &mut Vec<u8>, mut value: u64) {
 /// How many bytes `value` takes as a varint.
 pub fn varint_len(value: u64) -> usize {
     // 1 byte per 7 bits, at least one.
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn key(buf: &mut Vec<u8>, field: u32, wire_type: u8) {
@@ -139,7 +139,16 @@ mod tests {
         varint(&mut b, 150);
         varint(&mut b, 0);
         assert_eq!(b, [0x01, 0x96, 0x01, 0x00]);
-        for v in [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");

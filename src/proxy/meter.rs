@@ -164,10 +164,11 @@ impl Meter {
         record.http_status = Some(status);
         record.stream = matches!(self.format, Format::Ndjson | Format::Sse);
         if record.stream && (200..300).contains(&status) {
-            self.chunk_gaps = self
-                .sinks
-                .metrics
-                .chunk_gaps(&record.model, &record.endpoint, record.host.as_deref());
+            self.chunk_gaps = self.sinks.metrics.chunk_gaps(
+                &record.model,
+                &record.endpoint,
+                record.host.as_deref(),
+            );
         }
         let capture = if self.sinks.quality.applies(&record.operation, &record.model) {
             limits.capture_bytes
