@@ -17,6 +17,11 @@
 //! Run: `cargo bench --bench otel` (`-- --spans N` per run, `-- --runs N`).
 //! docs/benchmarks.md records the numbers.
 
+/// The allocator the ollameter binary uses (`src/main.rs`): span building and encoding
+/// allocate, so the figures depend on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "otel/baseline.rs"]
 mod baseline;
 
