@@ -80,6 +80,13 @@ fn main() -> ExitCode {
     }
     let encode = encode_only(spans);
     println!("encode only (direct encoder, this thread): {encode:.2} µs/span");
+    for parent in [false, true] {
+        let us = request_path(spans, parent);
+        println!(
+            "request path, {} caller traceparent (start_call, traceparent header, finish): {us:.2} µs/call",
+            if parent { "with a" } else { "without a" }
+        );
+    }
     println!();
     println!("| path | push µs/span | exporter thread µs/span |");
     println!("|---|---|---|");
@@ -356,6 +363,59 @@ fn encode_only(spans: usize) -> f64 {
     let ns = thread_cpu_ns() - before;
     assert!(bytes > 0);
     ns as f64 / 1e3 / spans as f64
+}
+
+/// Everything export adds on the proxy's thread for one call, µs of CPU: the trace
+/// context of the request (`Otel::start_call`: the caller's `traceparent`, if `parent`,
+/// the ids, the sampling decision), the `traceparent` header for the upstream, and at the
+/// end [`ollameter::otel::Otel::finish`] (the record copied into the queue). The queue is
+/// drained by a thread that drops what it takes; nothing is exported.
+fn request_path(calls: usize, parent: bool) -> f64 {
+    use axum::http::{HeaderMap, HeaderValue};
+    let config = OtelConfig {
+        enabled: true,
+        // Nobody listens: exports fail fast and are counted; the queue is what matters.
+        traces_endpoint: "http://127.0.0.1:9/v1/traces".into(),
+        max_queue_size: QUEUE,
+        max_export_batch_size: BATCH,
+        ..OtelConfig::default()
+    };
+    let (otel, task) = ollameter::otel::Otel::start(&config, [("gpu0", "http://127.0.0.1:11434")])
+        .expect("starts");
+    let stats = otel.stats().expect("on");
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("ollama-python/0.6"));
+    if parent {
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+    }
+    let records: Vec<Record> = (0..calls).map(record).collect();
+    let mut cpu = 0;
+    let mut left = records.as_slice();
+    while !left.is_empty() {
+        let room = (QUEUE - 1)
+            .saturating_sub(stats.queue_depth() as usize)
+            .min(left.len());
+        if room < BATCH.min(left.len()) {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let (now, rest) = left.split_at(room);
+        let before = thread_cpu_ns();
+        for r in now {
+            let trace = otel.start_call(&headers, "ollama").expect("on");
+            std::hint::black_box(trace.traceparent());
+            otel.finish(&trace, r);
+        }
+        cpu += thread_cpu_ns() - before;
+        left = rest;
+    }
+    drop(otel);
+    task.shutdown();
+    cpu as f64 / 1e3 / calls as f64
 }
 
 /// Starts this benchmark again as the receiver; returns it and its address.
