@@ -153,6 +153,7 @@ fn log_warnings() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("ollameter=warn"))
             .with_test_writer()
+            .with_ansi(false)
             .try_init();
     });
 }
