@@ -67,6 +67,11 @@ pub struct Resolution {
     /// from them. `None` when no candidate has any.
     #[serde(skip)]
     pub posteriors: Option<Posteriors>,
+    /// The latency fit of each ranked or explorable candidate that has one, when the
+    /// resolution is for a call that says its own workload: the call's budget is checked
+    /// against them ([`super::workload`]). Empty otherwise.
+    #[serde(skip)]
+    pub fits: HashMap<String, crate::analytics::LatencyFit>,
     /// When it was computed.
     #[serde(skip)]
     pub computed_at: Instant,
@@ -305,8 +310,24 @@ pub fn resolve(
         explorable,
         excluded,
         posteriors,
+        fits: HashMap::new(),
         computed_at: now,
     }
+}
+
+/// The latency fit of each of `resolution`'s ranked and explorable candidates that has
+/// one (enough warm calls with token counts), for the per-call budget.
+pub fn fits(history: &History, resolution: &Resolution) -> HashMap<String, crate::analytics::LatencyFit> {
+    resolution
+        .ranked
+        .iter()
+        .chain(resolution.explorable.iter().map(|e| &e.model))
+        .filter_map(|model| {
+            crate::analytics::fit_for(history, &crate::analytics::FitKey::model(model.clone()))
+                .ok()
+                .map(|fit| (model.clone(), fit))
+        })
+        .collect()
 }
 
 /// The posteriors of the candidates with operations under `operation` (all time), each
