@@ -153,6 +153,13 @@ impl Client {
             ("available_vram_gb", ask.vram_gb.map(|v| v.to_string())),
             ("available_models", ask.models.clone()),
             ("min_operations", ask.min_operations.map(|n| n.to_string())),
+            (
+                "expected_output_tokens",
+                ask.output_tokens.map(|n| n.to_string()),
+            ),
+            ("prompt_tokens", ask.prompt_tokens.map(|n| n.to_string())),
+            ("max_latency_ms", ask.max_latency_ms.map(|ms| ms.to_string())),
+            ("min_quality", ask.min_quality.map(|q| q.to_string())),
         ];
         pairs.extend(ask.window.pairs());
         let q = query(&pairs);
@@ -345,6 +352,14 @@ pub struct RecommendAsk {
     pub models: Option<String>,
     /// Fewest operations a candidate needs.
     pub min_operations: Option<u64>,
+    /// The call to choose for: output tokens (each model's time is predicted for it).
+    pub output_tokens: Option<u64>,
+    /// The call's prompt tokens; each model's median without.
+    pub prompt_tokens: Option<u64>,
+    /// Models predicted slower than this for the call are left out.
+    pub max_latency_ms: Option<f64>,
+    /// The efficient priority's quality floor.
+    pub min_quality: Option<f64>,
     /// The window the figures come from.
     pub window: Window,
 }

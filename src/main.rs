@@ -284,6 +284,10 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             min_operations,
             operation,
             source,
+            output_tokens,
+            prompt_tokens,
+            max_latency_ms,
+            min_quality,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -293,6 +297,10 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                     vram_gb,
                     models,
                     min_operations,
+                    output_tokens,
+                    prompt_tokens,
+                    max_latency_ms,
+                    min_quality,
                     window: Window {
                         hours,
                         operation,

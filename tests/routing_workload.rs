@@ -329,3 +329,51 @@ fn assert_headers_stayed_home(fake: &FakeOllama) {
         }
     }
 }
+
+/// `ollameter recommend` with a call's size and budget: the same question as the headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recommend_command_takes_the_calls_size_and_budget() {
+    let (_fake, app) = two_models().await;
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = ["recommend", "--priority", "quality", "--server", &app.url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+                .args(&args)
+                .env_remove("OLLAMETER_SERVER")
+                .output()
+                .expect("runs");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, out, err) = run(&[]).await.expect("join");
+    assert!(ok, "{err}");
+    assert!(out.contains("recommended (quality): slow:7b"), "{out}");
+    let (ok, out, err) = run(&[
+        "--output-tokens",
+        "500",
+        "--prompt-tokens",
+        "300",
+        "--max-latency-ms",
+        "2000",
+    ])
+    .await
+    .expect("join");
+    assert!(ok, "{err}");
+    assert!(out.contains("recommended (quality): fast:1b"), "{out}");
+    assert!(
+        out.contains("slow:7b") && out.contains("predicted 10.2 s"),
+        "the exclusion and its prediction: {out}"
+    );
+    let (ok, _, err) = run(&["--max-latency-ms", "2000"]).await.expect("join");
+    assert!(!ok);
+    assert!(err.contains("expected_output_tokens"), "{err}");
+    app.stop().await;
+}
