@@ -416,6 +416,8 @@ fn stats_row(s: &ModelStatistics) -> Vec<String> {
         num(s.tokens_per_second.p50, 1),
         num(s.quality.avg, 2),
         num(s.memory_mb.max, 0),
+        num(s.efficiency.joules_per_output_token, 3),
+        num(s.efficiency.cost_per_1k_output_tokens, 4),
     ]
 }
 
@@ -429,6 +431,8 @@ const STATS_HEADER: &[&str] = &[
     "tok/s p50",
     "quality",
     "mem MiB",
+    "J/out tok",
+    "cost/1k tok",
 ];
 
 const NO_RECORDS: &str = "no records yet: point your app's OLLAMA_HOST at ollameter\n";

@@ -270,3 +270,37 @@ async fn the_dashboard_draws_the_fitted_lines_and_shows_energy_per_token() {
         "energy column"
     );
 }
+
+#[tokio::test]
+async fn the_stats_command_shows_joules_and_cost_per_output_token() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start_with(&fake.url(), |c| c.cost.price_per_kwh = Some(360.0)).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let api = Api { app, http };
+    api.seed("thrifty:3b", 12, (150.0, 0.0, 8.0), 3.6, Some(0.5))
+        .await;
+    let server = format!("http://{}", api.app.running().api_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["stats", "--server", &server])
+            .env_remove("OLLAMETER_SERVER")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("J/out tok") && text.contains("cost/1k tok"),
+        "{text}"
+    );
+    // 0.5 J per token; at 360 per kWh, 1,000 tokens (500 J) cost 0.05.
+    assert!(
+        text.contains("0.500") && text.contains("0.0500"),
+        "{text}"
+    );
+}
