@@ -139,6 +139,9 @@ pub enum ClientCommand {
         /// Only this model.
         #[arg(long)]
         model: Option<String>,
+        /// Only the calls served by this upstream host (its name): the time on that box.
+        #[arg(long)]
+        host: Option<String>,
         /// The call starts cold (the model is loaded first).
         #[arg(long)]
         cold: bool,

@@ -158,7 +158,10 @@ impl Client {
                 ask.output_tokens.map(|n| n.to_string()),
             ),
             ("prompt_tokens", ask.prompt_tokens.map(|n| n.to_string())),
-            ("max_latency_ms", ask.max_latency_ms.map(|ms| ms.to_string())),
+            (
+                "max_latency_ms",
+                ask.max_latency_ms.map(|ms| ms.to_string()),
+            ),
             ("min_quality", ask.min_quality.map(|q| q.to_string())),
         ];
         pairs.extend(ask.window.pairs());
@@ -170,12 +173,14 @@ impl Client {
     pub async fn predict(
         &self,
         model: Option<&str>,
+        host: Option<&str>,
         prompt_tokens: Option<u64>,
         output_tokens: u64,
         cold: bool,
     ) -> Result<crate::analytics::PredictAll, ClientError> {
         let q = query(&[
             ("model", model.map(str::to_string)),
+            ("host", host.map(str::to_string)),
             ("prompt_tokens", prompt_tokens.map(|n| n.to_string())),
             ("output_tokens", Some(output_tokens.to_string())),
             ("cold", Some(cold.to_string())),

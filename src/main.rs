@@ -318,12 +318,19 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             output_tokens,
             prompt_tokens,
             model,
+            host,
             cold,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
             let answer = c
-                .predict(model.as_deref(), prompt_tokens, output_tokens, cold)
+                .predict(
+                    model.as_deref(),
+                    host.as_deref(),
+                    prompt_tokens,
+                    output_tokens,
+                    cold,
+                )
                 .await?;
             Ok(show(
                 args.json,

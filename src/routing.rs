@@ -504,7 +504,11 @@ impl OverBudget {
             crate::stats::fmt_ms(p.low_ms),
             crate::stats::fmt_ms(p.high_ms),
             self.prompt_tokens,
-            if self.median_prompt { " (its median)" } else { "" },
+            if self.median_prompt {
+                " (its median)"
+            } else {
+                ""
+            },
             crate::stats::fmt_ms(max),
         )
     }

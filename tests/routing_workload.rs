@@ -84,7 +84,10 @@ async fn call(app: &TestApp, path: &str, body: Value, headers: &[(&str, &str)]) 
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let (model, over_budget) = (header("x-ollameter-model"), header("x-ollameter-over-budget"));
+    let (model, over_budget) = (
+        header("x-ollameter-model"),
+        header("x-ollameter-over-budget"),
+    );
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
     Answer {
@@ -121,7 +124,11 @@ async fn a_tight_budget_leaves_out_the_model_predicted_over_it() {
 
     let plain = call(&app, "/api/chat", chat("auto:quality"), &[]).await;
     assert_eq!(plain.status, 200, "{}", plain.body);
-    assert_eq!(plain.model.as_deref(), Some("slow:7b"), "no budget: quality");
+    assert_eq!(
+        plain.model.as_deref(),
+        Some("slow:7b"),
+        "no budget: quality"
+    );
     assert_eq!(plain.over_budget, None);
 
     // 500 output tokens: slow:7b takes 100 + 0.5·300 + 20·500 = 10,250 ms, fast:1b
@@ -135,7 +142,9 @@ async fn a_tight_budget_leaves_out_the_model_predicted_over_it() {
     .await;
     assert_eq!(tight.status, 200, "{}", tight.body);
     assert_eq!(tight.model.as_deref(), Some("fast:1b"));
-    let why = tight.over_budget.expect("the answer says what the budget left out");
+    let why = tight
+        .over_budget
+        .expect("the answer says what the budget left out");
     assert!(
         why.starts_with("slow:7b: predicted 10.2 s")
             && why.contains("for 300 prompt and 500 output tokens")
@@ -160,11 +169,26 @@ async fn a_tight_budget_leaves_out_the_model_predicted_over_it() {
         json!({"model": "auto:quality", "max_tokens": max_tokens,
                "messages": [{"role": "user", "content": "hi"}]})
     };
-    let long = call(&app, "/v1/chat/completions", openai(500), &[(LATENCY, "2000")]).await;
+    let long = call(
+        &app,
+        "/v1/chat/completions",
+        openai(500),
+        &[(LATENCY, "2000")],
+    )
+    .await;
     assert_eq!(long.status, 200, "{}", long.body);
     assert_eq!(long.model.as_deref(), Some("fast:1b"));
-    assert_eq!(long.body["model"], "fast:1b", "the body names the model that ran");
-    let brief = call(&app, "/v1/chat/completions", openai(20), &[(LATENCY, "2000")]).await;
+    assert_eq!(
+        long.body["model"], "fast:1b",
+        "the body names the model that ran"
+    );
+    let brief = call(
+        &app,
+        "/v1/chat/completions",
+        openai(20),
+        &[(LATENCY, "2000")],
+    )
+    .await;
     assert_eq!(brief.model.as_deref(), Some("slow:7b"), "{}", brief.body);
     // Ollama's route: options.num_predict.
     let mut native = chat("auto:quality");
@@ -268,12 +292,21 @@ async fn a_budget_nothing_meets_is_refused_with_each_prediction() {
 async fn bad_workload_headers_get_400_saying_what_they_take() {
     let (fake, app) = two_models().await;
     for (headers, needle) in [
-        (vec![(LATENCY, "soon")], "X-Ollameter-Max-Latency-Ms: \"soon\""),
+        (
+            vec![(LATENCY, "soon")],
+            "X-Ollameter-Max-Latency-Ms: \"soon\"",
+        ),
         (vec![(LATENCY, "0"), (OUTPUT, "5")], "above 0"),
         (vec![(OUTPUT, "many")], "X-Ollameter-Expected-Output-Tokens"),
-        (vec![(PROMPT, "-3"), (OUTPUT, "5")], "X-Ollameter-Prompt-Tokens"),
+        (
+            vec![(PROMPT, "-3"), (OUTPUT, "5")],
+            "X-Ollameter-Prompt-Tokens",
+        ),
         // A budget with no output count anywhere (no header, no body limit).
-        (vec![(LATENCY, "2000")], "send X-Ollameter-Expected-Output-Tokens"),
+        (
+            vec![(LATENCY, "2000")],
+            "send X-Ollameter-Expected-Output-Tokens",
+        ),
     ] {
         let native = call(&app, "/api/chat", chat("auto"), &headers).await;
         assert_eq!(native.status, 400, "{headers:?}: {}", native.body);
@@ -316,7 +349,9 @@ async fn bad_workload_headers_get_400_saying_what_they_take() {
 fn assert_headers_stayed_home(fake: &FakeOllama) {
     let requests = fake.state.requests();
     assert!(
-        requests.iter().any(|r| r.path == "/api/chat" || r.path.starts_with("/v1/")),
+        requests
+            .iter()
+            .any(|r| r.path == "/api/chat" || r.path.starts_with("/v1/")),
         "some call went through"
     );
     for r in &requests {

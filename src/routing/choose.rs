@@ -303,7 +303,10 @@ mod tests {
         let only_new = |m: &str| m == "new";
         let a = choose(&r, 0.1, 3, &mut rng, only_new, uniform).expect("routed");
         assert_eq!(a.len(), 1);
-        assert_eq!((a[0].model.as_str(), a[0].reason), ("new", RouteReason::Explore));
+        assert_eq!(
+            (a[0].model.as_str(), a[0].reason),
+            ("new", RouteReason::Explore)
+        );
         let none = |_: &str| false;
         let err = choose(&r, 0.1, 3, &mut rng, none, uniform).expect_err("nothing admitted");
         assert_eq!(err.status(), 503);

@@ -317,7 +317,10 @@ pub fn resolve(
 
 /// The latency fit of each of `resolution`'s ranked and explorable candidates that has
 /// one (enough warm calls with token counts), for the per-call budget.
-pub fn fits(history: &History, resolution: &Resolution) -> HashMap<String, crate::analytics::LatencyFit> {
+pub fn fits(
+    history: &History,
+    resolution: &Resolution,
+) -> HashMap<String, crate::analytics::LatencyFit> {
     resolution
         .ranked
         .iter()

@@ -212,7 +212,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-other", HeaderValue::from_static("kept"));
         for (name, value) in pairs {
-            h.append((*name).clone(), HeaderValue::from_str(value).expect("value"));
+            h.append(
+                (*name).clone(),
+                HeaderValue::from_str(value).expect("value"),
+            );
         }
         h
     }
@@ -241,7 +244,11 @@ mod tests {
     #[test]
     fn bad_values_name_the_header_and_what_it_takes() {
         for (name, value, needle) in [
-            (&MAX_LATENCY_HEADER, "fast", "X-Ollameter-Max-Latency-Ms: \"fast\""),
+            (
+                &MAX_LATENCY_HEADER,
+                "fast",
+                "X-Ollameter-Max-Latency-Ms: \"fast\"",
+            ),
             (&MAX_LATENCY_HEADER, "0", "above 0"),
             (&MAX_LATENCY_HEADER, "-5", "above 0"),
             (&MAX_LATENCY_HEADER, "NaN", "above 0"),
