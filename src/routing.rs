@@ -296,7 +296,9 @@ impl ModelRouter {
                 return Err(RouteError::NoCandidate {
                     name,
                     reason: format!(
-                        "no candidate is predicted to finish within the call's budget of {}                          (raise X-Ollameter-Max-Latency-Ms, ask for fewer output tokens, or                          run a faster model)",
+                        "no candidate is predicted to finish within the call's budget of {} (raise \
+                         X-Ollameter-Max-Latency-Ms, ask for fewer output tokens, or run a \
+                         faster model)",
                         crate::stats::fmt_ms(max)
                     ),
                     excluded: over_budget.into_iter().chain(excluded).collect(),

@@ -255,8 +255,8 @@ async fn a_budget_nothing_meets_is_refused_with_each_prediction() {
     let text = native.body["error"].as_str().expect("Ollama's shape");
     for needle in [
         "no model can serve \"auto\" now",
-        "within the call's budget of 100 ms",
-        "raise X-Ollameter-Max-Latency-Ms",
+        "within the call's budget of 100 ms (raise X-Ollameter-Max-Latency-Ms, ask for fewer \
+         output tokens, or run a faster model)",
         "fast:1b (predicted 1.",
         "slow:7b (predicted 10.",
     ] {
