@@ -232,7 +232,7 @@ impl ModelRouter {
             self.inner
                 .cache
                 .get(requested, &operation, kind, size, move || {
-                    let mut resolution = resolve::resolve(
+                    resolve::resolve(
                         &inner.history,
                         &inner.telemetry,
                         inner.veto.as_ref(),
@@ -242,11 +242,7 @@ impl ModelRouter {
                         Some(&op),
                         Instant::now(),
                         &inner.config.cost,
-                    );
-                    if size.is_some() {
-                        resolution.fits = resolve::fits(&inner.history, &resolution);
-                    }
-                    resolution
+                    )
                 })
                 .await
         };
@@ -482,7 +478,7 @@ fn over_budget(
     model: &str,
     (workload, max): (crate::policy::Workload, f64),
 ) -> Option<OverBudget> {
-    let fit = resolution.fits.get(model)?;
+    let fit = resolution.fits.as_ref()?.get(model)?;
     let (prompt_tokens, median_prompt) = match workload.prompt_tokens {
         Some(p) => (p, false),
         None => (fit.median_prompt_tokens, true),

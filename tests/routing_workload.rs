@@ -412,3 +412,86 @@ async fn the_recommend_command_takes_the_calls_size_and_budget() {
     assert!(err.contains("expected_output_tokens"), "{err}");
     app.stop().await;
 }
+
+/// An alias with its own typical call and budget (config), and a call that overrides the
+/// size: the alias's budget is then checked for the call's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_budget_holds_and_a_call_can_change_its_size() {
+    use ollameter::recommend::Priority;
+    use ollameter::routing::config::Alias;
+    let fake = FakeOllama::start_with(FakeConfig {
+        models: vec![FakeModel::new("fast:1b"), FakeModel::new("slow:7b")],
+        ..FakeConfig::default()
+    })
+    .await;
+    let app = TestApp::start_with(&fake.url(), |c| {
+        c.routing.explore = 0.0;
+        c.routing.aliases.insert(
+            "answer".into(),
+            Alias {
+                expected_output_tokens: Some(500),
+                max_latency_ms: Some(2000.0),
+                ..Alias::auto(Priority::Quality)
+            },
+        );
+    })
+    .await;
+    let mut seed = calls("fast:1b", 40, (50.0, 0.1, 2.0), 3.0);
+    seed.extend(calls("slow:7b", 40, (100.0, 0.5, 20.0), 4.8));
+    import(&app, seed).await;
+
+    let configured = call(&app, "/api/chat", chat("answer"), &[]).await;
+    assert_eq!(
+        configured.model.as_deref(),
+        Some("fast:1b"),
+        "{}",
+        configured.body
+    );
+    let routing: Value = http()
+        .get(format!("{}{BASE}/routing", app.url))
+        .send()
+        .await
+        .expect("routing")
+        .json()
+        .await
+        .expect("json");
+    let view = routing["aliases"]
+        .as_array()
+        .expect("aliases")
+        .iter()
+        .find(|a| a["name"] == "answer")
+        .expect("the alias")
+        .to_string();
+    assert!(
+        view.contains("slow:7b") && view.contains("is over max_latency_ms 2.0 s"),
+        "{view}"
+    );
+    let short = call(&app, "/api/chat", chat("answer"), &[(OUTPUT, "20")]).await;
+    assert_eq!(
+        short.model.as_deref(),
+        Some("slow:7b"),
+        "20 tokens fit the alias's 2 s: {}",
+        short.body
+    );
+    let tighter = call(
+        &app,
+        "/api/chat",
+        chat("answer"),
+        &[(LATENCY, "200"), (OUTPUT, "20")],
+    )
+    .await;
+    assert_eq!(
+        tighter.model.as_deref(),
+        Some("fast:1b"),
+        "{}",
+        tighter.body
+    );
+    assert!(
+        tighter
+            .over_budget
+            .is_some_and(|w| w.contains("slow:7b") && w.contains("max latency of 200 ms")),
+        "the call's own budget wins over the alias's"
+    );
+    assert_headers_stayed_home(&fake);
+    app.stop().await;
+}

@@ -207,7 +207,7 @@ mod tests {
                 reason: "needs 20.0 GB of VRAM, 8.0 GB available".into(),
             }],
             posteriors: None,
-            fits: std::collections::HashMap::new(),
+            fits: None,
             computed_at: Instant::now(),
         }
     }

@@ -67,11 +67,12 @@ pub struct Resolution {
     /// from them. `None` when no candidate has any.
     #[serde(skip)]
     pub posteriors: Option<Posteriors>,
-    /// The latency fit of each ranked or explorable candidate that has one, when the
-    /// resolution is for a call that says its own workload: the call's budget is checked
-    /// against them ([`super::workload`]). Empty otherwise.
+    /// The latency fit of each candidate that has one, when the name is resolved for a
+    /// call size (an alias's configured one, or a call's own): the recommendation
+    /// predicted by them, and a call's own budget is checked against them
+    /// ([`super::workload`]). `None` without a call size.
     #[serde(skip)]
-    pub fits: HashMap<String, crate::analytics::LatencyFit>,
+    pub fits: Option<std::sync::Arc<HashMap<String, crate::analytics::LatencyFit>>>,
     /// When it was computed.
     #[serde(skip)]
     pub computed_at: Instant,
@@ -211,6 +212,11 @@ pub fn resolve(
             _ => true,
         });
     }
+    // With a call size, every candidate's fit: the recommendation predicts by them, and
+    // routing keeps them to check each call's own budget.
+    let fits = alias
+        .workload()
+        .map(|_| std::sync::Arc::new(fits(history, &list)));
     let recommendation = policy::recommendation(
         history,
         telemetry,
@@ -226,6 +232,7 @@ pub fn resolve(
             workload: alias.workload(),
             min_quality: alias.min_quality,
             cost: cost.clone(),
+            fits: fits.clone(),
         },
     );
     let mut ranked: Vec<String> = recommendation
@@ -310,21 +317,16 @@ pub fn resolve(
         explorable,
         excluded,
         posteriors,
-        fits: HashMap::new(),
+        fits,
         computed_at: now,
     }
 }
 
-/// The latency fit of each of `resolution`'s ranked and explorable candidates that has
-/// one (enough warm calls with token counts), for the per-call budget.
-pub fn fits(
-    history: &History,
-    resolution: &Resolution,
-) -> HashMap<String, crate::analytics::LatencyFit> {
-    resolution
-        .ranked
+/// The latency fit of each of `models` that has one (enough warm calls with token
+/// counts).
+fn fits(history: &History, models: &[String]) -> HashMap<String, crate::analytics::LatencyFit> {
+    models
         .iter()
-        .chain(resolution.explorable.iter().map(|e| &e.model))
         .filter_map(|model| {
             crate::analytics::fit_for(history, &crate::analytics::FitKey::model(model.clone()))
                 .ok()
