@@ -87,9 +87,9 @@ pub enum ClientCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Which model to use: speed, quality, balanced or reliable.
+    /// Which model to use: speed, quality, balanced, reliable or efficient.
     Recommend {
-        /// speed, quality, balanced or reliable.
+        /// speed, quality, balanced, reliable or efficient.
         #[arg(long, default_value = "balanced")]
         priority: String,
         /// GPU memory available, in GB (default: what the GPU has free).
@@ -110,6 +110,20 @@ pub enum ClientCommand {
         /// Only records of this source: benchmark, proxy, manual or import.
         #[arg(long)]
         source: Option<String>,
+        /// The call to choose for: its output tokens. Each model's time is predicted for
+        /// it and the speed score uses the prediction.
+        #[arg(long)]
+        output_tokens: Option<u64>,
+        /// The call's prompt tokens (default: each model's median prompt); needs
+        /// --output-tokens.
+        #[arg(long)]
+        prompt_tokens: Option<u64>,
+        /// Leave out models predicted slower than this for the call; needs --output-tokens.
+        #[arg(long)]
+        max_latency_ms: Option<f64>,
+        /// The efficient priority's quality floor, 1 to 5 (default 3).
+        #[arg(long)]
+        min_quality: Option<f64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -125,6 +139,9 @@ pub enum ClientCommand {
         /// Only this model.
         #[arg(long)]
         model: Option<String>,
+        /// Only the calls served by this upstream host (its name): the time on that box.
+        #[arg(long)]
+        host: Option<String>,
         /// The call starts cold (the model is loaded first).
         #[arg(long)]
         cold: bool,

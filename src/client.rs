@@ -153,6 +153,16 @@ impl Client {
             ("available_vram_gb", ask.vram_gb.map(|v| v.to_string())),
             ("available_models", ask.models.clone()),
             ("min_operations", ask.min_operations.map(|n| n.to_string())),
+            (
+                "expected_output_tokens",
+                ask.output_tokens.map(|n| n.to_string()),
+            ),
+            ("prompt_tokens", ask.prompt_tokens.map(|n| n.to_string())),
+            (
+                "max_latency_ms",
+                ask.max_latency_ms.map(|ms| ms.to_string()),
+            ),
+            ("min_quality", ask.min_quality.map(|q| q.to_string())),
         ];
         pairs.extend(ask.window.pairs());
         let q = query(&pairs);
@@ -163,12 +173,14 @@ impl Client {
     pub async fn predict(
         &self,
         model: Option<&str>,
+        host: Option<&str>,
         prompt_tokens: Option<u64>,
         output_tokens: u64,
         cold: bool,
     ) -> Result<crate::analytics::PredictAll, ClientError> {
         let q = query(&[
             ("model", model.map(str::to_string)),
+            ("host", host.map(str::to_string)),
             ("prompt_tokens", prompt_tokens.map(|n| n.to_string())),
             ("output_tokens", Some(output_tokens.to_string())),
             ("cold", Some(cold.to_string())),
@@ -345,6 +357,14 @@ pub struct RecommendAsk {
     pub models: Option<String>,
     /// Fewest operations a candidate needs.
     pub min_operations: Option<u64>,
+    /// The call to choose for: output tokens (each model's time is predicted for it).
+    pub output_tokens: Option<u64>,
+    /// The call's prompt tokens; each model's median without.
+    pub prompt_tokens: Option<u64>,
+    /// Models predicted slower than this for the call are left out.
+    pub max_latency_ms: Option<f64>,
+    /// The efficient priority's quality floor.
+    pub min_quality: Option<f64>,
     /// The window the figures come from.
     pub window: Window,
 }
@@ -401,6 +421,8 @@ fn stats_row(s: &ModelStatistics) -> Vec<String> {
         num(s.tokens_per_second.p50, 1),
         num(s.quality.avg, 2),
         num(s.memory_mb.max, 0),
+        num(s.efficiency.joules_per_output_token, 3),
+        num(s.efficiency.cost_per_1k_output_tokens, 4),
     ]
 }
 
@@ -414,6 +436,8 @@ const STATS_HEADER: &[&str] = &[
     "tok/s p50",
     "quality",
     "mem MiB",
+    "J/out tok",
+    "cost/1k tok",
 ];
 
 const NO_RECORDS: &str = "no records yet: point your app's OLLAMA_HOST at ollameter\n";

@@ -290,6 +290,10 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             min_operations,
             operation,
             source,
+            output_tokens,
+            prompt_tokens,
+            max_latency_ms,
+            min_quality,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -299,6 +303,10 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                     vram_gb,
                     models,
                     min_operations,
+                    output_tokens,
+                    prompt_tokens,
+                    max_latency_ms,
+                    min_quality,
                     window: Window {
                         hours,
                         operation,
@@ -316,12 +324,19 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             output_tokens,
             prompt_tokens,
             model,
+            host,
             cold,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
             let answer = c
-                .predict(model.as_deref(), prompt_tokens, output_tokens, cold)
+                .predict(
+                    model.as_deref(),
+                    host.as_deref(),
+                    prompt_tokens,
+                    output_tokens,
+                    cold,
+                )
                 .await?;
             Ok(show(
                 args.json,

@@ -594,6 +594,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             workload,
             min_quality,
             cost: state.cost.clone(),
+            fits: None,
         },
     )
 }

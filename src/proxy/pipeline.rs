@@ -62,6 +62,13 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         Ok(pin) => pin,
         Err(answer) => return answer,
     };
+    // The call's own workload for `auto` (ollameter's headers: never forwarded).
+    let workload = match routing::workload::take(&mut head.headers) {
+        Ok(workload) => workload,
+        Err(message) => {
+            return error_response(StatusCode::BAD_REQUEST, head.openai_shape, &message);
+        }
+    };
     let Route::Inference(api) = route else {
         return super::hosts::other_route(proxy, head, body, pin).await;
     };
@@ -70,7 +77,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         Err(answer) => return answer,
     };
     let facts = request_facts(api, &body);
-    let plan = match plan(proxy, &head, api, &facts.model).await {
+    let plan = match plan(proxy, &head, api, &facts.model, workload, &body).await {
         Ok(plan) => plan,
         Err(answer) => return answer,
     };
@@ -107,6 +114,8 @@ async fn plan(
     head: &Head,
     api: Api,
     requested: &str,
+    workload: Option<routing::workload::CallWorkload>,
+    body: &[u8],
 ) -> Result<Option<Plan>, Response> {
     if !proxy.router.routes(requested) {
         return Ok(None);
@@ -117,7 +126,7 @@ async fn plan(
     let kind = CallKind::of_endpoint(head.path());
     proxy
         .router
-        .plan(requested, kind, operation)
+        .plan(requested, kind, operation, workload, body)
         .await
         .map_err(|e| {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -258,6 +267,10 @@ async fn attempts(
             }
             if routed && let Ok(model) = HeaderValue::from_str(&attempt.model) {
                 answered.headers_mut().insert(MODEL_HEADER, model);
+            }
+            if let Some(over) = plan.as_ref().and_then(Plan::over_budget_header) {
+                let name = routing::workload::OVER_BUDGET_HEADER;
+                answered.headers_mut().insert(name, over);
             }
             return answered;
         }
