@@ -230,6 +230,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             hours,
             operation,
             source,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -237,6 +238,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 hours,
                 operation,
                 source,
+                host,
             };
             Ok(match &model {
                 Some(m) => {
@@ -261,6 +263,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             models,
             hours,
             operation,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -268,6 +271,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 hours,
                 operation,
                 source: None,
+                host,
             };
             let answer = c.compare(&models, &window).await?;
             Ok(show(
@@ -284,6 +288,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             min_operations,
             operation,
             source,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -297,6 +302,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                         hours,
                         operation,
                         source,
+                        host,
                     },
                 })
                 .await?;
@@ -334,11 +340,14 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
         }
         ClientCommand::Alerts {
             model,
+            host,
             state,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let answer = c.alerts(model.as_deref(), state.as_deref()).await?;
+            let answer = c
+                .alerts(model.as_deref(), host.as_deref(), state.as_deref())
+                .await?;
             let value = serde_json::to_value(&answer).unwrap_or_default();
             Ok(show(
                 args.json,
@@ -351,14 +360,31 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             metric,
             hours,
             bucket_minutes,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let answer = c.trend(&model, &metric, hours, bucket_minutes).await?;
+            let answer = c
+                .trend(&model, &metric, hours, bucket_minutes, host.as_deref())
+                .await?;
             Ok(show(
                 args.json,
                 client::json(&answer),
                 client::render_trend(&answer),
+            ))
+        }
+        ClientCommand::Insights {
+            hours,
+            host,
+            include_unknown,
+            client: args,
+        } => {
+            let c = Client::new(&args.server)?;
+            let answer = c.insights(hours, host.as_deref(), include_unknown).await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_insights(&answer),
             ))
         }
         ClientCommand::Export {
@@ -366,10 +392,13 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             model,
             hours,
             out,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let body = c.export(&format, model.as_deref(), hours).await?;
+            let body = c
+                .export(&format, model.as_deref(), hours, host.as_deref())
+                .await?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &body)
