@@ -231,14 +231,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         bench: bench.clone(),
         cost: Arc::new(cost),
     });
+    let counted = axum::middleware::from_fn_with_state(metrics.clone(), count_requests);
+    let api_router = api_router.layer(counted.clone());
+    // The proxy's fallback behind the API's routes, for the API-shaped paths that no route
+    // of the API serves (they are forwarded, as any other path).
     let proxy_router = Router::new()
         .fallback(proxy::handle)
-        .with_state(proxy_state);
-    let counted = axum::middleware::from_fn_with_state(metrics, count_requests);
-    let (api_router, proxy_router) = (
-        api_router.layer(counted.clone()),
-        proxy_router.layer(counted),
-    );
+        .with_state(proxy_state.clone())
+        .layer(counted);
 
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -272,7 +272,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             servers.push(serve(
                 "api",
                 api_listener,
-                api_router,
+                Dispatch::api(api_router),
                 limits,
                 stop,
                 failures,
@@ -280,7 +280,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             servers.push(serve(
                 "proxy",
                 proxy_listener,
-                proxy_router,
+                Dispatch::proxy(proxy_state, metrics.clone(), None),
                 limits,
                 shutdown_rx,
                 failures,
@@ -292,7 +292,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             servers.push(serve(
                 "proxy and api",
                 proxy_listener,
-                both,
+                Dispatch::proxy(proxy_state, metrics.clone(), Some(both)),
                 limits,
                 shutdown_rx,
                 failures,
@@ -398,6 +398,89 @@ fn local_url(addr: SocketAddr) -> String {
     format!("http://{host}")
 }
 
+/// What one listener serves. The proxied paths go straight into the proxy's pipeline
+/// (no router, no middleware: the data plane's cost is its own), counted as the API's
+/// requests are; the API's paths (`/api/model-performance/...`, `/metrics`,
+/// `/dashboard`) go through the API's router.
+#[derive(Clone)]
+struct Dispatch {
+    inner: Arc<DispatchInner>,
+}
+
+struct DispatchInner {
+    /// The proxy and the metrics its requests are counted in; `None` on an API-only
+    /// listener.
+    proxy: Option<(ProxyState, Arc<Metrics>)>,
+    /// The router of the API's paths (with the proxy as its fallback when one listener
+    /// serves both); `None` on a proxy-only listener.
+    api: Option<Router>,
+}
+
+impl Dispatch {
+    /// A listener of the API only.
+    fn api(router: Router) -> Dispatch {
+        Dispatch {
+            inner: Arc::new(DispatchInner {
+                proxy: None,
+                api: Some(router),
+            }),
+        }
+    }
+
+    /// A listener of the proxy, and of the API's paths when `api` is given.
+    fn proxy(state: ProxyState, metrics: Arc<Metrics>, api: Option<Router>) -> Dispatch {
+        Dispatch {
+            inner: Arc::new(DispatchInner {
+                proxy: Some((state, metrics)),
+                api,
+            }),
+        }
+    }
+
+    /// Answers one request.
+    fn call(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = axum::response::Response> + Send + use<> {
+        let inner = self.inner.clone();
+        async move {
+            let request = request.map(axum::body::Body::new);
+            let path = request.uri().path();
+            let direct = match (&inner.proxy, &inner.api) {
+                (Some(proxy), None) => Some(proxy),
+                (Some(proxy), Some(_)) if !is_api_path(path) => Some(proxy),
+                _ => None,
+            };
+            if let Some((state, metrics)) = direct {
+                let class = crate::metrics::endpoint_class(request.method().as_str(), path);
+                let response = proxy::handle(axum::extract::State(state.clone()), request).await;
+                metrics.observe_request(class, response.status().as_u16());
+                return response;
+            }
+            match &inner.api {
+                Some(router) => {
+                    use tower::ServiceExt;
+                    match router.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                }
+                None => unreachable!("a listener serves the proxy, the API or both"),
+            }
+        }
+    }
+}
+
+/// Whether a path may be one of the API's (its prefix, `/metrics`, `/dashboard`): those
+/// go through the API's router, which forwards what it does not serve.
+fn is_api_path(path: &str) -> bool {
+    path == "/metrics"
+        || path == "/dashboard"
+        || path
+            .strip_prefix(api::BASE)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Counts every request by its endpoint class and status, for `/metrics`.
 async fn count_requests(
     axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
@@ -416,7 +499,7 @@ async fn count_requests(
 fn serve(
     what: &'static str,
     listener: TcpListener,
-    router: Router,
+    dispatch: Dispatch,
     limits: ConnLimits,
     shutdown: watch::Receiver<bool>,
     failures: &ServerFailures,
@@ -424,9 +507,14 @@ fn serve(
     let failures = failures.clone();
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
-        let served = AssertUnwindSafe(crate::serve::serve(listener, router, limits, shutdown))
-            .catch_unwind()
-            .await;
+        let served = AssertUnwindSafe(crate::serve::serve(
+            listener,
+            move |request| dispatch.call(request),
+            limits,
+            shutdown,
+        ))
+        .catch_unwind()
+        .await;
         let why = match served {
             Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
             Ok(()) if !*stopping.borrow() => "its accept loop ended".to_string(),

@@ -10,6 +10,12 @@ use cli::{Cli, ClientCommand, Command, ConfigAction, ServeArgs};
 use ollameter::client::{self, Client, ClientError, DashboardView, RecommendAsk, Window};
 use ollameter::config::{self, Config, LogFormat, Overrides};
 
+/// mimalloc in place of the system's allocator: hyper allocates and frees buffers per
+/// call, and glibc's malloc (its free-list consolidation above all) cost several
+/// microseconds of each proxied call (docs/benchmarks.md, issue 12).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

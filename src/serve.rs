@@ -3,19 +3,24 @@
 //! connections, the peer address on every request (for the loopback rule of the
 //! destructive routes), and a graceful stop that cuts what is still open after a grace
 //! period and waits for it, so every cut call is still recorded.
+//!
+//! The loop calls a plain handler (a function from request to response), with no tower
+//! layers between hyper and it: the wiring decides per request whether it goes to the
+//! API's router or straight into the proxy's pipeline.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -31,13 +36,17 @@ pub struct ConnLimits {
     pub grace: Duration,
 }
 
-/// Serves `router` on `listener` until `stop` turns true, then stops gracefully.
-pub async fn serve(
+/// Serves `handler` on `listener` until `stop` turns true, then stops gracefully. Every
+/// request carries its peer's address (`ConnectInfo`) as an extension.
+pub async fn serve<H, F>(
     listener: TcpListener,
-    router: Router,
+    handler: H,
     limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    H: Fn(hyper::Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -59,10 +68,11 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let service = tower::service_fn(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                let handler = handler.clone();
+                let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
-                    router.clone().oneshot(request)
+                    let answer = handler(request);
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -70,7 +80,7 @@ pub async fn serve(
                     .header_read_timeout(limits.header_read_timeout)
                     .max_buf_size(limits.max_header_bytes.max(8192));
                 let connection = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 connections.spawn(async move {
                     if let Err(e) = connection.await {
