@@ -706,7 +706,7 @@ pub struct InsightsQuery {
 }
 
 /// `/insights`' answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InsightsAnswer {
     /// The window looked at.
     pub duration_hours: f64,

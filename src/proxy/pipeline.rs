@@ -173,7 +173,7 @@ async fn attempts(
         .max(1);
     let multi = proxy.fleet.is_multi();
     // With one upstream there is nothing to choose: no list is built.
-    let mut hosts: Vec<usize> = Vec::new();
+    let mut hosts = crate::fleet::HostOrder::default();
     let single = [0_usize];
     let mut made = 0_usize;
     for (i, attempt) in tries.iter().enumerate() {
@@ -191,9 +191,9 @@ async fn attempts(
         };
         // The model's key is needed only to choose among several hosts.
         let key = if multi {
-            crate::telemetry::model_key(&attempt.model)
+            crate::fleet::ModelId::of(&attempt.model)
         } else {
-            String::new()
+            crate::fleet::ModelId::default()
         };
         let order: &[usize] = match pin {
             Pin::Host(index) => {
@@ -202,7 +202,7 @@ async fn attempts(
                 &hosts
             }
             Pin::None if multi => {
-                proxy.fleet.order(&key, &mut hosts);
+                proxy.fleet.order(key, &mut hosts);
                 &hosts
             }
             Pin::None => &single,
@@ -236,16 +236,16 @@ async fn attempts(
                 host,
             );
             if multi {
-                meter.hold(host.track(&key));
+                meter.hold(host.track(key));
             }
             let target = resolve(proxy, &head, body.clone(), index, &meter);
             meter.upstream_sent();
             let answer = forward(&head, &target).await;
-            let host_failed = match &answer {
-                Err(_) => true,
-                Ok(a) => a.status().is_server_error(),
-            };
-            proxy.fleet.record_result(host, host_failed);
+            let outcome = answer
+                .as_ref()
+                .map(|a| a.status())
+                .map_err(|e| e.detail().to_owned());
+            let host_failed = proxy.fleet.record_outcome(host, outcome);
             let failed_before_answering = host_failed
                 || answer
                     .as_ref()
@@ -386,7 +386,7 @@ pub(crate) async fn forward_only(proxy: &Inner, head: Head, body: Body, index: u
     let mut response = match sent {
         Ok(answer) => forward::response(answer, Body::new),
         Err(e) => {
-            proxy.fleet.record_result(host, true);
+            proxy.fleet.record_outcome(host, Err(e.detail().to_owned()));
             unreachable_response(upstream, &e, head.openai_shape).0
         }
     };

@@ -542,6 +542,7 @@ mod tests {
         let mut alert = Alert {
             id: 1,
             model: "fast:1b".into(),
+            host: None,
             kind: AlertKind::LatencyP50,
             severity: Severity::Warning,
             state: AlertState::Firing,
