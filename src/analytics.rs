@@ -83,6 +83,14 @@ pub enum PredictError {
         /// How many there are and how many are needed.
         source: FitError,
     },
+    /// The model has calls, but none on the asked-for host.
+    #[error("no calls of model {model:?} served by host {host:?} are recorded")]
+    NotOnHost {
+        /// The model.
+        model: String,
+        /// The host asked for.
+        host: String,
+    },
     /// A cold prediction was asked for and no cold start was ever measured.
     #[error(
         "model {model:?}: no cold start (load_duration_ms of {cold_ms} ms or more) has been measured; ask for cold=false"
@@ -98,7 +106,8 @@ pub enum PredictError {
 /// The fit of `key`'s calls.
 ///
 /// # Errors
-/// [`PredictError::UnknownModel`] or [`PredictError::TooFew`].
+/// [`PredictError::UnknownModel`], [`PredictError::NotOnHost`] or
+/// [`PredictError::TooFew`].
 pub fn fit_for(history: &History, key: &FitKey) -> Result<LatencyFit, PredictError> {
     let host = key.host.as_deref().map(|name| history.host_filter(name));
     let points = history
@@ -110,9 +119,12 @@ pub fn fit_for(history: &History, key: &FitKey) -> Result<LatencyFit, PredictErr
                 (!on_host.is_empty()).then(|| points(&on_host))
             }
         })
-        .flatten()
         .ok_or_else(|| PredictError::UnknownModel {
             model: key.model.clone(),
+        })?
+        .ok_or_else(|| PredictError::NotOnHost {
+            model: key.model.clone(),
+            host: key.host.clone().unwrap_or_default(),
         })?;
     fit::fit(&points).map_err(|source| PredictError::TooFew {
         model: key.model.clone(),
@@ -205,6 +217,7 @@ pub struct NotPredicted {
 pub fn predict_all(
     history: &History,
     models: &[String],
+    host: Option<&str>,
     prompt_tokens: Option<u64>,
     output_tokens: u64,
     cold: bool,
@@ -216,7 +229,10 @@ pub fn predict_all(
     for model in models {
         match predict(
             history,
-            &FitKey::model(model.clone()),
+            &FitKey {
+                model: model.clone(),
+                host: host.map(str::to_owned),
+            },
             prompt_tokens,
             output_tokens,
             cold,
@@ -236,6 +252,9 @@ pub fn predict_all(
 pub struct PredictAnswer {
     /// The model.
     pub model: String,
+    /// The upstream host whose calls were fitted; null: every host's.
+    #[serde(default)]
+    pub host: Option<String>,
     /// The prompt tokens asked about (the median of the calls fitted when not given).
     pub prompt_tokens: u64,
     /// The output tokens asked about.
@@ -274,6 +293,7 @@ pub fn predict(
         })?;
     Ok(PredictAnswer {
         model: key.model.clone(),
+        host: key.host.clone(),
         prompt_tokens,
         output_tokens,
         cold,
@@ -346,7 +366,7 @@ mod tests {
         };
         assert!(matches!(
             fit_for(&history, &other),
-            Err(PredictError::UnknownModel { .. })
+            Err(PredictError::NotOnHost { .. })
         ));
         // The same model on another host, twice as slow: its own fit, and the model's
         // fit over every host lies between the two.

@@ -151,7 +151,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let fleet = start_fleet(&proxy_config, &telemetry_config)?;
     let telemetry = fleet.first().telemetry().clone();
     let instance = recorder_config.instance.clone();
-    let alerts = crate::alerts::prepare(alerts_config, &location, &history)
+    let alerts = crate::alerts::prepare(alerts_config, &location, &history, fleet.is_multi())
         .await
         .map_err(store_error)?;
     let (recorder, recorder_task) = recorder::start(

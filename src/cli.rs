@@ -70,6 +70,9 @@ pub enum ClientCommand {
         /// Only records of this source: benchmark, proxy, manual or import.
         #[arg(long)]
         source: Option<String>,
+        /// Only calls served by this upstream host (its name, as in [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -84,12 +87,15 @@ pub enum ClientCommand {
         /// Only this operation.
         #[arg(long)]
         operation: Option<String>,
+        /// Only calls served by this upstream host (its name, as in [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Which model to use: speed, quality, balanced or reliable.
+    /// Which model to use: speed, quality, balanced, reliable or efficient.
     Recommend {
-        /// speed, quality, balanced or reliable.
+        /// speed, quality, balanced, reliable or efficient.
         #[arg(long, default_value = "balanced")]
         priority: String,
         /// GPU memory available, in GB (default: what the GPU has free).
@@ -110,6 +116,24 @@ pub enum ClientCommand {
         /// Only records of this source: benchmark, proxy, manual or import.
         #[arg(long)]
         source: Option<String>,
+        /// The call to choose for: its output tokens. Each model's time is predicted for
+        /// it and the speed score uses the prediction.
+        #[arg(long)]
+        output_tokens: Option<u64>,
+        /// The call's prompt tokens (default: each model's median prompt); needs
+        /// --output-tokens.
+        #[arg(long)]
+        prompt_tokens: Option<u64>,
+        /// Leave out models predicted slower than this for the call; needs --output-tokens.
+        #[arg(long)]
+        max_latency_ms: Option<f64>,
+        /// The efficient priority's quality floor, 1 to 5 (default 3).
+        #[arg(long)]
+        min_quality: Option<f64>,
+        /// What to use on this upstream host: only the calls it served (its name, as in
+        /// [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -125,6 +149,9 @@ pub enum ClientCommand {
         /// Only this model.
         #[arg(long)]
         model: Option<String>,
+        /// Only the calls served by this upstream host (its name): the time on that box.
+        #[arg(long)]
+        host: Option<String>,
         /// The call starts cold (the model is loaded first).
         #[arg(long)]
         cold: bool,
@@ -142,6 +169,10 @@ pub enum ClientCommand {
         /// Only this model's alerts.
         #[arg(long)]
         model: Option<String>,
+        /// Only the alerts of this upstream host (with several upstreams, alerts are per
+        /// model and host).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
         /// firing or resolved (both when left out).
         #[arg(long)]
         state: Option<String>,
@@ -161,6 +192,25 @@ pub enum ClientCommand {
         /// Bucket width in minutes.
         #[arg(long, default_value_t = 60)]
         bucket_minutes: u64,
+        /// Only calls served by this upstream host (its name, as in [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Warnings a person can act on: failing, slowing or degrading models, memory near
+    /// capacity, dropped records, calls for models that do not exist.
+    Insights {
+        /// Window in hours (default: the server's, 24).
+        #[arg(long)]
+        hours: Option<f64>,
+        /// Only calls served by this upstream host (its name, as in [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
+        /// Also apply the per-model rules to names no call ever succeeded with and that
+        /// are not installed (else each is reported once as an unknown model).
+        #[arg(long)]
+        include_unknown: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -178,6 +228,10 @@ pub enum ClientCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only records of calls served by this upstream host (its name, as in [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
+
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -218,6 +272,15 @@ pub enum ClientCommand {
         )]
         server: String,
     },
+}
+
+/// An upstream host's name given on the command line: not empty.
+fn upstream_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    if name.is_empty() {
+        return Err("give an upstream's name, as in [[upstreams]] (e.g. gpu0)".into());
+    }
+    Ok(name.to_owned())
 }
 
 /// `ollameter config ...`

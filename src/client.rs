@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::query::{AllStatistics, CompareAnswer, StatisticsAnswer};
+use crate::api::query::{AllStatistics, CompareAnswer, InsightsAnswer, StatisticsAnswer};
 use crate::api::records::ImportReport;
 use crate::recommend::Recommendation;
 use crate::stats::{ModelStatistics, Trend};
@@ -137,6 +137,7 @@ impl Client {
             "models": models,
             "duration_hours": window.hours,
             "operation": window.operation,
+            "host": window.host,
         });
         self.post(
             "/compare",
@@ -153,6 +154,16 @@ impl Client {
             ("available_vram_gb", ask.vram_gb.map(|v| v.to_string())),
             ("available_models", ask.models.clone()),
             ("min_operations", ask.min_operations.map(|n| n.to_string())),
+            (
+                "expected_output_tokens",
+                ask.output_tokens.map(|n| n.to_string()),
+            ),
+            ("prompt_tokens", ask.prompt_tokens.map(|n| n.to_string())),
+            (
+                "max_latency_ms",
+                ask.max_latency_ms.map(|ms| ms.to_string()),
+            ),
+            ("min_quality", ask.min_quality.map(|q| q.to_string())),
         ];
         pairs.extend(ask.window.pairs());
         let q = query(&pairs);
@@ -163,12 +174,14 @@ impl Client {
     pub async fn predict(
         &self,
         model: Option<&str>,
+        host: Option<&str>,
         prompt_tokens: Option<u64>,
         output_tokens: u64,
         cold: bool,
     ) -> Result<crate::analytics::PredictAll, ClientError> {
         let q = query(&[
             ("model", model.map(str::to_string)),
+            ("host", host.map(str::to_string)),
             ("prompt_tokens", prompt_tokens.map(|n| n.to_string())),
             ("output_tokens", Some(output_tokens.to_string())),
             ("cold", Some(cold.to_string())),
@@ -191,47 +204,75 @@ impl Client {
         self.get("/routing").await
     }
 
-    /// `GET /alerts`: firing and lately resolved alerts, of one model and state if given.
+    /// `GET /alerts`: firing and lately resolved alerts, of one model, upstream host and
+    /// state if given.
     pub async fn alerts(
         &self,
         model: Option<&str>,
+        host: Option<&str>,
         state: Option<&str>,
     ) -> Result<crate::alerts::AlertList, ClientError> {
         let q = query(&[
             ("model", model.map(str::to_string)),
+            ("host", host.map(str::to_string)),
             ("state", state.map(str::to_string)),
         ]);
         self.get(&format!("/alerts{q}")).await
     }
 
-    /// `GET /trend/{model}`: one metric of a model bucketed over time.
+    /// `GET /trend/{model}`: one metric of a model bucketed over time (of the calls one
+    /// upstream `host` served, when given).
     pub async fn trend(
         &self,
         model: &str,
         metric: &str,
         hours: f64,
         bucket_minutes: u64,
+        host: Option<&str>,
     ) -> Result<Trend, ClientError> {
         let q = query(&[
             ("metric", Some(metric.to_string())),
             ("hours", Some(hours.to_string())),
             ("bucket_minutes", Some(bucket_minutes.to_string())),
+            ("host", host.map(str::to_string)),
         ]);
         self.get(&format!("/trend/{}{q}", encode(model, true)))
             .await
     }
 
-    /// `GET /export`: the records as stored, in `format` (json, ndjson, csv).
+    /// `GET /insights`: warnings a person can act on, over the last `hours` (the
+    /// server's default window when `None`), of one upstream `host`'s calls when given.
+    pub async fn insights(
+        &self,
+        hours: Option<f64>,
+        host: Option<&str>,
+        include_unknown: bool,
+    ) -> Result<InsightsAnswer, ClientError> {
+        let q = query(&[
+            ("duration_hours", hours.map(|h| h.to_string())),
+            ("host", host.map(str::to_string)),
+            (
+                "include_unknown",
+                include_unknown.then(|| "true".to_string()),
+            ),
+        ]);
+        self.get(&format!("/insights{q}")).await
+    }
+
+    /// `GET /export`: the records as stored, in `format` (json, ndjson, csv), of one
+    /// model and one upstream `host` when given.
     pub async fn export(
         &self,
         format: &str,
         model: Option<&str>,
         hours: Option<f64>,
+        host: Option<&str>,
     ) -> Result<bytes::Bytes, ClientError> {
         let q = query(&[
             ("format", Some(format.to_string())),
             ("model", model.map(str::to_string)),
             ("duration_hours", hours.map(|h| h.to_string())),
+            ("host", host.map(str::to_string)),
         ]);
         self.answer(self.http.get(self.url(&format!("/export{q}"))))
             .await
@@ -305,6 +346,8 @@ pub struct Window {
     pub operation: Option<String>,
     /// Only records of this source (`benchmark`, `proxy`, `manual`, `import`).
     pub source: Option<String>,
+    /// Only calls served by this upstream host (its name, as in `[[upstreams]]`).
+    pub host: Option<String>,
 }
 
 impl Window {
@@ -312,11 +355,12 @@ impl Window {
         query(&self.pairs())
     }
 
-    fn pairs(&self) -> [(&'static str, Option<String>); 3] {
+    fn pairs(&self) -> [(&'static str, Option<String>); 4] {
         [
             ("duration_hours", self.hours.map(|h| h.to_string())),
             ("operation", self.operation.clone()),
             ("source", self.source.clone()),
+            ("host", self.host.clone()),
         ]
     }
 }
@@ -345,6 +389,14 @@ pub struct RecommendAsk {
     pub models: Option<String>,
     /// Fewest operations a candidate needs.
     pub min_operations: Option<u64>,
+    /// The call to choose for: output tokens (each model's time is predicted for it).
+    pub output_tokens: Option<u64>,
+    /// The call's prompt tokens; each model's median without.
+    pub prompt_tokens: Option<u64>,
+    /// Models predicted slower than this for the call are left out.
+    pub max_latency_ms: Option<f64>,
+    /// The efficient priority's quality floor.
+    pub min_quality: Option<f64>,
     /// The window the figures come from.
     pub window: Window,
 }
@@ -401,6 +453,8 @@ fn stats_row(s: &ModelStatistics) -> Vec<String> {
         num(s.tokens_per_second.p50, 1),
         num(s.quality.avg, 2),
         num(s.memory_mb.max, 0),
+        num(s.efficiency.joules_per_output_token, 3),
+        num(s.efficiency.cost_per_1k_output_tokens, 4),
     ]
 }
 
@@ -414,6 +468,8 @@ const STATS_HEADER: &[&str] = &[
     "tok/s p50",
     "quality",
     "mem MiB",
+    "J/out tok",
+    "cost/1k tok",
 ];
 
 const NO_RECORDS: &str = "no records yet: point your app's OLLAMA_HOST at ollameter\n";
@@ -571,6 +627,26 @@ pub fn render_trend(answer: &Trend) -> String {
     )
 }
 
+/// `ollameter insights`: the warnings, most urgent first.
+pub fn render_insights(answer: &InsightsAnswer) -> String {
+    if answer.insights.is_empty() {
+        return format!(
+            "no warnings over the last {} hours\n",
+            answer.duration_hours
+        );
+    }
+    let mut t = table(&["severity", "kind", "model", "what"]);
+    for i in &answer.insights {
+        t.add_row(vec![
+            serde_name(&i.severity),
+            serde_name(&i.kind),
+            i.model.clone().unwrap_or_else(|| "-".into()),
+            i.message.clone(),
+        ]);
+    }
+    format!("{t}\n")
+}
+
 /// `ollameter import`: what was stored, skipped and refused.
 pub fn render_import(answer: &ImportReport) -> String {
     let mut text = format!(
@@ -670,8 +746,9 @@ mod tests {
             hours: Some(2.0),
             operation: Some("a b".into()),
             source: None,
+            host: Some("gpu 1".into()),
         };
-        assert_eq!(w.query(), "?duration_hours=2&operation=a%20b");
+        assert_eq!(w.query(), "?duration_hours=2&operation=a%20b&host=gpu%201");
         assert_eq!(Window::default().query(), "");
     }
 }

@@ -9,14 +9,19 @@
 //! (half-open).
 //!
 //! - [`choose`]: the pure ranking of hosts for one model (loaded, then fits, then any).
+//! - [`model_id`]: a model's key as a 64-bit id, taken from the request's name without
+//!   allocating; inventories, speeds and in-flight counters are keyed by it.
 //! - [`union`]: the pure merge of model lists (`/api/tags`, `/api/ps`, `/v1/models`).
 //! - `probe` (private): the per-host loop of health probes and inventory reads.
 //! - `speed` (private): measured load time and speed per host and model, from commits.
 //!
-//! The hot path reads through [`Fleet::order`]: per host an atomic pointer load of its
-//! inventory and speeds, two map lookups and a few atomics; no lock, no I/O, no await.
+//! The hot path reads through [`Fleet::order`]: the model's id hashed once from its name,
+//! then per host an atomic pointer load of its inventory and speeds, three lookups by id
+//! and a few atomics, the ranking on the stack; no lock, no allocation, no I/O, no await
+//! (`cargo bench --bench fleet` measures it).
 
 pub mod choose;
+pub mod model_id;
 mod probe;
 mod speed;
 pub mod union;
@@ -35,7 +40,10 @@ use tokio::task::JoinHandle;
 use crate::telemetry::Telemetry;
 use crate::upstream::{Kind, KindSetting, UpstreamKind};
 use choose::{Candidate, Fit};
+use model_id::{IdMap, IdSet};
 
+pub use choose::HostOrder;
+pub use model_id::ModelId;
 pub use speed::SpeedHook;
 
 /// The header that pins a call to one upstream (on the request) and names the upstream
@@ -60,6 +68,8 @@ const TAGS_EVERY_PROBES: u64 = 5;
 const INFLIGHT_SLOTS: usize = 64;
 /// Longest upstream name: it goes into a header, the records and metric labels.
 pub const MAX_NAME_CHARS: usize = 64;
+/// Most upstreams one ollameter fronts: each call ranks them all on the stack.
+pub const MAX_UPSTREAMS: usize = choose::MAX_RANKED;
 
 /// One configured upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,13 +106,60 @@ impl Default for HealthConfig {
 /// What a host holds, as its last reads said. Replaced whole by the probe loop.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    /// Installed models by key ([`crate::telemetry::model_key`]) with the VRAM each needs
-    /// (MiB, when telemetry knows it); `None` before a good `/api/tags`.
-    pub installed: Option<HashMap<String, Option<f64>>>,
-    /// Loaded models by key (`/api/ps`).
-    pub loaded: HashSet<String>,
+    /// Installed models by id with the VRAM each needs (MiB, when telemetry knows it);
+    /// `None` before a good `/api/tags`.
+    pub installed: Option<IdMap<Option<f64>>>,
+    /// The installed models' keys ([`crate::telemetry::model_key`]), sorted.
+    pub installed_keys: Vec<String>,
+    /// Loaded models by id (`/api/ps`).
+    pub loaded: IdSet,
+    /// The loaded models' keys, sorted.
+    pub loaded_keys: Vec<String>,
     /// Free GPU memory, MiB, where the host's GPU is visible.
     pub free_vram_mb: Option<f64>,
+}
+
+impl Inventory {
+    /// The inventory of these installed models (keys with their VRAM need; `None` when
+    /// not read yet) and loaded models (keys).
+    pub fn new(
+        installed: Option<HashMap<String, Option<f64>>>,
+        loaded: HashSet<String>,
+        free_vram_mb: Option<f64>,
+    ) -> Inventory {
+        let mut installed_keys: Vec<String> = installed
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        installed_keys.sort();
+        let mut loaded_keys: Vec<String> = loaded.into_iter().collect();
+        loaded_keys.sort();
+        Inventory {
+            installed: installed.map(|m| {
+                m.into_iter()
+                    .map(|(k, need)| (ModelId::of_key(&k), need))
+                    .collect()
+            }),
+            installed_keys,
+            loaded: loaded_keys.iter().map(|k| ModelId::of_key(k)).collect(),
+            loaded_keys,
+            free_vram_mb,
+        }
+    }
+
+    /// The installed models with their VRAM need, by key (`None` when not read yet).
+    fn installed_by_key(&self) -> Option<HashMap<String, Option<f64>>> {
+        let installed = self.installed.as_ref()?;
+        Some(
+            self.installed_keys
+                .iter()
+                .map(|k| {
+                    let need = installed.get(&ModelId::of_key(k)).copied().flatten();
+                    (k.clone(), need)
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The health of one host: atomics only, read on every call.
@@ -112,6 +169,8 @@ struct HealthState {
     probe_ok: AtomicBool,
     /// Why the last probe failed.
     probe_error: ArcSwapOption<String>,
+    /// Why the last failed call failed at this host (connect error, or its 5xx).
+    call_error: ArcSwapOption<String>,
     /// Failed calls in a row.
     failures: AtomicU32,
     /// Ejected until this many ms after the fleet's epoch; 0 when not ejected.
@@ -194,10 +253,9 @@ impl Host {
         self.refresh_tags.store(true, Ordering::Relaxed);
     }
 
-    /// Starts counting one call of the model with key `key` in flight here, until the
-    /// guard drops.
-    pub fn track(self: &Arc<Host>, key: &str) -> InFlight {
-        let slot = slot(key);
+    /// Starts counting one call of the model `id` in flight here, until the guard drops.
+    pub fn track(self: &Arc<Host>, id: ModelId) -> InFlight {
+        let slot = id.slot(INFLIGHT_SLOTS);
         self.inflight[slot].fetch_add(1, Ordering::Relaxed);
         self.inflight_total.fetch_add(1, Ordering::Relaxed);
         InFlight {
@@ -206,9 +264,9 @@ impl Host {
         }
     }
 
-    /// Calls of the model with key `key` in flight here (and of models sharing its slot).
-    pub fn inflight(&self, key: &str) -> u32 {
-        self.inflight[slot(key)].load(Ordering::Relaxed)
+    /// Calls of the model `id` in flight here (and of models sharing its slot).
+    pub fn inflight(&self, id: ModelId) -> u32 {
+        self.inflight[id.slot(INFLIGHT_SLOTS)].load(Ordering::Relaxed)
     }
 
     fn availability(&self, now_ms: u64) -> Availability {
@@ -240,6 +298,25 @@ impl Host {
                 .is_ok()
     }
 
+    fn health_at(&self, now_ms: u64) -> HostHealth {
+        let health = &self.health;
+        let until = health.ejected_until_ms.load(Ordering::Acquire);
+        HostHealth {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            kind: self.kind.get(),
+            reachable: health.probe_ok.load(Ordering::Relaxed),
+            availability: self.availability(now_ms),
+            ejected: until != 0,
+            ejected_for_ms: (until > now_ms).then(|| until - now_ms),
+            failures_in_a_row: health.failures.load(Ordering::Relaxed),
+            ejections: health.ejections.load(Ordering::Relaxed),
+            probe_error: health.probe_error.load_full().map(|e| (*e).clone()),
+            last_call_error: health.call_error.load_full().map(|e| (*e).clone()),
+            in_flight: self.inflight_total.load(Ordering::Relaxed),
+        }
+    }
+
     fn set_probe(&self, error: Option<String>) {
         let ok = error.is_none();
         let was = self.health.probe_ok.swap(ok, Ordering::Relaxed);
@@ -267,14 +344,6 @@ impl Drop for InFlight {
         self.host.inflight[self.slot].fetch_sub(1, Ordering::Relaxed);
         self.host.inflight_total.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// FNV-1a of the key, into a slot.
-fn slot(key: &str) -> usize {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % INFLIGHT_SLOTS as u64) as usize
 }
 
 /// Every upstream; cheap to clone.
@@ -332,6 +401,7 @@ impl Fleet {
                     health: HealthState {
                         probe_ok: AtomicBool::new(true),
                         probe_error: ArcSwapOption::empty(),
+                        call_error: ArcSwapOption::empty(),
                         failures: AtomicU32::new(0),
                         ejected_until_ms: AtomicU64::new(0),
                         ejections: AtomicU64::new(0),
@@ -414,6 +484,26 @@ impl Fleet {
         }
     }
 
+    /// Sets what the host at `index` holds, as its probe would (benchmarks, tests): these
+    /// models installed (VRAM need unknown), those loaded.
+    #[cfg(feature = "test-support")]
+    pub fn set_inventory(&self, index: usize, installed: &[&str], loaded: &[&str]) {
+        let host = &self.inner.hosts[index];
+        host.inventory.store(Arc::new(Inventory::new(
+            Some(
+                installed
+                    .iter()
+                    .map(|m| (crate::telemetry::model_key(m), None))
+                    .collect(),
+            ),
+            loaded
+                .iter()
+                .map(|m| crate::telemetry::model_key(m))
+                .collect(),
+            None,
+        )));
+    }
+
     /// Whether there are several upstreams to choose from.
     pub fn is_multi(&self) -> bool {
         self.inner.hosts.len() > 1
@@ -472,10 +562,10 @@ impl Fleet {
             .unwrap_or_else(|| self.first())
     }
 
-    /// The hosts to try for the model with key `key`, best first, into `out` (cleared
-    /// first): see [`choose::rank`]. A half-open host is included only when this call
-    /// claims its trial, and then first.
-    pub fn order(&self, key: &str, out: &mut Vec<usize>) {
+    /// The hosts to try for the model `id`, best first, into `out` (cleared first): see
+    /// [`choose::rank`]. A half-open host is included only when this call claims its
+    /// trial, and then first.
+    pub fn order(&self, id: ModelId, out: &mut HostOrder) {
         out.clear();
         let hosts = &self.inner.hosts;
         if hosts.len() == 1 {
@@ -483,15 +573,14 @@ impl Fleet {
             return;
         }
         let now = self.now_ms();
-        let mut candidates: [Candidate; choose::MAX_RANKED] = Default::default();
         let n = hosts.len().min(choose::MAX_RANKED);
-        for (c, host) in candidates.iter_mut().zip(hosts.iter()).take(n) {
+        let mut availability = [Availability::Down; choose::MAX_RANKED];
+        let mut candidates: [Candidate; choose::MAX_RANKED] = Default::default();
+        for (i, host) in hosts.iter().take(n).enumerate() {
             let inventory = host.inventory.load();
-            let availability = host.availability(now);
-            let installed = inventory.installed.as_ref().map(|m| m.get(key));
-            let loaded = inventory.loaded.contains(key);
-            let speeds = host.speeds.load();
-            let speed = speeds.get(key);
+            availability[i] = host.availability(now);
+            let installed = inventory.installed.as_ref().map(|m| m.get(&id));
+            let loaded = inventory.loaded.contains(&id);
             let fit = match (installed, inventory.free_vram_mb) {
                 (Some(Some(Some(need))), Some(free)) => {
                     if *need <= free {
@@ -502,42 +591,68 @@ impl Fleet {
                 }
                 _ => Fit::Unknown,
             };
-            *c = Candidate {
-                index: host.index,
-                up: availability != Availability::Down,
+            candidates[i] = Candidate {
+                index: i,
+                up: availability[i] != Availability::Down,
                 has: installed.map(|found| found.is_some() || loaded),
                 loaded,
-                inflight: host.inflight(key),
+                inflight: host.inflight(id),
                 fit,
-                expected_ms: speed.and_then(|s| s.expected_ms(loaded)),
+                expected_ms: host
+                    .speeds
+                    .load()
+                    .get(&id)
+                    .and_then(|s| s.expected_ms(loaded)),
             };
         }
         choose::rank(&mut candidates[..n], out);
         let eject_for_ms = duration_ms(self.inner.health.eject_for);
         let mut trial = None;
-        out.retain(|&i| {
-            let host = &hosts[i];
-            match host.availability(now) {
-                Availability::HalfOpen
-                    if trial.is_none() && host.claim_trial(now, eject_for_ms) =>
-                {
-                    trial = Some(i);
-                    false
-                }
-                Availability::HalfOpen => false,
-                _ => true,
+        out.retain(|i| match availability[i] {
+            Availability::HalfOpen
+                if trial.is_none() && hosts[i].claim_trial(now, eject_for_ms) =>
+            {
+                trial = Some(i);
+                false
             }
+            Availability::HalfOpen => false,
+            _ => true,
         });
         if let Some(i) = trial {
             // The trial call goes to the half-open host first, whatever its rank: else a
             // host ranked behind another would never be tried again.
-            out.insert(0, i);
+            out.insert_first(i);
         }
         if out.is_empty() {
             // Every host is down or ejected: try them anyway, in order, rather than fail
             // without asking.
-            out.extend(0..hosts.len());
+            for i in 0..n {
+                out.push(i);
+            }
         }
+    }
+
+    /// Notes how a call at `host` went, from its answer's status or why there was none,
+    /// and returns whether the host failed it (connect error or 5xx): see
+    /// [`Fleet::record_result`]. The failure's reason is kept for `/health`.
+    pub fn record_outcome(
+        &self,
+        host: &Host,
+        outcome: Result<axum::http::StatusCode, String>,
+    ) -> bool {
+        let failed = match &outcome {
+            Ok(status) => status.is_server_error(),
+            Err(_) => true,
+        };
+        if failed && self.is_multi() {
+            let why = match outcome {
+                Ok(status) => format!("answered {status}"),
+                Err(e) => e,
+            };
+            host.health.call_error.store(Some(Arc::new(why)));
+        }
+        self.record_result(host, failed);
+        failed
     }
 
     /// Notes how a call at `host` went: `failed` for a connect error or a 5xx. Enough
@@ -548,7 +663,10 @@ impl Fleet {
         }
         let health = &host.health;
         if !failed {
-            if health.failures.swap(0, Ordering::Relaxed) != 0
+            // A read first: the common case (no failure before) writes nothing, so calls
+            // on several cores do not pass the counter's cache line around.
+            if health.failures.load(Ordering::Relaxed) != 0
+                && health.failures.swap(0, Ordering::Relaxed) != 0
                 && health.ejected_until_ms.swap(0, Ordering::AcqRel) != 0
             {
                 tracing::info!(upstream = %host.name, "upstream answers again: back in rotation");
@@ -569,6 +687,37 @@ impl Fleet {
         }
     }
 
+    /// Each host's health with its reachability probed now (every host at once, as its
+    /// kind expects), for `/health`. The probes only inform the answer: routing keeps
+    /// following the probe loop and the calls (a host that fails this probe is reported
+    /// `down` here, and the loop takes it out within its interval).
+    pub async fn health_now(&self, client: &reqwest::Client) -> Vec<HostHealth> {
+        let probes = self
+            .inner
+            .hosts
+            .iter()
+            .map(|host| host.kind.probe(client, &host.url));
+        let probes = futures_util::future::join_all(probes).await;
+        let mut health = self.health();
+        for (h, probe) in health.iter_mut().zip(probes) {
+            h.reachable = probe.error.is_none();
+            h.probe_error = probe.error;
+            if probe.kind.is_some() {
+                h.kind = probe.kind;
+            }
+            if !h.reachable {
+                h.availability = Availability::Down;
+            }
+        }
+        health
+    }
+
+    /// Each host's health, as `/health` reports it.
+    pub fn health(&self) -> Vec<HostHealth> {
+        let now = self.now_ms();
+        self.inner.hosts.iter().map(|h| h.health_at(now)).collect()
+    }
+
     /// What `/system` shows of each host.
     pub fn status(&self) -> Vec<HostStatus> {
         let now = self.now_ms();
@@ -577,25 +726,10 @@ impl Fleet {
             .iter()
             .map(|h| {
                 let inventory = h.inventory.load();
-                let mut installed: Vec<String> = inventory
-                    .installed
-                    .as_ref()
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                installed.sort();
-                let mut loaded: Vec<String> = inventory.loaded.iter().cloned().collect();
-                loaded.sort();
                 HostStatus {
-                    name: h.name.clone(),
-                    url: h.url.clone(),
-                    kind: h.kind.get(),
-                    availability: h.availability(now),
-                    probe_error: h.health.probe_error.load_full().map(|e| (*e).clone()),
-                    failures_in_a_row: h.health.failures.load(Ordering::Relaxed),
-                    ejections: h.health.ejections.load(Ordering::Relaxed),
-                    in_flight: h.inflight_total.load(Ordering::Relaxed),
-                    installed_models: installed,
-                    loaded_models: loaded,
+                    health: h.health_at(now),
+                    installed_models: inventory.installed_keys.clone(),
+                    loaded_models: inventory.loaded_keys.clone(),
                     free_vram_mb: inventory.free_vram_mb,
                     telemetry: h.telemetry.snapshot(),
                 }
@@ -617,11 +751,13 @@ impl Fleet {
                         out.push(m);
                     }
                 }
-            } else if let Some(installed) = &host.inventory.load().installed {
+            } else {
+                let inventory = host.inventory.load();
+                if inventory.installed.is_none() {
+                    continue;
+                }
                 any = true;
-                let mut keys: Vec<&String> = installed.keys().collect();
-                keys.sort();
-                for key in keys {
+                for key in &inventory.installed_keys {
                     if seen.insert(key.clone()) {
                         out.push(crate::telemetry::InstalledModel {
                             name: key.clone(),
@@ -635,25 +771,45 @@ impl Fleet {
     }
 }
 
-/// One host as `/system` shows it.
-#[derive(Debug, Serialize)]
-pub struct HostStatus {
+/// One host's health, as `/health` and `/system` show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HostHealth {
     /// Its name.
     pub name: String,
     /// Its base URL.
     pub url: String,
-    /// `ollama` or `openai`, configured or detected.
+    /// `ollama` or `openai`, configured or detected; `null` while not known.
     pub kind: Option<UpstreamKind>,
-    /// Whether it takes calls now.
+    /// Whether it answers its probe (Ollama: `GET /api/version`): in `/health`, a probe
+    /// made for that answer; in `/system`, the probe loop's last.
+    pub reachable: bool,
+    /// Whether it takes calls: `healthy`, `half_open` (its ejection is over: the next
+    /// call tries it) or `down` (its probe fails, or it is ejected after failed calls).
     pub availability: Availability,
-    /// Why its last probe failed.
-    pub probe_error: Option<String>,
+    /// Ejected after failed calls in a row, and not yet back (a successful call brings it
+    /// back).
+    pub ejected: bool,
+    /// While ejected, how long until a call tries it again, ms (`null` once half-open).
+    pub ejected_for_ms: Option<u64>,
     /// Failed calls in a row.
     pub failures_in_a_row: u32,
-    /// Times it was ejected.
+    /// Times it was ejected since start.
     pub ejections: u64,
+    /// Why its last probe failed (`null` while it answers).
+    pub probe_error: Option<String>,
+    /// Why the last call that failed at it failed (connect error, or its 5xx); kept
+    /// after it recovers, as the last error seen.
+    pub last_call_error: Option<String>,
     /// Calls in flight there now.
     pub in_flight: u32,
+}
+
+/// One host as `/system` shows it.
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    /// Its health.
+    #[serde(flatten)]
+    pub health: HostHealth,
     /// Installed models (keys), at the last `/api/tags`.
     pub installed_models: Vec<String>,
     /// Loaded models (keys), at the last `/api/ps`.
@@ -737,11 +893,11 @@ mod tests {
     }
 
     fn set_inventory(host: &Host, installed: &[&str], loaded: &[&str]) {
-        host.inventory.store(Arc::new(Inventory {
-            installed: Some(installed.iter().map(|k| (k.to_string(), None)).collect()),
-            loaded: loaded.iter().map(|k| k.to_string()).collect(),
-            free_vram_mb: None,
-        }));
+        host.inventory.store(Arc::new(Inventory::new(
+            Some(installed.iter().map(|k| (k.to_string(), None)).collect()),
+            loaded.iter().map(|k| k.to_string()).collect(),
+            None,
+        )));
     }
 
     #[tokio::test(start_paused = true)]
@@ -750,9 +906,10 @@ mod tests {
         let (a, b) = (&f.hosts()[0], &f.hosts()[1]);
         set_inventory(a, &["m:latest"], &["m:latest"]);
         set_inventory(b, &["m:latest"], &["m:latest"]);
-        let mut order = Vec::new();
-        f.order("m:latest", &mut order);
-        assert_eq!(order, vec![0, 1]);
+        let m = ModelId::of("m:latest");
+        let mut order = HostOrder::default();
+        f.order(m, &mut order);
+        assert_eq!(*order, [0, 1]);
         f.record_result(a, true);
         assert_eq!(
             f.availability(a),
@@ -761,22 +918,18 @@ mod tests {
         );
         f.record_result(a, true);
         assert_eq!(f.availability(a), Availability::Down);
-        f.order("m:latest", &mut order);
-        assert_eq!(order, vec![1], "an ejected host gets no calls");
+        f.order(m, &mut order);
+        assert_eq!(*order, [1], "an ejected host gets no calls");
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(f.availability(a), Availability::HalfOpen);
-        f.order("m:latest", &mut order);
-        assert_eq!(
-            order,
-            vec![0, 1],
-            "the trial call goes to the half-open host"
-        );
-        f.order("m:latest", &mut order);
-        assert_eq!(order, vec![1], "one trial at a time");
+        f.order(m, &mut order);
+        assert_eq!(*order, [0, 1], "the trial call goes to the half-open host");
+        f.order(m, &mut order);
+        assert_eq!(*order, [1], "one trial at a time");
         f.record_result(a, false);
         assert_eq!(f.availability(a), Availability::Healthy);
-        f.order("m:latest", &mut order);
-        assert_eq!(order, vec![0, 1]);
+        f.order(m, &mut order);
+        assert_eq!(*order, [0, 1]);
         assert_eq!(a.health.ejections.load(Ordering::Relaxed), 1);
     }
 
@@ -787,34 +940,79 @@ mod tests {
         set_inventory(a, &["m:latest"], &[]);
         set_inventory(b, &["m:latest"], &[]);
         a.set_probe(Some("connection refused".into()));
-        let mut order = Vec::new();
-        f.order("m:latest", &mut order);
-        assert_eq!(order, vec![1]);
+        let m = ModelId::of("m:latest");
+        let mut order = HostOrder::default();
+        f.order(m, &mut order);
+        assert_eq!(*order, [1]);
         assert_eq!(f.first_healthy().name(), "gpu1");
         b.set_probe(Some("connection refused".into()));
-        f.order("m:latest", &mut order);
+        f.order(m, &mut order);
         assert_eq!(
-            order,
-            vec![0, 1],
+            *order,
+            [0, 1],
             "all down: try them all rather than fail unasked"
         );
         a.set_probe(None);
-        f.order("m:latest", &mut order);
-        assert_eq!(order, vec![0]);
+        f.order(m, &mut order);
+        assert_eq!(*order, [0]);
     }
 
     #[test]
     fn in_flight_guards_count_per_model_and_release_on_drop() {
         let f = fleet(2);
         let a = &f.hosts()[0];
-        let g1 = a.track("m:latest");
-        let g2 = a.track("m:latest");
-        assert_eq!(a.inflight("m:latest"), 2);
+        let m = ModelId::of("M");
+        let g1 = a.track(m);
+        let g2 = a.track(m);
+        assert_eq!(a.inflight(m), 2);
         drop(g1);
-        assert_eq!(a.inflight("m:latest"), 1);
+        assert_eq!(a.inflight(m), 1);
         drop(g2);
-        assert_eq!(a.inflight("m:latest"), 0);
+        assert_eq!(a.inflight(m), 0);
         assert_eq!(a.inflight_total.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_tells_reachable_ejected_and_the_last_errors_apart() {
+        let f = fleet(2);
+        let (a, b) = (&f.hosts()[0], &f.hosts()[1]);
+        let ok = axum::http::StatusCode::OK;
+        let bad = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        assert!(!f.record_outcome(a, Ok(ok)));
+        assert!(f.record_outcome(a, Ok(bad)));
+        assert!(f.record_outcome(a, Err("connection refused".into())));
+        b.set_probe(Some("GET /api/version: timed out".into()));
+        let h = f.health();
+        assert!(h[0].reachable && h[0].ejected);
+        assert_eq!(h[0].availability, Availability::Down);
+        assert_eq!(h[0].ejected_for_ms, Some(10_000));
+        assert_eq!(h[0].failures_in_a_row, 2);
+        assert_eq!(h[0].last_call_error.as_deref(), Some("connection refused"));
+        assert!(!h[1].reachable && !h[1].ejected);
+        assert_eq!(
+            h[1].probe_error.as_deref(),
+            Some("GET /api/version: timed out")
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let h = f.health();
+        assert_eq!(h[0].availability, Availability::HalfOpen);
+        assert_eq!(h[0].ejected_for_ms, None);
+        assert!(!f.record_outcome(a, Ok(ok)), "a success brings it back");
+        let h = f.health();
+        assert!(!h[0].ejected);
+        assert_eq!(h[0].availability, Availability::Healthy);
+        assert_eq!(
+            h[0].last_call_error.as_deref(),
+            Some("connection refused"),
+            "the last error stays for the record"
+        );
+        let status = f.status();
+        assert_eq!(status[0].health.name, "gpu0");
+        let json = serde_json::to_value(&status[0]).expect("json");
+        assert_eq!(
+            json["availability"], "healthy",
+            "the health is inline: {json}"
+        );
     }
 
     #[test]

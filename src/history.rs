@@ -137,6 +137,12 @@ impl History {
             .unwrap_or(NO_SUCH_HOST)
     }
 
+    /// Every upstream host name interned, by id: id `i + 1` is the name at `i` (a
+    /// sample's host 0 is "no host").
+    pub fn host_names_by_id(&self) -> Vec<String> {
+        self.read().host_names.clone()
+    }
+
     /// Every upstream host name any record has had, sorted.
     pub fn hosts(&self) -> Vec<String> {
         let mut names = self.read().host_names.clone();

@@ -236,6 +236,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             hours,
             operation,
             source,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -243,6 +244,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 hours,
                 operation,
                 source,
+                host,
             };
             Ok(match &model {
                 Some(m) => {
@@ -267,6 +269,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             models,
             hours,
             operation,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -274,6 +277,7 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                 hours,
                 operation,
                 source: None,
+                host,
             };
             let answer = c.compare(&models, &window).await?;
             Ok(show(
@@ -290,6 +294,11 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             min_operations,
             operation,
             source,
+            output_tokens,
+            prompt_tokens,
+            max_latency_ms,
+            min_quality,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
@@ -299,10 +308,15 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                     vram_gb,
                     models,
                     min_operations,
+                    output_tokens,
+                    prompt_tokens,
+                    max_latency_ms,
+                    min_quality,
                     window: Window {
                         hours,
                         operation,
                         source,
+                        host,
                     },
                 })
                 .await?;
@@ -316,12 +330,19 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             output_tokens,
             prompt_tokens,
             model,
+            host,
             cold,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
             let answer = c
-                .predict(model.as_deref(), prompt_tokens, output_tokens, cold)
+                .predict(
+                    model.as_deref(),
+                    host.as_deref(),
+                    prompt_tokens,
+                    output_tokens,
+                    cold,
+                )
                 .await?;
             Ok(show(
                 args.json,
@@ -340,11 +361,14 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
         }
         ClientCommand::Alerts {
             model,
+            host,
             state,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let answer = c.alerts(model.as_deref(), state.as_deref()).await?;
+            let answer = c
+                .alerts(model.as_deref(), host.as_deref(), state.as_deref())
+                .await?;
             let value = serde_json::to_value(&answer).unwrap_or_default();
             Ok(show(
                 args.json,
@@ -357,14 +381,31 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             metric,
             hours,
             bucket_minutes,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let answer = c.trend(&model, &metric, hours, bucket_minutes).await?;
+            let answer = c
+                .trend(&model, &metric, hours, bucket_minutes, host.as_deref())
+                .await?;
             Ok(show(
                 args.json,
                 client::json(&answer),
                 client::render_trend(&answer),
+            ))
+        }
+        ClientCommand::Insights {
+            hours,
+            host,
+            include_unknown,
+            client: args,
+        } => {
+            let c = Client::new(&args.server)?;
+            let answer = c.insights(hours, host.as_deref(), include_unknown).await?;
+            Ok(show(
+                args.json,
+                client::json(&answer),
+                client::render_insights(&answer),
             ))
         }
         ClientCommand::Export {
@@ -372,10 +413,13 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             model,
             hours,
             out,
+            host,
             client: args,
         } => {
             let c = Client::new(&args.server)?;
-            let body = c.export(&format, model.as_deref(), hours).await?;
+            let body = c
+                .export(&format, model.as_deref(), hours, host.as_deref())
+                .await?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, &body)

@@ -5,6 +5,7 @@
 //! and the budget from telemetry).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -46,6 +47,10 @@ pub struct PolicyRequest {
     pub min_quality: f64,
     /// Prices for the `efficient` priority; joules per token without them.
     pub cost: Arc<CostConfig>,
+    /// The models' latency fits when the caller already has them (routing fits once per
+    /// refresh and keeps them for the per-call budget); fitted here when `None`. A model
+    /// missing from the map has no fit.
+    pub fits: Option<Arc<HashMap<String, analytics::LatencyFit>>>,
 }
 
 /// A call's size and time budget.
@@ -106,9 +111,25 @@ fn currency_label(currency: &str) -> &'static str {
 /// Predicts `candidate`'s time for the workload and lets its speed figures follow: its
 /// median (and quartiles) become the prediction for this call, so the speed score ranks
 /// by it. A model without a fit keeps its own figures and is not excluded.
-fn predict_into(history: &History, candidate: &mut Candidate, workload: Workload) {
-    let Ok(fit) = analytics::fit_for(history, &FitKey::model(candidate.model.clone())) else {
-        return;
+fn predict_into(
+    history: &History,
+    fits: Option<&HashMap<String, analytics::LatencyFit>>,
+    candidate: &mut Candidate,
+    workload: Workload,
+) {
+    let fitted;
+    let fit = match fits {
+        Some(fits) => match fits.get(&candidate.model) {
+            Some(fit) => fit,
+            None => return,
+        },
+        None => match analytics::fit_for(history, &FitKey::model(candidate.model.clone())) {
+            Ok(fit) => {
+                fitted = fit;
+                &fitted
+            }
+            Err(_) => return,
+        },
     };
     let prompt = workload.prompt_tokens.unwrap_or(fit.median_prompt_tokens);
     let Some(p) = fit.predict(prompt as f64, workload.output_tokens as f64, false) else {
@@ -151,6 +172,7 @@ pub fn recommendation(
         workload,
         min_quality,
         cost,
+        fits,
     } = request;
     let installed = Installed::new(
         telemetry
@@ -203,7 +225,7 @@ pub fn recommendation(
         }
         candidate.held_vram_mb = telemetry.held_vram_mb(&candidate.model);
         if let Some(w) = workload {
-            predict_into(history, candidate, w);
+            predict_into(history, fits.as_deref(), candidate, w);
         }
         if priority == Priority::Efficient
             && let Some(f) = filter.as_ref()

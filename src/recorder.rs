@@ -585,11 +585,11 @@ impl Writer {
                 self.retention();
                 next_retention = Instant::now() + self.config.retention_interval;
             }
-            if self.shared && !self.waiting_to_retry() {
+            if !self.waiting_to_retry() {
                 if !self.spill.is_empty() {
                     self.drain_spill();
                 }
-                if self.following || Instant::now() >= next_follow {
+                if self.shared && (self.following || Instant::now() >= next_follow) {
                     self.follow();
                     next_follow = Instant::now() + self.config.follow_interval;
                 }
@@ -597,12 +597,14 @@ impl Writer {
             let mut wake = next_retention;
             if self.shared {
                 wake = wake.min(next_follow);
-                if let Some(at) = self.retry_at {
-                    wake = wake.min(at);
-                }
-                if self.retry_at.is_none() && (self.following || !self.spill.is_empty()) {
-                    wake = Instant::now();
-                }
+            }
+            if let Some(at) = self.retry_at {
+                wake = wake.min(at);
+            }
+            if self.retry_at.is_none()
+                && ((self.shared && self.following) || !self.spill.is_empty())
+            {
+                wake = Instant::now();
             }
             let wait = wake.saturating_duration_since(Instant::now());
             let first = match self.rx.recv_timeout(wait) {
@@ -681,33 +683,34 @@ impl Writer {
         }
     }
 
-    /// Whether a shared store is down and its next try is still ahead.
+    /// Whether the store is failing and its next try is still ahead.
     fn waiting_to_retry(&self) -> bool {
         self.retry_at.is_some_and(|at| Instant::now() < at)
     }
 
-    /// A shared store failed: remember why, and wait a growing pause before the next try.
+    /// The store failed a write (a shared store unreachable, a SQLite file on a full
+    /// disk): remember why, and wait a growing pause before the next try.
     fn store_down(&mut self, message: &str) {
         if !self.stats.store_failing() {
-            tracing::error!(error = %message, "shared store unreachable; records wait in the spill");
+            tracing::error!(error = %message, "store write failed; records wait in the spill and are written when it takes them");
         }
         self.stats.set_error(Some(message.to_string()));
         self.retry_at = Some(Instant::now() + self.retry_pause);
         self.retry_pause = (self.retry_pause * 2).min(MAX_RETRY_PAUSE);
     }
 
-    /// A shared store answered again.
+    /// The store took a write again.
     fn store_up(&mut self) {
         self.retry_at = None;
         self.retry_pause = FIRST_RETRY_PAUSE;
         if self.spill.is_empty() && self.stats.store_failing() {
-            tracing::info!("shared store reachable again");
+            tracing::info!("store writable again; the spill is written");
             self.stats.set_error(None);
         }
     }
 
-    /// Keeps records the shared store refused, up to the spill's capacity (the rest are
-    /// dropped and counted).
+    /// Keeps records the store refused, up to the spill's capacity (the rest are dropped
+    /// and counted).
     fn spill_records(&mut self, records: Vec<Record>) {
         for r in records {
             if self.spill.len() < self.config.spill_capacity {
@@ -721,7 +724,7 @@ impl Writer {
             .store(self.spill.len() as u64, Ordering::Relaxed);
     }
 
-    /// Writes the oldest spilled records (a few batches' worth) to a shared store.
+    /// Writes the oldest spilled records (a few batches' worth) to the store.
     fn drain_spill(&mut self) {
         let n = self
             .spill
@@ -737,7 +740,14 @@ impl Writer {
                     .spilled
                     .store(self.spill.len() as u64, Ordering::Relaxed);
                 self.store_up();
-                self.following = true;
+                if self.shared {
+                    // The history reads them back from the change log.
+                    self.following = true;
+                } else if let Some(hook) = &self.on_commit {
+                    hook.committed(&chunk);
+                }
+                self.limit.committed(&chunk);
+                self.evict();
             }
             Err(e) => {
                 for r in chunk.into_iter().rev() {
@@ -801,19 +811,19 @@ impl Writer {
                 r.instance.clone_from(&self.config.instance);
             }
         }
-        if self.shared && (self.waiting_to_retry() || !self.spill.is_empty()) {
-            // The store is down (or still catching up on the spill): the records join the
-            // spill behind those already waiting, so they are written in order.
+        if self.waiting_to_retry() || !self.spill.is_empty() {
+            // The store is failing (or still catching up on the spill): the records join
+            // the spill behind those already waiting, so they are written in order.
             let message = self
                 .stats
                 .last_error()
-                .unwrap_or_else(|| "the shared store is catching up after an outage".into());
+                .unwrap_or_else(|| "the store is catching up after an outage".into());
             // A caller waiting on its records is told they were not stored, so it can
             // send them again; only fire-and-forget records are kept.
             records.truncate(fire_and_forget);
             self.spill_records(records);
             for (tx, _) in waiters {
-                let _ = tx.send(Err(SubmitError::Unreachable(message.clone())));
+                let _ = tx.send(Err(self.refused(message.clone())));
             }
             for tx in flushes {
                 let _ = tx.send(());
@@ -833,14 +843,10 @@ impl Writer {
                 self.stats
                     .written
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
-                if self.stats.store_failing() {
-                    tracing::info!("store writable again");
-                    self.stats.set_error(None);
-                }
+                self.store_up();
                 if self.shared {
                     // The history learns of these from the store, in commit order with
                     // every other instance's records.
-                    self.store_up();
                     self.follow();
                 } else if let Some(hook) = &self.on_commit
                     && !records.is_empty()
@@ -853,36 +859,32 @@ impl Writer {
                     let _ = tx.send(Ok(n));
                 }
             }
-            Err(e) if self.shared => {
-                // Kept in the bounded spill and written when the database is back; a
-                // caller waiting on its records is told, and may send them again (the
-                // import skips ids already stored).
+            Err(e) => {
+                // Kept in the bounded spill and written when the store takes writes again
+                // (a shared store back, a full disk with room again); a caller waiting on
+                // its records is told, and may send them again (the import skips ids
+                // already stored).
                 let message = e.to_string();
                 self.store_down(&message);
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 records.truncate(fire_and_forget);
                 self.spill_records(records);
                 for (tx, _) in waiters {
-                    let _ = tx.send(Err(SubmitError::Unreachable(message.clone())));
-                }
-            }
-            Err(e) => {
-                // Counted, not retried: a store that refuses writes must not grow memory.
-                let message = e.to_string();
-                if !self.stats.store_failing() {
-                    tracing::error!(error = %message, records = records.len(), "store write failed; records dropped");
-                }
-                self.stats.set_error(Some(message.clone()));
-                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .dropped
-                    .fetch_add(fire_and_forget as u64, Ordering::Relaxed);
-                for (tx, _) in waiters {
-                    let _ = tx.send(Err(SubmitError::Store(message.clone())));
+                    let _ = tx.send(Err(self.refused(message.clone())));
                 }
             }
         }
         for tx in flushes {
             let _ = tx.send(());
+        }
+    }
+
+    /// What a caller waiting on records hears when the store refused them.
+    fn refused(&self, message: String) -> SubmitError {
+        if self.shared {
+            SubmitError::Unreachable(message)
+        } else {
+            SubmitError::Store(message)
         }
     }
 

@@ -11,7 +11,8 @@
 //! recommendation; blocking), [`cache`] (at most 1 s old, refreshed in the background),
 //! [`choose`] (per call: the model, exploration, the fallback order), [`body`] (the
 //! `model` of a request body, replaced byte-exactly), [`share`] (the last hour of
-//! decisions per name).
+//! decisions per name), [`workload`] (a call's own size and latency budget, from its
+//! headers).
 //!
 //! The hot path of an explicit model costs one map lookup; a virtual name costs the
 //! cache's read lock and a random draw (the recomputation runs on a blocking thread).
@@ -22,6 +23,7 @@ pub mod choose;
 pub mod config;
 pub mod resolve;
 pub mod share;
+pub mod workload;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -39,6 +41,7 @@ pub use choose::{Attempt, RouteError};
 use config::{AUTO, Alias, RoutingConfig, is_auto};
 pub use resolve::{Explorable, Resolution, RouteExclusion, Veto};
 use share::{ModelShare, Shares};
+use workload::{CallWorkload, SizeKey};
 
 /// The response header that names the model a routed call ran on.
 pub const MODEL_HEADER: &str = "x-ollameter-model";
@@ -61,6 +64,25 @@ pub struct Plan {
     /// The first is the one to run; the others follow, in order, if it fails before
     /// answering. Never empty.
     pub attempts: Vec<Attempt>,
+    /// The candidates the call's own latency budget left out, each with its prediction
+    /// (the answer names them in `X-Ollameter-Over-Budget`). Empty without a budget.
+    pub over_budget: Vec<RouteExclusion>,
+}
+
+impl Plan {
+    /// The `X-Ollameter-Over-Budget` value: `model: reason` for each candidate the budget
+    /// left out, `; ` between them. `None` when the budget left none out.
+    pub fn over_budget_header(&self) -> Option<axum::http::HeaderValue> {
+        if self.over_budget.is_empty() {
+            return None;
+        }
+        let text: Vec<String> = self
+            .over_budget
+            .iter()
+            .map(|e| format!("{}: {}", e.model, e.reason))
+            .collect();
+        axum::http::HeaderValue::from_bytes(text.join("; ").as_bytes()).ok()
+    }
 }
 
 /// The router; cheap to clone.
@@ -140,12 +162,16 @@ impl ModelRouter {
     }
 
     /// The plan for a call that asked for `requested`, of `kind`, under `operation` (the
-    /// request's, header or endpoint kind). `Ok(None)`: forward as sent.
+    /// request's, header or endpoint kind), with the workload its headers say (`call`;
+    /// `body` gives the output limit when no header or alias names the output tokens).
+    /// `Ok(None)`: forward as sent. An explicit model ignores the workload.
     pub async fn plan(
         &self,
         requested: &str,
         kind: CallKind,
         operation: &str,
+        call: Option<CallWorkload>,
+        body: &[u8],
     ) -> Result<Option<Plan>, RouteError> {
         let max = self.inner.config.max_attempts as usize;
         let alias = match self.target(requested)? {
@@ -164,9 +190,35 @@ impl ModelRouter {
                 return Ok(Some(Plan {
                     requested: requested.to_owned(),
                     attempts,
+                    over_budget: Vec::new(),
                 }));
             }
             Target::Virtual(alias) => alias.into_owned(),
+        };
+        // A call that says its own workload: the ranking for its size is cached under the
+        // size's coarse key (computed for the key's middle size, without a budget), and
+        // the budget is checked below, exactly, against each candidate's fit.
+        let workload = call
+            .map(|call| {
+                workload::effective(
+                    call,
+                    alias.expected_output_tokens,
+                    alias.prompt_tokens,
+                    alias.max_latency_ms,
+                    body,
+                )
+                .map_err(|message| RouteError::BadWorkload { message })
+            })
+            .transpose()?;
+        let size = workload.as_ref().map(SizeKey::of);
+        let alias = match size {
+            None => alias,
+            Some(size) => Alias {
+                expected_output_tokens: Some(size.output_tokens()),
+                prompt_tokens: size.prompt_tokens(),
+                max_latency_ms: None,
+                ..alias
+            },
         };
         // An alias with its own operation resolves the same whatever the request's.
         let operation = alias
@@ -179,7 +231,7 @@ impl ModelRouter {
             let op = operation.clone();
             self.inner
                 .cache
-                .get(requested, &operation, kind, move || {
+                .get(requested, &operation, kind, size, move || {
                     resolve::resolve(
                         &inner.history,
                         &inner.telemetry,
@@ -201,7 +253,9 @@ impl ModelRouter {
                 excluded: Vec::new(),
             });
         };
-        let attempts = {
+        let budget = workload.and_then(|w| w.max_latency_ms.map(|max| (w, max)));
+        let over = |model: &str| budget.and_then(|b| over_budget(&resolution, model, b));
+        let chosen = {
             let mut rng = self
                 .inner
                 .rng
@@ -212,12 +266,54 @@ impl ModelRouter {
                 self.inner.config.explore,
                 self.inner.config.max_attempts,
                 &mut *rng,
+                |model| over(model).is_none(),
                 |explorable, rng| thompson_draws(&resolution, explorable, rng),
-            )?
+            )
         };
+        let over_budget: Vec<RouteExclusion> = match budget {
+            None => Vec::new(),
+            Some((w, max)) => resolution
+                .ranked
+                .iter()
+                .chain(resolution.explorable.iter().map(|e| &e.model))
+                .filter_map(|model| {
+                    over(model).map(|o| RouteExclusion {
+                        model: model.clone(),
+                        reason: o.reason(w.output_tokens, max),
+                    })
+                })
+                .collect(),
+        };
+        let attempts = match (chosen, budget) {
+            (Ok(attempts), _) => attempts,
+            (Err(RouteError::NoCandidate { name, excluded, .. }), Some((_, max)))
+                if !over_budget.is_empty() =>
+            {
+                return Err(RouteError::NoCandidate {
+                    name,
+                    reason: format!(
+                        "no candidate is predicted to finish within the call's budget of {} (raise \
+                         X-Ollameter-Max-Latency-Ms, ask for fewer output tokens, or run a \
+                         faster model)",
+                        crate::stats::fmt_ms(max)
+                    ),
+                    excluded: over_budget.into_iter().chain(excluded).collect(),
+                });
+            }
+            (Err(e), _) => return Err(e),
+        };
+        if !over_budget.is_empty() {
+            tracing::debug!(
+                requested,
+                model = %attempts[0].model,
+                left_out = over_budget.len(),
+                "routing: the call's latency budget left candidates out"
+            );
+        }
         Ok(Some(Plan {
             requested: requested.to_owned(),
             attempts,
+            over_budget,
         }))
     }
 
@@ -360,6 +456,60 @@ pub fn alert_veto(alerts: Arc<crate::alerts::Alerts>) -> Veto {
             what.join("; ")
         ))
     })
+}
+
+/// A candidate's prediction for a call, over the call's budget.
+#[derive(Debug, Clone, Copy)]
+struct OverBudget {
+    prediction: crate::analytics::Prediction,
+    /// The prompt tokens predicted for.
+    prompt_tokens: u64,
+    /// Whether they are the model's median prompt (the call named none).
+    median_prompt: bool,
+}
+
+/// Whether `model` is left out of a call whose workload and budget are `(workload, max)`:
+/// its warm prediction for the call (prompt tokens: the call's, else the model's median)
+/// is over the budget. `None` when it fits, or when it has no fit (a model not yet
+/// measured with token counts is not excluded, as `/recommend` does not exclude it).
+/// A few multiply-adds; no allocation.
+fn over_budget(
+    resolution: &Resolution,
+    model: &str,
+    (workload, max): (crate::policy::Workload, f64),
+) -> Option<OverBudget> {
+    let fit = resolution.fits.as_ref()?.get(model)?;
+    let (prompt_tokens, median_prompt) = match workload.prompt_tokens {
+        Some(p) => (p, false),
+        None => (fit.median_prompt_tokens, true),
+    };
+    let prediction = fit.predict(prompt_tokens as f64, workload.output_tokens as f64, false)?;
+    (prediction.predicted_ms > max).then_some(OverBudget {
+        prediction,
+        prompt_tokens,
+        median_prompt,
+    })
+}
+
+impl OverBudget {
+    /// The reason, with the numbers.
+    fn reason(&self, output_tokens: u64, max: f64) -> String {
+        let p = &self.prediction;
+        format!(
+            "predicted {} (80% interval {} to {}) for {} prompt{} and {output_tokens} output \
+             tokens, over the call's max latency of {}",
+            crate::stats::fmt_ms(p.predicted_ms),
+            crate::stats::fmt_ms(p.low_ms),
+            crate::stats::fmt_ms(p.high_ms),
+            self.prompt_tokens,
+            if self.median_prompt {
+                " (its median)"
+            } else {
+                ""
+            },
+            crate::stats::fmt_ms(max),
+        )
+    }
 }
 
 /// A seed that differs between runs (exploration needs no secrecy, only variety).

@@ -689,3 +689,137 @@ async fn late_quality_scores_raise_a_quality_alert() {
     assert!(board.is_critical(model), "auto routing would skip it now");
     app.stop().await;
 }
+
+/// A generate pinned to one upstream host (`X-Ollameter-Upstream`).
+async fn generate_on(http: &reqwest::Client, url: &str, model: &str, host: &str) {
+    let r = http
+        .post(format!("{url}/api/generate"))
+        .header("x-ollameter-upstream", host)
+        .json(
+            &json!({"model": model, "prompt": "x", "stream": false, "options": {"num_predict": 2}}),
+        )
+        .send()
+        .await
+        .expect("call");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["x-ollameter-upstream"], host);
+    r.bytes().await.expect("body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_degrades_on_one_host_raises_an_alert_for_that_host() {
+    // Two Ollamas with the same model; gpu1 is reached through a relay that slows it.
+    let fast = steady_fake().await;
+    let slowed = steady_fake().await;
+    let relay = slow_relay(&slowed.url(), Duration::from_millis(250)).await;
+    let (json_rx, json_url) = Receiver::start().await;
+    let (am_rx, am_url) = Receiver::start().await;
+    let app = TestApp::start_with(&format!("{},{}", fast.url(), relay.url), |c| {
+        quick(c);
+        for (i, u) in c.proxy.upstreams.iter_mut().enumerate() {
+            u.name = format!("gpu{i}");
+        }
+        c.alerts.webhooks = vec![
+            hook(&json_url, WebhookFormat::Json),
+            hook(&am_url, WebhookFormat::Alertmanager),
+        ];
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let model = "llama3.2:latest";
+    for _ in 0..WARM_UP {
+        generate_on(&http, &app.url, model, "gpu0").await;
+        generate_on(&http, &app.url, model, "gpu1").await;
+    }
+    relay.slow.store(true, Ordering::Relaxed);
+    let mut fired = None;
+    for _ in 0..40 {
+        generate_on(&http, &app.url, model, "gpu0").await;
+        generate_on(&http, &app.url, model, "gpu1").await;
+        app.running().recorder.flush().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let list = alerts(&http, &app.url, &format!("?state=firing&model={model}")).await;
+        if let Some(a) = list["active"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|a| is_latency(&a["kind"]))
+        {
+            fired = Some(a.clone());
+            break;
+        }
+    }
+    let fired = fired.expect("a latency alert within 40 slow calls on gpu1");
+    assert_eq!(fired["host"], "gpu1", "{fired}");
+    assert_eq!(fired["model"], model);
+    // Only gpu1's: the same model on gpu0 is fine.
+    let all = alerts(&http, &app.url, "?state=firing").await;
+    assert!(
+        all["active"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|a| a["host"] == "gpu1" || !is_latency(&a["kind"])),
+        "{all}"
+    );
+    let on_gpu0 = alerts(&http, &app.url, "?host=gpu0").await;
+    assert!(
+        on_gpu0["active"].as_array().expect("list").is_empty(),
+        "{on_gpu0}"
+    );
+    let on_gpu1 = alerts(&http, &app.url, "?host=gpu1&state=firing").await;
+    assert!(
+        on_gpu1["active"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|a| a["id"] == fired["id"]),
+        "{on_gpu1}"
+    );
+    let kind = fired["kind"].as_str().expect("kind").to_string();
+    let j = json_rx
+        .wait_for("json firing", |v| {
+            v["status"] == "firing" && v["alert"]["kind"] == kind.as_str()
+        })
+        .await;
+    assert_eq!(j["alert"]["host"], "gpu1");
+    assert_eq!(j["alert"]["model"], model);
+    let a = am_rx
+        .wait_for("alertmanager firing", |v| {
+            v["status"] == "firing" && v["alerts"][0]["labels"]["kind"] == kind.as_str()
+        })
+        .await;
+    assert_eq!(a["alerts"][0]["labels"]["host"], "gpu1");
+    let metrics = http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!(
+            "ollameter_alert_active{{host=\"gpu1\",kind=\"{kind}\",model=\"{model}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    // The CLI's table names the host.
+    let server = app.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["alerts", "--host", "gpu1", "--server", &server])
+            .env_remove("OLLAMETER_SERVER")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("{model} on gpu1")), "{text}");
+}

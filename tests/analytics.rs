@@ -270,3 +270,103 @@ async fn the_dashboard_draws_the_fitted_lines_and_shows_energy_per_token() {
         "energy column"
     );
 }
+
+#[tokio::test]
+async fn the_stats_command_shows_joules_and_cost_per_output_token() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start_with(&fake.url(), |c| c.cost.price_per_kwh = Some(360.0)).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let api = Api { app, http };
+    api.seed("thrifty:3b", 12, (150.0, 0.0, 8.0), 3.6, Some(0.5))
+        .await;
+    let server = format!("http://{}", api.app.running().api_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["stats", "--server", &server])
+            .env_remove("OLLAMETER_SERVER")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("J/out tok") && text.contains("cost/1k tok"),
+        "{text}"
+    );
+    // 0.5 J per token; at 360 per kWh, 1,000 tokens (500 J) cost 0.05.
+    assert!(text.contains("0.500") && text.contains("0.0500"), "{text}");
+}
+
+#[tokio::test]
+async fn predict_answers_for_one_host_when_asked() {
+    let (api, _fake) = Api::start().await;
+    // The same model on two boxes: gpu0 at 10 ms per output token, gpu1 at 20 ms.
+    for (host, per_output, first) in [("gpu0", 10.0, 0_u64), ("gpu1", 20.0, 100)] {
+        for i in first..first + 20 {
+            let o = 5 + (i * 53) % 400;
+            let resp = api
+                .http
+                .post(api.url("/record"))
+                .json(&json!({
+                    "model_name": "llama3.2:3b",
+                    "operation": "chat",
+                    "host": host,
+                    "processing_time_ms": 100.0 + per_output * o as f64,
+                    "prompt_tokens": 50,
+                    "output_tokens": o,
+                    "success": true,
+                }))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(resp.status(), 201);
+        }
+    }
+    let q = "/predict?model=llama3.2:3b&prompt_tokens=50&output_tokens=500";
+    let (status, one) = api.get(&format!("{q}&host=gpu1")).await;
+    assert_eq!(status, 200, "{one}");
+    // 100 + 20·500 = 10.1 s on gpu1; 5.1 s on gpu0.
+    assert!(
+        (one["predicted_ms"].as_f64().expect("ms") - 10_100.0).abs() < 20.0,
+        "{one}"
+    );
+    assert_eq!(one["host"], "gpu1");
+    let (_, zero) = api.get(&format!("{q}&host=gpu0")).await;
+    assert!(
+        (zero["predicted_ms"].as_f64().expect("ms") - 5_100.0).abs() < 20.0,
+        "{zero}"
+    );
+    let (status, e) = api.get(&format!("{q}&host=gpu9")).await;
+    assert_eq!(status, 404, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .expect("message")
+            .contains("host \"gpu9\""),
+        "{e}"
+    );
+    let (status, all) = api
+        .get("/predict?output_tokens=500&prompt_tokens=50&host=gpu0")
+        .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["predictions"][0]["host"], "gpu0");
+    let server = format!("http://{}", api.app.running().api_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["predict", "--output-tokens", "500", "--prompt-tokens", "50"])
+            .args(["--host", "gpu1", "--server", &server])
+            .env_remove("OLLAMETER_SERVER")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("10.1 s"), "gpu1's time: {text}");
+}

@@ -234,7 +234,10 @@ async fn with_the_model_loaded_on_both_load_spreads_by_calls_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_fails_is_ejected_calls_still_succeed_and_it_comes_back() {
     let a = FakeOllama::start_with(holding(&[("m:latest", true), ("solo:latest", true)])).await;
-    let b = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    // `m` is loaded on gpu0 only, so gpu0 ranks first while it takes calls (with `m`
+    // loaded on both, the host measured faster would rank first as soon as gpu1's first
+    // answer is committed, and whether the second call tried gpu0 would be a race).
+    let b = FakeOllama::start_with(holding(&[("m:latest", false)])).await;
     // Probes far apart: only the failed calls (passive ejection) and the half-open trial
     // act here.
     let app = start(&[&a, &b], |c| {
@@ -742,4 +745,130 @@ async fn every_view_takes_a_host_filter_and_metrics_carry_the_host() {
                 && l.ends_with(" 2")),
         "{metrics}"
     );
+}
+
+async fn health(app: &TestApp) -> Value {
+    let response = http()
+        .get(format!("{}{BASE}/health", app.url))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(response.status(), 200, "health always answers 200");
+    response.json().await.expect("json")
+}
+
+/// `ollameter healthcheck` (the Docker HEALTHCHECK) against the app: whether it passes.
+async fn healthcheck_passes(app: &TestApp) -> bool {
+    let listen = app.url.trim_start_matches("http://").to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+            .args(["healthcheck", "--listen", &listen])
+            .env_remove("OLLAMETER_CONFIG")
+            .output()
+            .expect("runs")
+            .status
+            .success()
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_every_host_and_is_degraded_while_one_is_down() {
+    let a = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    let b = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    // Probes far apart: what /health says comes from its own probe of every host (and
+    // from the calls), not from the background loop.
+    let app = start(&[&a, &b], |c| {
+        c.proxy.health.probe_interval = Duration::from_secs(3600);
+        c.proxy.health.eject_after_failures = 1;
+        c.proxy.health.eject_for = Duration::from_millis(300);
+    })
+    .await;
+    let h = health(&app).await;
+    assert_eq!(h["status"], "ok", "{h:#}");
+    assert_eq!(h["upstream_reachable"], true);
+    assert_eq!(h["upstream_error"], Value::Null);
+    assert_eq!(h["upstream"], a.url());
+    let hosts = h["upstreams"].as_array().expect("every host");
+    assert_eq!(hosts.len(), 2);
+    for (host, name) in hosts.iter().zip(["gpu0", "gpu1"]) {
+        assert_eq!(host["name"], name);
+        assert_eq!(host["kind"], "ollama");
+        assert_eq!(host["reachable"], true);
+        assert_eq!(host["availability"], "healthy");
+        assert_eq!(host["ejected"], false);
+        assert_eq!(host["probe_error"], Value::Null);
+        assert_eq!(host["last_call_error"], Value::Null);
+    }
+
+    // gpu1 goes down: /health says so at once, the fleet still serves through gpu0.
+    let addr = b.addr;
+    b.stop();
+    drop(b);
+    let h = health(&app).await;
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    assert_eq!(h["upstream_reachable"], true, "gpu0 still takes calls");
+    let error = h["upstream_error"].as_str().expect("why");
+    assert!(error.starts_with("gpu1: "), "{error}");
+    assert_eq!(h["upstreams"][0]["availability"], "healthy");
+    let down = &h["upstreams"][1];
+    assert_eq!(down["reachable"], false);
+    assert_eq!(down["availability"], "down");
+    assert!(
+        down["probe_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+    let (status, host, _) = generate(&app, "m", None).await;
+    assert_eq!((status, host.as_str()), (200, "gpu0"));
+    assert!(
+        healthcheck_passes(&app).await,
+        "a degraded fleet keeps the container healthy"
+    );
+
+    // A call pinned to gpu1 fails: it is ejected, with the call's error kept.
+    let (status, host, _) = generate(&app, "m", Some("gpu1")).await;
+    assert_eq!((status, host.as_str()), (502, "gpu1"));
+    let h = health(&app).await;
+    let down = &h["upstreams"][1];
+    assert_eq!(down["ejected"], true, "{down}");
+    assert_eq!(down["failures_in_a_row"], 1);
+    assert!(
+        down["last_call_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+
+    // gpu0 down too: nothing serves, still a 200 that says so.
+    let a_addr = a.addr;
+    a.stop();
+    drop(a);
+    let h = health(&app).await;
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(h["upstream_reachable"], false, "{h:#}");
+    let error = h["upstream_error"].as_str().expect("why");
+    assert!(
+        error.contains("gpu0: ") && error.contains("gpu1: "),
+        "{error}"
+    );
+    assert!(healthcheck_passes(&app).await);
+
+    // Both back: once gpu1's rest is over (half-open, answering its probe) all is well.
+    let _a = FakeOllama::start_at(a_addr, holding(&[("m:latest", true)])).await;
+    let _b = FakeOllama::start_at(addr, holding(&[("m:latest", true)])).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(&app).await;
+        if h["status"] == "ok" {
+            assert_eq!(h["upstreams"][0]["reachable"], true);
+            assert_eq!(h["upstreams"][1]["reachable"], true);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ok again: {h:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -13,12 +13,26 @@ use super::config::AlertsConfig;
 use super::detector::{RateDetector, Reading, Settings, ShiftDetector, TailDetector};
 use crate::record::Record;
 
-/// Whom an alert is about: a model now; the host will join it when ollameter fronts
-/// several Ollama servers, without changing how detectors are kept.
+/// Whom an alert is about: a model, and with several upstreams the host that served its
+/// calls (each model on each host has its own detectors and baselines, so a model that
+/// degrades on one box alone is seen there).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AlertKey {
     /// The model, or [`ALL_MODELS`] for alerts about ollameter itself.
     pub model: String,
+    /// The upstream host (its name), with several; `None` with one upstream, for calls
+    /// no host served (manual records, imports) and for alerts about ollameter itself.
+    pub host: Option<String>,
+}
+
+impl AlertKey {
+    /// The key of `model` on `host`.
+    pub fn new(model: impl Into<String>, host: Option<String>) -> AlertKey {
+        AlertKey {
+            model: model.into(),
+            host,
+        }
+    }
 }
 
 /// The model name of alerts that concern no single model (records dropped).
@@ -170,11 +184,12 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// The facts of a record.
-    pub fn of(record: &Record) -> Observation {
+    /// The facts of a record; keyed by its host too when `per_host` (several upstreams).
+    pub fn of(record: &Record, per_host: bool) -> Observation {
         Observation {
             key: AlertKey {
                 model: record.model.clone(),
+                host: if per_host { record.host.clone() } else { None },
             },
             timestamp_ms: record.timestamp.timestamp_millis(),
             success: record.success,
@@ -655,9 +670,7 @@ impl Engine {
     pub fn check_dropped(&mut self, now_ms: i64, dropped_total: u64) -> Vec<Transition> {
         let new = dropped_total.saturating_sub(self.dropped_seen);
         self.dropped_seen = dropped_total;
-        let key = AlertKey {
-            model: ALL_MODELS.into(),
-        };
+        let key = AlertKey::new(ALL_MODELS, None);
         let evidence = Evidence {
             metric: AlertKind::RecordsDropped.metric().into(),
             baseline: 0.0,
@@ -881,7 +894,7 @@ mod tests {
             let quality = (self.quality + 0.5 * n.normal()).clamp(1.0, 5.0);
             let success = n.uniform() < self.success_rate;
             Observation {
-                key: AlertKey { model: "m".into() },
+                key: AlertKey::new("m", None),
                 timestamp_ms: 1_700_000_000_000 + self.i * 1_000,
                 success,
                 processing_time_ms: latency,
@@ -892,6 +905,42 @@ mod tests {
                 gpu_used_free_mb: Some((10_000.0, 14_000.0)),
             }
         }
+    }
+
+    #[test]
+    fn a_model_that_degrades_on_one_host_fires_for_that_host_only() {
+        let mut engine = Engine::new(AlertsConfig::default());
+        let mut gpu0 = Series::new(1);
+        let mut gpu1 = Series::new(2);
+        let on = |mut obs: Observation, host: &str| {
+            obs.key = AlertKey::new("m", Some(host.to_owned()));
+            obs
+        };
+        let mut fired = Vec::new();
+        for i in 0..1_400 {
+            if i == 1_000 {
+                gpu1.latency_ms *= 3.0;
+            }
+            for (series, host) in [(&mut gpu0, "gpu0"), (&mut gpu1, "gpu1")] {
+                for t in engine.observe(&on(series.next(), host)) {
+                    if let Transition::Firing { key, kind, .. } = t {
+                        fired.push((i, key, kind));
+                    }
+                }
+            }
+        }
+        assert!(!fired.is_empty(), "the slowdown on gpu1 is seen");
+        for (i, key, kind) in &fired {
+            assert!(
+                *i >= 1_000,
+                "no alert before the change: {key:?} {kind:?} at {i}"
+            );
+            assert_eq!(key, &AlertKey::new("m", Some("gpu1".into())), "{kind:?}");
+        }
+        let gpu0 = AlertKey::new("m", Some("gpu0".into()));
+        assert!(!engine.firing(&gpu0, AlertKind::LatencyP50));
+        let gpu1 = AlertKey::new("m", Some("gpu1".into()));
+        assert!(engine.firing(&gpu1, AlertKind::LatencyP50));
     }
 
     /// Calls after the change until one of `kinds` fires (None: not within 200), and the
@@ -1015,7 +1064,7 @@ mod tests {
     /// One call that only the success-rate detector reads (no latency, speed or quality).
     fn outcome(i: i64, success: bool) -> Observation {
         Observation {
-            key: AlertKey { model: "m".into() },
+            key: AlertKey::new("m", None),
             timestamp_ms: 1_700_000_000_000 + i * 1_000,
             success,
             processing_time_ms: 0.0,
@@ -1055,7 +1104,7 @@ mod tests {
                 firing_at_change |= fires(&mut engine, i, noise.uniform() < before);
             }
             let firing_at_change = firing_at_change
-                && engine.firing(&AlertKey { model: "m".into() }, AlertKind::SuccessRate);
+                && engine.firing(&AlertKey::new("m", None), AlertKind::SuccessRate);
             let delay =
                 (1..=200).find(|d| fires(&mut engine, 1_000 + *d as i64, noise.uniform() < after));
             delays.push(if firing_at_change {
@@ -1125,7 +1174,7 @@ mod tests {
     #[test]
     fn late_quality_scores_reach_the_quality_detector() {
         let mut engine = Engine::new(AlertsConfig::default());
-        let key = AlertKey { model: "m".into() };
+        let key = AlertKey::new("m", None);
         let mut noise = Noise::new(9);
         // Calls recorded without a score; scores arrive later, one a second.
         for i in 0..200 {
@@ -1170,7 +1219,7 @@ mod tests {
     #[test]
     fn an_idle_model_s_alerts_resolve_and_fire_again_if_still_degraded() {
         let mut engine = Engine::new(AlertsConfig::default());
-        let key = AlertKey { model: "m".into() };
+        let key = AlertKey::new("m", None);
         let mut series = Series::new(21);
         for _ in 0..1_000 {
             engine.observe(&series.next());

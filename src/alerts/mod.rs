@@ -90,6 +90,10 @@ pub struct Alert {
     pub id: i64,
     /// The model (`*` for alerts about ollameter itself).
     pub model: String,
+    /// With several upstreams, the host (its name) where the model degraded; `null` with
+    /// one upstream and for alerts about ollameter itself.
+    #[serde(default)]
+    pub host: Option<String>,
     /// What went wrong.
     pub kind: AlertKind,
     /// How bad (the highest reached while firing).
@@ -156,8 +160,9 @@ impl Alerts {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `model` has a firing alert of severity `critical`: the question `auto`
-    /// routing and aliases ask before choosing a model (skip it while true).
+    /// Whether `model` has a firing alert of severity `critical` (on any host): the
+    /// question `auto` routing and aliases ask before choosing a model (skip it while
+    /// true).
     pub fn is_critical(&self, model: &str) -> bool {
         self.read()
             .active
@@ -177,8 +182,21 @@ impl Alerts {
 
     /// Firing alerts and the last resolved ones, optionally of one model and state.
     pub fn list(&self, model: Option<&str>, state: Option<AlertState>) -> AlertList {
+        self.list_of(model, None, state)
+    }
+
+    /// Firing alerts and the last resolved ones, optionally of one model, one host and
+    /// one state.
+    pub fn list_of(
+        &self,
+        model: Option<&str>,
+        host: Option<&str>,
+        state: Option<AlertState>,
+    ) -> AlertList {
         let board = self.read();
-        let keep = |a: &&Alert| model.is_none_or(|m| a.model == m);
+        let keep = |a: &&Alert| {
+            model.is_none_or(|m| a.model == m) && host.is_none_or(|h| a.host.as_deref() == Some(h))
+        };
         AlertList {
             active: if state == Some(AlertState::Resolved) {
                 Vec::new()
@@ -210,16 +228,16 @@ impl Alerts {
         }
     }
 
-    fn active(&self, model: &str, kind: AlertKind) -> Option<Alert> {
+    fn active(&self, key: &AlertKey, kind: AlertKind) -> Option<Alert> {
         self.read()
             .active
             .iter()
-            .find(|a| a.model == model && a.kind == kind)
+            .find(|a| a.model == key.model && a.host == key.host && a.kind == kind)
             .cloned()
     }
 
-    /// The alert metrics in the Prometheus text format: `ollameter_alert_active{model,kind}`
-    /// (1 while firing), the webhooks' counters, observations the alert task dropped, and
+    /// The alert metrics in the Prometheus text format:
+    /// `ollameter_alert_active{model,kind}` (and `host` for a host's alert; 1 while firing), the webhooks' counters, observations the alert task dropped, and
     /// `ollameter_upstream_up` (whether telemetry's last `GET /api/ps` answered; absent
     /// while unknown) for the upstream-down rule.
     pub fn render_metrics(&self, upstream_up: Option<bool>) -> String {
@@ -239,9 +257,14 @@ impl Alerts {
              # TYPE ollameter_alert_active gauge"
         );
         for a in &self.read().active {
+            let host = a
+                .host
+                .as_deref()
+                .map(|h| format!("host=\"{}\",", escape(h)))
+                .unwrap_or_default();
             let _ = writeln!(
                 page,
-                "ollameter_alert_active{{kind=\"{}\",model=\"{}\"}} 1",
+                "ollameter_alert_active{{{host}kind=\"{}\",model=\"{}\"}} 1",
                 a.kind.as_str(),
                 escape(&a.model),
             );
@@ -330,12 +353,18 @@ enum Message {
 pub struct AlertsHook {
     tx: mpsc::Sender<Message>,
     alerts: Arc<Alerts>,
+    /// Several upstreams: alerts are per model and host.
+    per_host: bool,
 }
 
 impl StoreListener for AlertsHook {
     fn committed(&self, records: &[Record]) {
         for r in records {
-            if self.tx.try_send(Message::Call(Observation::of(r))).is_err() {
+            if self
+                .tx
+                .try_send(Message::Call(Observation::of(r, self.per_host)))
+                .is_err()
+            {
                 self.alerts
                     .observations_dropped
                     .fetch_add(1, Ordering::Relaxed);
@@ -354,6 +383,11 @@ impl StoreListener for AlertsHook {
         let message = Message::LateQuality {
             key: AlertKey {
                 model: record.model.clone(),
+                host: if self.per_host {
+                    record.host.clone()
+                } else {
+                    None
+                },
             },
             at_ms: Utc::now().timestamp_millis(),
             score: quality,
@@ -401,13 +435,15 @@ impl AlertsTask {
 }
 
 /// Loads the stored alerts, warms the detectors' baselines from the history, and starts
-/// the webhook senders (on the current runtime).
+/// the webhook senders (on the current runtime). With `per_host` (several upstreams),
+/// detectors and alerts are per model and host.
 ///
 /// On a shared store (PostgreSQL) every instance reads the same alerts.
 pub async fn prepare(
     config: AlertsConfig,
     location: &crate::store::StoreLocation,
     history: &History,
+    per_host: bool,
 ) -> Result<Prepared, crate::store::StoreError> {
     let location = location.clone();
     let loaded = tokio::task::spawn_blocking(move || match &location {
@@ -432,13 +468,11 @@ pub async fn prepare(
     let (active, resolved) = loaded;
     let mut engine = Engine::new(config.clone());
     if config.enabled {
-        warm(&mut engine, &config, history);
+        warm(&mut engine, &config, history, per_host);
     }
     for a in &active {
         engine.restore(
-            &AlertKey {
-                model: a.model.clone(),
-            },
+            &AlertKey::new(a.model.clone(), a.host.clone()),
             a.kind,
             a.severity,
             a.started_at.timestamp_millis(),
@@ -459,6 +493,7 @@ pub async fn prepare(
         hook: Arc::new(AlertsHook {
             tx,
             alerts: alerts.clone(),
+            per_host,
         }),
         alerts,
         rx,
@@ -466,27 +501,45 @@ pub async fn prepare(
     })
 }
 
-/// Feeds each model's newest calls to its detectors' baselines (no alert is raised).
-fn warm(engine: &mut Engine, config: &AlertsConfig, history: &History) {
+/// Feeds each model's newest calls (each model's on each host, with `per_host`) to its
+/// detectors' baselines (no alert is raised).
+fn warm(engine: &mut Engine, config: &AlertsConfig, history: &History, per_host: bool) {
     let take = config.reference_window + config.recent_window;
+    let host_names = history.host_names_by_id();
+    let host_of = |id: u8| -> Option<String> {
+        let index = usize::from(id).checked_sub(1)?;
+        host_names.get(index).cloned()
+    };
     history.with_all(|models| {
         for (model, samples) in models {
-            let from = samples.len().saturating_sub(take);
-            for s in &samples[from..] {
-                let known = |v: f32| (!v.is_nan()).then_some(f64::from(v));
-                engine.warm(&Observation {
-                    key: AlertKey {
-                        model: model.clone(),
-                    },
-                    timestamp_ms: s.timestamp_ms,
-                    success: s.success,
-                    processing_time_ms: f64::from(s.processing_time_ms),
-                    ttft_ms: known(s.ttft_ms),
-                    tokens_per_second: known(s.tokens_per_second),
-                    load_duration_ms: known(s.load_duration_ms),
-                    quality_score: known(s.quality_score),
-                    gpu_used_free_mb: None,
-                });
+            // Per host: the newest `take` of each host's calls.
+            let mut by_host: HashMap<u8, Vec<&crate::stats::Sample>> = HashMap::new();
+            for s in samples {
+                by_host
+                    .entry(if per_host { s.host } else { 0 })
+                    .or_default()
+                    .push(s);
+            }
+            for (host, samples) in by_host {
+                let from = samples.len().saturating_sub(take);
+                let host = host_of(host);
+                for s in &samples[from..] {
+                    let known = |v: f32| (!v.is_nan()).then_some(f64::from(v));
+                    engine.warm(&Observation {
+                        key: AlertKey {
+                            model: model.clone(),
+                            host: host.clone(),
+                        },
+                        timestamp_ms: s.timestamp_ms,
+                        success: s.success,
+                        processing_time_ms: f64::from(s.processing_time_ms),
+                        ttft_ms: known(s.ttft_ms),
+                        tokens_per_second: known(s.tokens_per_second),
+                        load_duration_ms: known(s.load_duration_ms),
+                        quality_score: known(s.quality_score),
+                        gpu_used_free_mb: None,
+                    });
+                }
             }
         }
     });
@@ -518,7 +571,7 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
     // When each model's last call reached the task (wall clock: imported records may be
     // old), for resolving the alerts of models nobody calls any more.
     let started_ms = Utc::now().timestamp_millis();
-    let mut last_call: HashMap<String, i64> = HashMap::new();
+    let mut last_call: HashMap<AlertKey, i64> = HashMap::new();
     let mut tick = tokio::time::interval(DROPPED_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
@@ -534,8 +587,8 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
                     }
                     let transitions = match message {
                         Message::Call(obs) => {
-                            if last_call.len() < MAX_TRACKED || last_call.contains_key(&obs.key.model) {
-                                last_call.insert(obs.key.model.clone(), Utc::now().timestamp_millis());
+                            if last_call.len() < MAX_TRACKED || last_call.contains_key(&obs.key) {
+                                last_call.insert(obs.key.clone(), Utc::now().timestamp_millis());
                             }
                             engine.observe(&obs)
                         }
@@ -557,7 +610,7 @@ async fn run(prepared: Prepared, recorder: Recorder, mut shutdown: watch::Receiv
                     }
                     if idle_ms > 0 {
                         for key in engine.firing_keys() {
-                            let last = last_call.get(&key.model).copied().unwrap_or(started_ms);
+                            let last = last_call.get(&key).copied().unwrap_or(started_ms);
                             if now_ms - last >= idle_ms {
                                 let idle_s = alerts.config.idle_resolve.as_secs();
                                 for t in engine.resolve_idle(&key, now_ms, idle_s) {
@@ -591,7 +644,7 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
             escalated,
         } => {
             let existing = if escalated {
-                alerts.active(&key.model, kind)
+                alerts.active(&key, kind)
             } else {
                 None
             };
@@ -606,6 +659,7 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
                 None => Alert {
                     id: 0,
                     model: key.model,
+                    host: key.host,
                     kind,
                     severity,
                     state: AlertState::Firing,
@@ -625,7 +679,7 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
             evidence,
             note,
         } => {
-            let Some(mut a) = alerts.active(&key.model, kind) else {
+            let Some(mut a) = alerts.active(&key, kind) else {
                 return;
             };
             a.state = AlertState::Resolved;
@@ -647,11 +701,13 @@ async fn apply(alerts: &Arc<Alerts>, recorder: &Recorder, transition: Transition
     };
     match alert.state {
         AlertState::Firing => tracing::warn!(
-            model = %alert.model, kind = alert.kind.as_str(), severity = alert.severity.as_str(),
+            model = %alert.model, host = alert.host.as_deref().unwrap_or(""),
+            kind = alert.kind.as_str(), severity = alert.severity.as_str(),
             summary = %alert.summary, "alert firing"
         ),
         AlertState::Resolved => tracing::info!(
-            model = %alert.model, kind = alert.kind.as_str(), summary = %alert.summary, "alert resolved"
+            model = %alert.model, host = alert.host.as_deref().unwrap_or(""),
+            kind = alert.kind.as_str(), summary = %alert.summary, "alert resolved"
         ),
     }
     alerts.publish(&alert);
@@ -749,6 +805,7 @@ mod tests {
         Alert {
             id: 1,
             model: model.into(),
+            host: None,
             kind: AlertKind::LatencyP50,
             severity,
             state,
@@ -808,6 +865,27 @@ mod tests {
         assert!(
             page.contains("ollameter_alert_active{kind=\"latency_p50\",model=\"we\\\"ird\"} 1"),
             "{page}"
+        );
+        let mut on_host = alert("m", Severity::Warning, AlertState::Firing);
+        on_host.id = 2;
+        on_host.host = Some("gpu1".into());
+        alerts.publish(&on_host);
+        let page = alerts.render_metrics(None);
+        assert!(
+            page.contains(
+                "ollameter_alert_active{host=\"gpu1\",kind=\"latency_p50\",model=\"m\"} 1"
+            ),
+            "{page}"
+        );
+        assert_eq!(
+            alerts.list_of(Some("m"), Some("gpu1"), None).active.len(),
+            1
+        );
+        assert!(
+            alerts
+                .list_of(Some("m"), Some("gpu0"), None)
+                .active
+                .is_empty()
         );
     }
 }

@@ -27,7 +27,7 @@ pub fn insert(conn: &Connection, alert: &Alert) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO alerts (model, host, kind, severity, state, started_at, resolved_at,
                              summary, evidence, resolved_evidence, note)
-         VALUES (?1, '', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?11, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             alert.model,
             alert.kind.as_str(),
@@ -39,6 +39,7 @@ pub fn insert(conn: &Connection, alert: &Alert) -> rusqlite::Result<i64> {
             json(&alert.evidence),
             alert.resolved_evidence.as_ref().map(json),
             alert.note,
+            host_column(alert),
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -71,6 +72,16 @@ pub fn update(conn: &Connection, alert: &Alert) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The `host` column: the alert's host, or `''` for none.
+fn host_column(alert: &Alert) -> &str {
+    alert.host.as_deref().unwrap_or("")
+}
+
+/// An alert's host from its column (`''` is none).
+fn host_of(column: String) -> Option<String> {
+    (!column.is_empty()).then_some(column)
+}
+
 fn json(e: &Evidence) -> String {
     serde_json::to_string(e).unwrap_or_else(|_| "{}".into())
 }
@@ -89,6 +100,7 @@ pub fn load(conn: &Connection, resolved: usize) -> rusqlite::Result<(Vec<Alert>,
                 Alert {
                     id: row.get(0)?,
                     model: row.get(1)?,
+                    host: host_of(row.get(11)?),
                     kind: AlertKind::parse(&kind).unwrap_or(AlertKind::LatencyP50),
                     severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
                     state: if state == "resolved" {
@@ -118,7 +130,7 @@ pub fn load(conn: &Connection, resolved: usize) -> rusqlite::Result<(Vec<Alert>,
         Ok(out)
     };
     const COLUMNS: &str = "id, model, kind, severity, state, started_at, resolved_at, summary, \
-                           evidence, resolved_evidence, note";
+                           evidence, resolved_evidence, note, host";
     let firing = read(
         &format!("SELECT {COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY id LIMIT ?1"),
         i64::MAX,
@@ -151,8 +163,8 @@ fn empty() -> Evidence {
 
 /// The same table on PostgreSQL, shared by every instance. Each instance runs its own
 /// detectors over every instance's records, so the same change is seen by all of them:
-/// a firing alert of a model and kind is stored once (the first instance inserts it, the
-/// others adopt its id), and only the instance whose write changed the row notifies.
+/// a firing alert of a model, host and kind is stored once (the first instance inserts
+/// it, the others adopt its id), and only the instance whose write changed the row notifies.
 /// Firing alerts and recently resolved ones, as [`load_any`] reads them.
 pub type AlertLists = (Vec<Alert>, Vec<Alert>);
 
@@ -214,20 +226,23 @@ fn on_postgres(
 pub mod pg {
     use postgres::Client;
 
-    use super::{Alert, AlertKind, AlertState, Evidence, KEEP_RESOLVED, Severity, json, ms};
+    use super::{
+        Alert, AlertKind, AlertState, Evidence, KEEP_RESOLVED, Severity, host_column, host_of,
+        json, ms,
+    };
 
     /// Any fixed key for `pg_advisory_xact_lock`: inserts of firing alerts take turns.
     const INSERT_LOCK: i64 = 0x6f6c_6c61_6c65_7274;
 
-    /// Inserts a firing alert unless one of the same model and kind is firing already;
-    /// returns the id, and whether this call inserted it.
+    /// Inserts a firing alert unless one of the same model, host and kind is firing
+    /// already; returns the id, and whether this call inserted it.
     pub fn insert(client: &mut Client, alert: &Alert) -> Result<(i64, bool), postgres::Error> {
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSERT_LOCK])?;
         let existing = tx.query_opt(
-            "SELECT id FROM alerts WHERE model = $1 AND kind = $2 AND state = 'firing'
-             ORDER BY id LIMIT 1",
-            &[&alert.model, &alert.kind.as_str()],
+            "SELECT id FROM alerts WHERE model = $1 AND kind = $2 AND host = $3
+             AND state = 'firing' ORDER BY id LIMIT 1",
+            &[&alert.model, &alert.kind.as_str(), &host_column(alert)],
         )?;
         if let Some(row) = existing {
             let id: i64 = row.get(0);
@@ -237,7 +252,7 @@ pub mod pg {
         let row = tx.query_one(
             "INSERT INTO alerts (model, host, kind, severity, state, started_at, resolved_at,
                                  summary, evidence, resolved_evidence, note)
-             VALUES ($1, '', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+             VALUES ($1, $11, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             &[
                 &alert.model,
                 &alert.kind.as_str(),
@@ -249,6 +264,7 @@ pub mod pg {
                 &json(&alert.evidence),
                 &alert.resolved_evidence.as_ref().map(json),
                 &alert.note,
+                &host_column(alert),
             ],
         )?;
         tx.commit()?;
@@ -302,6 +318,7 @@ pub mod pg {
                     Some(Alert {
                         id: row.get(0),
                         model: row.get(1),
+                        host: host_of(row.get(11)),
                         kind: AlertKind::parse(&kind)?,
                         severity: Severity::parse(&severity).unwrap_or(Severity::Warning),
                         state: if state == "resolved" {
@@ -322,7 +339,7 @@ pub mod pg {
                 .collect())
         };
         const COLUMNS: &str = "id, model, kind, severity, state, started_at, resolved_at, \
-                               summary, evidence, resolved_evidence, note";
+                               summary, evidence, resolved_evidence, note, host";
         let firing = read(
             &format!("SELECT {COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY id LIMIT $1"),
             i64::MAX,

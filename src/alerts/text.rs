@@ -13,8 +13,13 @@ fn rows(t: &mut Table, list: &Value, resolved: bool) -> usize {
         return 0;
     };
     for a in items {
+        // A host's alert reads `model on host`.
+        let model = match a["host"].as_str() {
+            Some(host) => format!("{} on {host}", text(a, "model")),
+            None => text(a, "model").to_string(),
+        };
         let mut row = vec![
-            text(a, "model").to_string(),
+            model,
             text(a, "kind").to_string(),
             text(a, "severity").to_string(),
             text(a, "started_at").to_string(),

@@ -162,13 +162,26 @@ pub fn payload(format: WebhookFormat, alert: &Alert) -> Value {
 
 /// Alertmanager's webhook receiver payload (version 4), one alert per message.
 fn alertmanager(alert: &Alert) -> Value {
-    let labels = json!({
+    let mut labels = json!({
         "alertname": alert_name(alert),
         "model": alert.model,
         "kind": alert.kind.as_str(),
         "severity": alert.severity.as_str(),
         "service": "ollameter",
     });
+    let mut group_labels = json!({ "alertname": alert_name(alert), "model": alert.model });
+    let mut group_key = format!(
+        "{{}}:{{alertname=\"{}\", model=\"{}\"",
+        alert_name(alert),
+        alert.model
+    );
+    // A host's alert carries the host as a label (absent with one upstream).
+    if let Some(host) = &alert.host {
+        labels["host"] = json!(host);
+        group_labels["host"] = json!(host);
+        group_key.push_str(&format!(", host=\"{host}\""));
+    }
+    group_key.push('}');
     let annotations = json!({
         "summary": alert.summary,
         "description": description(alert),
@@ -179,11 +192,11 @@ fn alertmanager(alert: &Alert) -> Value {
         .map_or_else(|| "0001-01-01T00:00:00Z".to_string(), |t| t.to_rfc3339());
     json!({
         "version": "4",
-        "groupKey": format!("{{}}:{{alertname=\"{}\", model=\"{}\"}}", alert_name(alert), alert.model),
+        "groupKey": group_key,
         "truncatedAlerts": 0,
         "status": alert.state.as_str(),
         "receiver": "ollameter",
-        "groupLabels": { "alertname": alert_name(alert), "model": alert.model },
+        "groupLabels": group_labels,
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": "",
@@ -212,14 +225,20 @@ fn alert_name(alert: &Alert) -> String {
     name
 }
 
-/// A stable id of the model and kind (FNV-1a), as Alertmanager's fingerprint.
+/// A stable id of the model, host and kind (FNV-1a), as Alertmanager's fingerprint (an
+/// alert without a host keeps the id it had before hosts).
 fn fingerprint(alert: &Alert) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let host = alert
+        .host
+        .as_deref()
+        .map(|h| [0].into_iter().chain(h.bytes()));
     for b in alert
         .model
         .bytes()
         .chain([0])
         .chain(alert.kind.as_str().bytes())
+        .chain(host.into_iter().flatten())
     {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -244,9 +263,14 @@ fn description(alert: &Alert) -> String {
 
 /// The Slack message.
 fn slack_text(alert: &Alert) -> String {
+    let on = alert
+        .host
+        .as_deref()
+        .map(|h| format!(" on `{h}`"))
+        .unwrap_or_default();
     match alert.state {
         AlertState::Firing => format!(
-            ":rotating_light: *[FIRING: {}]* `{}` {}: {}\n{}",
+            ":rotating_light: *[FIRING: {}]* `{}`{on} {}: {}\n{}",
             alert.severity.as_str(),
             alert.model,
             alert.kind.as_str(),
@@ -254,7 +278,7 @@ fn slack_text(alert: &Alert) -> String {
             description(alert)
         ),
         AlertState::Resolved => format!(
-            ":white_check_mark: *[RESOLVED]* `{}` {}: {}{}",
+            ":white_check_mark: *[RESOLVED]* `{}`{on} {}: {}{}",
             alert.model,
             alert.kind.as_str(),
             alert.summary,
@@ -277,6 +301,7 @@ mod tests {
         Alert {
             id: 7,
             model: "llama3.2:latest".into(),
+            host: None,
             kind: AlertKind::LatencyP50,
             severity: Severity::Critical,
             state: AlertState::Firing,
@@ -327,5 +352,32 @@ mod tests {
         assert_eq!(v["status"], "firing");
         assert_eq!(v["alert"]["kind"], "latency_p50");
         assert_eq!(v["alert"]["evidence"]["baseline_samples"], 500);
+        assert_eq!(v["alert"]["host"], Value::Null);
+    }
+
+    #[test]
+    fn a_hosts_alert_names_its_host_in_every_format() {
+        let mut on_host = alert();
+        on_host.host = Some("gpu1".into());
+        let v = payload(WebhookFormat::Json, &on_host);
+        assert_eq!(v["alert"]["host"], "gpu1");
+        let v = payload(WebhookFormat::Alertmanager, &on_host);
+        assert_eq!(v["alerts"][0]["labels"]["host"], "gpu1");
+        assert_eq!(v["groupLabels"]["host"], "gpu1");
+        assert!(
+            v["groupKey"]
+                .as_str()
+                .is_some_and(|k| k.contains("host=\"gpu1\"")),
+            "{v}"
+        );
+        let without = payload(WebhookFormat::Alertmanager, &alert());
+        assert!(without["alerts"][0]["labels"].get("host").is_none());
+        assert_ne!(
+            v["alerts"][0]["fingerprint"], without["alerts"][0]["fingerprint"],
+            "the same model and kind on another host is another alert"
+        );
+        let v = payload(WebhookFormat::Slack, &on_host);
+        let text = v["text"].as_str().expect("text");
+        assert!(text.contains("`llama3.2:latest` on `gpu1`"), "{text}");
     }
 }

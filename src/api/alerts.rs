@@ -1,5 +1,5 @@
 //! `GET /alerts`: the firing alerts and the last 100 resolved ones, from the alerts board
-//! (`crate::alerts`), optionally of one model and one state.
+//! (`crate::alerts`), optionally of one model, one upstream host and one state.
 
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +16,9 @@ use crate::alerts::{AlertList, AlertState};
 pub struct AlertsQuery {
     /// Only this model's alerts (`*` for alerts about ollameter itself).
     pub model: Option<String>,
+    /// Only the alerts of this upstream host (by name; with several upstreams, alerts are
+    /// per model and host).
+    pub host: Option<String>,
     /// `firing` or `resolved`; both without.
     #[param(pattern = "^(firing|resolved)$")]
     pub state: Option<String>,
@@ -46,5 +49,9 @@ pub async fn alerts(
             )));
         }
     };
-    Ok(Json(state.alerts.list(params.text("model"), wanted)))
+    Ok(Json(state.alerts.list_of(
+        params.text("model"),
+        params.text("host"),
+        wanted,
+    )))
 }

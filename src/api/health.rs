@@ -35,6 +35,11 @@ impl UpstreamProbe {
         &self.url
     }
 
+    /// The client the probes go through.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Probes the upstream as its kind expects.
     async fn check(&self) -> crate::upstream::Probe {
         self.kind.probe(&self.client, &self.url).await
@@ -67,19 +72,26 @@ impl ServerFailures {
 /// The health answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the upstream, the store, the writer or a listener is
-    /// failing.
+    /// `ok`, or `degraded` when an upstream, the store, the writer or a listener is
+    /// failing. With several upstreams: `ok` only while every one answers its probe and
+    /// none rests after an ejection (a half-open one counts as well: the next call tries
+    /// it); `degraded` when any is down (`upstream_reachable` then says whether
+    /// at least one still takes calls). The answer is 200 either way: the sidecar serves
+    /// (`ollameter healthcheck`, the Docker HEALTHCHECK, only needs that).
     #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub status: &'static str,
-    /// The upstream's base URL.
+    /// The upstream's base URL (the first upstream's, with several).
     pub upstream: String,
     /// What the upstream is: `ollama` or `openai` (any OpenAI-compatible server),
-    /// configured (`upstream.kind`) or detected; `null` while it cannot be told.
+    /// configured (`upstream.kind`) or detected; `null` while it cannot be told (the first
+    /// upstream's, with several).
     pub upstream_kind: Option<crate::upstream::UpstreamKind>,
     /// Whether the upstream answered its kind's probe with 2xx: Ollama `GET /api/version`;
     /// an OpenAI-compatible server `GET /health`, or `GET /v1/models` where it has none.
+    /// With several upstreams: whether at least one takes calls now.
     pub upstream_reachable: bool,
-    /// Why not, when it did not.
+    /// Why not, when it did not; with several upstreams, each failing one as
+    /// `name: why`, separated by `; ` (`null` while all are well).
     pub upstream_error: Option<String>,
     /// Whether the last write to the store succeeded.
     pub store_writable: bool,
@@ -90,10 +102,10 @@ pub struct Health {
     pub server_errors: Vec<String>,
     /// The store's last error, while failing.
     pub store_error: Option<String>,
-    /// With several upstreams, each one's health (the fields above describe the first);
-    /// absent with one.
+    /// With several upstreams, each one's health, probed for this answer (in
+    /// configuration order); absent with one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub upstreams: Vec<UpstreamHealth>,
+    pub upstreams: Vec<crate::fleet::HostHealth>,
     /// Records waiting to be written.
     pub queue_depth: usize,
     /// Records committed since start.
@@ -107,20 +119,6 @@ pub struct Health {
     pub version: &'static str,
 }
 
-/// One of several upstreams in the health answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UpstreamHealth {
-    /// Its name.
-    pub name: String,
-    /// Its base URL.
-    pub url: String,
-    /// Whether it takes calls: `healthy`, `half_open` (the next call tries it) or
-    /// `down` (its probe fails, or it was ejected after failed calls).
-    pub availability: crate::fleet::Availability,
-    /// Why its last probe failed.
-    pub probe_error: Option<String>,
-}
-
 /// The health handler. Always 200: the sidecar answers; `status` says how it is.
 #[utoipa::path(
     get,
@@ -129,47 +127,24 @@ pub struct UpstreamHealth {
     responses((status = 200, description = "The sidecar answers; `status` says how it is", body = Health))
 )]
 pub async fn health(State(state): State<ApiState>) -> Json<Health> {
-    let probe = state.upstream.check().await;
-    let upstream_reachable = probe.error.is_none();
-    let upstream_error = probe.error;
+    let upstream = upstream_health(&state).await;
     let stats = state.recorder.stats();
     let store_writable = !stats.store_failing();
     let writer_error = stats.writer_error();
     let server_errors = state.server_failures.list();
     let snapshot = state.recorder.snapshot();
-    let fleet = &state.fleet;
-    let upstreams: Vec<UpstreamHealth> = if fleet.is_multi() {
-        fleet
-            .status()
-            .into_iter()
-            .map(|h| UpstreamHealth {
-                name: h.name,
-                url: h.url,
-                availability: h.availability,
-                probe_error: h.probe_error,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let all_up = upstreams
-        .iter()
-        .all(|u| u.availability == crate::fleet::Availability::Healthy);
-    let ok = upstream_reachable
-        && all_up
-        && store_writable
-        && writer_error.is_none()
-        && server_errors.is_empty();
+    let ok =
+        upstream.all_well && store_writable && writer_error.is_none() && server_errors.is_empty();
     Json(Health {
         status: if ok { "ok" } else { "degraded" },
         upstream: state.upstream.url().to_string(),
-        upstream_kind: probe.kind,
-        upstream_reachable,
-        upstream_error,
+        upstream_kind: upstream.kind,
+        upstream_reachable: upstream.reachable,
+        upstream_error: upstream.error,
         store_writable,
         writer_error,
         server_errors,
-        upstreams,
+        upstreams: upstream.hosts,
         store_error: stats.last_error(),
         queue_depth: snapshot.queue_depth as usize,
         records_written: snapshot.written,
@@ -177,6 +152,68 @@ pub async fn health(State(state): State<ApiState>) -> Json<Health> {
         uptime_s: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// What the health answer says of the upstreams.
+struct UpstreamsHealth {
+    /// Every upstream answers and takes calls.
+    all_well: bool,
+    /// The one upstream answers; with several, at least one takes calls.
+    reachable: bool,
+    /// Why not, per failing upstream.
+    error: Option<String>,
+    /// The first upstream's kind.
+    kind: Option<crate::upstream::UpstreamKind>,
+    /// With several, each one.
+    hosts: Vec<crate::fleet::HostHealth>,
+}
+
+/// Probes the upstream (every one at once, with several) for this answer.
+async fn upstream_health(state: &ApiState) -> UpstreamsHealth {
+    use crate::fleet::Availability;
+    let fleet = &state.fleet;
+    if !fleet.is_multi() {
+        let probe = state.upstream.check().await;
+        return UpstreamsHealth {
+            all_well: probe.error.is_none(),
+            reachable: probe.error.is_none(),
+            error: probe.error,
+            kind: probe.kind,
+            hosts: Vec::new(),
+        };
+    }
+    let hosts = fleet.health_now(state.upstream.client()).await;
+    let failing: Vec<String> = hosts
+        .iter()
+        .filter_map(|h| {
+            // A half-open host that answers its probe is well: the next call tries it.
+            let why = if !h.reachable {
+                h.probe_error
+                    .clone()
+                    .unwrap_or_else(|| "does not answer its probe".to_owned())
+            } else if h.availability == Availability::Down {
+                format!(
+                    "ejected after {} failed calls in a row, for {} ms more{}",
+                    h.failures_in_a_row,
+                    h.ejected_for_ms.unwrap_or(0),
+                    h.last_call_error
+                        .as_ref()
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default()
+                )
+            } else {
+                return None;
+            };
+            Some(format!("{}: {why}", h.name))
+        })
+        .collect();
+    UpstreamsHealth {
+        all_well: failing.is_empty(),
+        reachable: hosts.iter().any(|h| h.availability != Availability::Down),
+        error: (!failing.is_empty()).then(|| failing.join("; ")),
+        kind: hosts.first().and_then(|h| h.kind),
+        hosts,
+    }
 }
 
 /// `GET /api/model-performance/system`: what the telemetry sampler sees now: GPUs,

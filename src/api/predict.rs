@@ -28,6 +28,9 @@ pub struct PredictQuery {
     pub prompt_tokens: Option<u64>,
     /// Whether the call starts cold (the model is loaded first); `false` when absent.
     pub cold: Option<bool>,
+    /// Only the calls served by this upstream host (its name): the time on that box.
+    /// Every host's calls when absent.
+    pub host: Option<String>,
 }
 
 /// `/predict`'s answer: one model's prediction, or every model's without `model`.
@@ -63,7 +66,8 @@ fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
                                       (p10 to p90 of the fit's residuals), and the fit; \
                                       without `model`, one per model", body = PredictResponse),
         (status = 400, description = "A bad query parameter, named", body = ErrorBody),
-        (status = 404, description = "No calls of the model are recorded", body = ErrorBody),
+        (status = 404, description = "No calls of the model are recorded (on `host`, when \
+                                      given)", body = ErrorBody),
         (status = 422, description = "Too few calls to fit (the message says how many are \
                                       needed), or a cold start asked for and none measured",
          body = ErrorBody),
@@ -78,11 +82,12 @@ pub async fn predict(State(state): State<ApiState>, params: Params) -> Result<Re
     let prompt_tokens = params.whole("prompt_tokens", 0, MAX_TOKENS)?;
     let cold = flag(&params, "cold")?.unwrap_or(false);
     let model = params.text("model").map(str::to_owned);
+    let host = params.text("host").map(str::to_owned);
     let history = state.history.clone();
     let answer = tokio::task::spawn_blocking(move || match model {
         Some(model) => analytics::predict(
             &history,
-            &FitKey::model(model),
+            &FitKey { model, host },
             prompt_tokens,
             output_tokens,
             cold,
@@ -92,6 +97,7 @@ pub async fn predict(State(state): State<ApiState>, params: Params) -> Result<Re
             let all: PredictAll = analytics::predict_all(
                 &history,
                 &history.models(),
+                host.as_deref(),
                 prompt_tokens,
                 output_tokens,
                 cold,
@@ -101,7 +107,9 @@ pub async fn predict(State(state): State<ApiState>, params: Params) -> Result<Re
     })
     .await?;
     answer.map_err(|e| match e {
-        PredictError::UnknownModel { .. } => ApiError::NotFound(e.to_string()),
+        PredictError::UnknownModel { .. } | PredictError::NotOnHost { .. } => {
+            ApiError::NotFound(e.to_string())
+        }
         PredictError::TooFew { .. } | PredictError::NoColdStart { .. } => {
             ApiError::Unprocessable(e.to_string())
         }

@@ -594,6 +594,7 @@ pub(crate) fn recommendation(state: &ApiState, query: RecommendRequest) -> Recom
             workload,
             min_quality,
             cost: state.cost.clone(),
+            fits: None,
         },
     )
 }
@@ -705,7 +706,7 @@ pub struct InsightsQuery {
 }
 
 /// `/insights`' answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InsightsAnswer {
     /// The window looked at.
     pub duration_hours: f64,

@@ -471,6 +471,14 @@ fn upstream_list(
         }
         out.push(crate::fleet::UpstreamConfig { name, url, kind });
     }
+    if out.len() > crate::fleet::MAX_UPSTREAMS {
+        problems.push(format!(
+            "upstreams: {} upstreams given; one ollameter fronts at most {} (run another \
+             ollameter for the rest)",
+            out.len(),
+            crate::fleet::MAX_UPSTREAMS
+        ));
+    }
     out
 }
 
@@ -776,6 +784,13 @@ mod tests {
                 assert!(err.contains(needle), "{text}: {needle} missing from {err}");
             }
         }
+        let many: Vec<String> = (0..17).map(|i| format!("http://h{i}:1")).collect();
+        let text = format!("[upstream]\nurl = \"{}\"\n", many.join(","));
+        let err = load_text(&text, &[], &Overrides::default()).expect_err("17 upstreams");
+        assert!(
+            err.contains("17 upstreams given; one ollameter fronts at most 16"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,6 +9,58 @@
 /// Most hosts ranked for one call (more are ignored): the ranking lives on the stack.
 pub const MAX_RANKED: usize = 16;
 
+/// The hosts to try for one call, best first: a list on the stack (no allocation per
+/// call), read as a slice of host positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostOrder {
+    len: usize,
+    hosts: [usize; MAX_RANKED],
+}
+
+impl HostOrder {
+    /// Empties the list.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends a host (ignored once [`MAX_RANKED`] are listed).
+    pub fn push(&mut self, index: usize) {
+        if self.len < MAX_RANKED {
+            self.hosts[self.len] = index;
+            self.len += 1;
+        }
+    }
+
+    /// Keeps the hosts for which `keep` says so, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let mut kept = 0;
+        for read in 0..self.len {
+            let index = self.hosts[read];
+            if keep(index) {
+                self.hosts[kept] = index;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    /// Puts a host first, the others after it (the last one drops off a full list).
+    pub fn insert_first(&mut self, index: usize) {
+        let len = self.len.min(MAX_RANKED - 1);
+        self.hosts.copy_within(0..len, 1);
+        self.hosts[0] = index;
+        self.len = len + 1;
+    }
+}
+
+impl std::ops::Deref for HostOrder {
+    type Target = [usize];
+
+    fn deref(&self) -> &[usize] {
+        &self.hosts[..self.len]
+    }
+}
+
 /// Whether the model fits in a host's free VRAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fit {
@@ -66,15 +118,19 @@ impl Candidate {
 /// first, into `out`. When no host has the model (every inventory says no), the hosts
 /// that are up come in configuration order, so the upstream gives its own answer
 /// ("model not found", or a pull on demand).
-pub fn rank(candidates: &mut [Candidate], out: &mut Vec<usize>) {
+pub fn rank(candidates: &mut [Candidate], out: &mut HostOrder) {
     let has_somewhere = candidates
         .iter()
         .any(|c| c.has != Some(false) && (c.up || c.has == Some(true)));
     if !has_somewhere {
-        out.extend(candidates.iter().filter(|c| c.up).map(|c| c.index));
+        for c in candidates.iter().filter(|c| c.up) {
+            out.push(c.index);
+        }
         return;
     }
-    candidates.sort_by(|a, b| {
+    // The order is total (the index breaks ties), so an unstable sort is as good, and
+    // it never allocates.
+    candidates.sort_unstable_by(|a, b| {
         let (ta, tb) = (a.tier().unwrap_or(u8::MAX), b.tier().unwrap_or(u8::MAX));
         ta.cmp(&tb).then_with(|| {
             if ta == 0 {
@@ -116,9 +172,26 @@ mod tests {
     }
 
     fn ranked(mut c: Vec<Candidate>) -> Vec<usize> {
-        let mut out = Vec::new();
+        let mut out = HostOrder::default();
         rank(&mut c, &mut out);
-        out
+        out.to_vec()
+    }
+
+    #[test]
+    fn a_host_order_keeps_pushes_retains_and_puts_first() {
+        let mut order = HostOrder::default();
+        for i in 0..MAX_RANKED + 2 {
+            order.push(i);
+        }
+        assert_eq!(order.len(), MAX_RANKED, "a full list takes no more");
+        order.retain(|i| i % 2 == 1);
+        assert_eq!(*order, [1, 3, 5, 7, 9, 11, 13, 15]);
+        order.insert_first(4);
+        assert_eq!(*order, [4, 1, 3, 5, 7, 9, 11, 13, 15]);
+        order.clear();
+        assert!(order.is_empty());
+        order.insert_first(2);
+        assert_eq!(*order, [2]);
     }
 
     #[test]

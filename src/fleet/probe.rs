@@ -116,7 +116,7 @@ async fn probe_once(fleet: &Fleet, host: &Host, client: &reqwest::Client, probes
                 Ok(list) => list.keys().collect(),
                 Err(e) => {
                     tracing::debug!(upstream = %host.name, error = %e, "/api/ps not read");
-                    old.loaded.clone()
+                    old.loaded_keys.iter().cloned().collect()
                 }
             };
             let due = probes.is_multiple_of(TAGS_EVERY_PROBES)
@@ -145,13 +145,13 @@ async fn probe_once(fleet: &Fleet, host: &Host, client: &reqwest::Client, probes
                 })
                 .collect(),
         ),
-        None => old.installed.clone(),
+        None => old.installed_by_key(),
     };
-    host.inventory.store(Arc::new(Inventory {
+    host.inventory.store(Arc::new(Inventory::new(
         installed,
         loaded,
-        free_vram_mb: host.telemetry.free_vram_mb(),
-    }));
+        host.telemetry.free_vram_mb(),
+    )));
     fleet
         .first()
         .telemetry

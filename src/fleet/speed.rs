@@ -2,14 +2,12 @@
 //! committed (on the recorder's writer thread, never on a call's path), published per
 //! host as a map the choice reads without a lock.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::Fleet;
+use super::model_id::{IdMap, ModelId};
 use crate::record::{Record, Source};
 use crate::recorder::StoreListener;
-use crate::telemetry::model_key;
-
-use super::Fleet;
 
 /// Weight of the newest measurement in the moving averages: about the last ten calls
 /// count, so a host that slows down is noticed within a few calls.
@@ -58,8 +56,8 @@ fn ewma(old: Option<f64>, new: f64) -> f64 {
     old.map_or(new, |o| o + EWMA_WEIGHT * (new - o))
 }
 
-/// Each model's measurements at one host, by model key.
-pub type Speeds = HashMap<String, Speed>;
+/// Each model's measurements at one host, by model id.
+pub type Speeds = IdMap<Speed>;
 
 /// The commit hook that teaches the fleet each host's speeds.
 pub struct SpeedHook {
@@ -86,7 +84,7 @@ impl StoreListener for SpeedHook {
             for record in mine {
                 let speeds = updated.get_or_insert_with(|| (**host.speeds.load()).clone());
                 speeds
-                    .entry(model_key(&record.model))
+                    .entry(ModelId::of(&record.model))
                     .or_default()
                     .learn(record);
             }

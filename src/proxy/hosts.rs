@@ -23,8 +23,7 @@ use super::error::error_response;
 use super::pipeline::{Head, forward_only, read_body, unreachable_response};
 use super::upstream;
 use crate::fleet::union::{ListShape, merge};
-use crate::fleet::{Availability, Pin, UPSTREAM_HEADER};
-use crate::telemetry::model_key;
+use crate::fleet::{Availability, HostOrder, ModelId, Pin, UPSTREAM_HEADER};
 
 /// Largest model list read from one host for a union (a list of a few hundred models is
 /// a few hundred KiB).
@@ -99,8 +98,8 @@ fn percent_decode(segment: &str) -> String {
 
 /// The host the fleet ranks first for `model`.
 fn best_host(proxy: &Inner, model: &str) -> usize {
-    let mut order = Vec::with_capacity(proxy.fleet.hosts().len());
-    proxy.fleet.order(&model_key(model), &mut order);
+    let mut order = HostOrder::default();
+    proxy.fleet.order(ModelId::of(model), &mut order);
     order.first().copied().unwrap_or(0)
 }
 
@@ -153,7 +152,9 @@ async fn union(proxy: &Inner, head: Head, shape: ListShape) -> Response {
             let answer = match sent {
                 Ok(answer) => answer,
                 Err(e) => {
-                    proxy.fleet.record_result(&proxy.fleet.hosts()[index], true);
+                    proxy
+                        .fleet
+                        .record_outcome(&proxy.fleet.hosts()[index], Err(e.detail().to_owned()));
                     return Err(e);
                 }
             };

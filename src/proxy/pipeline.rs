@@ -62,6 +62,13 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         Ok(pin) => pin,
         Err(answer) => return answer,
     };
+    // The call's own workload for `auto` (ollameter's headers: never forwarded).
+    let workload = match routing::workload::take(&mut head.headers) {
+        Ok(workload) => workload,
+        Err(message) => {
+            return error_response(StatusCode::BAD_REQUEST, head.openai_shape, &message);
+        }
+    };
     let Route::Inference(api) = route else {
         return super::hosts::other_route(proxy, head, body, pin).await;
     };
@@ -70,7 +77,7 @@ pub async fn handle(State(state): State<ProxyState>, request: Request) -> Respon
         Err(answer) => return answer,
     };
     let facts = request_facts(api, &body);
-    let plan = match plan(proxy, &head, api, &facts.model).await {
+    let plan = match plan(proxy, &head, api, &facts.model, workload, &body).await {
         Ok(plan) => plan,
         Err(answer) => return answer,
     };
@@ -107,6 +114,8 @@ async fn plan(
     head: &Head,
     api: Api,
     requested: &str,
+    workload: Option<routing::workload::CallWorkload>,
+    body: &[u8],
 ) -> Result<Option<Plan>, Response> {
     if !proxy.router.routes(requested) {
         return Ok(None);
@@ -117,7 +126,7 @@ async fn plan(
     let kind = CallKind::of_endpoint(head.path());
     proxy
         .router
-        .plan(requested, kind, operation)
+        .plan(requested, kind, operation, workload, body)
         .await
         .map_err(|e| {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -164,7 +173,7 @@ async fn attempts(
         .max(1);
     let multi = proxy.fleet.is_multi();
     // With one upstream there is nothing to choose: no list is built.
-    let mut hosts: Vec<usize> = Vec::new();
+    let mut hosts = crate::fleet::HostOrder::default();
     let single = [0_usize];
     let mut made = 0_usize;
     for (i, attempt) in tries.iter().enumerate() {
@@ -182,9 +191,9 @@ async fn attempts(
         };
         // The model's key is needed only to choose among several hosts.
         let key = if multi {
-            crate::telemetry::model_key(&attempt.model)
+            crate::fleet::ModelId::of(&attempt.model)
         } else {
-            String::new()
+            crate::fleet::ModelId::default()
         };
         let order: &[usize] = match pin {
             Pin::Host(index) => {
@@ -193,7 +202,7 @@ async fn attempts(
                 &hosts
             }
             Pin::None if multi => {
-                proxy.fleet.order(&key, &mut hosts);
+                proxy.fleet.order(key, &mut hosts);
                 &hosts
             }
             Pin::None => &single,
@@ -227,16 +236,16 @@ async fn attempts(
                 host,
             );
             if multi {
-                meter.hold(host.track(&key));
+                meter.hold(host.track(key));
             }
             let target = resolve(proxy, &head, body.clone(), index, &meter);
             meter.upstream_sent();
             let answer = forward(&head, &target).await;
-            let host_failed = match &answer {
-                Err(_) => true,
-                Ok(a) => a.status().is_server_error(),
-            };
-            proxy.fleet.record_result(host, host_failed);
+            let outcome = answer
+                .as_ref()
+                .map(|a| a.status())
+                .map_err(|e| e.detail().to_owned());
+            let host_failed = proxy.fleet.record_outcome(host, outcome);
             let failed_before_answering = host_failed
                 || answer
                     .as_ref()
@@ -258,6 +267,10 @@ async fn attempts(
             }
             if routed && let Ok(model) = HeaderValue::from_str(&attempt.model) {
                 answered.headers_mut().insert(MODEL_HEADER, model);
+            }
+            if let Some(over) = plan.as_ref().and_then(Plan::over_budget_header) {
+                let name = routing::workload::OVER_BUDGET_HEADER;
+                answered.headers_mut().insert(name, over);
             }
             return answered;
         }
@@ -373,7 +386,7 @@ pub(crate) async fn forward_only(proxy: &Inner, head: Head, body: Body, index: u
     let mut response = match sent {
         Ok(answer) => forward::response(answer, Body::new),
         Err(e) => {
-            proxy.fleet.record_result(host, true);
+            proxy.fleet.record_outcome(host, Err(e.detail().to_owned()));
             unreachable_response(upstream, &e, head.openai_shape).0
         }
     };

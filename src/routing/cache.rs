@@ -1,5 +1,5 @@
-//! The resolution cache: each (name, operation, kind) is resolved at most about once a
-//! second and no answer served is older than [`MAX_AGE`]. A call that finds an entry past
+//! The resolution cache: each (name, operation, kind, and for calls that say their own
+//! workload, its coarse [`SizeKey`]) is resolved at most about once a second and no answer served is older than [`MAX_AGE`]. A call that finds an entry past
 //! [`REFRESH_AFTER`] starts its recomputation in the background and is served the entry
 //! (still fresh); only a call that finds none fresh waits, and then for one computation
 //! shared by every waiter. Under steady traffic no call waits at all, however long the
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::resolve::Resolution;
+use super::workload::SizeKey;
 use crate::record::CallKind;
 
 /// The oldest resolution served: the bound, and short enough that a model that
@@ -22,8 +23,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 /// Age from which a call starts a background refresh, so the next ones find a fresh entry.
 pub const REFRESH_AFTER: Duration = Duration::from_millis(750);
 
-/// Entries kept at most: operations come from a client header, so their number is bounded
-/// here rather than by trust; past it the cache starts over.
+/// Entries kept at most: operations and call sizes come from the client, so their number
+/// is bounded here rather than by trust; past it the per-call sizes go first, and if that
+/// is not enough the cache starts over.
 const MAX_ENTRIES: usize = 1_024;
 
 type Computed = Option<Arc<Resolution>>;
@@ -33,8 +35,30 @@ struct Slot {
     refreshing: AtomicBool,
 }
 
-/// name -> operation -> kind.
-type Slots = HashMap<String, HashMap<String, [Option<Arc<Slot>>; 2]>>;
+/// The slots of one name and operation: per kind, the plain one (no per-call workload),
+/// and those of the call sizes seen (created only when a call says its workload, so the
+/// plain path stays an array index).
+#[derive(Default)]
+struct OpSlots {
+    plain: [Option<Arc<Slot>>; 2],
+    sized: HashMap<(usize, SizeKey), Arc<Slot>>,
+}
+
+impl OpSlots {
+    fn get(&self, k: usize, size: Option<SizeKey>) -> Option<&Arc<Slot>> {
+        match size {
+            None => self.plain[k].as_ref(),
+            Some(size) => self.sized.get(&(k, size)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.plain.iter().flatten().count() + self.sized.len()
+    }
+}
+
+/// name -> operation -> kind and size.
+type Slots = HashMap<String, HashMap<String, OpSlots>>;
 
 /// The cache; cheap to share behind an `Arc`.
 #[derive(Default)]
@@ -50,48 +74,69 @@ fn kind_index(kind: CallKind) -> usize {
 }
 
 impl Cache {
-    fn slot(&self, name: &str, operation: &str, kind: CallKind) -> Arc<Slot> {
+    fn slot(
+        &self,
+        name: &str,
+        operation: &str,
+        kind: CallKind,
+        size: Option<SizeKey>,
+    ) -> Arc<Slot> {
         let k = kind_index(kind);
         {
             let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(slot) = slots
                 .get(name)
                 .and_then(|ops| ops.get(operation))
-                .and_then(|kinds| kinds[k].as_ref())
+                .and_then(|kinds| kinds.get(k, size))
             {
                 return slot.clone();
             }
         }
         let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
-        let entries: usize = slots.values().map(HashMap::len).sum();
+        let entries: usize = slots
+            .values()
+            .flat_map(HashMap::values)
+            .map(OpSlots::len)
+            .sum();
         if entries >= MAX_ENTRIES {
-            slots.clear();
+            let mut left = 0;
+            for kinds in slots.values_mut().flat_map(HashMap::values_mut) {
+                kinds.sized.clear();
+                left += kinds.len();
+            }
+            if left >= MAX_ENTRIES {
+                slots.clear();
+            }
         }
         let kinds = slots
             .entry(name.to_owned())
             .or_default()
             .entry(operation.to_owned())
             .or_default();
-        kinds[k]
-            .get_or_insert_with(|| {
-                Arc::new(Slot {
-                    value: watch::channel(None).0,
-                    refreshing: AtomicBool::new(false),
-                })
+        let new = || {
+            Arc::new(Slot {
+                value: watch::channel(None).0,
+                refreshing: AtomicBool::new(false),
             })
-            .clone()
+        };
+        match size {
+            None => kinds.plain[k].get_or_insert_with(new).clone(),
+            Some(size) => kinds.sized.entry((k, size)).or_insert_with(new).clone(),
+        }
     }
 
-    /// The resolution of (`name`, `operation`, `kind`), computing it with `compute` (on a
-    /// blocking thread) when none is fresh. `None` only if the computation panicked.
+    /// The resolution of (`name`, `operation`, `kind`, `size`), computing it with
+    /// `compute` (on a blocking thread) when none is fresh. `None` only if the computation
+    /// panicked.
     pub async fn get(
         &self,
         name: &str,
         operation: &str,
         kind: CallKind,
+        size: Option<SizeKey>,
         compute: impl FnOnce() -> Resolution + Send + 'static,
     ) -> Option<Arc<Resolution>> {
-        let slot = self.slot(name, operation, kind);
+        let slot = self.slot(name, operation, kind, size);
         let mut rx = slot.value.subscribe();
         let current = rx.borrow_and_update().clone();
         if let Some(current) = current {
@@ -111,13 +156,14 @@ impl Cache {
         rx.borrow().clone()
     }
 
-    /// Every resolution held, fresh or not (for the routing endpoint).
+    /// Every resolution held without a per-call workload, fresh or not (for the routing
+    /// endpoint: a call size is one call's, not the name's).
     pub fn held(&self) -> Vec<Arc<Resolution>> {
         let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
         slots
             .values()
             .flat_map(HashMap::values)
-            .flat_map(|kinds| kinds.iter().flatten())
+            .flat_map(|kinds| kinds.plain.iter().flatten())
             .filter_map(|slot| slot.value.borrow().clone())
             .collect()
     }

@@ -43,6 +43,11 @@ pub enum RouteError {
         /// Every candidate, and why it was left out.
         excluded: Vec<RouteExclusion>,
     },
+    /// The call's workload headers cannot be used (no output token count to predict by).
+    BadWorkload {
+        /// What is missing and how to give it.
+        message: String,
+    },
 }
 
 impl RouteError {
@@ -50,7 +55,7 @@ impl RouteError {
     /// no model can serve it now (a model may be measured, pulled or freed later).
     pub fn status(&self) -> u16 {
         match self {
-            RouteError::UnknownAuto { .. } => 400,
+            RouteError::UnknownAuto { .. } | RouteError::BadWorkload { .. } => 400,
             RouteError::NoCandidate { .. } => 503,
         }
     }
@@ -83,6 +88,7 @@ impl RouteError {
                 }
                 text
             }
+            RouteError::BadWorkload { message } => message.clone(),
         }
     }
 }
@@ -91,22 +97,27 @@ impl RouteError {
 /// `max_attempts` long: the chosen model (recommended, or explored with probability
 /// `explore`), then the other qualifying models best first, then the other unmeasured ones.
 /// `draw` scores unmeasured candidates that have run (Thompson sampling: one posterior
-/// draw each, aligned with its input).
+/// draw each, aligned with its input). Only models that `admit` lets through are tried
+/// (the call's own latency budget); the error when none is is the caller's to word.
 pub fn choose<R: Rng + ?Sized>(
     resolution: &Resolution,
     explore: f64,
     max_attempts: u32,
     rng: &mut R,
+    admit: impl Fn(&str) -> bool,
     draw: impl FnOnce(&[&Explorable], &mut R) -> Vec<f64>,
 ) -> Result<Vec<Attempt>, RouteError> {
-    let explore_now = !resolution.explorable.is_empty()
-        && (resolution.ranked.is_empty() || rng.random_bool(explore.clamp(0.0, 1.0)));
+    let mut ranked = resolution.ranked.iter().filter(|m| admit(m));
+    let any_explorable = resolution.explorable.iter().any(|e| admit(&e.model));
+    let best = ranked.next();
+    let explore_now =
+        any_explorable && (best.is_none() || rng.random_bool(explore.clamp(0.0, 1.0)));
     let first = if explore_now {
         Attempt {
-            model: pick_explorable(&resolution.explorable, rng, draw),
+            model: pick_explorable(&resolution.explorable, &admit, rng, draw),
             reason: RouteReason::Explore,
         }
-    } else if let Some(best) = resolution.ranked.first() {
+    } else if let Some(best) = best {
         Attempt {
             model: best.clone(),
             reason: RouteReason::Recommended,
@@ -122,7 +133,8 @@ pub fn choose<R: Rng + ?Sized>(
     let rest = resolution
         .ranked
         .iter()
-        .chain(resolution.explorable.iter().map(|e| &e.model));
+        .chain(resolution.explorable.iter().map(|e| &e.model))
+        .filter(|m| admit(m));
     for model in rest {
         if attempts.len() >= max_attempts as usize {
             break;
@@ -141,14 +153,18 @@ pub fn choose<R: Rng + ?Sized>(
 /// best posterior draw.
 fn pick_explorable<R: Rng + ?Sized>(
     explorable: &[Explorable],
+    admit: impl Fn(&str) -> bool,
     rng: &mut R,
     draw: impl FnOnce(&[&Explorable], &mut R) -> Vec<f64>,
 ) -> String {
-    let never: Vec<&Explorable> = explorable.iter().filter(|e| e.operations == 0).collect();
+    let never: Vec<&Explorable> = explorable
+        .iter()
+        .filter(|e| e.operations == 0 && admit(&e.model))
+        .collect();
     if !never.is_empty() {
         return never[rng.random_range(0..never.len())].model.clone();
     }
-    let all: Vec<&Explorable> = explorable.iter().collect();
+    let all: Vec<&Explorable> = explorable.iter().filter(|e| admit(&e.model)).collect();
     let scores = draw(&all, rng);
     let best = (0..all.len())
         .max_by(|&a, &b| {
@@ -191,8 +207,13 @@ mod tests {
                 reason: "needs 20.0 GB of VRAM, 8.0 GB available".into(),
             }],
             posteriors: None,
+            fits: None,
             computed_at: Instant::now(),
         }
+    }
+
+    fn all(_: &str) -> bool {
+        true
     }
 
     fn uniform(e: &[&Explorable], rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
@@ -203,7 +224,7 @@ mod tests {
     fn the_recommended_model_runs_and_the_others_follow() {
         let r = resolution(&["a", "b", "c", "d"], &[]);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-        let attempts = choose(&r, 0.1, 3, &mut rng, uniform).expect("routed");
+        let attempts = choose(&r, 0.1, 3, &mut rng, all, uniform).expect("routed");
         assert_eq!(
             attempts,
             vec![
@@ -221,7 +242,7 @@ mod tests {
                 },
             ]
         );
-        let one = choose(&r, 0.1, 1, &mut rng, uniform).expect("routed");
+        let one = choose(&r, 0.1, 1, &mut rng, all, uniform).expect("routed");
         assert_eq!(one.len(), 1, "max_attempts 1 turns fallback off");
     }
 
@@ -232,7 +253,7 @@ mod tests {
         let n = 20_000;
         let explored = (0..n)
             .filter(|_| {
-                let a = choose(&r, 0.1, 3, &mut rng, uniform).expect("routed");
+                let a = choose(&r, 0.1, 3, &mut rng, all, uniform).expect("routed");
                 a[0].reason == RouteReason::Explore
             })
             .count();
@@ -246,7 +267,7 @@ mod tests {
         let r = resolution(&[], &[("x", 0), ("y", 2)]);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
         for _ in 0..50 {
-            let a = choose(&r, 0.1, 3, &mut rng, uniform).expect("routed");
+            let a = choose(&r, 0.1, 3, &mut rng, all, uniform).expect("routed");
             assert_eq!(a[0].model, "x", "the model that never ran goes first");
             assert_eq!(a[0].reason, RouteReason::Explore);
             assert_eq!(a[1].model, "y");
@@ -262,15 +283,40 @@ mod tests {
                 .map(|x| if x.model == "q" { 1.0 } else { 0.0 })
                 .collect()
         };
-        let a = choose(&r, 1.0, 3, &mut rng, prefer_q).expect("routed");
+        let a = choose(&r, 1.0, 3, &mut rng, all, prefer_q).expect("routed");
         assert_eq!(a[0].model, "q");
+    }
+
+    #[test]
+    fn models_the_call_does_not_admit_are_never_tried() {
+        let r = resolution(&["slow", "fast", "other"], &[("new", 0)]);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let not_slow = |m: &str| m != "slow";
+        for _ in 0..200 {
+            let a = choose(&r, 0.1, 3, &mut rng, not_slow, uniform).expect("routed");
+            assert!(a.iter().all(|x| x.model != "slow"), "{a:?}");
+            if a[0].reason == RouteReason::Recommended {
+                assert_eq!(a[0].model, "fast", "the best admitted model leads");
+            }
+        }
+        // Only unmeasured models admitted: every call explores them.
+        let only_new = |m: &str| m == "new";
+        let a = choose(&r, 0.1, 3, &mut rng, only_new, uniform).expect("routed");
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (a[0].model.as_str(), a[0].reason),
+            ("new", RouteReason::Explore)
+        );
+        let none = |_: &str| false;
+        let err = choose(&r, 0.1, 3, &mut rng, none, uniform).expect_err("nothing admitted");
+        assert_eq!(err.status(), 503);
     }
 
     #[test]
     fn no_candidate_says_what_was_excluded() {
         let r = resolution(&[], &[]);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
-        let err = choose(&r, 0.1, 3, &mut rng, uniform).expect_err("nothing fits");
+        let err = choose(&r, 0.1, 3, &mut rng, all, uniform).expect_err("nothing fits");
         assert_eq!(err.status(), 503);
         let text = err.message();
         assert!(text.contains("\"photo\""), "{text}");

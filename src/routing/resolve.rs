@@ -67,6 +67,12 @@ pub struct Resolution {
     /// from them. `None` when no candidate has any.
     #[serde(skip)]
     pub posteriors: Option<Posteriors>,
+    /// The latency fit of each candidate that has one, when the name is resolved for a
+    /// call size (an alias's configured one, or a call's own): the recommendation
+    /// predicted by them, and a call's own budget is checked against them
+    /// ([`super::workload`]). `None` without a call size.
+    #[serde(skip)]
+    pub fits: Option<std::sync::Arc<HashMap<String, crate::analytics::LatencyFit>>>,
     /// When it was computed.
     #[serde(skip)]
     pub computed_at: Instant,
@@ -206,6 +212,11 @@ pub fn resolve(
             _ => true,
         });
     }
+    // With a call size, every candidate's fit: the recommendation predicts by them, and
+    // routing keeps them to check each call's own budget.
+    let fits = alias
+        .workload()
+        .map(|_| std::sync::Arc::new(fits(history, &list)));
     let recommendation = policy::recommendation(
         history,
         telemetry,
@@ -221,6 +232,7 @@ pub fn resolve(
             workload: alias.workload(),
             min_quality: alias.min_quality,
             cost: cost.clone(),
+            fits: fits.clone(),
         },
     );
     let mut ranked: Vec<String> = recommendation
@@ -305,8 +317,22 @@ pub fn resolve(
         explorable,
         excluded,
         posteriors,
+        fits,
         computed_at: now,
     }
+}
+
+/// The latency fit of each of `models` that has one (enough warm calls with token
+/// counts).
+fn fits(history: &History, models: &[String]) -> HashMap<String, crate::analytics::LatencyFit> {
+    models
+        .iter()
+        .filter_map(|model| {
+            crate::analytics::fit_for(history, &crate::analytics::FitKey::model(model.clone()))
+                .ok()
+                .map(|fit| (model.clone(), fit))
+        })
+        .collect()
 }
 
 /// The posteriors of the candidates with operations under `operation` (all time), each
@@ -516,6 +542,7 @@ mod tests {
         let mut alert = Alert {
             id: 1,
             model: "fast:1b".into(),
+            host: None,
             kind: AlertKind::LatencyP50,
             severity: Severity::Warning,
             state: AlertState::Firing,

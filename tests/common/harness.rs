@@ -83,10 +83,62 @@ impl TestApp {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let records = self.records().await;
-            if records.len() >= n || tokio::time::Instant::now() > deadline {
+            if records.len() >= n {
+                return records;
+            }
+            if tokio::time::Instant::now() > deadline {
+                // The caller's assertion fails next; say whether the records were lost
+                // before the store or by it.
+                eprintln!(
+                    "wait_records: {} of {n} records after 10 s; recorder: {:?}, store error {:?}",
+                    records.len(),
+                    self.running().recorder.snapshot(),
+                    self.running().recorder.stats().last_error(),
+                );
                 return records;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until a record of each of `operations` is committed, and returns every record
+    /// then. `patience` only bounds a broken run (a healthy one returns as soon as the
+    /// last record is in); past it the test fails naming what is missing, with the
+    /// recorder's counters (records dropped, store failures), so a failure says whether
+    /// the record never reached the recorder or the store refused it.
+    pub async fn wait_for_operations(
+        &self,
+        operations: &[&str],
+        patience: Duration,
+    ) -> Vec<Record> {
+        let started = std::time::Instant::now();
+        loop {
+            let records = self.records().await;
+            let missing: Vec<&str> = operations
+                .iter()
+                .copied()
+                .filter(|op| !records.iter().any(|r| r.operation == *op))
+                .collect();
+            if missing.is_empty() {
+                return records;
+            }
+            if started.elapsed() > patience {
+                let recorder = &self.running().recorder;
+                let stats = recorder.stats();
+                let found: Vec<&str> = records.iter().map(|r| r.operation.as_str()).collect();
+                panic!(
+                    "no record for {missing:?} {patience:?} after it was awaited; committed: \
+                     {found:?}; recorder: {:?}, failed batches {}, store error {:?}, writer \
+                     error {:?}",
+                    recorder.snapshot(),
+                    stats
+                        .failed_batches
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    stats.last_error(),
+                    stats.writer_error(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
