@@ -264,6 +264,23 @@ pub enum ClientCommand {
         /// success_rate or memory.
         #[arg(long, default_value = "processing_time")]
         metric: String,
+        /// Only the calls served by this upstream host (its name, as in [[upstreams]]).
+        #[arg(long, value_parser = upstream_name)]
+        host: Option<String>,
+        /// Answer the prediction panel's call question in the report: each model's
+        /// predicted time for a call of this many output tokens.
+        #[arg(long)]
+        output_tokens: Option<u64>,
+        /// The call's prompt tokens (default: each model's median prompt); needs
+        /// --output-tokens.
+        #[arg(long, requires = "output_tokens")]
+        prompt_tokens: Option<u64>,
+        /// Mark which models are predicted to take at most this long; needs --output-tokens.
+        #[arg(long, requires = "output_tokens")]
+        max_latency_ms: Option<f64>,
+        /// Predict a cold start (the model loaded first); needs --output-tokens.
+        #[arg(long, requires = "output_tokens")]
+        cold: bool,
         /// The sidecar's URL (its API port, when `server.api_listen` is set).
         #[arg(
             long,

@@ -297,6 +297,14 @@ impl Client {
             ("operation", view.operation.clone()),
             ("model", view.model.clone()),
             ("metric", Some(view.metric.clone())),
+            ("host", view.host.clone()),
+            ("output_tokens", view.output_tokens.map(|n| n.to_string())),
+            ("prompt_tokens", view.prompt_tokens.map(|n| n.to_string())),
+            (
+                "max_latency_ms",
+                view.max_latency_ms.map(|ms| ms.to_string()),
+            ),
+            ("cold", view.cold.then(|| "true".to_owned())),
             ("standalone", Some("1".into())),
         ]);
         let url = format!("{}/dashboard{q}", self.server);
@@ -376,6 +384,16 @@ pub struct DashboardView {
     pub model: Option<String>,
     /// The trend's metric.
     pub metric: String,
+    /// Only the calls served by this upstream host.
+    pub host: Option<String>,
+    /// The call question: output tokens (none asked when `None`).
+    pub output_tokens: Option<u64>,
+    /// Its prompt tokens; each model's median when `None`.
+    pub prompt_tokens: Option<u64>,
+    /// Its time budget, ms.
+    pub max_latency_ms: Option<f64>,
+    /// Whether it starts cold.
+    pub cold: bool,
 }
 
 /// What `ollameter recommend` asks.

@@ -9,11 +9,13 @@
 //! that gathers a [`View`] from the running sidecar is `api::dashboard`.
 //!
 //! - [`charts`]: the SVG charts (plotters), in a colour-blind-safe palette.
+//! - [`question`]: the prediction panel's call question (tokens, time budget, cold).
 //! - `page`: the HTML (maud, which escapes every interpolated value).
 
 pub mod alerts;
 pub mod charts;
 mod page;
+pub mod question;
 
 use std::collections::HashMap;
 
@@ -24,6 +26,7 @@ use crate::stats::{Insight, ModelStatistics, Trend, TrendMetric};
 use crate::telemetry::SystemSnapshot;
 
 pub use page::{render, render_error};
+pub use question::{BadQuestion, Question};
 
 /// The window when the URL names none: a day, like `/trend` and `/insights`.
 pub const DEFAULT_WINDOW_HOURS: f64 = 24.0;
@@ -52,8 +55,9 @@ pub const WINDOW_CHOICES: [(f64, &str); 6] = [
     (2160.0, "last 90 days"),
 ];
 /// Every query parameter the dashboard reads; any other is a 400 (a typo would otherwise
-/// silently show another view than the link meant).
-pub const PARAMETERS: [&str; 11] = [
+/// silently show another view than the link meant). The last four are the call question's
+/// ([`question::PARAMETERS`]).
+pub const PARAMETERS: [&str; 15] = [
     "hours",
     "operation",
     "host",
@@ -65,6 +69,10 @@ pub const PARAMETERS: [&str; 11] = [
     "standalone",
     "include_unknown",
     "limit",
+    "output_tokens",
+    "prompt_tokens",
+    "max_latency_ms",
+    "cold",
 ];
 
 /// What the page shows, from the query string. Every field is in the URL, so a view can
@@ -93,6 +101,9 @@ pub struct Filters {
     pub include_unknown: bool,
     /// Most models shown, the busiest first (`limit`).
     pub limit: usize,
+    /// The call question of the prediction panel (`output_tokens`, `prompt_tokens`,
+    /// `max_latency_ms`, `cold`); none asked without.
+    pub question: Option<Question>,
 }
 
 impl Default for Filters {
@@ -109,6 +120,7 @@ impl Default for Filters {
             standalone: false,
             include_unknown: false,
             limit: crate::stats::known::DEFAULT_LIMIT,
+            question: None,
         }
     }
 }
@@ -117,6 +129,21 @@ impl Filters {
     /// Reads the query string's pairs; the message of an error names the parameter and
     /// what it accepts.
     pub fn parse(pairs: &HashMap<String, String>) -> Result<Filters, String> {
+        match Filters::parse_page(pairs)? {
+            (filters, None) => Ok(filters),
+            (_, Some(bad)) => Err(bad.message),
+        }
+    }
+
+    /// As [`Filters::parse`], but a bad call question is set aside rather than failing
+    /// the view: the filters without it, and what is wrong with it, so the page can still
+    /// show everything else with the message next to the question's form.
+    ///
+    /// # Errors
+    /// An unknown parameter or a bad value of any other parameter.
+    pub fn parse_page(
+        pairs: &HashMap<String, String>,
+    ) -> Result<(Filters, Option<BadQuestion>), String> {
         let mut unknown: Vec<&str> = pairs
             .keys()
             .map(String::as_str)
@@ -206,7 +233,13 @@ impl Filters {
                 }
             };
         }
-        Ok(filters)
+        match Question::parse(pairs) {
+            Ok(question) => {
+                filters.question = question;
+                Ok((filters, None))
+            }
+            Err(bad) => Ok((filters, Some(bad))),
+        }
     }
 
     /// The trend's bucket width: the URL's, else the smallest round step that gives at
@@ -222,10 +255,32 @@ impl Filters {
     }
 
     /// The query string (with its `?`) of this view, with `model` replaced when given;
-    /// only what differs from the defaults, and never `standalone`.
+    /// only what differs from the defaults, and never `standalone`. The call question is
+    /// kept.
     pub fn query(&self, model: Option<&str>) -> String {
+        let mut pairs = self.view_pairs(model);
+        pairs.extend(self.question.iter().flat_map(Question::pairs));
+        let parts: Vec<String> = pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", crate::text::encode(&v, false)))
+            .collect();
+        format!("?{}", parts.join("&"))
+    }
+
+    /// The query string of this view without the call question.
+    pub fn query_without_question(&self) -> String {
+        Filters {
+            question: None,
+            ..self.clone()
+        }
+        .query(None)
+    }
+
+    /// The parameters of the view (everything but the call question), as
+    /// [`Filters::query`] writes them: what the question's form carries along.
+    pub fn view_pairs(&self, model: Option<&str>) -> Vec<(&'static str, String)> {
         let defaults = Filters::default();
-        let mut pairs: Vec<(&str, String)> = vec![("hours", format_hours(self.hours))];
+        let mut pairs: Vec<(&'static str, String)> = vec![("hours", format_hours(self.hours))];
         if let Some(host) = &self.host {
             pairs.push(("host", host.clone()));
         }
@@ -251,11 +306,7 @@ impl Filters {
         if self.limit != defaults.limit {
             pairs.push(("limit", self.limit.to_string()));
         }
-        let parts: Vec<String> = pairs
-            .into_iter()
-            .map(|(k, v)| format!("{k}={}", crate::text::encode(&v, false)))
-            .collect();
-        format!("?{}", parts.join("&"))
+        pairs
     }
 }
 
@@ -309,6 +360,15 @@ pub struct View {
     pub latest_benchmark: Option<BenchmarkLink>,
     /// The latency fit of each listed model that has one, for the prediction panel.
     pub predictions: Vec<charts::PredictionLine>,
+    /// The answer to the call question (`filters.question`) for each listed model, as
+    /// `GET /predict` answers it (same function, same host); `None` when none is asked.
+    pub call_predictions: Option<crate::analytics::PredictAll>,
+    /// A call question the page could not read: shown next to its form (the page is then
+    /// a 400).
+    pub bad_question: Option<BadQuestion>,
+    /// `[cost] currency` when a price (`price_per_kwh` or `gpu_hour_price`) is set; `None`
+    /// when nothing is priced, which is why a cost is unknown.
+    pub priced_in: Option<String>,
 }
 
 /// Where the latest benchmark run is, for the dashboard's link.
@@ -384,6 +444,46 @@ mod tests {
             Filters::parse(&pairs(&[("operation", " "), ("hours", "")])),
             Ok(Filters::default())
         );
+    }
+
+    #[test]
+    fn the_call_question_rides_along_or_is_set_aside_when_bad() {
+        let f = Filters::parse(&pairs(&[
+            ("hours", "6"),
+            ("output_tokens", "500"),
+            ("max_latency_ms", "2000"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            f.question,
+            Some(Question {
+                output_tokens: 500,
+                prompt_tokens: None,
+                max_latency_ms: Some(2000.0),
+                cold: false,
+            })
+        );
+        assert_eq!(
+            f.query(Some("m")),
+            "?hours=6&model=m&metric=processing_time&output_tokens=500&max_latency_ms=2000"
+        );
+        assert_eq!(
+            f.query_without_question(),
+            "?hours=6&metric=processing_time"
+        );
+        // A bad question: `parse` fails on it, `parse_page` keeps the rest of the view.
+        let bad = pairs(&[("hours", "6"), ("output_tokens", "x")]);
+        let e = Filters::parse(&bad).expect_err("bad");
+        assert!(e.starts_with("output_tokens: \"x\""), "{e}");
+        let (f, problem) = Filters::parse_page(&bad).expect("the view is fine");
+        assert_eq!(f.hours, 6.0);
+        assert_eq!(f.question, None);
+        assert_eq!(
+            problem.expect("set aside").typed("output_tokens"),
+            Some("x")
+        );
+        // Any other bad parameter still fails the whole view.
+        assert!(Filters::parse_page(&pairs(&[("hours", "0"), ("output_tokens", "x")])).is_err());
     }
 
     #[test]

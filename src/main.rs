@@ -454,6 +454,11 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
             operation,
             model,
             metric,
+            host,
+            output_tokens,
+            prompt_tokens,
+            max_latency_ms,
+            cold,
             server,
         } => {
             let c = Client::new(&server)?;
@@ -463,6 +468,11 @@ async fn run_client(command: ClientCommand) -> Result<String, ClientError> {
                     operation,
                     model,
                     metric,
+                    host,
+                    output_tokens,
+                    prompt_tokens,
+                    max_latency_ms,
+                    cold,
                 })
                 .await?;
             std::fs::write(&out, &page)

@@ -45,4 +45,5 @@ pub use types::{
     DEFAULT_MIN_OPERATIONS, DEFAULT_MIN_QUALITY, Efficiency, Excluded, ExclusionKind, Figures,
     FittedPrior, KnownVramNeed, ParsePriorityError, PredictedTime, Priority, RecommendParams,
     Recommendation, ScoredModel, VramBasis, VramBudget, VramNeed, VramReport, VramSource, Weights,
+    over_latency_budget,
 };

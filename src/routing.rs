@@ -484,7 +484,7 @@ fn over_budget(
         None => (fit.median_prompt_tokens, true),
     };
     let prediction = fit.predict(prompt_tokens as f64, workload.output_tokens as f64, false)?;
-    (prediction.predicted_ms > max).then_some(OverBudget {
+    crate::recommend::over_latency_budget(prediction.predicted_ms, max).then_some(OverBudget {
         prediction,
         prompt_tokens,
         median_prompt,

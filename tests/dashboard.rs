@@ -361,6 +361,321 @@ async fn report_writes_one_self_contained_file() {
     app.stop().await;
 }
 
+/// `n` calls of `model` taking `base + per_prompt·p + per_output·o` ms, give or take up to
+/// 6% (a fixed pattern, so the fit has an interval), over varied sizes (p from 20 to 619
+/// prompt tokens, o from 5 to 404 output tokens), spending `joules_per_token` J per output
+/// token when given.
+fn timed_calls(
+    model: &str,
+    n: u64,
+    (base, per_prompt, per_output): (f64, f64, f64),
+    joules_per_token: Option<f64>,
+) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let (p, o) = (20 + (i * 37) % 600, 5 + (i * 53) % 400);
+            let ts = (Utc::now() - ChronoDuration::minutes(90) + ChronoDuration::seconds(i as i64))
+                .to_rfc3339();
+            let mut r = json!({
+                "model_name": model, "operation": "chat", "timestamp": ts, "success": true,
+                "processing_time_ms": (base + per_prompt * p as f64 + per_output * o as f64)
+                    * (1.0 + 0.03 * ((i % 5) as f64 - 2.0)),
+                "prompt_tokens": p, "output_tokens": o, "load_duration_ms": 4.0,
+                "quality_score": 4.0,
+            });
+            if let Some(j) = joules_per_token {
+                r["energy_j"] = json!(j * o as f64);
+            }
+            r
+        })
+        .collect()
+}
+
+/// A sidecar that prices energy at 360 per kWh (0.1 per kJ, so figures are round) with a
+/// fast model (about 1.2 s for 500 output tokens, 0.2 J per token), a slow one (about
+/// 4.6 s, no energy measured) and one with too few calls to fit.
+async fn two_speeds() -> (TestApp, FakeOllama) {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start_with(&fake.url(), |c| c.cost.price_per_kwh = Some(360.0)).await;
+    let mut records = timed_calls("fast:1b", 40, (100.0, 0.5, 2.0), Some(0.2));
+    records.extend(timed_calls("slow:7b", 40, (300.0, 1.0, 8.0), None));
+    records.extend(timed_calls("new:3b", 4, (100.0, 0.5, 2.0), None));
+    import(&app, &records).await;
+    (app, fake)
+}
+
+/// The call table's row of `model`.
+fn call_row<'a>(page: &'a str, model: &str) -> &'a str {
+    let marker = format!("data-predicted-for=\"{model}\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no call row for {model}"));
+    let end = page[start..].find("</tr>").expect("row ends") + start;
+    &page[start..end]
+}
+
+/// The number in `attribute="..."` of `html`.
+fn attribute(html: &str, attribute: &str) -> f64 {
+    let marker = format!("{attribute}=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {attribute} in {html}"))
+        + marker.len();
+    let end = html[start..].find('"').expect("quoted") + start;
+    html[start..end]
+        .parse()
+        .unwrap_or_else(|e| panic!("{attribute}: {e}"))
+}
+
+#[tokio::test]
+async fn the_call_question_shows_who_meets_the_budget_with_predicts_numbers() {
+    let (app, _fake) = two_speeds().await;
+    let (status, _, page) = get(&app, "/dashboard?output_tokens=500&max_latency_ms=2000").await;
+    assert_eq!(status, 200, "{page}");
+    assert_well_formed(&page);
+    assert!(
+        page.contains("A call of 500 output tokens (each model&#39;s median prompt), within 2.0 s")
+            || page
+                .contains("A call of 500 output tokens (each model's median prompt), within 2.0 s"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 of 3 predicted to meet 2.0 s: </strong>fast:1b"),
+        "{page}"
+    );
+
+    // Each predicted time, and its interval, is exactly what /predict answers.
+    for model in ["fast:1b", "slow:7b"] {
+        let row = call_row(&page, model);
+        let answer: Value = http()
+            .get(format!(
+                "{}/api/model-performance/predict?model={model}&output_tokens=500",
+                app.url
+            ))
+            .send()
+            .await
+            .expect("predict")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            attribute(row, "data-value"),
+            answer["predicted_ms"].as_f64().expect("predicted"),
+            "{model}: {row}"
+        );
+        assert_eq!(
+            attribute(row, "data-low"),
+            answer["low_ms"].as_f64().expect("low")
+        );
+        assert_eq!(
+            attribute(row, "data-high"),
+            answer["high_ms"].as_f64().expect("high")
+        );
+    }
+    let fast = call_row(&page, "fast:1b");
+    let fast_ms = attribute(fast, "data-value");
+    // 100 + 0.5 × 267 (its median prompt) + 2 × 500 ms.
+    assert!((fast_ms - 1233.0).abs() < 60.0, "{fast}");
+    assert!(
+        attribute(fast, "data-low") < fast_ms && fast_ms < attribute(fast, "data-high"),
+        "an interval around it: {fast}"
+    );
+    assert!(fast.contains("data-budget=\"meets\""), "{fast}");
+    // 0.2 J per token; 200 J per 1,000 tokens at 0.1 per kJ.
+    assert!(fast.contains("0.200 J"), "{fast}");
+    assert!(fast.contains("0.0200 USD"), "{fast}");
+
+    // The slow one is over, its prediction the reason, in /recommend's words.
+    let slow = call_row(&page, "slow:7b");
+    let slow_ms = attribute(slow, "data-value");
+    // 300 + 267 + 8 × 500 ms.
+    assert!((slow_ms - 4567.0).abs() < 200.0, "{slow}");
+    assert!(slow.contains("data-budget=\"over\""), "{slow}");
+    assert!(
+        slow.contains(&format!(
+            "predicted {:.1} s (80% interval",
+            slow_ms / 1000.0
+        )),
+        "{slow}"
+    );
+    assert!(slow.contains("is over max_latency_ms 2.0 s"), "{slow}");
+    let recommend: Value = http()
+        .get(format!(
+            "{}/api/model-performance/recommend?expected_output_tokens=500&max_latency_ms=2000",
+            app.url
+        ))
+        .send()
+        .await
+        .expect("recommend")
+        .json()
+        .await
+        .expect("json");
+    let over = recommend["excluded"]
+        .as_array()
+        .expect("excluded")
+        .iter()
+        .find(|e| e["model"] == "slow:7b")
+        .expect("slow excluded by /recommend too");
+    let reason = over["reason"].as_str().expect("reason");
+    let prediction = reason.split(" for ").next().expect("the prediction first");
+    assert!(slow.contains(prediction), "{prediction} / {slow}");
+    // No energy measured: unknown, and why, below the table.
+    assert!(slow.contains("data-unknown=\"energy\""), "{slow}");
+    assert!(slow.contains("data-unknown=\"cost\""), "{slow}");
+    assert!(page.contains("Energy unknown: no operation in the window carries an energy"));
+    assert!(page.contains("Cost unknown: energy is priced ([cost] price_per_kwh) and its energy"));
+
+    // Too few calls: no prediction, with /predict's reason.
+    let new = call_row(&page, "new:3b");
+    assert!(new.contains("no prediction"), "{new}");
+    assert!(new.contains("at least 10"), "{new}");
+
+    // The form shows what was asked and keeps the view; the view's links keep the question.
+    assert!(page.contains("name=\"output_tokens\""), "{page}");
+    assert!(page.contains("value=\"2000\""), "{page}");
+    assert!(
+        page.contains("<input type=\"hidden\" name=\"hours\" value=\"24\">"),
+        "{page}"
+    );
+    assert!(
+        page.contains("output_tokens=500&amp;max_latency_ms=2000"),
+        "{page}"
+    );
+    assert!(page.contains("/api/model-performance/predict?output_tokens=500"));
+
+    // Without a budget: the times, no verdict; a cold start none was measured for is
+    // /predict's reason again.
+    let (status, _, page) = get(
+        &app,
+        "/dashboard?output_tokens=500&prompt_tokens=100&hours=6",
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_well_formed(&page);
+    assert!(!page.contains("data-budget="), "no budget, no verdict");
+    assert!(
+        call_row(&page, "fast:1b").contains(">100<"),
+        "the given prompt"
+    );
+    let (_, _, page) = get(&app, "/dashboard?output_tokens=500&cold=true").await;
+    assert!(
+        call_row(&page, "fast:1b").contains("no cold start"),
+        "{page}"
+    );
+    // Not asked: no table.
+    let (_, _, page) = get(&app, "/dashboard").await;
+    assert!(!page.contains("data-predicted-for"));
+    assert!(page.contains("value=\"500\""), "the form offers 500 tokens");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_call_question_is_a_400_with_the_dashboard_and_the_message_by_the_form() {
+    let (app, _fake) = two_speeds().await;
+    for (query, expected) in [
+        (
+            "output_tokens=lots&max_latency_ms=0",
+            "output_tokens: &quot;lots&quot; must be a whole number of tokens from 0 to 10000000; \
+             max_latency_ms: &quot;0&quot; must be a number of milliseconds above 0",
+        ),
+        (
+            "max_latency_ms=2000&hours=6",
+            "output_tokens: required with prompt_tokens, max_latency_ms or cold",
+        ),
+        (
+            "output_tokens=5&cold=maybe",
+            "cold: &quot;maybe&quot; must be true or false",
+        ),
+    ] {
+        let (status, content_type, page) = get(&app, &format!("/dashboard?{query}")).await;
+        assert_eq!(status, 400, "{query}: {page}");
+        assert_eq!(content_type, "text/html; charset=utf-8");
+        assert_well_formed(&page);
+        assert!(page.contains(expected), "{query}: {page}");
+        // The rest of the dashboard is there, and the form right above the message.
+        assert!(page.contains("data-model=\"fast:1b\""), "{query}");
+        let form = page
+            .find("<form class=\"question\"")
+            .expect("the question's form");
+        let message = page.find("<p class=\"message\">").expect("the message");
+        assert!(form < message, "{query}");
+        assert!(!page.contains("data-predicted-for"), "{query}: no answer");
+        assert!(
+            !page.contains("http-equiv=\"refresh\""),
+            "no reload over the typing"
+        );
+    }
+    // What was typed is shown back; the view's filters stay.
+    let (_, _, page) = get(&app, "/dashboard?output_tokens=lots&hours=6").await;
+    assert!(page.contains("value=\"lots\""), "{page}");
+    assert!(page.contains("<option value=\"6\" selected>"), "{page}");
+    // A bad value of any other parameter is still the plain 400 page.
+    let (status, _, page) = get(&app, "/dashboard?output_tokens=500&hours=0").await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("The dashboard cannot show this view"),
+        "{page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_answers_the_call_question_too() {
+    let (app, _fake) = two_speeds().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("report.html");
+    let run = |args: Vec<String>| {
+        let server = app.url.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ollameter"))
+                .arg("report")
+                .args(["--server", &server])
+                .args(args)
+                .env_remove("OLLAMETER_SERVER")
+                .output()
+                .expect("runs")
+        })
+    };
+    let output = run(vec![
+        "--output-tokens".into(),
+        "500".into(),
+        "--max-latency-ms".into(),
+        "2000".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let page = std::fs::read_to_string(&out).expect("report written");
+    assert_well_formed(&page);
+    assert!(call_row(&page, "fast:1b").contains("data-budget=\"meets\""));
+    assert!(call_row(&page, "slow:7b").contains("data-budget=\"over\""));
+    for absent in ["<form", "href=\"/", "href=\"?", "http-equiv=\"refresh\""] {
+        assert!(!page.contains(absent), "{absent} in the report");
+    }
+    // A bad value fails with the page's message.
+    let output = run(vec![
+        "--output-tokens".into(),
+        "500".into(),
+        "--max-latency-ms".into(),
+        "0".into(),
+    ])
+    .await
+    .expect("join");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("400: max_latency_ms: \"0\" must be a number of milliseconds"),
+        "{stderr}"
+    );
+    app.stop().await;
+}
+
 /// Debian's `chromium`, or the binary `CHROMIUM` names. Missing, the test fails: a
 /// dashboard no browser has rendered is not tested.
 fn chromium() -> PathBuf {
@@ -475,7 +790,9 @@ async fn a_real_browser_renders_the_dashboard_without_console_errors() {
 
     // The DOM as the browser built it, and everything it logged: a script error, a CSP
     // violation or a failed load would be a CONSOLE line.
-    let (dom, log) = run_chromium(&dir.path().join("profile-dom"), &url, &["--dump-dom"]).await;
+    // The call question asked, so its form, message-free answer and table render too.
+    let asked = format!("{url}?output_tokens=500&max_latency_ms=2000");
+    let (dom, log) = run_chromium(&dir.path().join("profile-dom"), &asked, &["--dump-dom"]).await;
     let console: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
@@ -492,6 +809,11 @@ async fn a_real_browser_renders_the_dashboard_without_console_errors() {
     }
     assert!(dom.contains("llama3.2:3b"));
     assert!(dom.contains("Recommendation"));
+    assert!(
+        dom.contains("A call of 500 output tokens"),
+        "the call question's answer"
+    );
+    assert!(dom.contains("data-predicted-for=\"llama3.2:3b\""));
 
     // A screenshot: a real PNG of the requested size with more than a blank page in it.
     let shot = dir.path().join("dashboard.png");

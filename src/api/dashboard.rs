@@ -1,7 +1,9 @@
 //! `GET /dashboard`: gathers a [`View`] from the running sidecar with the same functions
 //! the JSON routes answer with (statistics, the recommendation for each priority, a trend,
 //! insights, the telemetry snapshot) and renders it with [`crate::dashboard`]. A bad query
-//! parameter is a 400 page that says which and why.
+//! parameter is a 400 page that says which and why; a bad value of the prediction panel's
+//! call question is a 400 too, but with the whole dashboard and the message next to that
+//! form, so what was typed can be corrected there.
 
 use std::collections::HashMap;
 
@@ -36,8 +38,8 @@ pub async fn dashboard(
         Ok(Query(pairs)) => pairs,
         Err(e) => return page(StatusCode::BAD_REQUEST, bad(&format!("query string: {e}"))),
     };
-    let filters = match Filters::parse(&pairs) {
-        Ok(f) => f,
+    let (filters, bad_question) = match Filters::parse_page(&pairs) {
+        Ok(parsed) => parsed,
         Err(message) => return page(StatusCode::BAD_REQUEST, bad(&message)),
     };
     let host = headers
@@ -47,7 +49,15 @@ pub async fn dashboard(
         .to_string();
     let dropped = state.recorder.snapshot().dropped;
     match tokio::task::spawn_blocking(move || gather(&state, filters, host, dropped)).await {
-        Ok(Ok(view)) => page(StatusCode::OK, dashboard::render(&view)),
+        Ok(Ok(mut view)) => {
+            let status = if bad_question.is_some() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            view.bad_question = bad_question;
+            page(status, dashboard::render(&view))
+        }
         Ok(Err(message)) => page(StatusCode::BAD_REQUEST, bad(&message)),
         Err(e) => {
             tracing::error!(error = %e, "dashboard failed");
@@ -112,6 +122,17 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
     } else {
         Some(statistics.iter().map(|s| s.model.clone()).collect())
     };
+    // The call question, answered by `/predict`'s own function for the listed models.
+    let call_predictions = filters.question.map(|q| {
+        crate::analytics::predict_all(
+            &state.history,
+            shown.as_deref().unwrap_or_default(),
+            filters.host.as_deref(),
+            q.prompt_tokens,
+            q.output_tokens,
+            q.cold,
+        )
+    });
     let recommendations: Vec<_> = Priority::ALL
         .into_iter()
         .map(|priority| {
@@ -223,6 +244,10 @@ fn gather(state: &ApiState, filters: Filters, host: String, dropped: u64) -> Res
             }
         }),
         predictions,
+        call_predictions,
+        bad_question: None,
+        priced_in: (state.cost.price_per_kwh.is_some() || state.cost.gpu_hour_price.is_some())
+            .then(|| state.cost.currency.clone()),
     })
 }
 

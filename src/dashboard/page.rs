@@ -49,8 +49,9 @@ pub fn render(view: &View) -> String {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if f.refresh_s > 0 && !f.standalone {
-                    // Reloads the same URL, so the filters stay.
+                @if f.refresh_s > 0 && !f.standalone && view.bad_question.is_none() {
+                    // Reloads the same URL, so the filters stay. Not while the call
+                    // question waits to be corrected: a reload would wipe the typing.
                     meta http-equiv="refresh" content=(f.refresh_s);
                 }
                 title { (title) }
@@ -62,6 +63,14 @@ pub fn render(view: &View) -> String {
                 (header(view))
                 main {
                     (super::alerts::section(&view.alerts))
+                    @if view.models_with_records.is_empty() || view.statistics.is_empty() {
+                        // No prediction panel to show a bad question next to.
+                        @if let Some(bad) = &view.bad_question {
+                            section.notice.error {
+                                p.message { (bad.message) }
+                            }
+                        }
+                    }
                     @if view.models_with_records.is_empty() {
                         (no_data(view))
                     } @else if view.statistics.is_empty() {
@@ -266,6 +275,10 @@ fn filter_form(view: &View) -> Markup {
             @if f.refresh_s != defaults.refresh_s {
                 input type="hidden" name="refresh" value=(f.refresh_s);
             }
+            // The call question stays when the view changes.
+            @for (name, value) in f.question.iter().flat_map(super::Question::pairs) {
+                input type="hidden" name=(name) value=(value);
+            }
             button type="submit" { "Apply" }
             a.save href=(format!("{}&standalone=1", f.query(None))) {
                 "Standalone copy"
@@ -328,6 +341,9 @@ mod tests {
             routing: None,
             latest_benchmark: None,
             predictions: Vec::new(),
+            call_predictions: None,
+            bad_question: None,
+            priced_in: None,
         }
     }
 

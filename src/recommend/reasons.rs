@@ -3,7 +3,9 @@
 
 use super::posterior::Posteriors;
 use super::scoring::Scored;
-use super::types::{Candidate, Excluded, ExclusionKind, Priority, RecommendParams, VramBudget};
+use super::types::{
+    Candidate, Excluded, ExclusionKind, PredictedTime, Priority, RecommendParams, VramBudget,
+};
 use crate::stats::{fmt_gb, fmt_hours, fmt_ms};
 
 /// A probability for a sentence: "82%", "over 99%", "under 1%".
@@ -91,21 +93,15 @@ pub(super) fn exclusion_sentences(
                 "no quality scores, which the {} priority needs",
                 params.priority
             ),
-            ExclusionKind::OverLatencyBudget => {
-                let p = candidate.prediction;
-                format!(
-                    "predicted {} (80% interval {} to {}){} is over max_latency_ms {}",
-                    fmt_ms(p.map_or(0.0, |p| p.predicted_ms)),
-                    fmt_ms(p.map_or(0.0, |p| p.low_ms)),
-                    fmt_ms(p.map_or(0.0, |p| p.high_ms)),
-                    params
-                        .workload
-                        .map_or(String::new(), |(prompt, output)| format!(
-                            " for {prompt} prompt and {output} output tokens"
-                        )),
-                    fmt_ms(params.max_latency_ms.unwrap_or(0.0))
-                )
-            }
+            ExclusionKind::OverLatencyBudget => over_budget_sentence(
+                candidate.prediction.unwrap_or(PredictedTime {
+                    predicted_ms: 0.0,
+                    low_ms: 0.0,
+                    high_ms: 0.0,
+                }),
+                params.workload,
+                params.max_latency_ms.unwrap_or(0.0),
+            ),
             ExclusionKind::NoEfficiencyFigure => {
                 "no energy per output token measured (no call carries energy_j), which the \
                  efficient priority needs"
@@ -122,6 +118,26 @@ pub(super) fn exclusion_sentences(
             ),
         })
         .collect()
+}
+
+/// Why a model is over the latency budget: its prediction, with the interval and the
+/// call's size (prompt, output tokens) when known. `/recommend` and the dashboard word it
+/// alike.
+pub fn over_budget_sentence(
+    p: PredictedTime,
+    workload: Option<(u64, u64)>,
+    max_latency_ms: f64,
+) -> String {
+    format!(
+        "predicted {} (80% interval {} to {}){} is over max_latency_ms {}",
+        fmt_ms(p.predicted_ms),
+        fmt_ms(p.low_ms),
+        fmt_ms(p.high_ms),
+        workload.map_or(String::new(), |(prompt, output)| format!(
+            " for {prompt} prompt and {output} output tokens"
+        )),
+        fmt_ms(max_latency_ms)
+    )
 }
 
 /// The budget for a sentence: "the 8.0 GB available", "the 8.0 GB free on the GPU".

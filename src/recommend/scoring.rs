@@ -213,7 +213,7 @@ fn exclusions(candidate: &Candidate, params: &RecommendParams) -> Vec<ExclusionK
         }
     }
     if let (Some(max), Some(p)) = (params.max_latency_ms, candidate.prediction)
-        && p.predicted_ms > max
+        && super::types::over_latency_budget(p.predicted_ms, max)
     {
         found.push(ExclusionKind::OverLatencyBudget);
     }

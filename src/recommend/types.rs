@@ -275,6 +275,13 @@ pub struct PredictedTime {
     pub high_ms: f64,
 }
 
+/// The latency budget's rule, in one place (`/recommend`, routing and the dashboard's
+/// call question all ask it): a model is over when its predicted time itself is over the
+/// budget; the interval only words the answer.
+pub fn over_latency_budget(predicted_ms: f64, max_latency_ms: f64) -> bool {
+    predicted_ms > max_latency_ms
+}
+
 /// What a model's output tokens cost.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Efficiency {
