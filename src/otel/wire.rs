@@ -1,80 +1,61 @@
-//! The protobuf wire format, written straight into a byte buffer: just what the OTLP
-//! trace messages of [`super::span`] need (varints, 64- and 32-bit fixed fields,
-//! length-delimited strings, bytes and nested messages).
+//! The protobuf wire format, written straight into a byte buffer: the OTLP trace
+//! messages of [`super::span`] as a sequence of fields, with prost's own encoders
+//! (`prost::encoding`: keys, varints, scalar, string and bytes fields).
 //!
 //! Encoding spans through generated message structs (`opentelemetry-proto`'s, with
 //! `prost`) allocates a `String` per attribute key and value and a `Vec` per id and list:
-//! some seventy allocations a span. Writing the wire format directly from the record
-//! allocates nothing once the export buffer has grown. What it writes is checked by
-//! decoding it with the official definitions (`opentelemetry-proto`, in the tests).
+//! some seventy allocations a span. Writing the fields directly from the record
+//! allocates nothing once the export buffer has grown. What prost's encoders do not do is
+//! a nested message written before its length is known: [`begin`] and [`end`] reserve
+//! room for the length and fill it in. What it writes is checked by decoding it with the
+//! official definitions (`opentelemetry-proto`, in the tests).
 
-/// Wire type of varints (`int64`, `uint32`, `bool`, enums).
-const VARINT: u8 = 0;
-/// Wire type of 64-bit fixed fields (`fixed64`, `double`).
-const FIXED64: u8 = 1;
-/// Wire type of length-delimited fields (strings, bytes, messages).
-const LEN: u8 = 2;
-/// Wire type of 32-bit fixed fields (`fixed32`).
-const FIXED32: u8 = 5;
+use prost::encoding::{self, WireType};
 
 /// Appends `value` as a base-128 varint.
-pub fn varint(buf: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        buf.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.push(value as u8);
+pub fn varint(buf: &mut Vec<u8>, value: u64) {
+    encoding::encode_varint(value, buf);
 }
 
 /// How many bytes `value` takes as a varint.
 pub fn varint_len(value: u64) -> usize {
-    // 1 byte per 7 bits, at least one.
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+    encoding::encoded_len_varint(value)
 }
 
-fn key(buf: &mut Vec<u8>, field: u32, wire_type: u8) {
-    varint(buf, (u64::from(field) << 3) | u64::from(wire_type));
-}
-
-/// A varint field (`uint32`, `uint64`, enums, `int64` of non-negative values and, as
-/// ten bytes, negative ones).
+/// A varint field (`uint32`, `uint64`, enums).
 pub fn uint(buf: &mut Vec<u8>, field: u32, value: u64) {
-    key(buf, field, VARINT);
-    varint(buf, value);
+    encoding::uint64::encode(field, &value, buf);
 }
 
 /// An `int64` field.
 pub fn int64(buf: &mut Vec<u8>, field: u32, value: i64) {
-    // Two's complement, as protobuf encodes `int64`.
-    uint(buf, field, value as u64);
+    encoding::int64::encode(field, &value, buf);
 }
 
 /// A `bool` field.
 pub fn boolean(buf: &mut Vec<u8>, field: u32, value: bool) {
-    uint(buf, field, u64::from(value));
+    encoding::bool::encode(field, &value, buf);
 }
 
 /// A `fixed64` field.
 pub fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
-    key(buf, field, FIXED64);
-    buf.extend_from_slice(&value.to_le_bytes());
+    encoding::fixed64::encode(field, &value, buf);
 }
 
 /// A `fixed32` field.
 pub fn fixed32(buf: &mut Vec<u8>, field: u32, value: u32) {
-    key(buf, field, FIXED32);
-    buf.extend_from_slice(&value.to_le_bytes());
+    encoding::fixed32::encode(field, &value, buf);
 }
 
 /// A `double` field.
 pub fn double(buf: &mut Vec<u8>, field: u32, value: f64) {
-    fixed64(buf, field, value.to_bits());
+    encoding::double::encode(field, &value, buf);
 }
 
 /// A `bytes` field (also a pre-encoded message's body).
 pub fn bytes(buf: &mut Vec<u8>, field: u32, value: &[u8]) {
-    key(buf, field, LEN);
-    varint(buf, value.len() as u64);
+    encoding::encode_key(field, WireType::LengthDelimited, buf);
+    encoding::encode_varint(value.len() as u64, buf);
     buf.extend_from_slice(value);
 }
 
@@ -88,7 +69,7 @@ pub fn string(buf: &mut Vec<u8>, field: u32, value: &str) {
 /// bytes (1 for bodies under 128 bytes, 2 under 16 KiB): a longer one moves the body once.
 #[must_use = "close the message with `end`"]
 pub fn begin(buf: &mut Vec<u8>, field: u32, reserve: usize) -> Open {
-    key(buf, field, LEN);
+    encoding::encode_key(field, WireType::LengthDelimited, buf);
     let at = buf.len();
     buf.resize(at + reserve, 0);
     Open { at, reserve }
@@ -117,14 +98,8 @@ pub fn end(buf: &mut Vec<u8>, open: Open) {
             buf.truncate(body_end - (open.reserve - need));
         }
     }
-    let mut at = open.at;
-    let mut value = len;
-    for _ in 0..need - 1 {
-        buf[at] = (value as u8) | 0x80;
-        value >>= 7;
-        at += 1;
-    }
-    buf[at] = value as u8;
+    let mut room = &mut buf[open.at..open.at + need];
+    encoding::encode_varint(len, &mut room);
 }
 
 #[cfg(test)]
@@ -166,7 +141,7 @@ mod tests {
                 let open = begin(&mut b, 2, reserve);
                 b.extend(std::iter::repeat_n(7u8, body));
                 end(&mut b, open);
-                let mut expected = vec![0xAA, (2 << 3) | LEN];
+                let mut expected = vec![0xAA, (2 << 3) | 2];
                 varint(&mut expected, body as u64);
                 expected.extend(std::iter::repeat_n(7u8, body));
                 assert_eq!(b, expected, "body {body}, reserve {reserve}");
