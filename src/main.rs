@@ -12,7 +12,8 @@ use ollameter::config::{self, Config, LogFormat, Overrides};
 
 /// mimalloc in place of the system's allocator: hyper allocates and frees buffers per
 /// call, and glibc's malloc (its free-list consolidation above all) cost several
-/// microseconds of each proxied call (docs/benchmarks.md, issue 12).
+/// microseconds of each proxied call (docs/benchmarks.md, issue 12). Built without
+/// transparent huge pages (`no_thp`): with them its arenas doubled the idle RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
