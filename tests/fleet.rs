@@ -872,3 +872,57 @@ async fn health_reports_every_host_and_is_degraded_while_one_is_down() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `/metrics`' `ollameter_upstream_up` per host, once it satisfies `done` (up to 10 s:
+/// each host's telemetry samples its `/api/ps` on its own interval).
+async fn upstream_up_lines(app: &TestApp, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = http()
+            .get(format!("{}/metrics", app.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let lines: Vec<String> = page
+            .lines()
+            .filter(|l| l.starts_with("ollameter_upstream_up"))
+            .map(str::to_string)
+            .collect();
+        if done(&lines) || tokio::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_up_metric_has_a_series_per_host() {
+    let a = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    let b = FakeOllama::start_with(holding(&[("m:latest", true)])).await;
+    // Each host's telemetry samples its /api/ps every second.
+    let app = start(&[&a, &b], |c| c.telemetry.enabled = true).await;
+    let both_up = [
+        "ollameter_upstream_up{host=\"gpu0\"} 1".to_string(),
+        "ollameter_upstream_up{host=\"gpu1\"} 1".to_string(),
+    ];
+    let lines = upstream_up_lines(&app, |l| l == both_up).await;
+    assert_eq!(
+        lines, both_up,
+        "one labelled series per host, no unlabelled one"
+    );
+    b.stop();
+    drop(b);
+    let one_down = [
+        "ollameter_upstream_up{host=\"gpu0\"} 1".to_string(),
+        "ollameter_upstream_up{host=\"gpu1\"} 0".to_string(),
+    ];
+    let lines = upstream_up_lines(&app, |l| l == one_down).await;
+    assert_eq!(
+        lines, one_down,
+        "the host that went down, and only it, is 0"
+    );
+    app.stop().await;
+}

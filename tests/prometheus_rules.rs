@@ -67,7 +67,9 @@ fn the_rules_read_only_metrics_ollameter_exports() {
     r.processing_time_ms = 10.0;
     metrics.observe_record(&r);
     let mut page = metrics.render(&ollameter::metrics::RecorderSnapshot::default());
-    page.push_str(&ollameter::alerts::Alerts::empty(Default::default()).render_metrics(Some(true)));
+    page.push_str(
+        &ollameter::alerts::Alerts::empty(Default::default()).render_metrics(&[(None, Some(true))]),
+    );
     for name in [
         "ollameter_inference_calls_total{",
         "gen_ai_client_operation_duration_seconds_bucket{",

@@ -239,17 +239,33 @@ impl Alerts {
     /// The alert metrics in the Prometheus text format:
     /// `ollameter_alert_active{model,kind}` (and `host` for a host's alert; 1 while firing), the webhooks' counters, observations the alert task dropped, and
     /// `ollameter_upstream_up` (whether telemetry's last `GET /api/ps` answered; absent
-    /// while unknown) for the upstream-down rule.
-    pub fn render_metrics(&self, upstream_up: Option<bool>) -> String {
+    /// while unknown) for the upstream-down rule: one series per upstream, labelled with
+    /// its `host` name when there are several (`upstreams` gives each one's name, `None`
+    /// for the one upstream, and whether it answered).
+    pub fn render_metrics(&self, upstreams: &[(Option<&str>, Option<bool>)]) -> String {
         let mut page = String::new();
-        if let Some(up) = upstream_up {
+        if upstreams.iter().any(|(_, up)| up.is_some()) {
             let _ = writeln!(
                 page,
                 "# HELP ollameter_upstream_up Whether Ollama answered the telemetry sampler's last GET /api/ps (1) or not (0)\n\
-                 # TYPE ollameter_upstream_up gauge\n\
-                 ollameter_upstream_up {}",
-                u8::from(up)
+                 # TYPE ollameter_upstream_up gauge"
             );
+        }
+        for (host, up) in upstreams {
+            let Some(up) = up else { continue };
+            match host {
+                Some(host) => {
+                    let _ = writeln!(
+                        page,
+                        "ollameter_upstream_up{{host=\"{}\"}} {}",
+                        escape(host),
+                        u8::from(*up)
+                    );
+                }
+                None => {
+                    let _ = writeln!(page, "ollameter_upstream_up {}", u8::from(*up));
+                }
+            }
         }
         let _ = writeln!(
             page,
@@ -860,8 +876,23 @@ mod tests {
     fn the_metrics_show_firing_alerts() {
         let alerts = Alerts::empty(AlertsConfig::default());
         alerts.publish(&alert("we\"ird", Severity::Critical, AlertState::Firing));
-        let page = alerts.render_metrics(Some(false));
+        let page = alerts.render_metrics(&[(None, Some(false))]);
         assert!(page.contains("ollameter_upstream_up 0"), "{page}");
+        let page =
+            alerts.render_metrics(&[(Some("gpu0"), Some(true)), (Some("gpu1"), Some(false))]);
+        assert!(
+            page.contains("ollameter_upstream_up{host=\"gpu0\"} 1\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("ollameter_upstream_up{host=\"gpu1\"} 0\n"),
+            "{page}"
+        );
+        assert_eq!(
+            page.matches("# TYPE ollameter_upstream_up").count(),
+            1,
+            "{page}"
+        );
         assert!(
             page.contains("ollameter_alert_active{kind=\"latency_p50\",model=\"we\\\"ird\"} 1"),
             "{page}"
@@ -870,7 +901,7 @@ mod tests {
         on_host.id = 2;
         on_host.host = Some("gpu1".into());
         alerts.publish(&on_host);
-        let page = alerts.render_metrics(None);
+        let page = alerts.render_metrics(&[(None, None)]);
         assert!(
             page.contains(
                 "ollameter_alert_active{host=\"gpu1\",kind=\"latency_p50\",model=\"m\"} 1"

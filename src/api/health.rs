@@ -267,18 +267,22 @@ pub async fn metrics(State(state): State<ApiState>) -> impl axum::response::Into
         )],
         {
             let mut page = state.metrics.render(&state.recorder.snapshot());
-            let upstream = state
-                .telemetry
-                .snapshot()
-                .sampler
-                .sources
-                .upstream_api()
-                .clone();
-            page.push_str(
-                &state
-                    .alerts
-                    .render_metrics(crate::alerts::upstream_up(&upstream)),
-            );
+            // Each upstream's telemetry says whether it answered; one upstream keeps the
+            // unlabelled series.
+            let up = |telemetry: &crate::telemetry::Telemetry| {
+                crate::alerts::upstream_up(telemetry.snapshot().sampler.sources.upstream_api())
+            };
+            let upstreams: Vec<(Option<&str>, Option<bool>)> = if state.fleet.is_multi() {
+                state
+                    .fleet
+                    .hosts()
+                    .iter()
+                    .map(|h| (Some(h.name()), up(h.telemetry())))
+                    .collect()
+            } else {
+                vec![(None, up(&state.telemetry))]
+            };
+            page.push_str(&state.alerts.render_metrics(&upstreams));
             page
         },
     )
