@@ -408,34 +408,36 @@ fn local_url(addr: SocketAddr) -> String {
 /// `/dashboard`) go through the API's router.
 #[derive(Clone)]
 struct Dispatch {
-    inner: Arc<DispatchInner>,
+    inner: Arc<Serves>,
 }
 
-struct DispatchInner {
-    /// The proxy and the metrics its requests are counted in; `None` on an API-only
-    /// listener.
-    proxy: Option<(ProxyState, Arc<Metrics>)>,
-    /// The router of the API's paths (with the proxy as its fallback when one listener
-    /// serves both); `None` on a proxy-only listener.
-    api: Option<Router>,
+/// The two kinds of listener.
+enum Serves {
+    /// The API only (its own address).
+    Api(Router),
+    /// The proxy, counted in `metrics`; with `api`, the API's paths too (its router, with
+    /// the proxy as its fallback).
+    Proxy {
+        state: ProxyState,
+        metrics: Arc<Metrics>,
+        api: Option<Router>,
+    },
 }
 
 impl Dispatch {
     /// A listener of the API only.
     fn api(router: Router) -> Dispatch {
         Dispatch {
-            inner: Arc::new(DispatchInner {
-                proxy: None,
-                api: Some(router),
-            }),
+            inner: Arc::new(Serves::Api(router)),
         }
     }
 
     /// A listener of the proxy, and of the API's paths when `api` is given.
     fn proxy(state: ProxyState, metrics: Arc<Metrics>, api: Option<Router>) -> Dispatch {
         Dispatch {
-            inner: Arc::new(DispatchInner {
-                proxy: Some((state, metrics)),
+            inner: Arc::new(Serves::Proxy {
+                state,
+                metrics,
                 api,
             }),
         }
@@ -449,27 +451,26 @@ impl Dispatch {
         let inner = self.inner.clone();
         async move {
             let request = request.map(axum::body::Body::new);
-            let path = request.uri().path();
-            let direct = match (&inner.proxy, &inner.api) {
-                (Some(proxy), None) => Some(proxy),
-                (Some(proxy), Some(_)) if !is_api_path(path) => Some(proxy),
-                _ => None,
-            };
-            if let Some((state, metrics)) = direct {
-                let class = crate::metrics::endpoint_class(request.method().as_str(), path);
-                let response = proxy::handle(axum::extract::State(state.clone()), request).await;
-                metrics.observe_request(class, response.status().as_u16());
-                return response;
-            }
-            match &inner.api {
-                Some(router) => {
-                    use tower::ServiceExt;
-                    match router.clone().oneshot(request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    }
+            let router = match &*inner {
+                Serves::Api(router) => router,
+                Serves::Proxy {
+                    api: Some(router), ..
+                } if is_api_path(request.uri().path()) => router,
+                Serves::Proxy { state, metrics, .. } => {
+                    let class = crate::metrics::endpoint_class(
+                        request.method().as_str(),
+                        request.uri().path(),
+                    );
+                    let response =
+                        proxy::handle(axum::extract::State(state.clone()), request).await;
+                    metrics.observe_request(class, response.status().as_u16());
+                    return response;
                 }
-                None => unreachable!("a listener serves the proxy, the API or both"),
+            };
+            use tower::ServiceExt;
+            match router.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
             }
         }
     }
