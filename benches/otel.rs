@@ -232,7 +232,7 @@ fn direct(url: &str, spans: usize) -> Cost {
         || stats.queue_depth() as usize,
         |t, r| {
             // What `Otel::finish` does on the proxy's thread.
-            queue.push(t.clone(), r.clone());
+            queue.push(t, r);
         },
     );
     while stats.exported.load(Ordering::Relaxed) + dropped(&stats) < spans as u64 {

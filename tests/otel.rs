@@ -547,6 +547,57 @@ async fn a_collector_that_is_down_costs_dropped_spans_never_a_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_export_the_exporter_pauses_and_spans_drop_at_the_full_queue() {
+    let fake = FakeOllama::start().await;
+    let down = closed_port().await;
+    let app = start_app(
+        &fake.url(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{down}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "2"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+        ],
+    )
+    .await;
+    let c = client();
+    let call = |i: usize| {
+        let c = c.clone();
+        let url = app.url.clone();
+        async move {
+            let resp = c
+                .post(format!("{url}/api/generate"))
+                .json(&json!({"model": "llama3.2", "prompt": format!("p{i}"), "stream": false}))
+                .send()
+                .await
+                .expect("the call is answered");
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    let failures = "ollameter_otel_export_failures_total";
+    call(0).await;
+    assert_eq!(wait_metric(&app, failures, 1.0).await, 1.0);
+    // The exporter now leaves the queue alone for a second: of five more calls, two
+    // spans wait in the queue and three are dropped there, none encoded and sent to
+    // fail (without the pause each would be its own failed export).
+    for i in 1..=5 {
+        call(i).await;
+    }
+    assert_eq!(app.wait_records(6).await.len(), 6);
+    let full = "ollameter_otel_spans_dropped_total{reason=\"queue_full\"}";
+    assert_eq!(metric(&app, full).await, 3.0);
+    assert_eq!(metric(&app, "ollameter_otel_queue_depth").await, 2.0);
+    assert_eq!(metric(&app, failures).await, 1.0);
+    // After the pause (and a longer one after the next failure) the two queued spans are
+    // tried, and counted when they fail.
+    let failed = "ollameter_otel_spans_dropped_total{reason=\"export_failed\"}";
+    assert_eq!(wait_metric(&app, failed, 3.0).await, 3.0);
+    assert_eq!(metric(&app, failures).await, 3.0);
+    assert_eq!(metric(&app, "ollameter_otel_queue_depth").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_hangs_fills_the_bounded_queue_and_calls_go_on() {
     let fake = FakeOllama::start().await;
     let (collector, received) = http_receiver(Behaviour::Hang).await;

@@ -206,7 +206,7 @@ impl Otel {
         if let Some(inner) = &self.inner
             && trace.sampled()
         {
-            inner.queue.push(trace.clone(), record.clone());
+            inner.queue.push(trace, record);
         }
     }
 }

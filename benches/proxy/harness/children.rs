@@ -196,15 +196,17 @@ impl Ollameter {
         Ollameter::start_with(bin, upstreams, dir, name, None)
     }
 
-    /// [`Ollameter::start`] with span export on, to the OTLP/HTTP collector at
-    /// `otlp` (`OTEL_EXPORTER_OTLP_ENDPOINT`); its files in `dir` are named `name`.
+    /// [`Ollameter::start`] with span export on, to the OTLP/HTTP traces URL `traces`
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, e.g. `http://127.0.0.1:4318/v1/traces`); its
+    /// files in `dir` are named `name`.
     pub fn start_exporting(
         bin: &Path,
         upstream: SocketAddr,
         dir: &Path,
-        otlp: SocketAddr,
+        name: &str,
+        traces: &str,
     ) -> Result<Ollameter, String> {
-        Ollameter::start_with(bin, &[upstream], dir, "ollameter-otel", Some(otlp))
+        Ollameter::start_with(bin, &[upstream], dir, name, Some(traces))
     }
 
     fn start_with(
@@ -212,7 +214,7 @@ impl Ollameter {
         upstreams: &[SocketAddr],
         dir: &Path,
         name: &str,
-        otlp: Option<SocketAddr>,
+        traces: Option<&str>,
     ) -> Result<Ollameter, String> {
         let log_path = dir.join(format!("{name}.log"));
         let log =
@@ -229,8 +231,8 @@ impl Ollameter {
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env("NO_COLOR", "1");
-        if let Some(otlp) = otlp {
-            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"));
+        if let Some(traces) = traces {
+            command.env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces);
         }
         let child = command
             .stdin(Stdio::null())

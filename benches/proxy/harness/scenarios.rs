@@ -327,7 +327,8 @@ async fn one_run(
             bin,
             fake.addr,
             dir.path(),
-            fake.addr,
+            "ollameter-otel",
+            &format!("http://{}/v1/traces", fake.addr),
         )?)
     } else {
         None
