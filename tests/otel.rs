@@ -584,11 +584,11 @@ async fn after_a_failed_export_the_exporter_pauses_and_spans_drop_at_the_full_qu
     for i in 1..=5 {
         call(i).await;
     }
-    assert_eq!(app.wait_records(6).await.len(), 6);
     let full = "ollameter_otel_spans_dropped_total{reason=\"queue_full\"}";
-    assert_eq!(metric(&app, full).await, 3.0);
+    assert_eq!(wait_metric(&app, full, 3.0).await, 3.0);
     assert_eq!(metric(&app, "ollameter_otel_queue_depth").await, 2.0);
     assert_eq!(metric(&app, failures).await, 1.0);
+    assert_eq!(app.wait_records(6).await.len(), 6);
     // After the pause (and a longer one after the next failure) the two queued spans are
     // tried, and counted when they fail.
     let failed = "ollameter_otel_spans_dropped_total{reason=\"export_failed\"}";
