@@ -9,10 +9,11 @@
 //! timed-out export drops its batch and counts it too, as do spans the collector says it
 //! rejected (`partial_success`); after a failed export the thread pauses (backing off)
 //! so that a collector that is down costs full-queue drops, not encoding and connecting.
-//! The thread runs at a lower CPU priority than the proxy's. This is the SDK's batch span processor's and OTLP
-//! exporter's job, done here because the SDK's path (a `SpanData` per span, converted to
-//! generated protobuf structs, then encoded) cost 10-14 µs of CPU a span, and its counters
-//! of dropped spans are not public while `/metrics` must show them.
+//! The thread runs at a lower CPU priority than the proxy's. This is the SDK's batch span
+//! processor's and OTLP exporter's job, done here because the SDK's path (a `SpanData`
+//! per span, converted to generated protobuf structs, then encoded) cost 10-14 µs of CPU
+//! a span, and its counters of dropped spans are not public while `/metrics` must show
+//! them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,11 +49,11 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest pause between two tries at a collector that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The exporter thread's CPU priority (`nice`, Linux): below the proxy's threads, so
-/// that on a host whose cores are all busy the proxied calls go first and spans wait in
-/// the queue. On an idle core it runs as before.
+/// How far below the process's CPU priority the exporter's thread runs (`nice` levels,
+/// Linux): on a host whose cores are all busy the proxied calls go first and spans wait
+/// in the queue. On an idle core it runs as before.
 #[cfg(target_os = "linux")]
-const EXPORTER_NICE: i32 = 10;
+const EXPORTER_NICE_STEP: i32 = 10;
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -438,14 +439,19 @@ impl Backoff {
     }
 }
 
-/// Lowers the calling thread's CPU priority to [`EXPORTER_NICE`]; where that is refused
-/// the thread runs at the process's.
+/// Lowers the calling thread's CPU priority by [`EXPORTER_NICE_STEP`] `nice` levels from
+/// its own (a process started with `nice` keeps the gap); where that is refused the
+/// thread runs at the process's.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(e) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), EXPORTER_NICE)
     {
-        tracing::debug!(error = %e, "the span exporter's thread keeps the process's priority");
+        let thread = Some(rustix::thread::gettid());
+        let lowered = rustix::process::getpriority_process(thread)
+            .map(|nice| (nice + EXPORTER_NICE_STEP).min(19))
+            .and_then(|nice| rustix::process::setpriority_process(thread, nice));
+        if let Err(e) = lowered {
+            tracing::debug!(error = %e, "the span exporter's thread keeps the process's priority");
+        }
     }
 }
 
