@@ -388,7 +388,8 @@ pub struct BenchmarkLink {
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> HashMap<String, String> {
+    /// A query string's pairs, as the handlers get them (also used by `question`'s tests).
+    pub(super) fn pairs(list: &[(&str, &str)]) -> HashMap<String, String> {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()

@@ -26,19 +26,6 @@ fn http() -> reqwest::Client {
 }
 
 /// Imports records through the API.
-async fn import(app: &TestApp, records: &[Value]) {
-    let resp = http()
-        .post(format!("{}/api/model-performance/import", app.url))
-        .json(&records)
-        .send()
-        .await
-        .expect("import");
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["imported"], records.len(), "{body}");
-}
-
 /// One record `minutes_ago` in the past.
 fn record(model: &str, operation: &str, time_ms: f64, minutes_ago: i64) -> Value {
     let ts = (Utc::now() - ChronoDuration::minutes(minutes_ago)).to_rfc3339();
@@ -70,7 +57,7 @@ async fn seeded() -> (TestApp, FakeOllama) {
     for i in 0..3 {
         records.push(record(SCRIPT_MODEL, "photo_evaluation", 100.0, 10 + i));
     }
-    import(&app, &records).await;
+    app.import(&records).await;
     (app, fake)
 }
 
@@ -400,7 +387,7 @@ async fn two_speeds() -> (TestApp, FakeOllama) {
     let mut records = timed_calls("fast:1b", 40, (100.0, 0.5, 2.0), Some(0.2));
     records.extend(timed_calls("slow:7b", 40, (300.0, 1.0, 8.0), None));
     records.extend(timed_calls("new:3b", 4, (100.0, 0.5, 2.0), None));
-    import(&app, &records).await;
+    app.import(&records).await;
     (app, fake)
 }
 
@@ -784,7 +771,7 @@ fn a_busy_day() -> Vec<Value> {
 async fn a_real_browser_renders_the_dashboard_without_console_errors() {
     let fake = FakeOllama::start().await;
     let app = TestApp::start(&fake.url()).await;
-    import(&app, &a_busy_day()).await;
+    app.import(&a_busy_day()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("{}/dashboard", app.url);
 

@@ -524,17 +524,8 @@ async fn a_collector_that_is_down_costs_dropped_spans_never_a_call() {
         ],
     )
     .await;
-    let c = client();
     for i in 0..5 {
-        let resp = c
-            .post(format!("{}/api/generate", app.url))
-            .json(&json!({"model": "llama3.2", "prompt": format!("p{i}"), "stream": false}))
-            .send()
-            .await
-            .expect("the call is answered");
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.expect("json");
-        assert_eq!(body["done"], true);
+        generate(&app, i).await;
     }
     assert_eq!(app.wait_records(5).await.len(), 5);
     let failed = "ollameter_otel_spans_dropped_total{reason=\"export_failed\"}";
@@ -561,28 +552,14 @@ async fn after_a_failed_export_the_exporter_pauses_and_spans_drop_at_the_full_qu
         ],
     )
     .await;
-    let c = client();
-    let call = |i: usize| {
-        let c = c.clone();
-        let url = app.url.clone();
-        async move {
-            let resp = c
-                .post(format!("{url}/api/generate"))
-                .json(&json!({"model": "llama3.2", "prompt": format!("p{i}"), "stream": false}))
-                .send()
-                .await
-                .expect("the call is answered");
-            assert_eq!(resp.status(), 200);
-        }
-    };
     let failures = "ollameter_otel_export_failures_total";
-    call(0).await;
+    generate(&app, 0).await;
     assert_eq!(wait_metric(&app, failures, 1.0).await, 1.0);
     // The exporter now leaves the queue alone for a second: of five more calls, two
     // spans wait in the queue and three are dropped there, none encoded and sent to
     // fail (without the pause each would be its own failed export).
     for i in 1..=5 {
-        call(i).await;
+        generate(&app, i).await;
     }
     let full = "ollameter_otel_spans_dropped_total{reason=\"queue_full\"}";
     assert_eq!(wait_metric(&app, full, 3.0).await, 3.0);
@@ -612,25 +589,9 @@ async fn a_collector_that_hangs_fills_the_bounded_queue_and_calls_go_on() {
         ],
     )
     .await;
-    let c = client();
-    let call = |i: usize| {
-        let c = c.clone();
-        let url = app.url.clone();
-        async move {
-            let resp = c
-                .post(format!("{url}/api/generate"))
-                .json(&json!({"model": "llama3.2", "prompt": format!("p{i}"), "stream": false}))
-                .send()
-                .await
-                .expect("the call is answered");
-            assert_eq!(resp.status(), 200);
-            let body: Value = resp.json().await.expect("json");
-            assert_eq!(body["done"], true);
-        }
-    };
     // The first span's export reaches the collector, which never answers.
     let arrived = received.arrival.notified();
-    call(0).await;
+    generate(&app, 0).await;
     tokio::time::timeout(Duration::from_secs(10), arrived)
         .await
         .expect("the first export reached the collector");
@@ -638,13 +599,26 @@ async fn a_collector_that_hangs_fills_the_bounded_queue_and_calls_go_on() {
     // Six more calls while that export hangs: two spans wait in the queue, four are
     // dropped; every call is answered as usual.
     for i in 1..=6 {
-        call(i).await;
+        generate(&app, i).await;
     }
     assert_eq!(app.wait_records(7).await.len(), 7);
     let full = "ollameter_otel_spans_dropped_total{reason=\"queue_full\"}";
     assert_eq!(wait_metric(&app, full, 4.0).await, 4.0);
     assert_eq!(metric(&app, "ollameter_otel_queue_depth").await, 2.0);
     assert_eq!(received.arrived.load(Ordering::SeqCst), 1, "still hanging");
+}
+
+/// One non-streamed generate (prompt `p{i}`) through the sidecar, answered in full.
+async fn generate(app: &TestApp, i: usize) {
+    let resp = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": format!("p{i}"), "stream": false}))
+        .send()
+        .await
+        .expect("the call is answered");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["done"], true);
 }
 
 /// Non-streamed generates of one token, each with `traceparent` (if any); returns the

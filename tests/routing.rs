@@ -51,19 +51,6 @@ fn history(
         .collect()
 }
 
-async fn import(app: &TestApp, records: Vec<Value>) {
-    let n = records.len() as u64;
-    let resp = http()
-        .post(format!("{}{BASE}/import", app.url))
-        .json(&Value::Array(records))
-        .send()
-        .await
-        .expect("import");
-    assert_eq!(resp.status(), 200);
-    let report: Value = resp.json().await.expect("report");
-    assert_eq!(report["imported"].as_u64(), Some(n), "{report}");
-}
-
 fn alias(priority: Priority, candidates: &[&str]) -> Alias {
     Alias {
         candidates: Some(candidates.iter().map(|c| c.to_string()).collect()),
@@ -216,7 +203,7 @@ async fn official_clients_run_the_model_the_recommendation_names() {
         Some(5.0),
         Some(40_960.0),
     ));
-    import(&app, seed).await;
+    app.import(&seed).await;
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/routing.py");
     let proxy = app.url.clone();
@@ -399,7 +386,7 @@ async fn a_model_that_fails_before_its_first_byte_falls_back_to_the_next() {
         None,
         None,
     ));
-    import(&app, seed).await;
+    app.import(&seed).await;
 
     // 500 before the first byte: the client gets fast:1b's answer.
     let (status, routed, body) = chat(&app, "flaky", false).await;
@@ -516,10 +503,15 @@ async fn new_candidates_get_the_exploration_share_until_measured() {
         );
     })
     .await;
-    import(
-        &app,
-        history("fast:1b", "chat", "/api/chat", 1_000, 1.0, None, None),
-    )
+    app.import(&history(
+        "fast:1b",
+        "chat",
+        "/api/chat",
+        1_000,
+        1.0,
+        None,
+        None,
+    ))
     .await;
 
     // Share: newbie stays unmeasured (1,000 operations needed) for all 200 calls.
@@ -603,7 +595,7 @@ async fn names_that_cannot_be_served_are_refused_in_the_routes_shape() {
         None,
         Some(40_000.0),
     ));
-    import(&app, seed).await;
+    app.import(&seed).await;
 
     let (status, _, body) = chat(&app, "small", false).await;
     assert_eq!(status, 503, "{body}");

@@ -51,19 +51,6 @@ fn calls(
         .collect()
 }
 
-async fn import(app: &TestApp, records: Vec<Value>) {
-    let n = records.len() as u64;
-    let resp = http()
-        .post(format!("{}{BASE}/import", app.url))
-        .json(&Value::Array(records))
-        .send()
-        .await
-        .expect("import");
-    assert_eq!(resp.status(), 200);
-    let report: Value = resp.json().await.expect("report");
-    assert_eq!(report["imported"].as_u64(), Some(n), "{report}");
-}
-
 /// What a routed call got: status, the model it ran on, `X-Ollameter-Over-Budget`, body.
 struct Answer {
     status: u16,
@@ -114,7 +101,7 @@ async fn two_models() -> (FakeOllama, TestApp) {
     let app = TestApp::start_with(&fake.url(), |c| c.routing.explore = 0.0).await;
     let mut seed = calls("fast:1b", 40, (50.0, 0.1, 2.0), 3.0);
     seed.extend(calls("slow:7b", 40, (100.0, 0.5, 20.0), 4.8));
-    import(&app, seed).await;
+    app.import(&seed).await;
     (fake, app)
 }
 
@@ -223,7 +210,7 @@ async fn the_speed_ranking_follows_the_calls_size() {
     let app = TestApp::start_with(&fake.url(), |c| c.routing.explore = 0.0).await;
     let mut seed = calls("steady:7b", 40, (2000.0, 0.0, 1.0), 4.0);
     seed.extend(calls("quick:1b", 40, (100.0, 0.0, 10.0), 4.0));
-    import(&app, seed).await;
+    app.import(&seed).await;
 
     let short = call(&app, "/api/chat", chat("auto:speed"), &[(OUTPUT, "20")]).await;
     assert_eq!(short.model.as_deref(), Some("quick:1b"), "{}", short.body);
@@ -438,7 +425,7 @@ async fn an_alias_budget_holds_and_a_call_can_change_its_size() {
     .await;
     let mut seed = calls("fast:1b", 40, (50.0, 0.1, 2.0), 3.0);
     seed.extend(calls("slow:7b", 40, (100.0, 0.5, 20.0), 4.8));
-    import(&app, seed).await;
+    app.import(&seed).await;
 
     let configured = call(&app, "/api/chat", chat("answer"), &[]).await;
     assert_eq!(

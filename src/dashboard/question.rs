@@ -147,12 +147,7 @@ impl Question {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> HashMap<String, String> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::dashboard::tests::pairs;
 
     #[test]
     fn reads_the_question_and_writes_it_back() {

@@ -63,6 +63,28 @@ impl TestApp {
         }
     }
 
+    /// Imports `records` through `POST /api/model-performance/import` and checks that
+    /// every one was taken.
+    pub async fn import(&self, records: &[serde_json::Value]) {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .post(format!("{}/api/model-performance/import", self.url))
+            .json(records)
+            .send()
+            .await
+            .expect("import");
+        let status = resp.status();
+        let report: serde_json::Value = resp.json().await.expect("the import's report");
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(
+            report["imported"].as_u64(),
+            Some(records.len() as u64),
+            "{report}"
+        );
+    }
+
     /// The running sidecar.
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("running")
