@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use harness::children::{Ollameter, free_port};
 use harness::load::{SMALL_BODY, client, sequential};
+use harness::scenarios::metric_sums;
 use harness::stats::percentile;
 use harness::upstream::FakeOllama;
 
@@ -203,30 +204,22 @@ fn main() -> ExitCode {
     println!("\n| way | spans exported | dropped | failed exports |");
     println!("|---|---|---|---|");
     for (i, way) in WAYS.iter().enumerate().skip(2) {
-        let metrics = runtime.block_on(async {
-            let http = client();
-            match http
-                .get(format!("http://{}/metrics", sidecars[i].addr))
-                .send()
-                .await
-            {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            }
-        });
-        let sum = |prefix: &str| -> f64 {
-            metrics
-                .lines()
-                .filter(|l| l.starts_with(prefix))
-                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                .sum()
-        };
-        println!(
-            "| {way} | {:.0} | {:.0} | {:.0} |",
-            sum("ollameter_otel_spans_exported_total"),
-            sum("ollameter_otel_spans_dropped_total"),
-            sum("ollameter_otel_export_failures_total"),
-        );
+        let sums = runtime.block_on(metric_sums(
+            &client(),
+            sidecars[i].addr,
+            &[
+                "ollameter_otel_spans_exported_total",
+                "ollameter_otel_spans_dropped_total",
+                "ollameter_otel_export_failures_total",
+            ],
+        ));
+        match sums {
+            Ok(sums) => println!(
+                "| {way} | {:.0} | {:.0} | {:.0} |",
+                sums[0], sums[1], sums[2]
+            ),
+            Err(e) => println!("| {way} | /metrics: {e} | | |"),
+        }
     }
     ExitCode::SUCCESS
 }

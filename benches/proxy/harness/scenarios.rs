@@ -558,6 +558,25 @@ async fn otel_spans(
     addr: std::net::SocketAddr,
 ) -> Result<(f64, f64), String> {
     tokio::time::sleep(Duration::from_secs(6)).await;
+    let sums = metric_sums(
+        http,
+        addr,
+        &[
+            "ollameter_otel_spans_exported_total",
+            "ollameter_otel_spans_dropped_total",
+        ],
+    )
+    .await?;
+    Ok((sums[0], sums[1]))
+}
+
+/// For each of `prefixes`, the sum of the values of every series of ollameter's
+/// `/metrics` whose line starts with it (all labels of a counter, say).
+pub async fn metric_sums(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    prefixes: &[&str],
+) -> Result<Vec<f64>, String> {
     let metrics = http
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -566,17 +585,16 @@ async fn otel_spans(
         .text()
         .await
         .map_err(|e| e.to_string())?;
-    let sum = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
-    };
-    Ok((
-        sum("ollameter_otel_spans_exported_total"),
-        sum("ollameter_otel_spans_dropped_total"),
-    ))
+    Ok(prefixes
+        .iter()
+        .map(|prefix| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        })
+        .collect())
 }
 
 struct Health {
