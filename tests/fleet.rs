@@ -336,7 +336,7 @@ async fn a_header_pins_a_host_and_every_answer_names_its_host() {
         (200, "gpu1"),
         "pinned, though gpu0 has it loaded"
     );
-    let seen = b.state.last_request().expect("request");
+    let seen = b.state.last_request_to("/api/generate").expect("request");
     assert_eq!(
         seen.header(UPSTREAM),
         None,

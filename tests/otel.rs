@@ -775,7 +775,10 @@ async fn without_an_endpoint_nothing_changes_on_the_wire() {
         .expect("call");
     assert_eq!(resp.status(), 200);
     resp.bytes().await.expect("body");
-    let forwarded = fake.state.last_request().expect("forwarded");
+    let forwarded = fake
+        .state
+        .last_request_to("/api/generate")
+        .expect("forwarded");
     assert_eq!(
         forwarded.header("traceparent"),
         Some(parent.as_str()),

@@ -385,9 +385,11 @@ impl FakeState {
         self.requests.lock().expect("requests lock").clone()
     }
 
-    /// The latest request, if any.
-    pub fn last_request(&self) -> Option<RecordedRequest> {
-        self.requests.lock().expect("requests lock").last().cloned()
+    /// The latest request to `path`, if any. ollameter's own polls (`/api/ps`, `/api/show`,
+    /// `/api/tags`) may arrive after the call a test made, so tests name the path they sent.
+    pub fn last_request_to(&self, path: &str) -> Option<RecordedRequest> {
+        let requests = self.requests.lock().expect("requests lock");
+        requests.iter().rev().find(|r| r.path == path).cloned()
     }
 
     /// Waits until `done` holds, re-checking after every change of state (request, counter,
