@@ -793,3 +793,62 @@ async fn the_added_latency_metric_counts_each_call_without_the_upstreams_time() 
     );
     app.stop().await;
 }
+
+/// A raw client: sends `head` and part of the body its `Content-Length` announces, then
+/// either half-closes (and reads what comes back) or leaves at once.
+async fn cut_upload(app: &TestApp, half_close: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let partial = br#"{"model":"llama3.2","prompt":"#;
+    let head = "POST /api/generate HTTP/1.1\r\nHost: ollama\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.expect("head");
+    socket.write_all(partial).await.expect("part of the body");
+    if !half_close {
+        return String::new();
+    }
+    socket.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).await.expect("answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_short_gets_400_and_never_reaches_the_upstream() {
+    let fake = FakeOllama::start().await;
+    let app = TestApp::start(&fake.url()).await;
+    let answer = cut_upload(&app, true).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("could not read the request body"),
+        "{answer}"
+    );
+    // A client that leaves mid-upload: its read is dropped with it, and the next call is
+    // served as usual.
+    cut_upload(&app, false).await;
+    let resp = client()
+        .post(format!("{}/api/generate", app.url))
+        .json(&json!({"model": "llama3.2", "prompt": "x", "stream": false}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+    let records = app.wait_records(1).await;
+    assert_eq!(
+        records.len(),
+        1,
+        "only the whole call is recorded: {records:#?}"
+    );
+    let generates: Vec<String> = fake
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/generate")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(generates.len(), 1, "{generates:?}");
+    assert!(generates[0].contains(r#""prompt":"x""#), "{generates:?}");
+    app.stop().await;
+}
