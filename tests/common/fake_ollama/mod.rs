@@ -385,8 +385,9 @@ impl FakeState {
         self.requests.lock().expect("requests lock").clone()
     }
 
-    /// The latest request to `path`, if any. ollameter's own polls (`/api/ps`, `/api/show`,
-    /// `/api/tags`) may arrive after the call a test made, so tests name the path they sent.
+    /// The latest request to `path`, if any. ollameter's own requests (the kind's detection
+    /// at start, `GET /api/version`, sent in the background; health probes; telemetry) may
+    /// arrive after the call a test made, so tests name the path they sent.
     pub fn last_request_to(&self, path: &str) -> Option<RecordedRequest> {
         let requests = self.requests.lock().expect("requests lock");
         requests.iter().rev().find(|r| r.path == path).cloned()
