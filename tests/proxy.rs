@@ -794,8 +794,8 @@ async fn the_added_latency_metric_counts_each_call_without_the_upstreams_time() 
     app.stop().await;
 }
 
-/// A raw client: sends `head` and part of the body its `Content-Length` announces, then
-/// either half-closes (and reads what comes back) or leaves at once.
+/// A raw client: sends a generate's head and part of the body its `Content-Length`
+/// announces, then either half-closes (and returns what comes back) or leaves at once.
 async fn cut_upload(app: &TestApp, half_close: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.url.trim_start_matches("http://");

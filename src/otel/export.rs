@@ -408,7 +408,7 @@ impl Worker {
 /// The pause after failed exports.
 #[derive(Debug, Default)]
 struct Backoff {
-    /// Until when the queue is left alone.
+    /// Until when the queue is left alone (the end of the latest pause, past or not).
     until: Option<Instant>,
     /// The next pause.
     next: Option<Duration>,
@@ -416,15 +416,8 @@ struct Backoff {
 
 impl Backoff {
     /// Whether the thread is pausing now.
-    fn waiting(&mut self) -> bool {
-        match self.until {
-            Some(t) if Instant::now() < t => true,
-            Some(_) => {
-                self.until = None;
-                false
-            }
-            None => false,
-        }
+    fn waiting(&self) -> bool {
+        self.until.is_some_and(|t| Instant::now() < t)
     }
 
     /// After an export: a failure starts (or doubles) the pause, a success ends them.
